@@ -1,0 +1,1 @@
+//! cairn-ingest: to be written.

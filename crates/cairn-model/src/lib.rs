@@ -1,0 +1,30 @@
+//! Cairn's shared vocabulary. No I/O lives here.
+//!
+//! Brief overview:
+//! - [`Labels`] is a series' identity: label pairs sorted by name, names unique.
+//!   [`Labels`] order is Prometheus's `labels.Compare`.
+//! - [`Sample`] is one float point (`t` in milliseconds since the Unix epoch).
+//!   [`STALE_NAN_BITS`] is Prometheus's staleness marker.
+//! - [`TenantId`] is a validated tenant ID; only a `TenantId` may become a path
+//!   component anywhere in Cairn.
+//! - [`Matcher`] is one label matcher (`=`, `!=`, `=~`, `!~`), regexes fully anchored.
+//! - [`Queryable`] is the seam between the PromQL engine and storage: the
+//!   engine asks for series by matchers and time range and never sees the head.
+//! - [`SeriesSamples`], [`Exemplar`], [`MetricMetadata`] are what the write
+//!   path hands to storage; [`DiscardReason`] names why a sample was dropped.
+
+mod discard;
+mod labels;
+mod matcher;
+mod queryable;
+mod sample;
+mod tenant;
+mod write;
+
+pub use discard::DiscardReason;
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use queryable::{Queryable, Series, StorageError, TimeRange};
+pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
+pub use tenant::{parse_tenant_ids, TenantId, TenantIdError, MAX_TENANT_ID_LEN};
+pub use write::{Exemplar, MetricMetadata, MetricType, SeriesSamples};

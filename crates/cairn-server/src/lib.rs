@@ -1,0 +1,1 @@
+//! cairn-server: to be written.
