@@ -13,6 +13,9 @@
 //!   where Mimir (whose decoder does not check) rejects only that series with
 //!   `label-value-invalid`.
 //! - Proto3 repeated scalars are written packed and read packed or unpacked.
+//! - Decoding keeps every double bit for bit (NaN payloads, the staleness
+//!   marker, -0.0). Encoding, like gogo-protobuf in Prometheus, omits a
+//!   scalar equal to zero, so a -0.0 written by `prost` reads back as +0.0.
 
 /// The body of `POST /api/v1/push` (remote write 1.0), before snappy.
 #[derive(Clone, PartialEq, ::prost::Message)]
