@@ -9,13 +9,30 @@
 //! - [`Tsdb`] implements [`cairn_model::Queryable`].
 //! - [`TenantStore`] maps [`TenantId`]s to open [`Tsdb`]s under `<data>/tenants/<tenant>/`.
 
-use std::path::Path;
-use std::sync::Arc;
+//!
+//! Brief overview of the modules:
+//! - [`chunk`]: Gorilla-style XOR chunks (delta-of-delta timestamps, XOR floats).
+//! - [`head`]: series in memory, the label hash map and the inverted index.
+//! - [`wal`]: segment files of checksummed records, replay and repair.
+//! - `exemplars`: the per-tenant exemplar ring buffer.
+//! - `db`: [`Tsdb`], tying the head, WAL, exemplars and metadata together.
+//! - `tenants`: [`TenantStore`].
+//!
+//! Byte formats are in `docs/format.md`. Durability: a successful append has
+//! been written to the WAL with `write(2)` (and fsynced under
+//! [`FsyncPolicy::Always`]), so it survives a process crash.
 
-use cairn_model::{
-    DiscardReason, Exemplar, Labels, Matcher, MetricMetadata, Queryable, Series, SeriesSamples,
-    StorageError, TenantId, TimeRange,
-};
+pub mod chunk;
+mod db;
+mod exemplars;
+pub mod head;
+mod tenants;
+pub mod wal;
+
+use cairn_model::{DiscardReason, Labels};
+
+pub use db::Tsdb;
+pub use tenants::TenantStore;
 
 /// When the WAL is fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -89,100 +106,4 @@ pub struct TsdbStats {
     pub active_series: u64,
     pub wal_bytes_written: u64,
     pub samples_appended: u64,
-}
-
-/// One tenant's database.
-pub struct Tsdb {}
-
-impl Tsdb {
-    pub fn open(_dir: &Path, _opts: TsdbOptions) -> Result<Tsdb, TsdbError> {
-        todo!()
-    }
-
-    pub fn append(&self, _batch: Vec<SeriesSamples>) -> Result<AppendOutcome, TsdbError> {
-        todo!()
-    }
-
-    /// Keeps metadata per metric family name (latest wins); persisted in the WAL.
-    pub fn set_metadata(&self, _metadata: Vec<MetricMetadata>) -> Result<(), TsdbError> {
-        todo!()
-    }
-
-    /// All metadata, sorted by metric family name.
-    pub fn metadata(&self) -> Vec<MetricMetadata> {
-        todo!()
-    }
-
-    /// Exemplars of matching series inside `range`, grouped by series, sorted by labels.
-    pub fn exemplars(
-        &self,
-        _matchers: &[Matcher],
-        _range: TimeRange,
-    ) -> Vec<(Labels, Vec<Exemplar>)> {
-        todo!()
-    }
-
-    pub fn stats(&self) -> TsdbStats {
-        todo!()
-    }
-
-    /// Flushes and fsyncs the WAL; called on clean shutdown.
-    pub fn close(&self) -> Result<(), TsdbError> {
-        todo!()
-    }
-}
-
-impl Queryable for Tsdb {
-    fn select(
-        &self,
-        _matchers: &[Matcher],
-        _range: TimeRange,
-    ) -> Result<Vec<Series>, StorageError> {
-        todo!()
-    }
-
-    fn label_names(
-        &self,
-        _matchers: &[Matcher],
-        _range: TimeRange,
-    ) -> Result<Vec<String>, StorageError> {
-        todo!()
-    }
-
-    fn label_values(
-        &self,
-        _name: &str,
-        _matchers: &[Matcher],
-        _range: TimeRange,
-    ) -> Result<Vec<String>, StorageError> {
-        todo!()
-    }
-}
-
-/// All tenants' databases under `<data>/tenants/`.
-pub struct TenantStore {}
-
-impl TenantStore {
-    /// Opens every existing tenant directory (replaying each WAL).
-    pub fn open(_data_dir: &Path, _opts: TsdbOptions) -> Result<TenantStore, TsdbError> {
-        todo!()
-    }
-
-    pub fn get(&self, _tenant: &TenantId) -> Option<Arc<Tsdb>> {
-        todo!()
-    }
-
-    pub fn get_or_create(&self, _tenant: &TenantId) -> Result<Arc<Tsdb>, TsdbError> {
-        todo!()
-    }
-
-    /// Every open tenant, sorted by ID.
-    pub fn tenants(&self) -> Vec<(TenantId, Arc<Tsdb>)> {
-        todo!()
-    }
-
-    /// Closes every tenant's database (flushing WALs).
-    pub fn close_all(&self) -> Result<(), TsdbError> {
-        todo!()
-    }
 }

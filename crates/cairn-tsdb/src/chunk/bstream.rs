@@ -1,0 +1,117 @@
+//! A bit stream over bytes: most significant bit first, as the XOR chunk needs.
+
+/// Appends bits to a byte vector, most significant bit first.
+#[derive(Clone, Debug, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits still free in the last byte (0 when a new byte is needed).
+    free_bits_in_last_byte: u8,
+}
+
+impl BitWriter {
+    /// Starts a stream after `prefix` (whole bytes, e.g. a header).
+    pub fn with_prefix(prefix: &[u8], capacity: usize) -> BitWriter {
+        let mut bytes = Vec::with_capacity(capacity.max(prefix.len()));
+        bytes.extend_from_slice(prefix);
+        BitWriter {
+            bytes,
+            free_bits_in_last_byte: 0,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    pub fn write_bit(&mut self, bit: bool) {
+        self.write_bits(u64::from(bit), 1);
+    }
+
+    /// Writes the low `bit_count` bits of `value` (at most 64), high bit first.
+    pub fn write_bits(&mut self, value: u64, bit_count: u8) {
+        debug_assert!(bit_count <= 64);
+        let mut remaining = bit_count;
+        while remaining > 0 {
+            if self.free_bits_in_last_byte == 0 {
+                self.bytes.push(0);
+                self.free_bits_in_last_byte = 8;
+            }
+            let take = remaining.min(self.free_bits_in_last_byte);
+            let shifted = value >> (remaining - take);
+            let bits = (shifted & ((1u64 << take) - 1)) as u8;
+            let last = self.bytes.last_mut().expect("a byte was pushed above");
+            *last |= bits << (self.free_bits_in_last_byte - take);
+            self.free_bits_in_last_byte -= take;
+            remaining -= take;
+        }
+    }
+}
+
+/// Reads bits written by [`BitWriter`]; returns `None` past the end.
+#[derive(Clone, Debug)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    /// Position in bits from the start of `bytes`.
+    position: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> BitReader<'a> {
+        BitReader { bytes, position: 0 }
+    }
+
+    pub fn read_bit(&mut self) -> Option<bool> {
+        self.read_bits(1).map(|b| b == 1)
+    }
+
+    /// Reads `bit_count` bits (at most 64) as the low bits of the result.
+    pub fn read_bits(&mut self, bit_count: u8) -> Option<u64> {
+        debug_assert!(bit_count <= 64);
+        if self.position + usize::from(bit_count) > self.bytes.len() * 8 {
+            return None;
+        }
+        let mut value: u64 = 0;
+        let mut remaining = bit_count;
+        while remaining > 0 {
+            let byte = self.bytes[self.position / 8];
+            let used_in_byte = (self.position % 8) as u8;
+            let available = 8 - used_in_byte;
+            let take = remaining.min(available);
+            let bits = (byte >> (available - take)) & (((1u16 << take) - 1) as u8);
+            value = (value << take) | u64::from(bits);
+            self.position += usize::from(take);
+            remaining -= take;
+        }
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_round_trip_across_byte_boundaries() {
+        let mut writer = BitWriter::default();
+        writer.write_bit(true);
+        writer.write_bits(0b101, 3);
+        writer.write_bits(u64::MAX, 64);
+        writer.write_bits(0x1234, 13);
+        writer.write_bits(0, 0);
+        let bytes = writer.into_bytes();
+        let mut reader = BitReader::new(&bytes);
+        assert_eq!(reader.read_bit(), Some(true));
+        assert_eq!(reader.read_bits(3), Some(0b101));
+        assert_eq!(reader.read_bits(64), Some(u64::MAX));
+        assert_eq!(reader.read_bits(13), Some(0x1234 & 0x1fff));
+        assert_eq!(reader.read_bits(8), None);
+    }
+}

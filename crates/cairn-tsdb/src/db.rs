@@ -1,0 +1,664 @@
+//! [`Tsdb`]: one tenant's database, the head behind its WAL.
+//!
+//! Locks: `writer` (a mutex around the WAL writer) is the tenant's write
+//! lock: an append holds it while it plans (which samples are accepted,
+//! reading the head under a short read lock), writes the WAL, and applies the
+//! plan to the head (a short write lock). Readers take only the head's read
+//! lock, copy what they need, and decode after releasing it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use cairn_model::{
+    Exemplar, Labels, MatchOp, Matcher, MetricMetadata, Queryable, Series, SeriesSamples,
+    StorageError, TimeRange,
+};
+
+use crate::exemplars::ExemplarStore;
+use crate::head::series::to_labels;
+use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
+use crate::wal::{self, Record, RefExemplar, RefSample, WalWriter};
+use crate::{AppendOutcome, Rejection, TsdbError, TsdbOptions, TsdbStats};
+
+/// One tenant's database.
+pub struct Tsdb {
+    dir: PathBuf,
+    head: RwLock<Head>,
+    /// The tenant's write lock (see the module docs).
+    writer: Mutex<WalWriter>,
+    exemplars: RwLock<ExemplarStore>,
+    metadata: RwLock<BTreeMap<String, MetricMetadata>>,
+    wal_bytes_written: AtomicU64,
+    samples_appended: AtomicU64,
+}
+
+/// What one append will write and apply, decided before the WAL write.
+#[derive(Default)]
+struct AppendPlan {
+    new_series: Vec<(u64, Labels)>,
+    samples: Vec<RefSample>,
+    exemplars: Vec<RefExemplar>,
+    discarded: BTreeMap<cairn_model::DiscardReason, u64>,
+    outcome: AppendOutcome,
+}
+
+impl Tsdb {
+    /// Opens (creating if needed) the database in `dir` and replays its WAL
+    /// from `<dir>/wal/`, repairing a torn or corrupt tail.
+    pub fn open(dir: &Path, opts: TsdbOptions) -> Result<Tsdb, TsdbError> {
+        std::fs::create_dir_all(dir).map_err(|source| TsdbError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let wal_dir = dir.join("wal");
+        let mut head = Head::new();
+        let mut exemplars = ExemplarStore::new(opts.max_exemplars);
+        let mut metadata = BTreeMap::new();
+        let mut replay = ReplayState::default();
+        let report = wal::replay(&wal_dir, |record| {
+            replay.apply(record, &mut head, &mut exemplars, &mut metadata);
+        })?;
+        if replay.unknown_series_samples > 0 || replay.refused_samples > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                unknown_series_samples = replay.unknown_series_samples,
+                refused_samples = replay.refused_samples,
+                "wal replay skipped samples"
+            );
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            segments = report.segments,
+            records = report.records,
+            series = head.num_series(),
+            repaired = report.corruption.is_some(),
+            "wal replayed"
+        );
+        let writer = WalWriter::open(&wal_dir, opts.wal_segment_size, opts.fsync)?;
+        Ok(Tsdb {
+            dir: dir.to_path_buf(),
+            head: RwLock::new(head),
+            writer: Mutex::new(writer),
+            exemplars: RwLock::new(exemplars),
+            metadata: RwLock::new(metadata),
+            wal_bytes_written: AtomicU64::new(0),
+            samples_appended: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory this database lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a batch: refuses samples that break the per-series order
+    /// rules, writes the accepted ones to the WAL, then makes them visible.
+    /// On a WAL error nothing is applied and the error is returned.
+    pub fn append(&self, batch: Vec<SeriesSamples>) -> Result<AppendOutcome, TsdbError> {
+        let mut writer = self.writer.lock();
+        let plan = {
+            let head = self.head.read();
+            let exemplars = self.exemplars.read();
+            plan_append(&head, &exemplars, batch)
+        };
+        let mut framed = Vec::new();
+        wal::record::encode_series(&plan.new_series, &mut framed);
+        wal::record::encode_samples(&plan.samples, &mut framed);
+        wal::record::encode_exemplars(&plan.exemplars, &mut framed);
+        writer.write(&framed)?;
+        self.wal_bytes_written
+            .fetch_add(framed.len() as u64, Ordering::Relaxed);
+        {
+            let mut head = self.head.write();
+            for (id, labels) in &plan.new_series {
+                let created = head.create_series(*id, labels);
+                debug_assert!(created, "planned series {id} already exists");
+            }
+            for sample in &plan.samples {
+                let decision = head.append(sample.id, sample.t, sample.v);
+                debug_assert_eq!(decision, Some(AppendDecision::Store));
+            }
+        }
+        if !plan.exemplars.is_empty() {
+            let mut exemplars = self.exemplars.write();
+            for e in plan.exemplars {
+                exemplars.add(e.id, e.exemplar);
+            }
+        }
+        drop(writer);
+        self.samples_appended
+            .fetch_add(plan.samples.len() as u64, Ordering::Relaxed);
+        Ok(plan.outcome)
+    }
+
+    /// Keeps metadata per metric family name (latest wins); persisted in the
+    /// WAL. Entries equal to what is already stored are not written again.
+    pub fn set_metadata(&self, metadata: Vec<MetricMetadata>) -> Result<(), TsdbError> {
+        let mut writer = self.writer.lock();
+        let changed: Vec<MetricMetadata> = {
+            let current = self.metadata.read();
+            let mut latest: BTreeMap<&str, &MetricMetadata> = BTreeMap::new();
+            for m in &metadata {
+                latest.insert(&m.metric_family_name, m);
+            }
+            latest
+                .into_values()
+                .filter(|m| current.get(&m.metric_family_name) != Some(*m))
+                .cloned()
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut framed = Vec::new();
+        wal::record::encode_metadata(&changed, &mut framed);
+        writer.write(&framed)?;
+        self.wal_bytes_written
+            .fetch_add(framed.len() as u64, Ordering::Relaxed);
+        let mut current = self.metadata.write();
+        for m in changed {
+            current.insert(m.metric_family_name.clone(), m);
+        }
+        Ok(())
+    }
+
+    /// All metadata, sorted by metric family name.
+    pub fn metadata(&self) -> Vec<MetricMetadata> {
+        self.metadata.read().values().cloned().collect()
+    }
+
+    /// Exemplars of matching series inside `range`, grouped by series, sorted by labels.
+    pub fn exemplars(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
+        if range.start > range.end {
+            return Vec::new();
+        }
+        let found = self
+            .exemplars
+            .read()
+            .query(range.start, range.end, |_| true);
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let mut labels_by_id: HashMap<u64, Labels> = HashMap::new();
+        {
+            let head = self.head.read();
+            let wanted: BTreeSet<u64> = found.iter().map(|(id, _)| *id).collect();
+            for id in head.select_ids(matchers) {
+                if wanted.contains(&id) {
+                    if let Some(series) = head.get(id) {
+                        labels_by_id.insert(id, series.to_labels());
+                    }
+                }
+            }
+        }
+        let mut grouped: HashMap<u64, Vec<Exemplar>> = HashMap::new();
+        for (id, exemplar) in found {
+            if labels_by_id.contains_key(&id) {
+                grouped.entry(id).or_default().push(exemplar);
+            }
+        }
+        let mut out: Vec<(Labels, Vec<Exemplar>)> = grouped
+            .into_iter()
+            .filter_map(|(id, exemplars)| labels_by_id.remove(&id).map(|l| (l, exemplars)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub fn stats(&self) -> TsdbStats {
+        TsdbStats {
+            active_series: self.head.read().num_series() as u64,
+            wal_bytes_written: self.wal_bytes_written.load(Ordering::Relaxed),
+            samples_appended: self.samples_appended.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Flushes and fsyncs the WAL; called on clean shutdown. The database
+    /// stays usable.
+    pub fn close(&self) -> Result<(), TsdbError> {
+        self.writer.lock().sync()
+    }
+
+    /// Snapshots matching series with chunks overlapping `range` (under the
+    /// head's read lock, released on return).
+    fn snapshot(&self, matchers: &[Matcher], range: TimeRange) -> Vec<SeriesSnapshot> {
+        if range.start > range.end {
+            return Vec::new();
+        }
+        self.head.read().snapshot(matchers, range.start, range.end)
+    }
+}
+
+impl Queryable for Tsdb {
+    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
+        let snapshots = self.snapshot(matchers, range);
+        let mut out: Vec<Series> = snapshots
+            .iter()
+            .filter_map(|snapshot| {
+                let samples = snapshot.samples_in(range.start, range.end);
+                (!samples.is_empty()).then(|| Series {
+                    labels: to_labels(&snapshot.labels),
+                    samples,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<String>, StorageError> {
+        if matchers.is_empty() && range == TimeRange::all() {
+            let mut names: Vec<String> = self
+                .head
+                .read()
+                .label_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            names.sort_unstable();
+            return Ok(names);
+        }
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let snapshots = self.snapshot(matchers, range);
+        for snapshot in &snapshots {
+            if snapshot.has_sample_in(range.start, range.end) {
+                names.extend(snapshot.labels.iter().map(|(n, _)| n.as_ref()));
+            }
+        }
+        Ok(names.into_iter().map(str::to_string).collect())
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<String>, StorageError> {
+        if matchers.is_empty() && range == TimeRange::all() {
+            let mut values: Vec<String> = self
+                .head
+                .read()
+                .label_values(name)
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            values.sort_unstable();
+            return Ok(values);
+        }
+        // Only series that carry the label can contribute a value.
+        let mut with_label = matchers.to_vec();
+        with_label.push(
+            Matcher::new(MatchOp::NotEqual, name, "").expect("a non-regex matcher always builds"),
+        );
+        let mut values: BTreeSet<&str> = BTreeSet::new();
+        let snapshots = self.snapshot(&with_label, range);
+        for snapshot in &snapshots {
+            if !snapshot.has_sample_in(range.start, range.end) {
+                continue;
+            }
+            if let Some((_, value)) = snapshot.labels.iter().find(|(n, _)| n.as_ref() == name) {
+                values.insert(value.as_ref());
+            }
+        }
+        Ok(values.into_iter().map(str::to_string).collect())
+    }
+}
+
+/// Applies WAL records to a head being rebuilt.
+#[derive(Default)]
+struct ReplayState {
+    /// Series IDs whose labels were already known under another ID.
+    aliases: HashMap<u64, u64>,
+    unknown_series_samples: u64,
+    refused_samples: u64,
+}
+
+impl ReplayState {
+    fn apply(
+        &mut self,
+        record: Record,
+        head: &mut Head,
+        exemplars: &mut ExemplarStore,
+        metadata: &mut BTreeMap<String, MetricMetadata>,
+    ) {
+        match record {
+            Record::Series(series) => {
+                for (id, labels) in series {
+                    if head.create_series(id, &labels) {
+                        continue;
+                    }
+                    match head.lookup(&labels) {
+                        Some(existing) if existing != id => {
+                            self.aliases.insert(id, existing);
+                        }
+                        Some(_) => {}
+                        None => {
+                            tracing::warn!(id, %labels, "wal series id reused for other labels; ignoring")
+                        }
+                    }
+                }
+            }
+            Record::Samples(samples) => {
+                for sample in samples {
+                    let id = self.aliases.get(&sample.id).copied().unwrap_or(sample.id);
+                    match head.append(id, sample.t, sample.v) {
+                        None => self.unknown_series_samples += 1,
+                        Some(AppendDecision::Reject(_)) => self.refused_samples += 1,
+                        Some(_) => {}
+                    }
+                }
+            }
+            Record::Exemplars(list) => {
+                for e in list {
+                    let id = self.aliases.get(&e.id).copied().unwrap_or(e.id);
+                    exemplars.add(id, e.exemplar);
+                }
+            }
+            Record::Metadata(list) => {
+                for m in list {
+                    metadata.insert(m.metric_family_name.clone(), m);
+                }
+            }
+        }
+    }
+}
+
+/// Decides, per sample and per exemplar, what this batch accepts.
+fn plan_append(
+    head: &Head,
+    exemplar_store: &ExemplarStore,
+    batch: Vec<SeriesSamples>,
+) -> AppendPlan {
+    let mut plan = AppendPlan::default();
+    let mut next_id = head.next_id();
+    let mut batch_series: HashMap<Labels, u64> = HashMap::new();
+    let mut batch_last: HashMap<u64, (i64, u64)> = HashMap::new();
+    let mut batch_newest_exemplar: HashMap<u64, i64> = HashMap::new();
+    for SeriesSamples {
+        labels,
+        samples,
+        exemplars,
+    } in batch
+    {
+        let existing = head
+            .lookup(&labels)
+            .or_else(|| batch_series.get(&labels).copied());
+        let mut last = existing.and_then(|id| {
+            batch_last
+                .get(&id)
+                .copied()
+                .or_else(|| head.get(id).and_then(|s| s.last()))
+        });
+        let mut stored: Vec<(i64, f64)> = Vec::with_capacity(samples.len());
+        for sample in &samples {
+            match decide(last, sample.t, sample.v.to_bits()) {
+                AppendDecision::Store => {
+                    stored.push((sample.t, sample.v));
+                    last = Some((sample.t, sample.v.to_bits()));
+                }
+                AppendDecision::SilentDuplicate => plan.outcome.samples_accepted += 1,
+                AppendDecision::Reject(reason) => {
+                    *plan.discarded.entry(reason).or_default() += 1;
+                    if plan.outcome.first_rejection.is_none() {
+                        plan.outcome.first_rejection = Some(Rejection {
+                            reason,
+                            labels: labels.clone(),
+                            t: sample.t,
+                        });
+                    }
+                }
+            }
+        }
+        plan.outcome.samples_accepted += stored.len() as u64;
+        // A series is created only for data that is kept: an accepted sample,
+        // or exemplars sent without samples.
+        let keeps_series = existing.is_some()
+            || !stored.is_empty()
+            || (samples.is_empty() && !exemplars.is_empty());
+        if !keeps_series {
+            continue;
+        }
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = next_id;
+                next_id += 1;
+                batch_series.insert(labels.clone(), id);
+                plan.new_series.push((id, labels));
+                plan.outcome.series_created += 1;
+                id
+            }
+        };
+        if let Some(last) = last {
+            batch_last.insert(id, last);
+        }
+        plan.samples
+            .extend(stored.into_iter().map(|(t, v)| RefSample { id, t, v }));
+        for exemplar in exemplars {
+            let newest = batch_newest_exemplar.get(&id).copied();
+            if exemplar_store.accepts(id, exemplar.t, newest) {
+                batch_newest_exemplar.insert(id, exemplar.t);
+                plan.outcome.exemplars_accepted += 1;
+                plan.exemplars.push(RefExemplar { id, exemplar });
+            }
+        }
+    }
+    plan.outcome.discarded = plan.discarded.iter().map(|(r, n)| (*r, *n)).collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_model::{DiscardReason, MetricType, Sample, STALE_NAN, STALE_NAN_BITS};
+
+    fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> SeriesSamples {
+        SeriesSamples {
+            labels: Labels::from_pairs(pairs),
+            samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+            exemplars: Vec::new(),
+        }
+    }
+
+    fn open(dir: &Path) -> Tsdb {
+        Tsdb::open(dir, TsdbOptions::default()).unwrap()
+    }
+
+    fn all_samples(db: &Tsdb, matchers: &[Matcher]) -> Vec<(Labels, Vec<(i64, u64)>)> {
+        db.select(matchers, TimeRange::all())
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let samples = s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect();
+                (s.labels, samples)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn append_rules_within_and_across_batches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let up = [("__name__", "up")];
+        let outcome = db
+            .append(vec![series(
+                &up,
+                &[
+                    (10, 1.0),
+                    (20, 2.0),
+                    (20, 2.0),
+                    (15, 9.0),
+                    (20, 3.0),
+                    (30, STALE_NAN),
+                ],
+            )])
+            .unwrap();
+        assert_eq!(outcome.samples_accepted, 4);
+        assert_eq!(outcome.series_created, 1);
+        assert_eq!(
+            outcome.discarded,
+            vec![
+                (DiscardReason::SampleOutOfOrder, 1),
+                (DiscardReason::SampleDuplicateTimestamp, 1)
+            ]
+        );
+        assert_eq!(
+            outcome.first_rejection,
+            Some(Rejection {
+                reason: DiscardReason::SampleOutOfOrder,
+                labels: Labels::from_pairs(&up),
+                t: 15
+            })
+        );
+        // The next batch is checked against what was accepted.
+        let outcome = db
+            .append(vec![series(&up, &[(30, STALE_NAN), (25, 1.0), (40, 4.0)])])
+            .unwrap();
+        assert_eq!(outcome.samples_accepted, 2);
+        assert_eq!(outcome.series_created, 0);
+        let got = all_samples(&db, &[Matcher::equal("__name__", "up")]);
+        assert_eq!(
+            got[0].1,
+            vec![
+                (10, 1f64.to_bits()),
+                (20, 2f64.to_bits()),
+                (30, STALE_NAN_BITS),
+                (40, 4f64.to_bits())
+            ]
+        );
+        assert_eq!(db.stats().samples_appended, 4);
+        assert_eq!(db.stats().active_series, 1);
+    }
+
+    #[test]
+    fn the_same_series_twice_in_one_batch_is_one_series() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let a = [("__name__", "a")];
+        let outcome = db
+            .append(vec![
+                series(&a, &[(1, 1.0)]),
+                series(&a, &[(1, 2.0), (2, 2.0)]),
+            ])
+            .unwrap();
+        assert_eq!(outcome.series_created, 1);
+        assert_eq!(outcome.samples_accepted, 2);
+        assert_eq!(
+            outcome.discarded,
+            vec![(DiscardReason::SampleDuplicateTimestamp, 1)]
+        );
+        drop(db);
+        let reopened = open(tmp.path());
+        let got = all_samples(&reopened, &[]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, vec![(1, 1f64.to_bits()), (2, 2f64.to_bits())]);
+    }
+
+    #[test]
+    fn select_filters_by_range_and_sorts_by_labels() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let samples: Vec<(i64, f64)> = (0..300).map(|i| (i * 1000, i as f64)).collect();
+        db.append(vec![
+            series(&[("__name__", "m"), ("i", "2")], &samples),
+            series(&[("__name__", "m"), ("i", "1")], &samples[..10]),
+            series(&[("__name__", "other")], &samples),
+        ])
+        .unwrap();
+        let m = [Matcher::equal("__name__", "m")];
+        let selected = db.select(&m, TimeRange::new(5_000, 150_000)).unwrap();
+        assert_eq!(selected.len(), 2);
+        assert_eq!(selected[0].labels.get("i"), Some("1"));
+        let ts: Vec<i64> = selected[0].samples.iter().map(|s| s.t).collect();
+        assert_eq!(ts, (5..10).map(|i| i * 1000).collect::<Vec<_>>());
+        let ts: Vec<i64> = selected[1].samples.iter().map(|s| s.t).collect();
+        assert_eq!(ts, (5..=150).map(|i| i * 1000).collect::<Vec<_>>());
+        // Only series with a sample in range.
+        let later = db.select(&m, TimeRange::new(10_000, 10_000)).unwrap();
+        assert_eq!(later.len(), 1);
+        assert!(db.select(&m, TimeRange::new(5, 4)).unwrap().is_empty());
+
+        assert_eq!(
+            db.label_names(&[], TimeRange::all()).unwrap(),
+            vec!["__name__", "i"]
+        );
+        assert_eq!(
+            db.label_values("i", &[], TimeRange::new(10_000, 20_000))
+                .unwrap(),
+            vec!["2"]
+        );
+        assert_eq!(
+            db.label_values("__name__", &[], TimeRange::all()).unwrap(),
+            vec!["m", "other"]
+        );
+        let other = [Matcher::equal("__name__", "other")];
+        assert_eq!(
+            db.label_names(&other, TimeRange::new(0, 1)).unwrap(),
+            vec!["__name__"]
+        );
+        assert!(db
+            .label_names(&other, TimeRange::new(-10, -1))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn rejected_new_series_are_not_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let outcome = db.append(vec![series(&[("__name__", "a")], &[])]).unwrap();
+        assert_eq!(outcome.series_created, 0);
+        assert_eq!(db.stats().active_series, 0);
+    }
+
+    #[test]
+    fn exemplars_and_metadata_survive_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let mut with_exemplars = series(&[("__name__", "req")], &[(10, 1.0)]);
+        let exemplar = |t: i64, trace: &str| Exemplar {
+            labels: Labels::from_pairs(&[("trace_id", trace)]),
+            value: 1.0,
+            t,
+        };
+        with_exemplars.exemplars = vec![exemplar(10, "a"), exemplar(5, "old"), exemplar(12, "b")];
+        let outcome = db.append(vec![with_exemplars]).unwrap();
+        assert_eq!(outcome.exemplars_accepted, 2);
+        let metadata = MetricMetadata {
+            metric_family_name: "req".into(),
+            metric_type: MetricType::Counter,
+            help: "requests".into(),
+            unit: "".into(),
+        };
+        db.set_metadata(vec![metadata.clone()]).unwrap();
+        let written = db.stats().wal_bytes_written;
+        db.set_metadata(vec![metadata.clone()]).unwrap();
+        assert_eq!(
+            db.stats().wal_bytes_written,
+            written,
+            "unchanged metadata is not rewritten"
+        );
+        drop(db);
+
+        let db = open(tmp.path());
+        assert_eq!(db.metadata(), vec![metadata]);
+        let found = db.exemplars(&[Matcher::equal("__name__", "req")], TimeRange::new(0, 11));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, Labels::from_pairs(&[("__name__", "req")]));
+        assert_eq!(found[0].1, vec![exemplar(10, "a")]);
+        assert!(db
+            .exemplars(&[Matcher::equal("__name__", "x")], TimeRange::all())
+            .is_empty());
+    }
+}

@@ -1,0 +1,272 @@
+//! The head: recent data in memory.
+//!
+//! [`Head`] owns every series ([`MemSeries`]) by ID, finds a series from its
+//! labels through a hash map (collisions kept in a side table), and answers
+//! matchers through [`Postings`]. Label strings are interned. The head takes
+//! no locks itself; [`crate::Tsdb`] wraps it in an `RwLock`.
+
+pub mod postings;
+pub mod series;
+
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use cairn_model::{Labels, Matcher};
+
+use crate::chunk::ClosedChunk;
+pub use postings::Postings;
+pub use series::{decide, AppendDecision, LastSample, MemSeries, SeriesLabels};
+
+/// A series copied out of the head for reading without holding its lock.
+#[derive(Clone, Debug)]
+pub struct SeriesSnapshot {
+    pub id: u64,
+    pub labels: SeriesLabels,
+    /// Chunks overlapping the requested range, oldest first.
+    pub chunks: Vec<ClosedChunk>,
+}
+
+impl SeriesSnapshot {
+    /// Samples inside `[start, end]`, in order.
+    pub fn samples_in(&self, start: i64, end: i64) -> Vec<cairn_model::Sample> {
+        let mut out = Vec::new();
+        for chunk in &self.chunks {
+            for (t, v) in chunk.iter() {
+                if t > end {
+                    break;
+                }
+                if t >= start {
+                    out.push(cairn_model::Sample::new(t, v));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any sample lies inside `[start, end]`; decodes only chunks
+    /// that overlap the range partially.
+    pub fn has_sample_in(&self, start: i64, end: i64) -> bool {
+        self.chunks.iter().any(|chunk| {
+            (start <= chunk.min_t && chunk.max_t <= end)
+                || chunk.iter().any(|(t, _)| start <= t && t <= end)
+        })
+    }
+}
+
+/// Deduplicated label strings, shared by every series and the postings.
+#[derive(Debug, Default)]
+struct Interner {
+    strings: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(existing) = self.strings.get(s) {
+            return existing.clone();
+        }
+        let new: Arc<str> = Arc::from(s);
+        self.strings.insert(new.clone());
+        new
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Head {
+    series: HashMap<u64, MemSeries>,
+    /// Label hash → the first series with that hash.
+    by_hash: HashMap<u64, u64>,
+    /// Label hash → further series with the same hash (rare).
+    hash_conflicts: HashMap<u64, Vec<u64>>,
+    postings: Postings,
+    interner: Interner,
+    hasher: RandomState,
+    next_id: u64,
+    /// Tests force every label hash to collide.
+    #[cfg(test)]
+    forced_hash: Option<u64>,
+}
+
+impl Head {
+    pub fn new() -> Head {
+        Head {
+            next_id: 1,
+            ..Head::default()
+        }
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The ID the next new series gets. IDs start at 1 and only grow.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    fn hash_labels(&self, labels: &Labels) -> u64 {
+        #[cfg(test)]
+        if let Some(forced) = self.forced_hash {
+            return forced;
+        }
+        let mut hasher = self.hasher.build_hasher();
+        for label in labels {
+            hasher.write(label.name.as_bytes());
+            hasher.write_u8(0xff);
+            hasher.write(label.value.as_bytes());
+            hasher.write_u8(0xff);
+        }
+        hasher.finish()
+    }
+
+    /// The ID of the series with exactly these labels.
+    pub fn lookup(&self, labels: &Labels) -> Option<u64> {
+        let hash = self.hash_labels(labels);
+        let first = *self.by_hash.get(&hash)?;
+        let same = |id: &u64| {
+            self.series
+                .get(id)
+                .is_some_and(|s| labels_equal(s.labels(), labels))
+        };
+        if same(&first) {
+            return Some(first);
+        }
+        self.hash_conflicts
+            .get(&hash)
+            .and_then(|ids| ids.iter().copied().find(|id| same(id)))
+    }
+
+    pub fn get(&self, id: u64) -> Option<&MemSeries> {
+        self.series.get(&id)
+    }
+
+    /// Creates a series with a given ID (from an append plan or the WAL).
+    /// Returns false, changing nothing, if the ID or the labels already exist.
+    pub fn create_series(&mut self, id: u64, labels: &Labels) -> bool {
+        if self.series.contains_key(&id) || self.lookup(labels).is_some() {
+            return false;
+        }
+        let pairs: SeriesLabels = labels
+            .iter()
+            .map(|l| {
+                (
+                    self.interner.intern(&l.name),
+                    self.interner.intern(&l.value),
+                )
+            })
+            .collect();
+        let hash = self.hash_labels(labels);
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+            Entry::Occupied(_) => self.hash_conflicts.entry(hash).or_default().push(id),
+        }
+        self.postings.add(id, &pairs);
+        self.series.insert(id, MemSeries::new(pairs));
+        self.next_id = self.next_id.max(id + 1);
+        true
+    }
+
+    /// Appends one sample to series `id`; `None` if there is no such series.
+    pub fn append(&mut self, id: u64, t: i64, v: f64) -> Option<AppendDecision> {
+        self.series.get_mut(&id).map(|s| s.append(t, v))
+    }
+
+    /// IDs of the series matching every matcher, ascending.
+    pub fn select_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
+        self.postings.select(matchers)
+    }
+
+    /// Copies out matching series with chunks overlapping `[start, end]`
+    /// (series without such chunks are left out).
+    pub fn snapshot(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<SeriesSnapshot> {
+        let mut out = Vec::new();
+        for id in self.select_ids(matchers) {
+            let Some(series) = self.series.get(&id) else {
+                continue;
+            };
+            let chunks = series.chunks_overlapping(start, end);
+            if chunks.is_empty() {
+                continue;
+            }
+            out.push(SeriesSnapshot {
+                id,
+                labels: series.labels().clone(),
+                chunks,
+            });
+        }
+        out
+    }
+
+    /// Every label name in the index, unsorted.
+    pub fn label_names(&self) -> Vec<Arc<str>> {
+        self.postings.label_names().cloned().collect()
+    }
+
+    /// Every value of label `name` in the index, unsorted.
+    pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
+        self.postings
+            .label_values(name)
+            .map(|(v, _)| v.clone())
+            .collect()
+    }
+}
+
+fn labels_equal(pairs: &[(Arc<str>, Arc<str>)], labels: &Labels) -> bool {
+    pairs.len() == labels.len()
+        && pairs
+            .iter()
+            .zip(labels)
+            .all(|((n, v), l)| **n == *l.name && **v == *l.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_collisions_keep_series_apart() {
+        let mut head = Head::new();
+        head.forced_hash = Some(42);
+        let a = Labels::from_pairs(&[("__name__", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "b")]);
+        let c = Labels::from_pairs(&[("__name__", "c")]);
+        assert!(head.create_series(1, &a));
+        assert!(head.create_series(2, &b));
+        assert!(head.create_series(3, &c));
+        assert!(!head.create_series(4, &b));
+        assert_eq!(head.lookup(&a), Some(1));
+        assert_eq!(head.lookup(&b), Some(2));
+        assert_eq!(head.lookup(&c), Some(3));
+        assert_eq!(head.lookup(&Labels::from_pairs(&[("__name__", "d")])), None);
+        head.append(2, 5, 1.0);
+        let snap = head.snapshot(&[Matcher::equal("__name__", "b")], 0, 10);
+        assert_eq!(snap.len(), 1);
+        assert_eq!(series::to_labels(&snap[0].labels), b);
+        assert_eq!(head.next_id(), 4);
+    }
+
+    #[test]
+    fn label_strings_are_interned() {
+        let mut head = Head::new();
+        head.create_series(1, &Labels::from_pairs(&[("job", "api"), ("i", "1")]));
+        head.create_series(2, &Labels::from_pairs(&[("job", "api"), ("i", "2")]));
+        let job_1 = &head.get(1).unwrap().labels()[1];
+        let job_2 = &head.get(2).unwrap().labels()[1];
+        assert!(Arc::ptr_eq(&job_1.1, &job_2.1));
+    }
+
+    #[test]
+    fn has_sample_in_is_exact() {
+        let mut head = Head::new();
+        head.create_series(1, &Labels::from_pairs(&[("a", "b")]));
+        head.append(1, 0, 1.0);
+        head.append(1, 100, 1.0);
+        let snap = &head.snapshot(&[], 50, 60)[0];
+        assert!(!snap.has_sample_in(50, 60));
+        assert!(snap.has_sample_in(50, 100));
+        assert!(snap.samples_in(50, 60).is_empty());
+    }
+}

@@ -1,0 +1,281 @@
+//! The inverted index: label name → label value → sorted series IDs, and the
+//! set operations on sorted ID lists that answer matchers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cairn_model::{MatchOp, Matcher};
+
+/// Series IDs sorted ascending, without duplicates.
+pub type PostingsList = Vec<u64>;
+
+/// Label name → value → series IDs.
+#[derive(Debug, Default)]
+pub struct Postings {
+    by_label: HashMap<Arc<str>, HashMap<Arc<str>, PostingsList>>,
+    /// Every series ID (Prometheus's "all postings" key).
+    all: PostingsList,
+}
+
+impl Postings {
+    pub fn add(&mut self, id: u64, labels: &[(Arc<str>, Arc<str>)]) {
+        insert_sorted(&mut self.all, id);
+        for (name, value) in labels {
+            let values = self.by_label.entry(name.clone()).or_default();
+            insert_sorted(values.entry(value.clone()).or_default(), id);
+        }
+    }
+
+    /// Removes a series (garbage collection); drops emptied entries.
+    pub fn remove(&mut self, id: u64, labels: &[(Arc<str>, Arc<str>)]) {
+        remove_sorted(&mut self.all, id);
+        for (name, value) in labels {
+            let Some(values) = self.by_label.get_mut(name) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(value) {
+                remove_sorted(list, id);
+                if list.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(name);
+            }
+        }
+    }
+
+    pub fn all(&self) -> &[u64] {
+        &self.all
+    }
+
+    /// Label names present on at least one series, unsorted.
+    pub fn label_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.by_label.keys()
+    }
+
+    /// Values of label `name`, with their postings, unsorted.
+    pub fn label_values(&self, name: &str) -> impl Iterator<Item = (&Arc<str>, &PostingsList)> {
+        self.by_label.get(name).into_iter().flat_map(|v| v.iter())
+    }
+
+    /// Union of the postings of the values of `name` that `matcher` accepts.
+    fn matching_values(&self, name: &str, accept: impl Fn(&str) -> bool) -> PostingsList {
+        let Some(values) = self.by_label.get(name) else {
+            return Vec::new();
+        };
+        let lists: Vec<&[u64]> = values
+            .iter()
+            .filter(|(value, _)| accept(value))
+            .map(|(_, list)| list.as_slice())
+            .collect();
+        union_all(&lists)
+    }
+
+    /// Series IDs selected by all `matchers`, sorted (Prometheus's
+    /// `PostingsForMatchers`). A matcher that accepts the empty string also
+    /// selects series lacking its label; no matchers select every series.
+    pub fn select(&self, matchers: &[Matcher]) -> PostingsList {
+        let mut result: Option<PostingsList> = None;
+        let mut to_subtract: Vec<PostingsList> = Vec::new();
+        for matcher in matchers {
+            if matcher.matches_empty() {
+                // Selects series without the label, and those whose value matches:
+                // every series minus those with a value that does not match.
+                let rejected = match matcher.op {
+                    // Fast path: `a=""` rejects every value present.
+                    MatchOp::Equal => self.matching_values(&matcher.name, |_| true),
+                    MatchOp::NotEqual => self.by_label_value(&matcher.name, &matcher.value),
+                    MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                        self.matching_values(&matcher.name, |v| !matcher.matches(v))
+                    }
+                };
+                to_subtract.push(rejected);
+            } else {
+                let selected = match matcher.op {
+                    MatchOp::Equal => self.by_label_value(&matcher.name, &matcher.value),
+                    _ => self.matching_values(&matcher.name, |v| matcher.matches(v)),
+                };
+                result = Some(match result {
+                    None => selected,
+                    Some(previous) => intersect(&previous, &selected),
+                });
+            }
+            if result.as_ref().is_some_and(|r| r.is_empty()) {
+                return Vec::new();
+            }
+        }
+        let mut selected = result.unwrap_or_else(|| self.all.clone());
+        for rejected in &to_subtract {
+            selected = subtract(&selected, rejected);
+        }
+        selected
+    }
+
+    fn by_label_value(&self, name: &str, value: &str) -> PostingsList {
+        self.by_label
+            .get(name)
+            .and_then(|values| values.get(value))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn insert_sorted(list: &mut PostingsList, id: u64) {
+    // IDs are allocated in increasing order, so this is nearly always a push.
+    match list.last() {
+        None => list.push(id),
+        Some(&last) if last < id => list.push(id),
+        Some(_) => {
+            if let Err(position) = list.binary_search(&id) {
+                list.insert(position, id);
+            }
+        }
+    }
+}
+
+fn remove_sorted(list: &mut PostingsList, id: u64) {
+    if let Ok(position) = list.binary_search(&id) {
+        list.remove(position);
+    }
+}
+
+/// IDs present in both sorted lists.
+pub fn intersect(a: &[u64], b: &[u64]) -> PostingsList {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// IDs of sorted `a` that are not in sorted `b`.
+pub fn subtract(a: &[u64], b: &[u64]) -> PostingsList {
+    let mut out = Vec::with_capacity(a.len());
+    let mut j = 0;
+    for &id in a {
+        while j < b.len() && b[j] < id {
+            j += 1;
+        }
+        if j < b.len() && b[j] == id {
+            continue;
+        }
+        out.push(id);
+    }
+    out
+}
+
+/// Sorted union of sorted lists.
+pub fn union_all(lists: &[&[u64]]) -> PostingsList {
+    match lists {
+        [] => Vec::new(),
+        [only] => only.to_vec(),
+        _ => {
+            let mut out: Vec<u64> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn sorted(set: &BTreeSet<u64>) -> Vec<u64> {
+        set.iter().copied().collect()
+    }
+
+    proptest! {
+        #[test]
+        fn set_operations_match_btreeset(
+            a in proptest::collection::btree_set(0u64..200, 0..60),
+            b in proptest::collection::btree_set(0u64..200, 0..60),
+            c in proptest::collection::btree_set(0u64..200, 0..60),
+        ) {
+            let (va, vb, vc) = (sorted(&a), sorted(&b), sorted(&c));
+            prop_assert_eq!(intersect(&va, &vb), sorted(&(&a & &b)));
+            prop_assert_eq!(subtract(&va, &vb), sorted(&(&a - &b)));
+            let all: BTreeSet<u64> = a.iter().chain(&b).chain(&c).copied().collect();
+            prop_assert_eq!(union_all(&[&va, &vb, &vc]), sorted(&all));
+        }
+    }
+
+    fn pairs(labels: &[(&str, &str)]) -> Vec<(Arc<str>, Arc<str>)> {
+        labels
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), Arc::from(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn all_four_matcher_types_and_missing_labels() {
+        let mut postings = Postings::default();
+        postings.add(1, &pairs(&[("__name__", "up"), ("job", "api")]));
+        postings.add(2, &pairs(&[("__name__", "up"), ("job", "web")]));
+        postings.add(3, &pairs(&[("__name__", "up")]));
+        postings.add(4, &pairs(&[("__name__", "down"), ("job", "api")]));
+        let m = |op, name: &str, value: &str| Matcher::new(op, name, value).unwrap();
+        let up = m(MatchOp::Equal, "__name__", "up");
+        let cases: Vec<(Vec<Matcher>, Vec<u64>)> = vec![
+            (vec![], vec![1, 2, 3, 4]),
+            (vec![up.clone()], vec![1, 2, 3]),
+            (vec![up.clone(), m(MatchOp::Equal, "job", "api")], vec![1]),
+            (
+                vec![up.clone(), m(MatchOp::NotEqual, "job", "api")],
+                vec![2, 3],
+            ),
+            (vec![up.clone(), m(MatchOp::Equal, "job", "")], vec![3]),
+            (
+                vec![up.clone(), m(MatchOp::NotEqual, "job", "")],
+                vec![1, 2],
+            ),
+            (
+                vec![up.clone(), m(MatchOp::RegexMatch, "job", "a.*")],
+                vec![1],
+            ),
+            (
+                vec![up.clone(), m(MatchOp::RegexMatch, "job", "a.*|")],
+                vec![1, 3],
+            ),
+            (
+                vec![up.clone(), m(MatchOp::RegexNoMatch, "job", "a.*")],
+                vec![2, 3],
+            ),
+            (
+                vec![up.clone(), m(MatchOp::RegexNoMatch, "job", ".+")],
+                vec![3],
+            ),
+            (vec![m(MatchOp::RegexMatch, "job", ".*")], vec![1, 2, 3, 4]),
+            (vec![m(MatchOp::RegexMatch, "job", ".+")], vec![1, 2, 4]),
+            (vec![m(MatchOp::NotEqual, "nope", "x")], vec![1, 2, 3, 4]),
+            (vec![m(MatchOp::Equal, "nope", "x")], vec![]),
+            (
+                vec![
+                    m(MatchOp::Equal, "job", "api"),
+                    m(MatchOp::Equal, "__name__", "none"),
+                ],
+                vec![],
+            ),
+        ];
+        for (matchers, expected) in cases {
+            let names: Vec<String> = matchers.iter().map(|m| m.to_string()).collect();
+            assert_eq!(postings.select(&matchers), expected, "{names:?}");
+        }
+        postings.remove(1, &pairs(&[("__name__", "up"), ("job", "api")]));
+        assert_eq!(postings.select(&[up]), vec![2, 3]);
+        assert_eq!(postings.all(), &[2, 3, 4]);
+    }
+}

@@ -1,0 +1,199 @@
+//! One series in the head: its interned labels, closed chunks and the open chunk.
+
+use std::sync::Arc;
+
+use cairn_model::{DiscardReason, Label, Labels};
+
+use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
+
+/// Chunks never span a multiple of this range (2h, Prometheus's block
+/// range), so the head's oldest range can be cut into a block along chunk
+/// boundaries.
+pub const CHUNK_RANGE_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// Interned label pairs, sorted by name.
+pub type SeriesLabels = Box<[(Arc<str>, Arc<str>)]>;
+
+/// The last stored sample of a series: timestamp and value bits.
+pub type LastSample = Option<(i64, u64)>;
+
+/// What to do with one incoming sample given the series' last sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendDecision {
+    Store,
+    /// Same timestamp, same value bits: accepted, not stored twice.
+    SilentDuplicate,
+    Reject(DiscardReason),
+}
+
+/// Prometheus's in-order append rules.
+pub fn decide(last: LastSample, t: i64, v_bits: u64) -> AppendDecision {
+    match last {
+        None => AppendDecision::Store,
+        Some((last_t, _)) if t > last_t => AppendDecision::Store,
+        Some((last_t, _)) if t < last_t => AppendDecision::Reject(DiscardReason::SampleOutOfOrder),
+        Some((_, last_bits)) if last_bits == v_bits => AppendDecision::SilentDuplicate,
+        Some(_) => AppendDecision::Reject(DiscardReason::SampleDuplicateTimestamp),
+    }
+}
+
+#[derive(Debug)]
+struct OpenChunk {
+    min_t: i64,
+    appender: XorAppender,
+}
+
+#[derive(Debug)]
+pub struct MemSeries {
+    labels: SeriesLabels,
+    closed: Vec<ClosedChunk>,
+    open: Option<OpenChunk>,
+    last: LastSample,
+}
+
+impl MemSeries {
+    pub fn new(labels: SeriesLabels) -> MemSeries {
+        MemSeries {
+            labels,
+            closed: Vec::new(),
+            open: None,
+            last: None,
+        }
+    }
+
+    pub fn labels(&self) -> &SeriesLabels {
+        &self.labels
+    }
+
+    pub fn to_labels(&self) -> Labels {
+        to_labels(&self.labels)
+    }
+
+    pub fn last(&self) -> LastSample {
+        self.last
+    }
+
+    pub fn closed_chunks(&self) -> &[ClosedChunk] {
+        &self.closed
+    }
+
+    /// Appends a sample under the append rules; returns the decision taken.
+    pub fn append(&mut self, t: i64, v: f64) -> AppendDecision {
+        let decision = decide(self.last, t, v.to_bits());
+        if decision != AppendDecision::Store {
+            return decision;
+        }
+        let must_cut = self.open.as_ref().is_some_and(|open| {
+            open.appender.sample_count() >= SAMPLES_PER_CHUNK
+                || open.min_t.div_euclid(CHUNK_RANGE_MS) != t.div_euclid(CHUNK_RANGE_MS)
+        });
+        if must_cut {
+            self.cut_open_chunk();
+        }
+        let open = self.open.get_or_insert_with(|| OpenChunk {
+            min_t: t,
+            appender: XorAppender::new(),
+        });
+        open.appender.append(t, v);
+        self.last = Some((t, v.to_bits()));
+        decision
+    }
+
+    fn cut_open_chunk(&mut self) {
+        let (Some(open), Some((max_t, _))) = (self.open.take(), self.last) else {
+            return;
+        };
+        self.closed.push(ClosedChunk {
+            min_t: open.min_t,
+            max_t,
+            data: Arc::from(open.appender.into_bytes()),
+        });
+    }
+
+    /// Chunks overlapping `[start, end]`, the open one copied, oldest first.
+    pub fn chunks_overlapping(&self, start: i64, end: i64) -> Vec<ClosedChunk> {
+        let mut out: Vec<ClosedChunk> = self
+            .closed
+            .iter()
+            .filter(|c| c.overlaps(start, end))
+            .cloned()
+            .collect();
+        if let (Some(open), Some((max_t, _))) = (&self.open, self.last) {
+            let chunk_range = (open.min_t, max_t);
+            if chunk_range.0 <= end && start <= chunk_range.1 {
+                out.push(ClosedChunk {
+                    min_t: open.min_t,
+                    max_t,
+                    data: Arc::from(open.appender.bytes()),
+                });
+            }
+        }
+        out
+    }
+
+    /// Time range of all samples held, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let min_t = match (self.closed.first(), &self.open) {
+            (Some(first), _) => first.min_t,
+            (None, Some(open)) => open.min_t,
+            (None, None) => return None,
+        };
+        self.last.map(|(max_t, _)| (min_t, max_t))
+    }
+}
+
+pub fn to_labels(pairs: &[(Arc<str>, Arc<str>)]) -> Labels {
+    Labels::from_sorted(
+        pairs
+            .iter()
+            .map(|(name, value)| Label::new(name.as_ref(), value.as_ref()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_rules() {
+        let mut series = MemSeries::new(Box::new([]));
+        assert_eq!(series.append(10, 1.0), AppendDecision::Store);
+        assert_eq!(series.append(10, 1.0), AppendDecision::SilentDuplicate);
+        assert_eq!(
+            series.append(10, 2.0),
+            AppendDecision::Reject(DiscardReason::SampleDuplicateTimestamp)
+        );
+        assert_eq!(
+            series.append(9, 1.0),
+            AppendDecision::Reject(DiscardReason::SampleOutOfOrder)
+        );
+        assert_eq!(series.append(11, f64::NAN), AppendDecision::Store);
+        assert_eq!(series.append(11, f64::NAN), AppendDecision::SilentDuplicate);
+    }
+
+    #[test]
+    fn chunks_are_cut_at_120_samples_and_at_range_boundaries() {
+        let mut series = MemSeries::new(Box::new([]));
+        for i in 0..250 {
+            series.append(i * 1000, i as f64);
+        }
+        let chunks = series.chunks_overlapping(i64::MIN, i64::MAX);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.iter().count()).collect();
+        assert_eq!(sizes, vec![120, 120, 10]);
+        assert_eq!((chunks[1].min_t, chunks[1].max_t), (120_000, 239_000));
+
+        let mut crossing = MemSeries::new(Box::new([]));
+        crossing.append(CHUNK_RANGE_MS - 1, 1.0);
+        crossing.append(CHUNK_RANGE_MS, 2.0);
+        assert_eq!(crossing.closed_chunks().len(), 1);
+        assert_eq!(
+            crossing.time_range(),
+            Some((CHUNK_RANGE_MS - 1, CHUNK_RANGE_MS))
+        );
+        assert_eq!(
+            crossing.chunks_overlapping(CHUNK_RANGE_MS, i64::MAX).len(),
+            1
+        );
+    }
+}

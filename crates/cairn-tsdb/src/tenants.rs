@@ -1,0 +1,110 @@
+//! [`TenantStore`]: every tenant's [`Tsdb`] under `<data>/tenants/<tenant>/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use cairn_model::TenantId;
+
+use crate::{Tsdb, TsdbError, TsdbOptions};
+
+/// All tenants' databases under `<data>/tenants/`.
+///
+/// Lookups take a read lock on the map only; opening a new tenant (which may
+/// replay a WAL) happens under a separate creation lock, so appends to
+/// existing tenants never wait for it.
+pub struct TenantStore {
+    tenants_dir: PathBuf,
+    opts: TsdbOptions,
+    tenants: RwLock<HashMap<TenantId, Arc<Tsdb>>>,
+    /// Serializes opening tenants, so one directory is never opened twice.
+    creating: Mutex<()>,
+}
+
+impl TenantStore {
+    /// Opens every existing tenant directory (replaying each WAL). Directory
+    /// names that are not valid tenant IDs are skipped with a warning.
+    pub fn open(data_dir: &Path, opts: TsdbOptions) -> Result<TenantStore, TsdbError> {
+        let tenants_dir = data_dir.join("tenants");
+        let io_error = |source| TsdbError::Io {
+            path: tenants_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&tenants_dir).map_err(io_error)?;
+        let mut tenants = HashMap::new();
+        for entry in std::fs::read_dir(&tenants_dir).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            if !entry.file_type().map_err(io_error)?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name();
+            let tenant = match name.to_str().map(TenantId::new_internal) {
+                Some(Ok(tenant)) => tenant,
+                Some(Err(error)) => {
+                    tracing::warn!(dir = ?name, %error, "skipping tenant directory with an invalid name");
+                    continue;
+                }
+                None => {
+                    tracing::warn!(dir = ?name, "skipping tenant directory with a non-utf-8 name");
+                    continue;
+                }
+            };
+            let tsdb = Tsdb::open(&tenants_dir.join(tenant.as_str()), opts.clone())?;
+            tenants.insert(tenant, Arc::new(tsdb));
+        }
+        Ok(TenantStore {
+            tenants_dir,
+            opts,
+            tenants: RwLock::new(tenants),
+            creating: Mutex::new(()),
+        })
+    }
+
+    pub fn get(&self, tenant: &TenantId) -> Option<Arc<Tsdb>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    /// The tenant's database, created (directory and all) on first use.
+    pub fn get_or_create(&self, tenant: &TenantId) -> Result<Arc<Tsdb>, TsdbError> {
+        if let Some(tsdb) = self.get(tenant) {
+            return Ok(tsdb);
+        }
+        let _creating = self.creating.lock();
+        if let Some(tsdb) = self.get(tenant) {
+            return Ok(tsdb);
+        }
+        // Only a validated TenantId becomes a path component.
+        let dir = self.tenants_dir.join(tenant.as_str());
+        let tsdb = Arc::new(Tsdb::open(&dir, self.opts.clone())?);
+        self.tenants.write().insert(tenant.clone(), tsdb.clone());
+        tracing::info!(tenant = %tenant, "tenant database created");
+        Ok(tsdb)
+    }
+
+    /// Every open tenant, sorted by ID.
+    pub fn tenants(&self) -> Vec<(TenantId, Arc<Tsdb>)> {
+        let mut all: Vec<(TenantId, Arc<Tsdb>)> = self
+            .tenants
+            .read()
+            .iter()
+            .map(|(id, tsdb)| (id.clone(), tsdb.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Closes every tenant's database (flushing WALs); tries them all and
+    /// returns the first error.
+    pub fn close_all(&self) -> Result<(), TsdbError> {
+        let mut first_error = None;
+        for (tenant, tsdb) in self.tenants() {
+            if let Err(error) = tsdb.close() {
+                tracing::error!(tenant = %tenant, %error, "closing tenant database failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
