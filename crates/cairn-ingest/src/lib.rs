@@ -44,8 +44,9 @@ pub const MAX_WRITE_MESSAGE_SIZE_ERROR_ID: &str = "max-write-message-size";
 /// Cairn config keys named in client error messages, where Mimir names a
 /// command-line flag. They mirror Mimir's YAML keys.
 pub mod config_keys {
-    /// Body size cap for remote write (Mimir `-distributor.max-recv-msg-size`).
-    pub const MAX_WRITE_MESSAGE_SIZE: &str = "server.max_recv_msg_size";
+    /// Body size cap for remote write (Mimir `-distributor.max-recv-msg-size`);
+    /// the key cairn-server's configuration uses.
+    pub const MAX_WRITE_MESSAGE_SIZE: &str = "distributor.max_recv_msg_size_bytes";
     /// Mimir `-validation.max-length-label-name`.
     pub const MAX_LABEL_NAME_LENGTH: &str = "limits.max_label_name_length";
     /// Mimir `-validation.max-length-label-value`.
@@ -58,6 +59,4 @@ pub mod config_keys {
     pub const NAME_VALIDATION_SCHEME: &str = "limits.name_validation_scheme";
     /// Mimir `-validation.max-metadata-length`.
     pub const MAX_METADATA_LENGTH: &str = "limits.max_metadata_length";
-    /// Mimir `-ingester.out-of-order-time-window`.
-    pub const OUT_OF_ORDER_TIME_WINDOW: &str = "limits.out_of_order_time_window";
 }
