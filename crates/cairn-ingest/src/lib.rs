@@ -24,6 +24,9 @@ pub mod decode;
 pub mod prompb;
 pub mod validate;
 
+#[cfg(test)]
+mod proptests;
+
 pub use decode::{
     decode_write_request, decode_write_request_with_buffer, encode_write_request, BodySize,
     DecodeError, DecodeLimits, DEFAULT_MAX_WRITE_MESSAGE_BYTES,
