@@ -5,6 +5,25 @@
 //! [`Engine::instant_query`] and [`Engine::range_query`] return a
 //! [`QueryResult`] (a [`Value`], annotations, statistics) or a [`QueryError`]
 //! whose [`QueryError::error_type`] is the Prometheus API `errorType`.
+//!
+//! Brief overview of the modules:
+//! - `eval` walks the AST once for all steps of a query (Prometheus's
+//!   `rangeEval` model); every instant-vector node is a set of per-step series.
+//! - `selector` turns selectors into storage reads with lookback and staleness.
+//! - `binary` and `aggregate` are the operators; `functions/` holds one file
+//!   per family of functions.
+//! - `annotations` carries Prometheus's warning and info texts.
+
+mod aggregate;
+mod annotations;
+mod binary;
+mod eval;
+mod functions;
+mod selector;
+mod value;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -135,25 +154,253 @@ impl Engine {
     /// Evaluates `query` at `time_ms`.
     pub fn instant_query(
         &self,
-        _queryable: &dyn Queryable,
-        _query: &str,
-        _time_ms: i64,
-        _opts: &QueryOptions,
+        queryable: &dyn Queryable,
+        query: &str,
+        time_ms: i64,
+        opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        todo!()
+        self.run(queryable, query, time_ms, time_ms, 0, opts)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` inclusive;
     /// the result is a matrix (a scalar expression gives one series with no labels).
     pub fn range_query(
         &self,
-        _queryable: &dyn Queryable,
-        _query: &str,
-        _start_ms: i64,
-        _end_ms: i64,
-        _step_ms: i64,
-        _opts: &QueryOptions,
+        queryable: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        todo!()
+        if step_ms <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        self.run(queryable, query, start_ms, end_ms, step_ms, opts)
     }
+
+    fn run(
+        &self,
+        queryable: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
+        let expr = parse_query(query)?;
+        let instant = step_ms == 0;
+        if !instant {
+            use promql_parser::parser::value::ValueType;
+            let vt = expr.value_type();
+            if !matches!(vt, ValueType::Scalar | ValueType::Vector) {
+                let name = match vt {
+                    ValueType::Matrix => "range vector",
+                    ValueType::String => "string",
+                    _ => "unknown",
+                };
+                return Err(QueryError::BadData(format!(
+                    "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        let lookback = opts
+            .lookback_delta_ms
+            .filter(|l| *l > 0)
+            .unwrap_or(self.options.lookback_delta_ms);
+        let timeout = opts.timeout.unwrap_or(self.options.default_timeout);
+        let shared = eval::Shared::new(
+            queryable,
+            query,
+            lookback,
+            self.options.max_samples,
+            timeout,
+            opts.cancel.clone(),
+            start_ms,
+            end_ms,
+            step_ms,
+        );
+        let ev = eval::Evaluator::new(&shared, start_ms, end_ms, step_ms.max(1))?;
+        let val = ev.eval(&expr)?;
+        let value = finish(&ev, val, instant)?;
+        shared.check_now()?;
+        Ok(QueryResult {
+            value,
+            annotations: shared.annotations.into_inner().into_annotations(),
+            stats: QueryStats {
+                total_samples: shared.total_samples.get(),
+            },
+        })
+    }
+}
+
+/// Most nested sub-expressions a query may have.
+pub const MAX_EXPRESSION_DEPTH: usize = 200;
+
+/// Parses a query, rejecting expressions nested too deeply to evaluate
+/// without risking the stack.
+fn parse_query(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    // Cheap lexical bound first, so neither the parser nor dropping the AST
+    // recurses without limit: nesting depth plus operator count.
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    let mut operators = 0usize;
+    let mut in_string: Option<char> = None;
+    let mut escaped = false;
+    for c in query.chars() {
+        if let Some(q) = in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                in_string = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => in_string = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '^' | '<' | '>' | '=' | '!' => operators += 1,
+            _ => {}
+        }
+    }
+    if max_depth + operators / 2 > 4 * MAX_EXPRESSION_DEPTH {
+        return Err(QueryError::BadData(format!(
+            "query is too complex: nesting exceeds {MAX_EXPRESSION_DEPTH} levels"
+        )));
+    }
+    let expr = promql_parser::parser::parse(query).map_err(QueryError::BadData)?;
+    if expr_depth(&expr, 0) > MAX_EXPRESSION_DEPTH {
+        return Err(QueryError::BadData(format!(
+            "query is too complex: nesting exceeds {MAX_EXPRESSION_DEPTH} levels"
+        )));
+    }
+    Ok(expr)
+}
+
+fn expr_depth(e: &promql_parser::parser::Expr, d: usize) -> usize {
+    use promql_parser::parser::Expr;
+    if d > MAX_EXPRESSION_DEPTH {
+        return d;
+    }
+    match e {
+        Expr::Aggregate(a) => {
+            let p = a.param.as_ref().map(|p| expr_depth(p, d + 1)).unwrap_or(d);
+            p.max(expr_depth(&a.expr, d + 1))
+        }
+        Expr::Unary(u) => expr_depth(&u.expr, d + 1),
+        Expr::Binary(b) => expr_depth(&b.lhs, d + 1).max(expr_depth(&b.rhs, d + 1)),
+        Expr::Paren(p) => expr_depth(&p.expr, d + 1),
+        Expr::Subquery(s) => expr_depth(&s.expr, d + 1),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| expr_depth(a, d + 1))
+            .max()
+            .unwrap_or(d),
+        _ => d,
+    }
+}
+
+/// Turns the evaluated value into the API result: drops `__name__` where
+/// delayed name removal asked for it (Prometheus's `cleanupMetricLabels`),
+/// checks label-set uniqueness and sorts matrices by labels.
+fn finish(ev: &eval::Evaluator, val: value::Val, instant: bool) -> Result<Value, QueryError> {
+    use value::Val;
+    let t0 = ev.start;
+    Ok(match val {
+        Val::String(s) => Value::String { t: t0, value: s },
+        Val::Scalar(v) => {
+            if instant {
+                Value::Scalar(Sample::new(t0, v.first().copied().unwrap_or(f64::NAN)))
+            } else {
+                let samples: Vec<Sample> = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| Sample::new(ev.ts(i), *x))
+                    .collect();
+                Value::Matrix(vec![Series {
+                    labels: Labels::empty(),
+                    samples,
+                }])
+            }
+        }
+        Val::Vector(mut series) => {
+            for s in series.iter_mut() {
+                if s.drop_name {
+                    s.labels = value::drop_metadata(&s.labels);
+                    s.drop_name = false;
+                }
+            }
+            if instant {
+                let mut seen = std::collections::HashSet::new();
+                let mut out = Vec::with_capacity(series.len());
+                for s in series {
+                    if !seen.insert(s.labels.clone()) {
+                        return Err(QueryError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    for p in s.points {
+                        out.push(VectorSample {
+                            labels: s.labels.clone(),
+                            t: t0,
+                            v: p.v,
+                        });
+                    }
+                }
+                Value::Vector(out)
+            } else {
+                let merged = binary::merge_same_labels(series)?;
+                let mut out: Vec<Series> = merged
+                    .into_iter()
+                    .map(|s| Series {
+                        samples: s
+                            .points
+                            .iter()
+                            .map(|p| Sample::new(ev.ts(p.step), p.v))
+                            .collect(),
+                        labels: s.labels,
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(out)
+            }
+        }
+        Val::Matrix(series) => {
+            let mut out: Vec<Series> = series
+                .into_iter()
+                .map(|s| Series {
+                    labels: if s.drop_name {
+                        value::drop_metadata(&s.labels)
+                    } else {
+                        s.labels
+                    },
+                    samples: s.samples,
+                })
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            for w in out.windows(2) {
+                if w[0].labels == w[1].labels {
+                    return Err(QueryError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+            }
+            Value::Matrix(out)
+        }
+    })
 }

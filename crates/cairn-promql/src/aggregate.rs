@@ -1,0 +1,535 @@
+//! Aggregation operators, as Prometheus's `rangeEvalAgg`, `aggregation`,
+//! `aggregationK` and `aggregationCountValues`.
+
+use std::collections::HashMap;
+
+use cairn_model::{Labels, METRIC_NAME};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use crate::eval::Evaluator;
+use crate::functions::{format_float, quantile};
+use crate::value::{kahan_inc, total_points, transpose, Point, SeriesBuilder, StepSeries, Val};
+use crate::QueryError;
+
+/// `by`/`without` grouping.
+pub(crate) struct Grouping {
+    pub without: bool,
+    pub names: Vec<String>,
+}
+
+impl Grouping {
+    pub fn from_modifier(m: Option<&LabelModifier>) -> Grouping {
+        let (without, mut names) = match m {
+            Some(LabelModifier::Include(ls)) => (false, ls.labels.clone()),
+            Some(LabelModifier::Exclude(ls)) => (true, ls.labels.clone()),
+            None => (false, Vec::new()),
+        };
+        names.sort();
+        names.dedup();
+        Grouping { without, names }
+    }
+
+    /// The output labels of a series' group (`generateGroupingLabels`); they
+    /// also serve as the group key.
+    pub fn group_labels(&self, labels: &Labels) -> Labels {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        if self.without {
+            let mut all = names;
+            all.push(METRIC_NAME);
+            labels.without(&all)
+        } else if names.is_empty() {
+            Labels::empty()
+        } else {
+            labels.keep_only(&names)
+        }
+    }
+}
+
+pub(crate) fn eval_aggregate(ev: &Evaluator, e: &AggregateExpr) -> Result<Val, QueryError> {
+    let op = e.op.id();
+    let grouping = Grouping::from_modifier(e.modifier.as_ref());
+    if op == T_COUNT_VALUES {
+        return count_values(ev, e, &grouping);
+    }
+    let param = match (&e.param, op) {
+        (Some(p), T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO | T_QUANTILE) => {
+            Some(ev.eval_scalar(p)?)
+        }
+        _ => None,
+    };
+    let base = ev.sh.current_samples.get();
+    let input = ev.eval_vector(&e.expr)?;
+    let out = match op {
+        T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
+            aggregate_k(ev, e, op, &grouping, input, param.as_deref().unwrap_or(&[]))?
+        }
+        _ => aggregate_simple(ev, e, op, &grouping, input, param.as_deref())?,
+    };
+    ev.sh.reset_samples(base, total_points(&out))?;
+    Ok(Val::Vector(out))
+}
+
+#[derive(Clone, Default)]
+struct Group {
+    seen: bool,
+    value: f64,
+    mean: f64,
+    kahan: f64,
+    count: f64,
+    incremental_mean: bool,
+    drop_name: bool,
+    values: Vec<f64>,
+}
+
+fn aggregate_simple(
+    ev: &Evaluator,
+    e: &AggregateExpr,
+    op: u16,
+    grouping: &Grouping,
+    input: Vec<StepSeries>,
+    param: Option<&[f64]>,
+) -> Result<Vec<StepSeries>, QueryError> {
+    // Map each input series to its output group.
+    let mut group_index: HashMap<Labels, usize> = HashMap::new();
+    let mut group_labels: Vec<Labels> = Vec::new();
+    let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
+    for s in &input {
+        let gl = grouping.group_labels(&s.labels);
+        let next = group_labels.len();
+        let idx = *group_index.entry(gl.clone()).or_insert_with(|| {
+            group_labels.push(gl);
+            next
+        });
+        series_group.push(idx);
+    }
+    if op == T_QUANTILE {
+        if let Some(p) = param {
+            crate::functions::quantile_param_warnings(ev, p, e.param.as_deref());
+        }
+    }
+    let steps = transpose(&input, ev.nsteps);
+    let mut out: Vec<StepSeries> = group_labels
+        .iter()
+        .map(|l| StepSeries {
+            labels: l.clone(),
+            drop_name: false,
+            points: Vec::new(),
+        })
+        .collect();
+    let mut groups: Vec<Group> = vec![Group::default(); out.len()];
+    for (step, vec) in steps.iter().enumerate() {
+        ev.sh.check()?;
+        for g in groups.iter_mut() {
+            g.seen = false;
+        }
+        for &(si, f) in vec {
+            let g = &mut groups[series_group[si]];
+            let drop = input[si].drop_name;
+            if !g.seen {
+                *g = Group {
+                    seen: true,
+                    value: f,
+                    mean: f,
+                    kahan: 0.0,
+                    count: 1.0,
+                    incremental_mean: false,
+                    drop_name: drop,
+                    values: Vec::new(),
+                };
+                match op {
+                    T_STDVAR | T_STDDEV => {
+                        g.value = if f.is_nan() || f.is_infinite() {
+                            f64::NAN
+                        } else {
+                            0.0
+                        };
+                    }
+                    T_QUANTILE => g.values.push(f),
+                    T_GROUP => g.value = 1.0,
+                    _ => {}
+                }
+                continue;
+            }
+            g.drop_name |= drop;
+            match op {
+                T_SUM => {
+                    let (v, c) = kahan_inc(f, g.value, g.kahan);
+                    g.value = v;
+                    g.kahan = c;
+                }
+                T_AVG => {
+                    g.count += 1.0;
+                    if !g.incremental_mean {
+                        let (v, c) = kahan_inc(f, g.value, g.kahan);
+                        if !v.is_infinite() {
+                            g.value = v;
+                            g.kahan = c;
+                            continue;
+                        }
+                        g.incremental_mean = true;
+                        g.mean = g.value / (g.count - 1.0);
+                        g.kahan /= g.count - 1.0;
+                    }
+                    let q = (g.count - 1.0) / g.count;
+                    let (m, c) = kahan_inc(f / g.count, q * g.mean, q * g.kahan);
+                    g.mean = m;
+                    g.kahan = c;
+                }
+                T_GROUP => {}
+                T_MAX => {
+                    if g.value < f || g.value.is_nan() {
+                        g.value = f;
+                    }
+                }
+                T_MIN => {
+                    if g.value > f || g.value.is_nan() {
+                        g.value = f;
+                    }
+                }
+                T_COUNT => g.count += 1.0,
+                T_STDVAR | T_STDDEV => {
+                    g.count += 1.0;
+                    let delta = f - g.mean;
+                    g.mean += delta / g.count;
+                    g.value += delta * (f - g.mean);
+                }
+                T_QUANTILE => g.values.push(f),
+                _ => {
+                    return Err(QueryError::BadData(format!(
+                        "unsupported aggregation operator {}",
+                        e.op
+                    )))
+                }
+            }
+        }
+        for (gi, g) in groups.iter_mut().enumerate() {
+            if !g.seen {
+                continue;
+            }
+            let v = match op {
+                T_AVG => {
+                    if g.incremental_mean {
+                        g.mean + g.kahan
+                    } else {
+                        g.value / g.count + g.kahan / g.count
+                    }
+                }
+                T_COUNT => g.count,
+                T_STDVAR => g.value / g.count,
+                T_STDDEV => (g.value / g.count).sqrt(),
+                T_QUANTILE => {
+                    let q = param.and_then(|p| p.get(step).copied()).unwrap_or(f64::NAN);
+                    quantile(q, &mut g.values)
+                }
+                T_SUM => g.value + g.kahan,
+                _ => g.value,
+            };
+            out[gi].points.push(Point { step, v });
+            out[gi].drop_name = g.drop_name;
+        }
+    }
+    out.retain(|s| !s.points.is_empty());
+    Ok(out)
+}
+
+/// Go's `vectorByValueHeap.Less`: NaN sorts first.
+fn heap_less(a: f64, b: f64) -> bool {
+    if a.is_nan() {
+        return true;
+    }
+    a < b
+}
+
+/// Go's `vectorByReverseValueHeap.Less`.
+fn rev_heap_less(a: f64, b: f64) -> bool {
+    if a.is_nan() {
+        return true;
+    }
+    a > b
+}
+
+/// A binary min-heap with Go `container/heap`'s exact sift order, so ties
+/// resolve as in Prometheus.
+struct GoHeap<'a> {
+    items: Vec<(usize, f64)>,
+    less: &'a dyn Fn(f64, f64) -> bool,
+}
+
+impl GoHeap<'_> {
+    fn l(&self, i: usize, j: usize) -> bool {
+        (self.less)(self.items[i].1, self.items[j].1)
+    }
+
+    fn push(&mut self, x: (usize, f64)) {
+        self.items.push(x);
+        self.up(self.items.len() - 1);
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if i == j || !self.l(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            j = i;
+        }
+    }
+
+    fn down(&mut self, i0: usize, n: usize) -> bool {
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            let j2 = j1 + 1;
+            if j2 < n && self.l(j2, j1) {
+                j = j2;
+            }
+            if !self.l(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+
+    fn fix(&mut self, i: usize) {
+        let n = self.items.len();
+        if !self.down(i, n) {
+            self.up(i);
+        }
+    }
+}
+
+/// Sorts with Go's `sort.Sort(sort.Reverse(h))` for small inputs (insertion
+/// sort, which is what Go's pdqsort does below 12 elements).
+fn sort_reverse(items: &mut [(usize, f64)], less: &dyn Fn(f64, f64) -> bool) {
+    // Reverse(h).Less(i, j) == h.Less(j, i)
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && less(items[j - 1].1, items[j].1) {
+            items.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+}
+
+fn aggregate_k(
+    ev: &Evaluator,
+    e: &AggregateExpr,
+    op: u16,
+    grouping: &Grouping,
+    input: Vec<StepSeries>,
+    param: &[f64],
+) -> Result<Vec<StepSeries>, QueryError> {
+    let mut group_index: HashMap<Labels, usize> = HashMap::new();
+    let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
+    for s in &input {
+        let gl = grouping.group_labels(&s.labels);
+        let next = group_index.len();
+        series_group.push(*group_index.entry(gl).or_insert(next));
+    }
+    let ngroups = group_index.len();
+    let pmax = param.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let pmin = param.iter().copied().fold(f64::INFINITY, f64::min);
+    match op {
+        T_TOPK | T_BOTTOMK | T_LIMITK => {
+            if pmax < 1.0 {
+                return Ok(Vec::new());
+            }
+            if param.iter().any(|p| p.is_nan()) {
+                return Err(QueryError::Execution("Parameter value is NaN".into()));
+            }
+            if pmin <= i64::MIN as f64 {
+                return Err(QueryError::Execution(format!(
+                    "Scalar value {} underflows int64",
+                    format_float(pmin)
+                )));
+            }
+            if pmax >= i64::MAX as f64 {
+                return Err(QueryError::Execution(format!(
+                    "Scalar value {} overflows int64",
+                    format_float(pmax)
+                )));
+            }
+        }
+        _ => {
+            if pmax == 0.0 && pmin == 0.0 {
+                return Ok(Vec::new());
+            }
+            if param.iter().any(|p| p.is_nan()) {
+                return Err(QueryError::Execution("Ratio value is NaN".into()));
+            }
+            crate::functions::ratio_param_warnings(ev, pmin, pmax, e.param.as_deref());
+        }
+    }
+    let steps = transpose(&input, ev.nsteps);
+    let mut out: Vec<Vec<Point>> = vec![Vec::new(); input.len()];
+    // For instant queries the output order is the heap order per group.
+    let mut instant_order: Vec<usize> = Vec::new();
+    let less_fn: &dyn Fn(f64, f64) -> bool = if op == T_BOTTOMK {
+        &rev_heap_less
+    } else {
+        &heap_less
+    };
+    for (step, vec) in steps.iter().enumerate() {
+        ev.sh.check()?;
+        let fparam = param.get(step).copied().unwrap_or(f64::NAN);
+        let mut heaps: Vec<Option<GoHeap>> = (0..ngroups).map(|_| None).collect();
+        let k: i64 = (fparam as i64).min(input.len() as i64);
+        if matches!(op, T_TOPK | T_BOTTOMK | T_LIMITK) && k < 1 {
+            continue;
+        }
+        let ratio = fparam.clamp(-1.0, 1.0);
+        if op == T_LIMIT_RATIO && fparam == 0.0 {
+            continue;
+        }
+        for &(si, f) in vec {
+            let gi = series_group[si];
+            let heap = heaps[gi].get_or_insert_with(|| GoHeap {
+                items: Vec::new(),
+                less: less_fn,
+            });
+            match op {
+                T_TOPK | T_BOTTOMK => {
+                    if (heap.items.len() as i64) < k {
+                        heap.push((si, f));
+                    } else {
+                        let top = heap.items[0].1;
+                        let better = if op == T_TOPK {
+                            top < f || (top.is_nan() && !f.is_nan())
+                        } else {
+                            top > f || (top.is_nan() && !f.is_nan())
+                        };
+                        if better {
+                            heap.items[0] = (si, f);
+                            if k > 1 {
+                                heap.fix(0);
+                            }
+                        }
+                    }
+                }
+                T_LIMITK => {
+                    if (heap.items.len() as i64) < k {
+                        heap.push((si, f));
+                    }
+                }
+                _ => {
+                    if ratio_sample(ratio, &input[si].labels) {
+                        heap.push((si, f));
+                    }
+                }
+            }
+        }
+        for heap in heaps.into_iter().flatten() {
+            let mut items = heap.items;
+            if matches!(op, T_TOPK | T_BOTTOMK) && items.len() > 1 {
+                sort_reverse(&mut items, less_fn);
+            }
+            for (si, v) in items {
+                out[si].push(Point { step, v });
+                if ev.is_instant() {
+                    instant_order.push(si);
+                }
+            }
+        }
+    }
+    let mut result = Vec::new();
+    if ev.is_instant() {
+        for si in instant_order {
+            result.push(StepSeries {
+                labels: input[si].labels.clone(),
+                drop_name: input[si].drop_name,
+                points: std::mem::take(&mut out[si]),
+            });
+        }
+    } else {
+        for (s, pts) in input.into_iter().zip(out) {
+            if !pts.is_empty() {
+                result.push(StepSeries {
+                    labels: s.labels,
+                    drop_name: s.drop_name,
+                    points: pts,
+                });
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// `HashRatioSampler.AddRatioSample`: a series is in the sample when its
+/// label hash, scaled to [0, 1), is below the ratio (or above 1+ratio).
+fn ratio_sample(ratio: f64, labels: &Labels) -> bool {
+    let offset = crate::functions::label_hash(labels) as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
+}
+
+fn count_values(ev: &Evaluator, e: &AggregateExpr, grouping: &Grouping) -> Result<Val, QueryError> {
+    let value_label = match e.param.as_deref() {
+        Some(Expr::StringLiteral(s)) => s.val.clone(),
+        Some(other) => match ev.eval(other)? {
+            Val::String(s) => s,
+            _ => {
+                return Err(QueryError::BadData(
+                    "expected string parameter for count_values".into(),
+                ))
+            }
+        },
+        None => {
+            return Err(QueryError::BadData(
+                "count_values needs a label name parameter".into(),
+            ))
+        }
+    };
+    if !crate::functions::is_valid_label_name(&value_label) {
+        return Err(QueryError::Execution(format!(
+            "invalid label name {value_label:?}"
+        )));
+    }
+    let mut names = grouping.names.clone();
+    if !grouping.without {
+        names.push(value_label.clone());
+        names.sort();
+        names.dedup();
+    }
+    let g = Grouping {
+        without: grouping.without,
+        names,
+    };
+    let base = ev.sh.current_samples.get();
+    let input = ev.eval_vector(&e.expr)?;
+    let steps = transpose(&input, ev.nsteps);
+    let mut builder = SeriesBuilder::default();
+    for (step, vec) in steps.iter().enumerate() {
+        ev.sh.check()?;
+        let mut counts: Vec<(Labels, f64)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for &(si, f) in vec {
+            let mut b = input[si].labels.builder();
+            b.set(&value_label, &format_float(f));
+            let metric = b.build();
+            let gl = g.group_labels(&metric);
+            match index.get(&gl) {
+                Some(&i) => counts[i].1 += 1.0,
+                None => {
+                    index.insert(gl.clone(), counts.len());
+                    counts.push((gl, 1.0));
+                }
+            }
+        }
+        for (labels, c) in counts {
+            builder.push(&labels, false, step, c)?;
+        }
+    }
+    let out = builder.finish();
+    ev.sh.reset_samples(base, total_points(&out))?;
+    Ok(Val::Vector(out))
+}

@@ -1,0 +1,342 @@
+//! Function calls: dispatch by name to one module per family.
+//!
+//! Range-vector functions go through [`eval_range_fn`], which slides a
+//! window over each series' samples with two cursors (as Prometheus's
+//! `matrixIterSlice` does across steps); instant-vector functions map each
+//! series' points.
+
+mod histogram;
+mod label;
+mod math;
+mod over_time;
+mod rate;
+mod sort;
+mod time;
+
+use cairn_model::{Label, Labels, Sample, METRIC_NAME};
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::{Call, Expr};
+
+use crate::eval::{Evaluator, RangeArg};
+use crate::value::{total_points, Point, StepSeries, Val};
+use crate::QueryError;
+
+pub(crate) use math::quantile;
+
+/// Context of one window evaluation.
+pub(crate) struct Window {
+    pub step: usize,
+    /// Evaluation time of the step.
+    pub ts: i64,
+    /// Exclusive window start and inclusive end (after offset and `@`).
+    pub start: i64,
+    pub end: i64,
+    pub range_ms: i64,
+}
+
+/// Applies `f` to every series' window at every step. `f` returns the value
+/// for the step or `None` for no point.
+pub(crate) fn eval_range_fn(
+    ev: &Evaluator,
+    arg: &RangeArg,
+    drop_name: bool,
+    mut f: impl FnMut(&Window, &[Sample], &Labels) -> Option<f64>,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let mut out = Vec::with_capacity(arg.series.len());
+    for series in &arg.series {
+        ev.sh.check_now()?;
+        let samples = &series.samples;
+        let mut lo = 0usize;
+        let mut hi = 0usize;
+        let mut points = Vec::new();
+        for step in 0..ev.nsteps {
+            ev.sh.check()?;
+            let ts = ev.ts(step);
+            let end = arg.window_end(ts);
+            let start = end.saturating_sub(arg.range);
+            while lo < samples.len() && samples[lo].t <= start {
+                lo += 1;
+            }
+            if hi < lo {
+                hi = lo;
+            }
+            while hi < samples.len() && samples[hi].t <= end {
+                hi += 1;
+            }
+            if hi == lo {
+                continue;
+            }
+            let window = &samples[lo..hi];
+            if ev.sh.current_samples.get().saturating_add(window.len()) > ev.sh.max_samples {
+                return Err(QueryError::TooManySamples("query execution"));
+            }
+            let w = Window {
+                step,
+                ts,
+                start,
+                end,
+                range_ms: arg.range,
+            };
+            if let Some(v) = f(&w, window, &series.labels) {
+                points.push(Point { step, v });
+            }
+        }
+        if !points.is_empty() {
+            ev.sh.add_samples(points.len())?;
+            out.push(StepSeries {
+                labels: series.labels.clone(),
+                drop_name: drop_name || series.drop_name,
+                points,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Maps every point of every series; `None` drops the point.
+pub(crate) fn map_points(
+    mut series: Vec<StepSeries>,
+    drop_name: bool,
+    mut f: impl FnMut(usize, f64) -> Option<f64>,
+) -> Vec<StepSeries> {
+    for s in series.iter_mut() {
+        let mut kept = Vec::with_capacity(s.points.len());
+        for p in &s.points {
+            if let Some(v) = f(p.step, p.v) {
+                kept.push(Point { step: p.step, v });
+            }
+        }
+        s.points = kept;
+        if drop_name {
+            s.drop_name = true;
+        }
+    }
+    series.retain(|s| !s.points.is_empty());
+    series
+}
+
+/// Unwraps parentheses.
+pub(crate) fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+/// The string value of a string-literal argument.
+pub(crate) fn string_arg(ev: &Evaluator, e: &Expr) -> Result<String, QueryError> {
+    match unparen(e) {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        other => match ev.eval(other)? {
+            Val::String(s) => Ok(s),
+            v => Err(QueryError::BadData(format!(
+                "expected string argument, got {}",
+                v.type_name()
+            ))),
+        },
+    }
+}
+
+fn arg(call: &Call, i: usize) -> Result<&Expr, QueryError> {
+    call.args.args.get(i).map(|b| b.as_ref()).ok_or_else(|| {
+        QueryError::BadData(format!(
+            "wrong number of arguments for function {}",
+            call.func.name
+        ))
+    })
+}
+
+/// A scalar argument evaluated at every step; `default` when absent.
+fn scalar_arg_or(
+    ev: &Evaluator,
+    call: &Call,
+    i: usize,
+    default: f64,
+) -> Result<Vec<f64>, QueryError> {
+    match call.args.args.get(i) {
+        Some(e) => ev.eval_scalar(e),
+        None => Ok(vec![default; ev.nsteps]),
+    }
+}
+
+pub(crate) fn eval_call(ev: &Evaluator, call: &Call) -> Result<Val, QueryError> {
+    let name = call.func.name;
+    let base = ev.sh.current_samples.get();
+    let val = dispatch(ev, call, name)?;
+    if let Val::Vector(v) = &val {
+        ev.sh.reset_samples(base, total_points(v))?;
+    }
+    Ok(val)
+}
+
+fn dispatch(ev: &Evaluator, call: &Call, name: &str) -> Result<Val, QueryError> {
+    if let Some(v) = rate::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = over_time::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = math::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = time::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = label::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = sort::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = histogram::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    Err(QueryError::BadData(format!(
+        "function {name:?} is not supported"
+    )))
+}
+
+/// Labels for `absent()`/`absent_over_time()` (`createLabelsForAbsentFunction`):
+/// the equality matchers of the selector, minus names matched twice.
+pub(crate) fn absent_labels(e: &Expr) -> Labels {
+    let vs = match unparen(e) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::empty(),
+    };
+    let mut pairs: Vec<Label> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if matches!(m.op, ParserOp::Equal) && !has.contains(&m.name.as_str()) {
+            pairs.retain(|l| l.name != m.name);
+            pairs.push(Label::new(m.name.clone(), m.value.clone()));
+            has.push(&m.name);
+        } else {
+            pairs.retain(|l| l.name != m.name);
+        }
+    }
+    Labels::new(pairs)
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`, with Prometheus's `+Inf`/`-Inf`/`NaN`.
+pub(crate) fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_string()
+    } else if f == f64::INFINITY {
+        "+Inf".to_string()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Go's `%g` for annotation texts: shortest representation, exponent form
+/// for very large or small magnitudes.
+pub(crate) fn format_g(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let exp = f.abs().log10().floor() as i32;
+    if !(-4..21).contains(&exp) {
+        let s = format!("{f:e}");
+        // Rust: 1e21, 1.5e-7 ; Go: 1e+21, 1.5e-07
+        if let Some((mant, e)) = s.split_once('e') {
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', e),
+            };
+            let digits = if digits.len() < 2 {
+                format!("0{digits}")
+            } else {
+                digits.to_string()
+            };
+            return format!("{mant}e{sign}{digits}");
+        }
+        s
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Warnings for a quantile parameter outside [0, 1] (`NewInvalidQuantileWarning`).
+pub(crate) fn quantile_param_warnings(ev: &Evaluator, params: &[f64], param_expr: Option<&Expr>) {
+    let pos = param_expr.map(|e| ev.sh.pos(e)).unwrap_or_default();
+    if params.iter().any(|p| p.is_nan()) {
+        ev.sh.warn(format!(
+            "quantile value should be between 0 and 1, got NaN{pos}"
+        ));
+    }
+    let max = params.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = params.iter().copied().fold(f64::INFINITY, f64::min);
+    if max > 1.0 {
+        ev.sh.warn(format!(
+            "quantile value should be between 0 and 1, got {}{pos}",
+            format_g(max)
+        ));
+    }
+    if min < 0.0 {
+        ev.sh.warn(format!(
+            "quantile value should be between 0 and 1, got {}{pos}",
+            format_g(min)
+        ));
+    }
+}
+
+/// Warnings for a `limit_ratio` parameter outside [-1, 1].
+pub(crate) fn ratio_param_warnings(ev: &Evaluator, min: f64, max: f64, param_expr: Option<&Expr>) {
+    let pos = param_expr.map(|e| ev.sh.pos(e)).unwrap_or_default();
+    if max > 1.0 {
+        ev.sh.warn(format!(
+            "ratio value should be between -1 and 1, got {}, capping to 1{pos}",
+            format_g(max)
+        ));
+    }
+    if min < -1.0 {
+        ev.sh.warn(format!(
+            "ratio value should be between -1 and 1, got {}, capping to -1{pos}",
+            format_g(min)
+        ));
+    }
+}
+
+/// Prometheus label names (UTF-8 mode): any non-empty valid UTF-8 string.
+pub(crate) fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// A stable 64-bit hash of a label set, for `limit_ratio` sampling.
+pub(crate) fn label_hash(labels: &Labels) -> u64 {
+    // FNV-1a over name/value pairs with separators.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for l in labels.iter() {
+        for b in l
+            .name
+            .bytes()
+            .chain([0xffu8])
+            .chain(l.value.bytes())
+            .chain([0xffu8])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}

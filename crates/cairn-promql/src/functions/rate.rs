@@ -1,0 +1,130 @@
+//! `rate`, `increase`, `delta`, `irate`, `idelta`, as promql/functions.go
+//! `extrapolatedRate` and `instantValue`.
+
+use cairn_model::Sample;
+use promql_parser::parser::Call;
+
+use super::{arg, eval_range_fn, unparen, Window};
+use crate::eval::Evaluator;
+use crate::value::Val;
+use crate::QueryError;
+
+pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val>, QueryError> {
+    let (is_counter, is_rate, instant) = match name {
+        "rate" => (true, true, false),
+        "increase" => (true, false, false),
+        "delta" => (false, false, false),
+        "irate" => (true, true, true),
+        "idelta" => (false, false, true),
+        _ => return Ok(None),
+    };
+    let arg_expr = arg(call, 0)?;
+    let range_arg = ev.eval_range_arg(arg_expr)?;
+    let out = eval_range_fn(ev, &range_arg, true, |w, samples, _| {
+        if instant {
+            instant_value(samples, is_rate)
+        } else {
+            extrapolated_rate(w, samples, is_counter, is_rate)
+        }
+    })?;
+    if matches!(name, "rate" | "increase") {
+        // Prometheus: info when the input might not be a counter.
+        let pos = ev.sh.pos(unparen(arg_expr));
+        let produced: std::collections::HashSet<&cairn_model::Labels> =
+            out.iter().map(|o| &o.labels).collect();
+        for s in &range_arg.series {
+            let Some(metric) = s.labels.metric_name() else {
+                continue;
+            };
+            if produced.contains(&s.labels)
+                && !metric.ends_with("_total")
+                && !metric.ends_with("_sum")
+                && !metric.ends_with("_count")
+                && !metric.ends_with("_bucket")
+            {
+                ev.sh.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}{pos}"
+                ));
+            }
+        }
+    }
+    Ok(Some(Val::Vector(out)))
+}
+
+/// `extrapolatedRate` for float samples: counter resets are compensated,
+/// and the result is extrapolated towards the window boundaries by at most
+/// 1.1× the average sample interval (half an interval otherwise), never
+/// below a counter's zero point.
+pub(crate) fn extrapolated_rate(
+    w: &Window,
+    samples: &[Sample],
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let first = samples[0];
+    let last = samples[samples.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        for pair in samples.windows(2) {
+            if pair[1].v < pair[0].v {
+                result += pair[0].v;
+            }
+        }
+    }
+    let range_start = w.start;
+    let range_end = w.end;
+    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut duration_to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
+    let num_minus_one = (samples.len() - 1) as f64;
+    let average_between = sampled_interval / num_minus_one;
+    let threshold = average_between * 1.1;
+    if duration_to_start >= threshold {
+        duration_to_start = average_between / 2.0;
+    }
+    if is_counter {
+        let mut duration_to_zero = duration_to_start;
+        if result > 0.0 && first.v >= 0.0 {
+            duration_to_zero = sampled_interval * (first.v / result);
+        }
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    if duration_to_end >= threshold {
+        duration_to_end = average_between / 2.0;
+    }
+    let mut factor = 1.0;
+    if sampled_interval != 0.0 {
+        factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
+    }
+    if is_rate {
+        factor /= w.range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `instantValue`: the last two samples of the window.
+pub(crate) fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let prev = samples[samples.len() - 2];
+    let last = samples[samples.len() - 1];
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    let mut v = last.v;
+    let reset = last.v < prev.v;
+    if !is_rate || !reset {
+        v = last.v - prev.v;
+    }
+    if is_rate {
+        v /= interval as f64 / 1000.0;
+    }
+    Some(v)
+}

@@ -1,0 +1,186 @@
+//! Vector and matrix selectors: storage access, lookback and staleness.
+
+use cairn_model::{is_stale_nan, MatchOp, Matcher, Series, TimeRange, METRIC_NAME};
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+
+use crate::eval::{checked_sub, duration_ms, offset_ms, Evaluator, RangeArg};
+use crate::value::{Point, RangeSeries, StepSeries, Val};
+use crate::QueryError;
+
+/// Converts a parsed selector's name and matchers to storage matchers.
+pub(crate) fn convert_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(QueryError::BadData(
+            "`or` inside label matchers is not supported".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        out.push(Matcher::equal(METRIC_NAME, name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            ParserOp::Equal => MatchOp::Equal,
+            ParserOp::NotEqual => MatchOp::NotEqual,
+            ParserOp::Re(_) => MatchOp::RegexMatch,
+            ParserOp::NotRe(_) => MatchOp::RegexNoMatch,
+        };
+        let matcher = match Matcher::new(op, m.name.clone(), m.value.clone()) {
+            Ok(matcher) => matcher,
+            // Go accepts `a{b}` style literal braces that Rust's regex rejects;
+            // the parser already escaped those, so retry with its pattern.
+            Err(err) => match &m.op {
+                ParserOp::Re(re) | ParserOp::NotRe(re) => {
+                    let inner = re
+                        .as_str()
+                        .strip_prefix("^(?:")
+                        .and_then(|s| s.strip_suffix(")$"))
+                        .unwrap_or(re.as_str());
+                    Matcher::new(op, m.name.clone(), inner.to_string())
+                        .map_err(|_| QueryError::BadData(err.to_string()))?
+                }
+                _ => return Err(QueryError::BadData(err.to_string())),
+            },
+        };
+        out.push(matcher);
+    }
+    Ok(out)
+}
+
+/// Fetches series from storage, counting loaded samples.
+pub(crate) fn fetch(
+    ev: &Evaluator,
+    matchers: &[Matcher],
+    range: TimeRange,
+) -> Result<Vec<Series>, QueryError> {
+    ev.sh.check_now()?;
+    if range.start > range.end {
+        return Ok(Vec::new());
+    }
+    let series = ev.sh.queryable.select(matchers, range)?;
+    let loaded: usize = series.iter().map(|s| s.samples.len()).sum();
+    ev.sh.loaded(loaded);
+    Ok(series)
+}
+
+/// The selected sample of one series at each step: `(step, sample t, value)`.
+pub(crate) struct InstantSamples {
+    pub series: Series,
+    pub points: Vec<(usize, i64, f64)>,
+}
+
+/// Evaluates an instant selector at every step: the latest sample in
+/// `(ref - lookback, ref]` unless it is a staleness marker, where
+/// `ref = (@ or step time) - offset` (Prometheus 3 left-open lookback).
+pub(crate) fn select_instant(
+    ev: &Evaluator,
+    vs: &VectorSelector,
+) -> Result<Vec<InstantSamples>, QueryError> {
+    let matchers = convert_matchers(vs)?;
+    let offset = offset_ms(vs.offset.as_ref())?;
+    let at = ev.at_ms(vs.at.as_ref())?;
+    if ev.nsteps == 0 {
+        return Ok(Vec::new());
+    }
+    let reference = |i: usize| -> i64 { at.unwrap_or_else(|| ev.ts(i)).saturating_sub(offset) };
+    let first_ref = reference(0);
+    let last_ref = reference(ev.nsteps - 1);
+    let lookback = ev.sh.lookback_ms;
+    let range = TimeRange::new(
+        first_ref.saturating_sub(lookback).saturating_add(1),
+        last_ref,
+    );
+    let fetched = fetch(ev, &matchers, range)?;
+    let mut out = Vec::with_capacity(fetched.len());
+    for series in fetched {
+        ev.sh.check()?;
+        let mut points = Vec::new();
+        let samples = &series.samples;
+        let mut next = 0usize; // first sample with t > ref
+        for step in 0..ev.nsteps {
+            let r = reference(step);
+            while next < samples.len() && samples[next].t <= r {
+                next += 1;
+            }
+            if next == 0 {
+                continue;
+            }
+            let s = samples[next - 1];
+            if s.t <= r.saturating_sub(lookback) || is_stale_nan(s.v) {
+                continue;
+            }
+            points.push((step, s.t, s.v));
+        }
+        if !points.is_empty() {
+            ev.sh.add_samples(points.len())?;
+            out.push(InstantSamples { series, points });
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn eval_vector_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<Val, QueryError> {
+    let selected = select_instant(ev, vs)?;
+    Ok(Val::Vector(
+        selected
+            .into_iter()
+            .map(|s| StepSeries {
+                labels: s.series.labels,
+                drop_name: false,
+                points: s
+                    .points
+                    .into_iter()
+                    .map(|(step, _, v)| Point { step, v })
+                    .collect(),
+            })
+            .collect(),
+    ))
+}
+
+/// Loads the samples a matrix selector needs for all steps; staleness
+/// markers are removed, as Prometheus never returns them from range selectors.
+pub(crate) fn eval_matrix_selector(
+    ev: &Evaluator,
+    ms: &MatrixSelector,
+) -> Result<RangeArg, QueryError> {
+    let vs = &ms.vs;
+    let matchers = convert_matchers(vs)?;
+    let range = duration_ms(&ms.range)?;
+    let offset = offset_ms(vs.offset.as_ref())?;
+    let at = ev.at_ms(vs.at.as_ref())?;
+    let mut arg = RangeArg {
+        series: Vec::new(),
+        range,
+        offset,
+        at,
+    };
+    if ev.nsteps == 0 {
+        return Ok(arg);
+    }
+    let first_end = arg.window_end(ev.ts(0));
+    let last_end = arg.window_end(ev.ts(ev.nsteps - 1));
+    let time_range = TimeRange::new(
+        checked_sub(first_end, range)
+            .unwrap_or(i64::MIN)
+            .saturating_add(1),
+        last_end,
+    );
+    let fetched = fetch(ev, &matchers, time_range)?;
+    arg.series = fetched
+        .into_iter()
+        .filter_map(|mut s| {
+            s.samples.retain(|p| !is_stale_nan(p.v));
+            if s.samples.is_empty() {
+                None
+            } else {
+                Some(RangeSeries {
+                    labels: s.labels,
+                    drop_name: false,
+                    samples: s.samples,
+                })
+            }
+        })
+        .collect();
+    Ok(arg)
+}

@@ -1,0 +1,286 @@
+//! Unit tests of the subtle parts, over a tiny in-memory [`Queryable`].
+
+use cairn_model::{
+    Label, Labels, Matcher, Queryable, Sample, Series, StorageError, TimeRange, STALE_NAN,
+};
+
+use crate::{Engine, EngineOptions, QueryError, QueryOptions, Value};
+
+/// Series kept in memory, sorted by labels.
+#[derive(Default)]
+pub(crate) struct MemQueryable {
+    series: Vec<Series>,
+}
+
+impl MemQueryable {
+    pub fn add(&mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        let labels = Labels::new(labels.iter().map(|(n, v)| Label::new(*n, *v)).collect());
+        self.series.push(Series {
+            labels,
+            samples: samples.iter().map(|(t, v)| Sample::new(*t, *v)).collect(),
+        });
+        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+}
+
+impl Queryable for MemQueryable {
+    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
+        Ok(self
+            .series
+            .iter()
+            .filter(|s| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+            })
+            .map(|s| Series {
+                labels: s.labels.clone(),
+                samples: s
+                    .samples
+                    .iter()
+                    .filter(|p| range.contains(p.t))
+                    .copied()
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+
+    fn label_names(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    fn label_values(
+        &self,
+        _: &str,
+        _: &[Matcher],
+        _: TimeRange,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineOptions::default())
+}
+
+fn instant(q: &MemQueryable, query: &str, t: i64) -> Result<Value, QueryError> {
+    engine()
+        .instant_query(q, query, t, &QueryOptions::default())
+        .map(|r| r.value)
+}
+
+fn vector_values(v: Value) -> Vec<(String, f64)> {
+    match v {
+        Value::Vector(v) => v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect(),
+        other => panic!("expected vector, got {other:?}"),
+    }
+}
+
+const MIN: i64 = 60_000;
+
+/// `0 10 20 ...` every minute.
+fn counter(q: &mut MemQueryable, name: &str, n: i64, step: f64) {
+    let samples: Vec<(i64, f64)> = (0..=n).map(|i| (i * MIN, i as f64 * step)).collect();
+    q.add(&[("__name__", name)], &samples);
+}
+
+#[test]
+fn lookback_window_is_left_open() {
+    let mut q = MemQueryable::default();
+    q.add(&[("__name__", "m")], &[(0, 1.0)]);
+    assert_eq!(
+        vector_values(instant(&q, "m", 5 * MIN - 1).unwrap()).len(),
+        1
+    );
+    // At exactly t + 5m the sample falls out of (t-5m, t].
+    assert!(vector_values(instant(&q, "m", 5 * MIN).unwrap()).is_empty());
+}
+
+#[test]
+fn stale_marker_hides_the_series() {
+    let mut q = MemQueryable::default();
+    q.add(
+        &[("__name__", "m")],
+        &[(0, 1.0), (MIN, STALE_NAN), (3 * MIN, 2.0)],
+    );
+    assert_eq!(vector_values(instant(&q, "m", 30_000).unwrap()).len(), 1);
+    assert!(vector_values(instant(&q, "m", 2 * MIN).unwrap()).is_empty());
+    assert_eq!(vector_values(instant(&q, "m", 3 * MIN).unwrap())[0].1, 2.0);
+}
+
+#[test]
+fn stale_markers_are_never_in_range_vectors() {
+    let mut q = MemQueryable::default();
+    q.add(
+        &[("__name__", "m")],
+        &[(0, 1.0), (MIN, STALE_NAN), (2 * MIN, 2.0)],
+    );
+    match instant(&q, "m[5m]", 2 * MIN).unwrap() {
+        Value::Matrix(m) => {
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].samples.len(), 2);
+            assert!(m[0].samples.iter().all(|s| !s.v.is_nan()));
+        }
+        other => panic!("expected matrix, got {other:?}"),
+    }
+    let counted = vector_values(instant(&q, "count_over_time(m[5m])", 2 * MIN).unwrap());
+    assert_eq!(counted[0].1, 2.0);
+}
+
+#[test]
+fn rate_compensates_counter_resets() {
+    let mut q = MemQueryable::default();
+    // 0 10 20 5 15 : one reset, true increase 10+10+5+10 = 35 over 4 minutes.
+    q.add(
+        &[("__name__", "c_total")],
+        &[
+            (0, 0.0),
+            (MIN, 10.0),
+            (2 * MIN, 20.0),
+            (3 * MIN, 5.0),
+            (4 * MIN, 15.0),
+        ],
+    );
+    let v = vector_values(instant(&q, "increase(c_total[4m])", 4 * MIN).unwrap());
+    // Window (0, 4m]: samples at 1m..4m, raw increase 10+5+10=25 over 3m,
+    // extrapolated to the 4m window start: 25 * 4/3.
+    assert!((v[0].1 - 25.0 * 4.0 / 3.0).abs() < 1e-9, "{v:?}");
+    assert_eq!(v[0].0, "{}");
+}
+
+#[test]
+fn rate_extrapolation_stops_at_counter_zero() {
+    let mut q = MemQueryable::default();
+    q.add(
+        &[("__name__", "c_total")],
+        &[(2 * MIN, 0.2), (3 * MIN, 1.2)],
+    );
+    let v = vector_values(instant(&q, "increase(c_total[5m])", 3 * MIN).unwrap());
+    // The window start is far, so extrapolation would be half an interval
+    // (30s), but the counter's zero point is only 12s before the first
+    // sample: (60 + 12 + 0) / 60 * 1.
+    assert!((v[0].1 - 1.2).abs() < 1e-9, "{v:?}");
+}
+
+#[test]
+fn range_query_walks_steps() {
+    let mut q = MemQueryable::default();
+    counter(&mut q, "c_total", 20, 10.0);
+    let r = engine()
+        .range_query(
+            &q,
+            "rate(c_total[2m])",
+            5 * MIN,
+            10 * MIN,
+            MIN,
+            &QueryOptions::default(),
+        )
+        .unwrap();
+    match r.value {
+        Value::Matrix(m) => {
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].samples.len(), 6);
+            for s in &m[0].samples {
+                assert!((s.v - 10.0 / 60.0).abs() < 1e-9);
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sort_puts_nan_last_both_ways() {
+    let mut q = MemQueryable::default();
+    q.add(&[("__name__", "m"), ("i", "a")], &[(0, f64::NAN)]);
+    q.add(&[("__name__", "m"), ("i", "b")], &[(0, 2.0)]);
+    q.add(&[("__name__", "m"), ("i", "c")], &[(0, 1.0)]);
+    let asc = vector_values(instant(&q, "sort(m)", 0).unwrap());
+    assert_eq!(asc[0].1, 1.0);
+    assert!(asc[2].1.is_nan());
+    let desc = vector_values(instant(&q, "sort_desc(m)", 0).unwrap());
+    assert_eq!(desc[0].1, 2.0);
+    assert!(desc[2].1.is_nan());
+}
+
+#[test]
+fn topk_prefers_numbers_over_nan() {
+    let mut q = MemQueryable::default();
+    q.add(&[("__name__", "m"), ("i", "a")], &[(0, f64::NAN)]);
+    q.add(&[("__name__", "m"), ("i", "b")], &[(0, 2.0)]);
+    q.add(&[("__name__", "m"), ("i", "c")], &[(0, 1.0)]);
+    let top = vector_values(instant(&q, "topk(2, m)", 0).unwrap());
+    assert_eq!(top.iter().map(|x| x.1).collect::<Vec<_>>(), vec![2.0, 1.0]);
+    let bottom = vector_values(instant(&q, "bottomk(2, m)", 0).unwrap());
+    assert_eq!(
+        bottom.iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![1.0, 2.0]
+    );
+    // With k larger than the number of numbers, NaN comes last.
+    let all = vector_values(instant(&q, "topk(3, m)", 0).unwrap());
+    assert!(all[2].1.is_nan());
+}
+
+#[test]
+fn deep_nesting_is_rejected_not_overflowed() {
+    let q = MemQueryable::default();
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    assert!(matches!(instant(&q, &deep, 0), Err(QueryError::BadData(_))));
+    let chain = vec!["1"; 20000].join("+");
+    assert!(matches!(
+        instant(&q, &chain, 0),
+        Err(QueryError::BadData(_))
+    ));
+    let unary = format!("{}1", "-".repeat(20000));
+    assert!(matches!(
+        instant(&q, &unary, 0),
+        Err(QueryError::BadData(_))
+    ));
+}
+
+#[test]
+fn offsets_and_at_modifier() {
+    let mut q = MemQueryable::default();
+    counter(&mut q, "c", 10, 1.0);
+    assert_eq!(
+        vector_values(instant(&q, "c offset 2m", 5 * MIN).unwrap())[0].1,
+        3.0
+    );
+    assert_eq!(
+        vector_values(instant(&q, "c offset -2m", 5 * MIN).unwrap())[0].1,
+        7.0
+    );
+    assert_eq!(
+        vector_values(instant(&q, "c @ 120", 5 * MIN).unwrap())[0].1,
+        2.0
+    );
+    assert_eq!(
+        vector_values(instant(&q, "c @ end()", 5 * MIN).unwrap())[0].1,
+        5.0
+    );
+}
+
+#[test]
+fn binary_matching_and_name_dropping() {
+    let mut q = MemQueryable::default();
+    q.add(&[("__name__", "a"), ("j", "x")], &[(0, 4.0)]);
+    q.add(&[("__name__", "b"), ("j", "x")], &[(0, 2.0)]);
+    let v = vector_values(instant(&q, "a / b", 0).unwrap());
+    assert_eq!(v, vec![("{j=\"x\"}".to_string(), 2.0)]);
+    let v = vector_values(instant(&q, "a > 3", 0).unwrap());
+    assert_eq!(v, vec![("a{j=\"x\"}".to_string(), 4.0)]);
+    let v = vector_values(instant(&q, "a > bool 5", 0).unwrap());
+    assert_eq!(v, vec![("{j=\"x\"}".to_string(), 0.0)]);
+}
+
+#[test]
+fn max_samples_is_enforced() {
+    let mut q = MemQueryable::default();
+    counter(&mut q, "c", 100, 1.0);
+    let e = Engine::new(EngineOptions {
+        max_samples: 10,
+        ..EngineOptions::default()
+    });
+    let r = e.range_query(&q, "c", 0, 100 * MIN, MIN, &QueryOptions::default());
+    assert!(matches!(r, Err(QueryError::TooManySamples(_))));
+}
