@@ -20,6 +20,7 @@ use cairn_model::{
 use crate::exemplars::ExemplarStore;
 use crate::head::series::to_labels;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
+use crate::idhash::IdMap;
 use crate::wal::{self, Record, RefExemplar, RefSample, WalWriter};
 use crate::{AppendOutcome, Rejection, TsdbError, TsdbOptions, TsdbStats};
 
@@ -383,8 +384,9 @@ fn plan_append(
     let mut plan = AppendPlan::default();
     let mut next_id = head.next_id();
     let mut batch_series: HashMap<Labels, u64> = HashMap::new();
-    let mut batch_last: HashMap<u64, (i64, u64)> = HashMap::new();
-    let mut batch_newest_exemplar: HashMap<u64, i64> = HashMap::new();
+    let mut batch_last: IdMap<(i64, u64)> = IdMap::default();
+    batch_last.reserve(batch.len());
+    let mut batch_newest_exemplar: IdMap<i64> = IdMap::default();
     for SeriesSamples {
         labels,
         samples,
@@ -400,11 +402,17 @@ fn plan_append(
                 .copied()
                 .or_else(|| head.get(id).and_then(|s| s.last()))
         });
-        let mut stored: Vec<(i64, f64)> = Vec::with_capacity(samples.len());
+        // Accepted samples go straight into the plan under a placeholder ID
+        // (the series may not exist yet), fixed up or rolled back below.
+        let first_planned = plan.samples.len();
         for sample in &samples {
             match decide(last, sample.t, sample.v.to_bits()) {
                 AppendDecision::Store => {
-                    stored.push((sample.t, sample.v));
+                    plan.samples.push(RefSample {
+                        id: 0,
+                        t: sample.t,
+                        v: sample.v,
+                    });
                     last = Some((sample.t, sample.v.to_bits()));
                 }
                 AppendDecision::SilentDuplicate => plan.outcome.samples_accepted += 1,
@@ -420,13 +428,14 @@ fn plan_append(
                 }
             }
         }
-        plan.outcome.samples_accepted += stored.len() as u64;
+        let stored = plan.samples.len() - first_planned;
+        plan.outcome.samples_accepted += stored as u64;
         // A series is created only for data that is kept: an accepted sample,
         // or exemplars sent without samples.
-        let keeps_series = existing.is_some()
-            || !stored.is_empty()
-            || (samples.is_empty() && !exemplars.is_empty());
+        let keeps_series =
+            existing.is_some() || stored > 0 || (samples.is_empty() && !exemplars.is_empty());
         if !keeps_series {
+            debug_assert_eq!(stored, 0);
             continue;
         }
         let id = match existing {
@@ -443,8 +452,9 @@ fn plan_append(
         if let Some(last) = last {
             batch_last.insert(id, last);
         }
-        plan.samples
-            .extend(stored.into_iter().map(|(t, v)| RefSample { id, t, v }));
+        for planned in &mut plan.samples[first_planned..] {
+            planned.id = id;
+        }
         for exemplar in exemplars {
             let newest = batch_newest_exemplar.get(&id).copied();
             if exemplar_store.accepts(id, exemplar.t, newest) {
@@ -611,6 +621,27 @@ mod tests {
             .label_names(&other, TimeRange::new(-10, -1))
             .unwrap()
             .is_empty());
+    }
+
+    /// A failed WAL write must leave the head untouched: nothing the client
+    /// was told failed may become visible (or be replayed later).
+    #[test]
+    fn a_failed_wal_write_applies_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        std::fs::remove_dir_all(tmp.path().join("wal")).unwrap();
+        let result = db.append(vec![series(&[("__name__", "a")], &[(1, 1.0)])]);
+        assert!(matches!(result, Err(TsdbError::Io { .. })));
+        assert!(db.select(&[], TimeRange::all()).unwrap().is_empty());
+        assert_eq!(db.stats(), TsdbStats::default());
+        // Once the WAL can be written again, the same samples are accepted.
+        std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
+        let outcome = db
+            .append(vec![series(&[("__name__", "a")], &[(1, 1.0)])])
+            .unwrap();
+        assert_eq!((outcome.samples_accepted, outcome.series_created), (1, 1));
+        drop(db);
+        assert_eq!(all_samples(&open(tmp.path()), &[]).len(), 1);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod chunk;
 mod db;
 mod exemplars;
 pub mod head;
+mod idhash;
 mod tenants;
 pub mod wal;
 

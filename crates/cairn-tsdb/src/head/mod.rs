@@ -9,13 +9,14 @@ pub mod postings;
 pub mod series;
 
 use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use cairn_model::{Labels, Matcher};
 
 use crate::chunk::ClosedChunk;
+use crate::idhash::IdMap;
 pub use postings::Postings;
 pub use series::{decide, AppendDecision, LastSample, MemSeries, SeriesLabels};
 
@@ -74,11 +75,11 @@ impl Interner {
 
 #[derive(Debug, Default)]
 pub struct Head {
-    series: HashMap<u64, MemSeries>,
+    series: IdMap<MemSeries>,
     /// Label hash → the first series with that hash.
-    by_hash: HashMap<u64, u64>,
+    by_hash: IdMap<u64>,
     /// Label hash → further series with the same hash (rare).
-    hash_conflicts: HashMap<u64, Vec<u64>>,
+    hash_conflicts: IdMap<Vec<u64>>,
     postings: Postings,
     interner: Interner,
     hasher: RandomState,
