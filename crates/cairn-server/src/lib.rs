@@ -1,1 +1,24 @@
-//! cairn-server: to be written.
+//! Cairn's HTTP API: everything between a socket and the tenant databases.
+//!
+//! Brief overview:
+//! - [`Server`] binds the listener, opens storage in the background (WAL
+//!   replay; `/ready` answers 503 until it is done) and serves the router
+//!   until a shutdown signal, then flushes every tenant's WAL.
+//! - [`tenant`] turns request headers into a validated [`cairn_model::TenantId`].
+//! - [`push`] is the remote-write endpoint: size-capped body, decode,
+//!   validate, append to the tenant's WAL and head, answer.
+//! - [`query`] is the Prometheus read API (`/api/v1/query`, `query_range`)
+//!   with Prometheus's parameter rules and JSON envelope.
+//! - [`error::ApiError`] is the one place where errors become HTTP statuses.
+//! - [`metrics`] owns Cairn's own `/metrics`.
+
+pub mod error;
+pub mod metrics;
+pub mod push;
+pub mod query;
+pub mod tenant;
+
+mod app;
+mod router;
+
+pub use app::{ServeError, Server, ServerOptions};

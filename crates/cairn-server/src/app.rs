@@ -1,0 +1,138 @@
+//! Server start-up, shared state and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use cairn_ingest::{DecodeLimits, ValidationLimits};
+use cairn_promql::{Engine, EngineOptions};
+use cairn_tsdb::{TenantStore, TsdbOptions};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::router;
+use crate::tenant::TenancyOptions;
+
+/// Everything the HTTP layer needs to know, resolved from the configuration.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub listen_address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tsdb: TsdbOptions,
+    pub tenancy: TenancyOptions,
+    /// Largest compressed remote-write body accepted; larger is 413.
+    pub max_write_body_bytes: usize,
+    pub decode_limits: DecodeLimits,
+    pub validation_limits: ValidationLimits,
+    pub engine: EngineOptions,
+}
+
+/// State shared by every handler.
+pub(crate) struct AppState {
+    pub options: ServerOptions,
+    /// Set once WAL replay has finished; until then `/ready` is 503 and
+    /// tenant endpoints answer 503.
+    pub store: Arc<OnceLock<Arc<TenantStore>>>,
+    pub engine: Engine,
+    pub metrics: Metrics,
+}
+
+/// A bound, running Cairn HTTP server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Binds the listen address. Storage is opened by [`Server::run`].
+    pub async fn bind(options: ServerOptions) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(options.listen_address).await?;
+        let store = Arc::new(OnceLock::new());
+        let state = Arc::new(AppState {
+            engine: Engine::new(options.engine.clone()),
+            metrics: Metrics::new(Arc::clone(&store)),
+            store,
+            options,
+        });
+        Ok(Server { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Replays storage in the background, serves until `shutdown` resolves,
+    /// lets in-flight requests finish, then flushes every tenant's WAL. If
+    /// storage cannot be opened the server stops and the error is returned.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server { listener, state } = self;
+        let storage_failed = Arc::new(tokio::sync::Notify::new());
+        let replay_state = Arc::clone(&state);
+        let notify_failure = Arc::clone(&storage_failed);
+        let replay = tokio::task::spawn_blocking(move || {
+            let result = open_storage(&replay_state);
+            if result.is_err() {
+                notify_failure.notify_one();
+            }
+            result
+        });
+
+        let app = router::build(Arc::clone(&state));
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutdown signal received, finishing in-flight requests"),
+                _ = storage_failed.notified() => {}
+            }
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(ServeError::Http)?;
+
+        replay
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))??;
+        if let Some(store) = state.store.get() {
+            let store = Arc::clone(store);
+            tokio::task::spawn_blocking(move || store.close_all())
+                .await
+                .map_err(|e| ServeError::Task(e.to_string()))?
+                .map_err(ServeError::Storage)?;
+        }
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Opens every tenant's database (replaying WALs) and marks the server ready.
+fn open_storage(state: &AppState) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
+    let store = TenantStore::open(&state.options.data_dir, state.options.tsdb.clone())
+        .map_err(ServeError::Storage)?;
+    let tenants = store.tenants().len();
+    let store = Arc::new(store);
+    if state.store.set(store).is_err() {
+        unreachable!("storage is opened once");
+    }
+    tracing::info!(
+        tenants,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "storage opened, ready"
+    );
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("http server failed")]
+    Http(#[source] std::io::Error),
+    #[error("storage failed")]
+    Storage(#[source] cairn_tsdb::TsdbError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}

@@ -1,0 +1,146 @@
+//! `POST /api/v1/push`: Prometheus remote write 1.0.
+//!
+//! The compressed body is capped while it is read (413 past the cap), then
+//! decoded and validated by `cairn-ingest`. As Mimir does, the valid series
+//! of a request are stored even when others are rejected; the request then
+//! answers 400 with the first rejection. The 2xx is sent only after the
+//! tenant's WAL holds the samples.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use cairn_ingest::{decode_write_request, storage_rejection_message, validate_write_request};
+use cairn_model::TenantId;
+use cairn_tsdb::TenantStore;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::app::AppState;
+use crate::error::WriteApiError;
+use crate::tenant;
+
+/// Stable ID of the body-size rejection (see docs/errors.md).
+const TOO_LARGE_ID: &str = "err-cairn-max-write-message-size";
+
+pub(crate) async fn push(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, WriteApiError> {
+    let tenant = tenant::write_tenant(&state.options.tenancy, &headers)?;
+    let store = state.store.get().cloned().ok_or_else(|| {
+        WriteApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage is still starting (replaying the write-ahead log)",
+        )
+    })?;
+    let body = read_capped_body(&headers, body, state.options.max_write_body_bytes).await?;
+    let ingest_state = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || ingest(&ingest_state, &store, &tenant, &body))
+        .await
+        .map_err(|err| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?
+}
+
+/// Reads the body, refusing more than `max` bytes before buffering them.
+async fn read_capped_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<bytes::Bytes, WriteApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|size| *size > max as u64) {
+        return Err(too_large(&format!("its message size of {size} bytes"), max));
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(too_large("its message size", max))
+        }
+        Err(err) => Err(WriteApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("failed to read request body: {err}"),
+        )),
+    }
+}
+
+fn too_large(what: &str, max: usize) -> WriteApiError {
+    WriteApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the incoming push request has been rejected because {what} is larger than the allowed limit of {max} bytes ({TOO_LARGE_ID}). To adjust the related limit, configure distributor.max_recv_msg_size_bytes"
+        ),
+    )
+}
+
+/// Decode, validate, append; runs on the blocking pool (CPU and file I/O).
+fn ingest(
+    state: &AppState,
+    store: &TenantStore,
+    tenant: &TenantId,
+    body: &[u8],
+) -> Result<StatusCode, WriteApiError> {
+    let request = decode_write_request(body, &state.options.decode_limits).map_err(|err| {
+        let status = if err.is_too_large() {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        WriteApiError::new(status, err.to_string())
+    })?;
+    let validated = validate_write_request(request, &state.options.validation_limits, now_ms());
+    let metrics = &state.metrics;
+    metrics.count_received(
+        tenant,
+        validated.samples_received,
+        validated.exemplars_received,
+        validated.metadata_received,
+    );
+    for (reason, count) in validated.discarded.iter() {
+        metrics.count_discarded(tenant, *reason, *count);
+    }
+
+    let mut storage_rejection = None;
+    if !validated.series.is_empty() || !validated.metadata.is_empty() {
+        let db = store.get_or_create(tenant).map_err(storage_failed)?;
+        if !validated.metadata.is_empty() {
+            db.set_metadata(validated.metadata)
+                .map_err(storage_failed)?;
+        }
+        if !validated.series.is_empty() {
+            let outcome = db.append(validated.series).map_err(storage_failed)?;
+            for (reason, count) in &outcome.discarded {
+                metrics.count_discarded(tenant, *reason, *count);
+            }
+            storage_rejection = outcome.first_rejection;
+        }
+    }
+
+    if let Some(err) = validated.first_error {
+        return Err(WriteApiError::new(StatusCode::BAD_REQUEST, err.message));
+    }
+    if let Some(rejection) = storage_rejection {
+        return Err(WriteApiError::new(
+            StatusCode::BAD_REQUEST,
+            storage_rejection_message(rejection.reason, &rejection.labels, rejection.t),
+        ));
+    }
+    Ok(StatusCode::OK)
+}
+
+fn storage_failed(err: cairn_tsdb::TsdbError) -> WriteApiError {
+    // Details go to the log; the sender retries a 5xx.
+    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "append failed");
+    WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed to store samples")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

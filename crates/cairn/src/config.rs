@@ -1,0 +1,412 @@
+//! The configuration: one serde tree with documented defaults.
+//!
+//! `cairn config defaults` prints [`Config::default`] with a one-line
+//! comment per field, taken from [`FIELD_DOCS`]; a test keeps the two in
+//! step. Unknown keys are an error that names the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cairn_ingest::{DecodeLimits, ValidationLimits};
+use cairn_promql::EngineOptions;
+use cairn_server::tenant::TenancyOptions;
+use cairn_server::ServerOptions;
+use cairn_tsdb::{FsyncPolicy, TsdbOptions};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tenancy: TenancyConfig,
+    pub distributor: DistributorConfig,
+    pub limits: LimitsConfig,
+    pub querier: QuerierConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http_listen_address: String,
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_listen_address: "127.0.0.1:8080".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalFsync {
+    Never,
+    Always,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    pub wal_fsync: WalFsync,
+    pub wal_segment_size_bytes: u64,
+    pub max_exemplars_per_tenant: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let tsdb = TsdbOptions::default();
+        StorageConfig {
+            path: PathBuf::from("./data"),
+            wal_fsync: WalFsync::Never,
+            wal_segment_size_bytes: tsdb.wal_segment_size,
+            max_exemplars_per_tenant: tsdb.max_exemplars,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenancyConfig {
+    pub multitenancy_enabled: bool,
+    pub no_auth_tenant: String,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        let tenancy = TenancyOptions::default();
+        TenancyConfig {
+            multitenancy_enabled: tenancy.multitenancy_enabled,
+            no_auth_tenant: tenancy.no_auth_tenant,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributorConfig {
+    pub max_recv_msg_size_bytes: usize,
+    pub max_decompressed_msg_size_bytes: usize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        let decode = DecodeLimits::default();
+        DistributorConfig {
+            max_recv_msg_size_bytes: decode.max_compressed_bytes,
+            max_decompressed_msg_size_bytes: decode.max_decompressed_bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_label_names_per_series: usize,
+    pub creation_grace_period: PromDuration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = ValidationLimits::default();
+        LimitsConfig {
+            max_label_name_length: limits.max_label_name_length,
+            max_label_value_length: limits.max_label_value_length,
+            max_label_names_per_series: limits.max_label_names_per_series,
+            creation_grace_period: PromDuration(limits.creation_grace_period_ms),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerierConfig {
+    pub lookback_delta: PromDuration,
+    pub timeout: PromDuration,
+    pub max_samples: usize,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        let engine = EngineOptions::default();
+        QuerierConfig {
+            lookback_delta: PromDuration(engine.lookback_delta_ms),
+            timeout: PromDuration(engine.default_timeout.as_millis() as i64),
+            max_samples: engine.max_samples,
+        }
+    }
+}
+
+/// One line of documentation per configuration key, in file order.
+pub const FIELD_DOCS: &[(&str, &str)] = &[
+    ("server", "HTTP server"),
+    ("server.http_listen_address", "address and port of the HTTP API (flag --http.listen-address)"),
+    ("server.log_level", "log filter: error, warn, info, debug, trace, or a tracing directive list"),
+    ("storage", "local storage"),
+    ("storage.path", "data directory; each tenant's database lives in <path>/tenants/<tenant>/"),
+    ("storage.wal_fsync", "never: WAL written to the OS before a write is acknowledged (survives a crash of cairn); always: also fsynced (survives power loss)"),
+    ("storage.wal_segment_size_bytes", "size at which a WAL segment file is closed and a new one started"),
+    ("storage.max_exemplars_per_tenant", "exemplars kept in memory per tenant (oldest dropped first)"),
+    ("tenancy", "how requests map to tenants"),
+    ("tenancy.multitenancy_enabled", "true: tenant from the X-Scope-OrgID header; false: every request belongs to no_auth_tenant"),
+    ("tenancy.no_auth_tenant", "tenant used when multi-tenancy is disabled"),
+    ("distributor", "write path"),
+    ("distributor.max_recv_msg_size_bytes", "largest compressed remote-write body accepted (larger: 413)"),
+    ("distributor.max_decompressed_msg_size_bytes", "largest decompressed remote-write message, checked before decompressing (larger: 413)"),
+    ("limits", "validation limits applied to every tenant"),
+    ("limits.max_label_name_length", "longest label name accepted, in bytes"),
+    ("limits.max_label_value_length", "longest label value accepted, in bytes"),
+    ("limits.max_label_names_per_series", "most labels (the metric name included) a series may have"),
+    ("limits.creation_grace_period", "how far in the future a sample timestamp may be"),
+    ("querier", "PromQL evaluation"),
+    ("querier.lookback_delta", "how far back an instant selector looks for the latest sample"),
+    ("querier.timeout", "query timeout when the request sets none"),
+    ("querier.max_samples", "most samples one query may hold in memory"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Parses YAML; an empty document is the defaults.
+    pub fn parse(text: &str) -> Result<Config, serde_yaml::Error> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self
+            .server
+            .http_listen_address
+            .parse::<SocketAddr>()
+            .is_err()
+        {
+            return invalid(format!(
+                "server.http_listen_address {:?} is not an IP:port address",
+                self.server.http_listen_address
+            ));
+        }
+        if self.distributor.max_recv_msg_size_bytes == 0
+            || self.distributor.max_decompressed_msg_size_bytes == 0
+        {
+            return invalid("distributor message size limits must be positive".into());
+        }
+        if self.storage.wal_segment_size_bytes < 64 * 1024 {
+            return invalid("storage.wal_segment_size_bytes must be at least 65536".into());
+        }
+        if self.querier.lookback_delta.0 <= 0 || self.querier.timeout.0 <= 0 {
+            return invalid("querier.lookback_delta and querier.timeout must be positive".into());
+        }
+        if !self.tenancy.multitenancy_enabled {
+            cairn_model::TenantId::new(&self.tenancy.no_auth_tenant)
+                .map_err(|e| ConfigError::Invalid(format!("tenancy.no_auth_tenant: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// What the HTTP layer needs, resolved from this configuration.
+    pub fn server_options(&self) -> Result<ServerOptions, ConfigError> {
+        let listen_address = self
+            .server
+            .http_listen_address
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("server.http_listen_address: {e}")))?;
+        Ok(ServerOptions {
+            listen_address,
+            data_dir: self.storage.path.clone(),
+            tsdb: TsdbOptions {
+                fsync: match self.storage.wal_fsync {
+                    WalFsync::Never => FsyncPolicy::Never,
+                    WalFsync::Always => FsyncPolicy::Always,
+                },
+                wal_segment_size: self.storage.wal_segment_size_bytes,
+                max_exemplars: self.storage.max_exemplars_per_tenant,
+            },
+            tenancy: TenancyOptions {
+                multitenancy_enabled: self.tenancy.multitenancy_enabled,
+                no_auth_tenant: self.tenancy.no_auth_tenant.clone(),
+            },
+            max_write_body_bytes: self.distributor.max_recv_msg_size_bytes,
+            decode_limits: DecodeLimits {
+                max_compressed_bytes: self.distributor.max_recv_msg_size_bytes,
+                max_decompressed_bytes: self.distributor.max_decompressed_msg_size_bytes,
+            },
+            validation_limits: ValidationLimits {
+                max_label_name_length: self.limits.max_label_name_length,
+                max_label_value_length: self.limits.max_label_value_length,
+                max_label_names_per_series: self.limits.max_label_names_per_series,
+                creation_grace_period_ms: self.limits.creation_grace_period.0,
+                ..ValidationLimits::default()
+            },
+            engine: EngineOptions {
+                lookback_delta_ms: self.querier.lookback_delta.0,
+                max_samples: self.querier.max_samples,
+                default_timeout: std::time::Duration::from_millis(self.querier.timeout.0 as u64),
+            },
+        })
+    }
+}
+
+/// The default configuration as YAML, each field preceded by its comment.
+pub fn defaults_yaml() -> String {
+    let value = serde_yaml::to_value(Config::default()).expect("the default config serializes");
+    let mut out = String::from(
+        "# Cairn's default configuration (`cairn config defaults`).\n# Every key is optional; unknown keys are an error.\n",
+    );
+    write_commented(&mut out, &value, "", 0);
+    out
+}
+
+fn write_commented(out: &mut String, value: &serde_yaml::Value, path: &str, depth: usize) {
+    let serde_yaml::Value::Mapping(map) = value else {
+        return;
+    };
+    let indent = "  ".repeat(depth);
+    for (key, child) in map {
+        let key = key.as_str().unwrap_or_default();
+        let child_path = if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        };
+        if let Some((_, doc)) = FIELD_DOCS.iter().find(|(p, _)| *p == child_path) {
+            out.push_str(&format!("{indent}# {doc}\n"));
+        }
+        match child {
+            serde_yaml::Value::Mapping(_) => {
+                out.push_str(&format!("{indent}{key}:\n"));
+                write_commented(out, child, &child_path, depth + 1);
+            }
+            scalar => {
+                let text = serde_yaml::to_string(scalar).unwrap_or_default();
+                out.push_str(&format!("{indent}{key}: {}\n", text.trim_end()));
+            }
+        }
+    }
+}
+
+/// A duration in Prometheus's notation (`10m`, `1h30m`), held in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PromDuration(pub i64);
+
+impl fmt::Display for PromDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0;
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for PromDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        cairn_server::query::params::parse_prometheus_duration(&text)
+            .map(PromDuration)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} (use Prometheus notation such as 30s, 10m, 1h30m)"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_paths(value: &serde_yaml::Value, path: &str, out: &mut Vec<String>) {
+        if let serde_yaml::Value::Mapping(map) = value {
+            for (key, child) in map {
+                let key = key.as_str().unwrap();
+                let child_path = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
+                out.push(child_path.clone());
+                leaf_paths(child, &child_path, out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_config_key_is_documented_and_every_doc_names_a_key() {
+        let value = serde_yaml::to_value(Config::default()).unwrap();
+        let mut paths = Vec::new();
+        leaf_paths(&value, "", &mut paths);
+        let documented: Vec<String> = FIELD_DOCS.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(paths, documented);
+    }
+
+    #[test]
+    fn printed_defaults_parse_back_to_the_defaults() {
+        let text = defaults_yaml();
+        assert!(text.contains("http_listen_address: 127.0.0.1:8080"));
+        assert_eq!(Config::parse(&text).unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = Config::parse("server:\n  http_listen_adress: 127.0.0.1:9\n").unwrap_err();
+        assert!(err.to_string().contains("http_listen_adress"), "{err}");
+        let err = Config::parse("storage_path: x\n").unwrap_err();
+        assert!(err.to_string().contains("storage_path"), "{err}");
+    }
+
+    #[test]
+    fn partial_files_keep_other_defaults_and_durations_parse() {
+        let config = Config::parse("limits:\n  creation_grace_period: 1h30m\n").unwrap();
+        assert_eq!(config.limits.creation_grace_period, PromDuration(5_400_000));
+        assert_eq!(config.server, ServerConfig::default());
+        assert!(Config::parse("querier:\n  timeout: soon\n").is_err());
+    }
+}
