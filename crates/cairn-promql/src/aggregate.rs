@@ -338,14 +338,22 @@ fn aggregate_k(
         series_group.push(*group_index.entry(gl).or_insert(next));
     }
     let ngroups = group_index.len();
-    let pmax = param.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let pmin = param.iter().copied().fold(f64::INFINITY, f64::min);
+    // As Go's math.Max/Min in fParams: a NaN parameter makes both NaN.
+    let any_nan = param.iter().any(|p| p.is_nan());
+    let (pmax, pmin) = if any_nan {
+        (f64::NAN, f64::NAN)
+    } else {
+        (
+            param.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            param.iter().copied().fold(f64::INFINITY, f64::min),
+        )
+    };
     match op {
         T_TOPK | T_BOTTOMK | T_LIMITK => {
             if pmax < 1.0 {
                 return Ok(Vec::new());
             }
-            if param.iter().any(|p| p.is_nan()) {
+            if any_nan {
                 return Err(QueryError::Execution("Parameter value is NaN".into()));
             }
             if pmin <= i64::MIN as f64 {
@@ -365,7 +373,7 @@ fn aggregate_k(
             if pmax == 0.0 && pmin == 0.0 {
                 return Ok(Vec::new());
             }
-            if param.iter().any(|p| p.is_nan()) {
+            if any_nan {
                 return Err(QueryError::Execution("Ratio value is NaN".into()));
             }
             crate::functions::ratio_param_warnings(ev, pmin, pmax, e.param.as_deref());

@@ -12,7 +12,9 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::eval::Evaluator;
-use crate::value::{drop_metadata, transpose, Point, SeriesBuilder, StepSeries, Val};
+use crate::value::{
+    drop_metadata, prom_labels_string, transpose, Point, SeriesBuilder, StepSeries, Val,
+};
 use crate::QueryError;
 
 /// Operator token ids, as `parser.ItemType`.
@@ -433,9 +435,9 @@ fn vector_vector(
             let sig = one_sig[i];
             if let Some((j, _)) = one_at[sig] {
                 let one_side = if swapped { "left" } else { "right" };
-                let matched = m.match_labels(&one[i].labels);
-                let mut a = one[i].labels.to_string();
-                let mut b = one[j].labels.to_string();
+                let matched = prom_labels_string(&m.match_labels(&one[i].labels));
+                let mut a = prom_labels_string(&one[i].labels);
+                let mut b = prom_labels_string(&one[j].labels);
                 if a > b {
                     std::mem::swap(&mut a, &mut b);
                 }

@@ -80,6 +80,16 @@ pub(crate) fn select_instant(
     let matchers = convert_matchers(vs)?;
     let offset = offset_ms(vs.offset.as_ref())?;
     let at = ev.at_ms(vs.at.as_ref())?;
+    select_instant_with(ev, &matchers, offset, at)
+}
+
+/// [`select_instant`] with the selector already resolved.
+pub(crate) fn select_instant_with(
+    ev: &Evaluator,
+    matchers: &[Matcher],
+    offset: i64,
+    at: Option<i64>,
+) -> Result<Vec<InstantSamples>, QueryError> {
     if ev.nsteps == 0 {
         return Ok(Vec::new());
     }
@@ -91,7 +101,7 @@ pub(crate) fn select_instant(
         first_ref.saturating_sub(lookback).saturating_add(1),
         last_ref,
     );
-    let fetched = fetch(ev, &matchers, range)?;
+    let fetched = fetch(ev, matchers, range)?;
     let mut out = Vec::with_capacity(fetched.len());
     for series in fetched {
         ev.sh.check()?;

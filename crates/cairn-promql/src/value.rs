@@ -143,3 +143,32 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     };
     (t, c)
 }
+
+/// Prometheus's `labels.Labels.String()`: `{a="x", b="y"}` with every label,
+/// `__name__` included, inside the braces.
+pub(crate) fn prom_labels_string(labels: &Labels) -> String {
+    let mut out = String::from("{");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if is_legacy_name(&l.name) {
+            out.push_str(&l.name);
+        } else {
+            out.push_str(&format!("{:?}", l.name));
+        }
+        out.push('=');
+        out.push_str(&format!("{:?}", l.value));
+    }
+    out.push('}');
+    out
+}
+
+fn is_legacy_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}

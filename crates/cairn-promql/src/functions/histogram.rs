@@ -19,8 +19,23 @@ pub(crate) struct Bucket {
 }
 
 pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val>, QueryError> {
+    // `histogram_quantiles(v, "label", q1, q2, ...)` adds a label per quantile.
+    let mut quantile_label: Option<String> = None;
+    let mut q_exprs: Vec<&promql_parser::parser::Expr> = Vec::new();
     let (params, vec_expr) = match name {
-        "histogram_quantile" => (vec![ev.eval_scalar(arg(call, 0)?)?], arg(call, 1)?),
+        "histogram_quantile" => {
+            q_exprs.push(arg(call, 0)?);
+            (vec![ev.eval_scalar(arg(call, 0)?)?], arg(call, 1)?)
+        }
+        "histogram_quantiles" => {
+            quantile_label = Some(super::string_arg(ev, arg(call, 1)?)?);
+            let mut ps = Vec::new();
+            for a in call.args.args.iter().skip(2) {
+                q_exprs.push(a);
+                ps.push(ev.eval_scalar(a)?);
+            }
+            (ps, arg(call, 0)?)
+        }
         "histogram_fraction" => (
             vec![
                 ev.eval_scalar(arg(call, 0)?)?,
@@ -38,7 +53,8 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     };
     let input = ev.eval_vector(vec_expr)?;
     let pos_vec = ev.sh.pos(unparen(vec_expr));
-    let pos_q = ev.sh.pos(unparen(arg(call, 0)?));
+    let pos_qs: Vec<String> = q_exprs.iter().map(|e| ev.sh.pos(unparen(e))).collect();
+    let mut quantile_labels: HashMap<(usize, usize), Labels> = HashMap::new();
     // Group series by their labels without `le`, once.
     let mut group_of: Vec<Option<usize>> = Vec::with_capacity(input.len());
     let mut uppers: Vec<f64> = Vec::with_capacity(input.len());
@@ -77,7 +93,8 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     let steps = transpose(&input, ev.nsteps);
     let mut builder = SeriesBuilder::default();
     let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_labels.len()];
-    let mut warned_q = false;
+    let mut warned_q = vec![false; params.len()];
+    let mut monotonicity: Vec<(String, Mono)> = Vec::new();
     for (step, vec) in steps.iter().enumerate() {
         ev.sh.check()?;
         for b in buckets.iter_mut() {
@@ -95,34 +112,57 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                 });
             }
         }
-        if name == "histogram_quantile" {
-            let q = params[0][step];
-            if !warned_q && (q.is_nan() || !(0.0..=1.0).contains(&q)) {
-                warned_q = true;
-                ev.sh.warn(format!(
-                    "quantile value should be between 0 and 1, got {}{pos_q}",
-                    format_g(q)
-                ));
-            }
-            for gi in order {
-                let r = bucket_quantile(q, &mut buckets[gi]);
-                if r.forced_monotonic {
-                    let metric = group_labels[gi].metric_name().unwrap_or("");
-                    let name_part = if metric.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" for metric name {metric:?}")
-                    };
-                    let t = ev.ts(step).div_euclid(1000);
-                    let when = rfc3339(t);
-                    ev.sh.info(format!(
-                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile){name_part}, from buckets {} to {}, with a max diff of {}, over 1 samples from {when} to {when}{pos_vec}",
-                        format_g(r.min_bucket),
-                        format_g(r.max_bucket),
-                        format_2g(r.max_diff)
+        if name != "histogram_fraction" {
+            for (qi, qparam) in params.iter().enumerate() {
+                let q = qparam[step];
+                if !warned_q[qi] && (q.is_nan() || !(0.0..=1.0).contains(&q)) {
+                    warned_q[qi] = true;
+                    ev.sh.warn(format!(
+                        "quantile value should be between 0 and 1, got {}{}",
+                        format_g(q),
+                        pos_qs[qi]
                     ));
                 }
-                builder.push(&group_labels[gi], drop_flags[gi], step, r.value)?;
+                for &gi in &order {
+                    let mut scratch = buckets[gi].clone();
+                    let r = bucket_quantile(q, &mut scratch);
+                    if r.forced_monotonic {
+                        let metric = group_labels[gi].metric_name().unwrap_or("");
+                        let t = ev.ts(step);
+                        match monotonicity.iter_mut().find(|(k, _)| k == metric) {
+                            Some((_, m)) => {
+                                m.min_ts = m.min_ts.min(t);
+                                m.max_ts = m.max_ts.max(t);
+                                m.min_bucket = m.min_bucket.min(r.min_bucket);
+                                m.max_bucket = m.max_bucket.max(r.max_bucket);
+                                m.max_diff = m.max_diff.max(r.max_diff);
+                                m.count += 1;
+                            }
+                            None => monotonicity.push((
+                                metric.to_string(),
+                                Mono {
+                                    min_ts: t,
+                                    max_ts: t,
+                                    min_bucket: r.min_bucket,
+                                    max_bucket: r.max_bucket,
+                                    max_diff: r.max_diff,
+                                    count: 1,
+                                },
+                            )),
+                        }
+                    }
+                    match &quantile_label {
+                        None => builder.push(&group_labels[gi], drop_flags[gi], step, r.value)?,
+                        Some(label) => {
+                            let labels = quantile_labels.entry((gi, qi)).or_insert_with(|| {
+                                let mut b = group_labels[gi].builder();
+                                b.set(label, &format_openmetrics_float(q));
+                                b.build()
+                            });
+                            builder.push(labels, drop_flags[gi], step, r.value)?;
+                        }
+                    }
+                }
             }
         } else {
             let (lower, upper) = (params[0][step], params[1][step]);
@@ -132,8 +172,45 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             }
         }
     }
+    for (metric, m) in &monotonicity {
+        let name_part = if metric.is_empty() {
+            String::new()
+        } else {
+            format!(" for metric name {metric:?}")
+        };
+        ev.sh.info(format!(
+            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile){name_part}, from buckets {} to {}, with a max diff of {}, over {} samples from {} to {}{pos_vec}",
+            format_g(m.min_bucket),
+            format_g(m.max_bucket),
+            format_2g(m.max_diff),
+            m.count,
+            rfc3339(m.min_ts.div_euclid(1000)),
+            rfc3339(m.max_ts.div_euclid(1000)),
+        ));
+    }
     let _ = METRIC_NAME;
     Ok(Some(Val::Vector(builder.finish())))
+}
+
+/// Merged details of forced-monotonicity fixes, per metric name, as
+/// Prometheus merges `histogramQuantileForcedMonotonicityErr`s.
+struct Mono {
+    min_ts: i64,
+    max_ts: i64,
+    min_bucket: f64,
+    max_bucket: f64,
+    max_diff: f64,
+    count: u64,
+}
+
+/// `labels.FormatOpenMetricsFloat`: like `%g`, but integers keep a `.0`.
+fn format_openmetrics_float(f: f64) -> String {
+    let s = format_g(f);
+    if f.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
+    }
 }
 
 /// Go's `%.2g`.

@@ -6,6 +6,7 @@
 //! series' points.
 
 mod histogram;
+mod info;
 mod label;
 mod math;
 mod over_time;
@@ -189,6 +190,9 @@ fn dispatch(ev: &Evaluator, call: &Call, name: &str) -> Result<Val, QueryError> 
         return Ok(v);
     }
     if let Some(v) = histogram::eval(ev, call, name)? {
+        return Ok(v);
+    }
+    if let Some(v) = info::eval(ev, call, name)? {
         return Ok(v);
     }
     Err(QueryError::BadData(format!(
