@@ -18,7 +18,6 @@ use cairn_model::{
 };
 
 use crate::exemplars::ExemplarStore;
-use crate::head::series::to_labels;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
 use crate::wal::{self, Record, RefExemplar, RefSample, WalWriter};
@@ -245,7 +244,7 @@ impl Queryable for Tsdb {
             .filter_map(|snapshot| {
                 let samples = snapshot.samples_in(range.start, range.end);
                 (!samples.is_empty()).then(|| Series {
-                    labels: to_labels(&snapshot.labels),
+                    labels: snapshot.labels.to_labels(),
                     samples,
                 })
             })
@@ -274,7 +273,7 @@ impl Queryable for Tsdb {
         let snapshots = self.snapshot(matchers, range);
         for snapshot in &snapshots {
             if snapshot.has_sample_in(range.start, range.end) {
-                names.extend(snapshot.labels.iter().map(|(n, _)| n.as_ref()));
+                names.extend(snapshot.labels.iter().map(|(n, _)| n));
             }
         }
         Ok(names.into_iter().map(str::to_string).collect())
@@ -308,8 +307,8 @@ impl Queryable for Tsdb {
             if !snapshot.has_sample_in(range.start, range.end) {
                 continue;
             }
-            if let Some((_, value)) = snapshot.labels.iter().find(|(n, _)| n.as_ref() == name) {
-                values.insert(value.as_ref());
+            if let Some(value) = snapshot.labels.get(name) {
+                values.insert(value);
             }
         }
         Ok(values.into_iter().map(str::to_string).collect())

@@ -2,14 +2,16 @@
 //!
 //! [`Head`] owns every series ([`MemSeries`]) by ID, finds a series from its
 //! labels through a hash map (collisions kept in a side table), and answers
-//! matchers through [`Postings`]. Label strings are interned. The head takes
-//! no locks itself; [`crate::Tsdb`] wraps it in an `RwLock`.
+//! matchers through [`Postings`]. A series keeps its labels packed in one
+//! allocation ([`PackedLabels`]); the index keeps one copy of each distinct
+//! name and value. The head takes no locks itself; [`crate::Tsdb`] wraps it
+//! in an `RwLock`.
 
+pub mod labels;
 pub mod postings;
 pub mod series;
 
 use std::collections::hash_map::{Entry, RandomState};
-use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use cairn_model::{Labels, Matcher};
 
 use crate::chunk::ClosedChunk;
 use crate::idhash::IdMap;
+pub use labels::PackedLabels;
 pub use postings::Postings;
 pub use series::{decide, AppendDecision, LastSample, MemSeries, SeriesLabels};
 
@@ -56,23 +59,6 @@ impl SeriesSnapshot {
     }
 }
 
-/// Deduplicated label strings, shared by every series and the postings.
-#[derive(Debug, Default)]
-struct Interner {
-    strings: HashSet<Arc<str>>,
-}
-
-impl Interner {
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(existing) = self.strings.get(s) {
-            return existing.clone();
-        }
-        let new: Arc<str> = Arc::from(s);
-        self.strings.insert(new.clone());
-        new
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct Head {
     series: IdMap<MemSeries>,
@@ -81,7 +67,6 @@ pub struct Head {
     /// Label hash → further series with the same hash (rare).
     hash_conflicts: IdMap<Vec<u64>>,
     postings: Postings,
-    interner: Interner,
     hasher: RandomState,
     next_id: u64,
     /// Tests force every label hash to collide.
@@ -128,7 +113,7 @@ impl Head {
         let same = |id: &u64| {
             self.series
                 .get(id)
-                .is_some_and(|s| labels_equal(s.labels(), labels))
+                .is_some_and(|s| s.labels().equals(labels))
         };
         if same(&first) {
             return Some(first);
@@ -148,15 +133,6 @@ impl Head {
         if self.series.contains_key(&id) || self.lookup(labels).is_some() {
             return false;
         }
-        let pairs: SeriesLabels = labels
-            .iter()
-            .map(|l| {
-                (
-                    self.interner.intern(&l.name),
-                    self.interner.intern(&l.value),
-                )
-            })
-            .collect();
         let hash = self.hash_labels(labels);
         match self.by_hash.entry(hash) {
             Entry::Vacant(slot) => {
@@ -164,8 +140,12 @@ impl Head {
             }
             Entry::Occupied(_) => self.hash_conflicts.entry(hash).or_default().push(id),
         }
-        self.postings.add(id, &pairs);
-        self.series.insert(id, MemSeries::new(pairs));
+        self.postings.add(
+            id,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        self.series
+            .insert(id, MemSeries::new(PackedLabels::new(labels)));
         self.next_id = self.next_id.max(id + 1);
         true
     }
@@ -173,6 +153,57 @@ impl Head {
     /// Appends one sample to series `id`; `None` if there is no such series.
     pub fn append(&mut self, id: u64, t: i64, v: f64) -> Option<AppendDecision> {
         self.series.get_mut(&id).map(|s| s.append(t, v))
+    }
+
+    /// Garbage-collects data older than `min_t`, as the head does after its
+    /// oldest range was written to a block: closed chunks ending before
+    /// `min_t` are dropped, and series whose newest sample is older than
+    /// `min_t` are removed from the maps and the index. Returns
+    /// `(chunks_dropped, series_removed)`.
+    pub fn truncate_before(&mut self, min_t: i64) -> (usize, usize) {
+        let mut chunks_dropped = 0;
+        let mut stale: Vec<u64> = Vec::new();
+        for (id, series) in self.series.iter_mut() {
+            match series.last() {
+                Some((last_t, _)) if last_t >= min_t => {
+                    chunks_dropped += series.drop_chunks_before(min_t);
+                }
+                _ => stale.push(*id),
+            }
+        }
+        for id in &stale {
+            let series = self.series.remove(id).expect("id collected above");
+            chunks_dropped += series.closed_chunks().len() + 1;
+            self.postings.remove(*id, series.labels().iter());
+            let labels = series.to_labels();
+            let hash = self.hash_labels(&labels);
+            self.unlink_hash(hash, *id);
+        }
+        (chunks_dropped, stale.len())
+    }
+
+    fn unlink_hash(&mut self, hash: u64, id: u64) {
+        let conflicts = self.hash_conflicts.get_mut(&hash);
+        if self.by_hash.get(&hash) == Some(&id) {
+            // Promote a conflicting series, if any, to the primary slot.
+            match conflicts.and_then(|ids| ids.pop()) {
+                Some(next) => {
+                    self.by_hash.insert(hash, next);
+                }
+                None => {
+                    self.by_hash.remove(&hash);
+                }
+            }
+        } else if let Some(ids) = conflicts {
+            ids.retain(|other| *other != id);
+        }
+        if self
+            .hash_conflicts
+            .get(&hash)
+            .is_some_and(|ids| ids.is_empty())
+        {
+            self.hash_conflicts.remove(&hash);
+        }
     }
 
     /// IDs of the series matching every matcher, ascending.
@@ -214,15 +245,6 @@ impl Head {
             .collect()
     }
 }
-
-fn labels_equal(pairs: &[(Arc<str>, Arc<str>)], labels: &Labels) -> bool {
-    pairs.len() == labels.len()
-        && pairs
-            .iter()
-            .zip(labels)
-            .all(|((n, v), l)| **n == *l.name && **v == *l.value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,18 +267,39 @@ mod tests {
         head.append(2, 5, 1.0);
         let snap = head.snapshot(&[Matcher::equal("__name__", "b")], 0, 10);
         assert_eq!(snap.len(), 1);
-        assert_eq!(series::to_labels(&snap[0].labels), b);
+        assert_eq!(snap[0].labels.to_labels(), b);
         assert_eq!(head.next_id(), 4);
     }
 
     #[test]
-    fn label_strings_are_interned() {
+    fn truncation_drops_old_chunks_and_stale_series_even_when_hashes_collide() {
         let mut head = Head::new();
-        head.create_series(1, &Labels::from_pairs(&[("job", "api"), ("i", "1")]));
-        head.create_series(2, &Labels::from_pairs(&[("job", "api"), ("i", "2")]));
-        let job_1 = &head.get(1).unwrap().labels()[1];
-        let job_2 = &head.get(2).unwrap().labels()[1];
-        assert!(Arc::ptr_eq(&job_1.1, &job_2.1));
+        head.forced_hash = Some(7);
+        let old = Labels::from_pairs(&[("__name__", "old")]);
+        let live = Labels::from_pairs(&[("__name__", "live")]);
+        let also_old = Labels::from_pairs(&[("__name__", "also_old")]);
+        for (id, labels) in [(1, &old), (2, &live), (3, &also_old)] {
+            head.create_series(id, labels);
+        }
+        for i in 0..300 {
+            head.append(2, i * 1000, 1.0);
+        }
+        head.append(1, 5, 1.0);
+        head.append(3, 6, 1.0);
+        // Series 2 has chunks [0, 119s], [120s, 239s] and an open one.
+        let (chunks, series) = head.truncate_before(150_000);
+        assert_eq!((chunks, series), (1 + 2, 2));
+        assert_eq!(head.num_series(), 1);
+        assert_eq!(head.lookup(&old), None);
+        assert_eq!(head.lookup(&also_old), None);
+        assert_eq!(head.lookup(&live), Some(2));
+        assert_eq!(head.select_ids(&[]), vec![2]);
+        assert!(head.label_values("__name__").iter().all(|v| &**v == "live"));
+        let first = head.snapshot(&[], i64::MIN, i64::MAX)[0].samples_in(i64::MIN, i64::MAX)[0];
+        assert_eq!(first.t, 120_000);
+        // A removed series can come back as a new one.
+        assert!(head.create_series(4, &old));
+        assert_eq!(head.lookup(&old), Some(4));
     }
 
     #[test]

@@ -18,16 +18,25 @@ pub struct Postings {
 }
 
 impl Postings {
-    pub fn add(&mut self, id: u64, labels: &[(Arc<str>, Arc<str>)]) {
+    /// Indexes series `id`. The index keeps one copy of each distinct
+    /// label name and value.
+    pub fn add<'a>(&mut self, id: u64, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
         insert_sorted(&mut self.all, id);
         for (name, value) in labels {
-            let values = self.by_label.entry(name.clone()).or_default();
-            insert_sorted(values.entry(value.clone()).or_default(), id);
+            let values = match self.by_label.get_mut(name) {
+                Some(values) => values,
+                None => self.by_label.entry(Arc::from(name)).or_default(),
+            };
+            let list = match values.get_mut(value) {
+                Some(list) => list,
+                None => values.entry(Arc::from(value)).or_default(),
+            };
+            insert_sorted(list, id);
         }
     }
 
     /// Removes a series (garbage collection); drops emptied entries.
-    pub fn remove(&mut self, id: u64, labels: &[(Arc<str>, Arc<str>)]) {
+    pub fn remove<'a>(&mut self, id: u64, labels: impl IntoIterator<Item = (&'a str, &'a str)>) {
         remove_sorted(&mut self.all, id);
         for (name, value) in labels {
             let Some(values) = self.by_label.get_mut(name) else {
@@ -213,20 +222,17 @@ mod tests {
         }
     }
 
-    fn pairs(labels: &[(&str, &str)]) -> Vec<(Arc<str>, Arc<str>)> {
-        labels
-            .iter()
-            .map(|(n, v)| (Arc::from(*n), Arc::from(*v)))
-            .collect()
+    fn pairs<'a>(labels: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, &'a str)> {
+        labels.iter().copied()
     }
 
     #[test]
     fn all_four_matcher_types_and_missing_labels() {
         let mut postings = Postings::default();
-        postings.add(1, &pairs(&[("__name__", "up"), ("job", "api")]));
-        postings.add(2, &pairs(&[("__name__", "up"), ("job", "web")]));
-        postings.add(3, &pairs(&[("__name__", "up")]));
-        postings.add(4, &pairs(&[("__name__", "down"), ("job", "api")]));
+        postings.add(1, pairs(&[("__name__", "up"), ("job", "api")]));
+        postings.add(2, pairs(&[("__name__", "up"), ("job", "web")]));
+        postings.add(3, pairs(&[("__name__", "up")]));
+        postings.add(4, pairs(&[("__name__", "down"), ("job", "api")]));
         let m = |op, name: &str, value: &str| Matcher::new(op, name, value).unwrap();
         let up = m(MatchOp::Equal, "__name__", "up");
         let cases: Vec<(Vec<Matcher>, Vec<u64>)> = vec![
@@ -274,7 +280,7 @@ mod tests {
             let names: Vec<String> = matchers.iter().map(|m| m.to_string()).collect();
             assert_eq!(postings.select(&matchers), expected, "{names:?}");
         }
-        postings.remove(1, &pairs(&[("__name__", "up"), ("job", "api")]));
+        postings.remove(1, pairs(&[("__name__", "up"), ("job", "api")]));
         assert_eq!(postings.select(&[up]), vec![2, 3]);
         assert_eq!(postings.all(), &[2, 3, 4]);
     }

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use cairn_model::{DiscardReason, Label, Labels};
+use cairn_model::{DiscardReason, Labels};
 
+use super::labels::PackedLabels;
 use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
 
 /// Chunks never span a multiple of this range (2h, Prometheus's block
@@ -11,8 +12,8 @@ use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
 /// boundaries.
 pub const CHUNK_RANGE_MS: i64 = 2 * 60 * 60 * 1000;
 
-/// Interned label pairs, sorted by name.
-pub type SeriesLabels = Box<[(Arc<str>, Arc<str>)]>;
+/// A series' labels as the head stores them.
+pub type SeriesLabels = PackedLabels;
 
 /// The last stored sample of a series: timestamp and value bits.
 pub type LastSample = Option<(i64, u64)>;
@@ -66,7 +67,7 @@ impl MemSeries {
     }
 
     pub fn to_labels(&self) -> Labels {
-        to_labels(&self.labels)
+        self.labels.to_labels()
     }
 
     pub fn last(&self) -> LastSample {
@@ -131,6 +132,16 @@ impl MemSeries {
         out
     }
 
+    /// Drops closed chunks that end before `min_t` (once they are in a
+    /// block). Returns how many were dropped. The open chunk is kept: a
+    /// series whose newest sample is older than `min_t` is removed whole by
+    /// [`super::Head::truncate_before`] instead.
+    pub fn drop_chunks_before(&mut self, min_t: i64) -> usize {
+        let keep_from = self.closed.partition_point(|c| c.max_t < min_t);
+        self.closed.drain(..keep_from);
+        keep_from
+    }
+
     /// Time range of all samples held, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let min_t = match (self.closed.first(), &self.open) {
@@ -142,22 +153,13 @@ impl MemSeries {
     }
 }
 
-pub fn to_labels(pairs: &[(Arc<str>, Arc<str>)]) -> Labels {
-    Labels::from_sorted(
-        pairs
-            .iter()
-            .map(|(name, value)| Label::new(name.as_ref(), value.as_ref()))
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn append_rules() {
-        let mut series = MemSeries::new(Box::new([]));
+        let mut series = MemSeries::new(PackedLabels::new(&Labels::empty()));
         assert_eq!(series.append(10, 1.0), AppendDecision::Store);
         assert_eq!(series.append(10, 1.0), AppendDecision::SilentDuplicate);
         assert_eq!(
@@ -174,7 +176,7 @@ mod tests {
 
     #[test]
     fn chunks_are_cut_at_120_samples_and_at_range_boundaries() {
-        let mut series = MemSeries::new(Box::new([]));
+        let mut series = MemSeries::new(PackedLabels::new(&Labels::empty()));
         for i in 0..250 {
             series.append(i * 1000, i as f64);
         }
@@ -183,7 +185,7 @@ mod tests {
         assert_eq!(sizes, vec![120, 120, 10]);
         assert_eq!((chunks[1].min_t, chunks[1].max_t), (120_000, 239_000));
 
-        let mut crossing = MemSeries::new(Box::new([]));
+        let mut crossing = MemSeries::new(PackedLabels::new(&Labels::empty()));
         crossing.append(CHUNK_RANGE_MS - 1, 1.0);
         crossing.append(CHUNK_RANGE_MS, 2.0);
         assert_eq!(crossing.closed_chunks().len(), 1);

@@ -1,0 +1,125 @@
+//! A series' labels packed into one allocation, for memory and for fast
+//! comparison on the append path.
+
+use cairn_model::{Label, Labels};
+
+/// Label pairs in name order, encoded as `uvarint(len) name uvarint(len)
+/// value` per label in one boxed byte slice (Prometheus's `stringlabels`
+/// idea). Only built from valid [`Labels`], so the bytes are always UTF-8
+/// strings with well-formed lengths.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PackedLabels(Box<[u8]>);
+
+impl PackedLabels {
+    pub fn new(labels: &Labels) -> PackedLabels {
+        let size: usize = labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum();
+        let mut bytes = Vec::with_capacity(size);
+        for label in labels {
+            put_uvarint(&mut bytes, label.name.len());
+            bytes.extend_from_slice(label.name.as_bytes());
+            put_uvarint(&mut bytes, label.value.len());
+            bytes.extend_from_slice(label.value.as_bytes());
+        }
+        PackedLabels(bytes.into_boxed_slice())
+    }
+
+    /// `(name, value)` pairs in name order.
+    pub fn iter(&self) -> PackedIter<'_> {
+        PackedIter { rest: &self.0 }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn to_labels(&self) -> Labels {
+        Labels::from_sorted(self.iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+
+    /// Whether these are exactly `labels`, without allocating.
+    pub fn equals(&self, labels: &Labels) -> bool {
+        let mut mine = self.iter();
+        for label in labels {
+            match mine.next() {
+                Some((name, value)) if name == label.name && value == label.value => {}
+                _ => return false,
+            }
+        }
+        mine.next().is_none()
+    }
+
+    /// Heap bytes held.
+    pub fn byte_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+pub struct PackedIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> PackedIter<'a> {
+    fn string(&mut self) -> &'a str {
+        let len = take_uvarint(&mut self.rest);
+        let (string, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        std::str::from_utf8(string).expect("packed labels hold valid utf-8")
+    }
+}
+
+impl<'a> Iterator for PackedIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let name = self.string();
+        let value = self.string();
+        Some((name, value))
+    }
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn take_uvarint(bytes: &mut &[u8]) -> usize {
+    let mut value = 0usize;
+    let mut shift = 0;
+    loop {
+        let byte = bytes[0];
+        *bytes = &bytes[1..];
+        value |= usize::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return value;
+        }
+        shift += 7;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_and_unpacks_including_long_and_unicode_values() {
+        let long = "x".repeat(300);
+        let labels = Labels::from_pairs(&[("__name__", "up"), ("a", &long), ("é", "ünï")]);
+        let packed = PackedLabels::new(&labels);
+        assert_eq!(packed.to_labels(), labels);
+        assert!(packed.equals(&labels));
+        assert_eq!(packed.get("a"), Some(long.as_str()));
+        assert_eq!(packed.get("b"), None);
+        assert!(!packed.equals(&Labels::from_pairs(&[("__name__", "up")])));
+        assert!(!PackedLabels::new(&Labels::from_pairs(&[("__name__", "up")])).equals(&labels));
+        assert!(PackedLabels::new(&Labels::empty()).equals(&Labels::empty()));
+    }
+}
