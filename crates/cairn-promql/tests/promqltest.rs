@@ -42,7 +42,7 @@ mod series;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cairn_promql::{Engine, EngineOptions};
 
@@ -50,6 +50,10 @@ use crate::checks::Checks;
 use crate::exec::{FileResult, FileRunner, Outcome};
 use crate::known::KnownFailures;
 use crate::script::Command;
+
+/// An eval (with its re-checks) slower than this is reported: the whole
+/// suite has to stay well under a minute in a debug build on 2 cores.
+const SLOW_EVAL: Duration = Duration::from_secs(1);
 
 /// Evals in the pinned snapshot of the test files (README §3).
 const EXPECTED_EVAL_COUNT: usize = 2214;
@@ -143,6 +147,15 @@ fn main() -> ExitCode {
             println!("storage problem in {}: {problem}", file.name);
         }
         for eval in &result.evals {
+            if eval.elapsed >= SLOW_EVAL {
+                println!(
+                    "slow eval {}:{} took {:.1}s: {}",
+                    file.name,
+                    eval.line,
+                    eval.elapsed.as_secs_f64(),
+                    eval.expr
+                );
+            }
             match &eval.outcome {
                 Outcome::Passed => passed += 1,
                 Outcome::Failed(message) => {
@@ -183,7 +196,12 @@ fn main() -> ExitCode {
         ok = check_against_known(&known_path, &selected, &results, &failures);
     }
 
-    println!("took {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "took {:.1}s; {} instant and {} range queries (with the range-mode and @ re-checks)",
+        started.elapsed().as_secs_f64(),
+        exec::INSTANT_QUERIES.load(std::sync::atomic::Ordering::Relaxed),
+        exec::RANGE_QUERIES.load(std::sync::atomic::Ordering::Relaxed)
+    );
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     if ok {
         ExitCode::SUCCESS

@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use cairn_model::{Sample, SeriesSamples};
 use cairn_promql::{Engine, QueryOptions, Value, VectorSample};
@@ -31,6 +33,8 @@ pub struct EvalResult {
     pub line: usize,
     pub expr: String,
     pub outcome: Outcome,
+    /// Wall time of the eval and its re-checks.
+    pub elapsed: Duration,
 }
 
 pub struct FileResult {
@@ -38,6 +42,10 @@ pub struct FileResult {
     /// Loads that storage refused in part, or storage that could not be opened.
     pub storage_problems: Vec<String>,
 }
+
+/// Queries sent to the engine, counting the re-checks of instant evals.
+pub static INSTANT_QUERIES: AtomicU64 = AtomicU64::new(0);
+pub static RANGE_QUERIES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -162,6 +170,7 @@ impl<'a> FileRunner<'a> {
                     }
                 }
                 Command::Eval(eval) => {
+                    let started = Instant::now();
                     let outcome = match self.skip_rules.skip_reason(eval, &features) {
                         Some(reason) => Outcome::Skipped(reason),
                         None => match &storage.tsdb {
@@ -177,6 +186,7 @@ impl<'a> FileRunner<'a> {
                         line: eval.line,
                         expr: eval.expr.clone(),
                         outcome,
+                        elapsed: started.elapsed(),
                     });
                 }
             }
@@ -207,6 +217,7 @@ impl<'a> FileRunner<'a> {
 
     fn run_range_eval(&self, tsdb: &Tsdb, eval: &EvalCmd) -> Result<(), String> {
         let end_ms = eval.end_ms.unwrap_or(eval.start_ms);
+        RANGE_QUERIES.fetch_add(1, Ordering::Relaxed);
         let result = self.engine.range_query(
             tsdb,
             &eval.expr,
@@ -240,6 +251,7 @@ impl<'a> FileRunner<'a> {
         query: &str,
         time_ms: i64,
     ) -> Result<(), String> {
+        INSTANT_QUERIES.fetch_add(1, Ordering::Relaxed);
         let result = match self
             .engine
             .instant_query(tsdb, query, time_ms, &QueryOptions::default())
@@ -261,6 +273,7 @@ impl<'a> FileRunner<'a> {
         if eval.exclude_from_range_query || self.query_context_funcs.is_match(query) {
             return Ok(());
         }
+        RANGE_QUERIES.fetch_add(1, Ordering::Relaxed);
         let range = self
             .engine
             .range_query(
