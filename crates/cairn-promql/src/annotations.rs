@@ -34,17 +34,101 @@ impl AnnotationSet {
     }
 }
 
-/// The position suffix ` (line:col)` of a sub-expression, found by looking
-/// for its printed form in the query text (the parser keeps no positions).
+/// The position suffix ` (line:col)` of a sub-expression for annotation
+/// texts, or "" when it cannot be found. The parser keeps no positions, so
+/// the sub-expression is located in the query text: first by its printed
+/// form, then by re-parsing token-aligned substrings until one parses to
+/// the same tree (only done when an annotation is emitted).
 pub(crate) fn position(query: &str, e: &promql_parser::parser::Expr) -> String {
-    let printed = e.to_string();
-    match query.find(&printed) {
+    match find_offset(query, e) {
         Some(offset) => {
             let (line, col) = line_col(query, offset);
             format!(" ({line}:{col})")
         }
         None => String::new(),
     }
+}
+
+/// Most tokens for which the substring search is attempted.
+const MAX_SEARCH_TOKENS: usize = 120;
+
+fn find_offset(query: &str, e: &promql_parser::parser::Expr) -> Option<usize> {
+    let printed = e.to_string();
+    let parses_to = |start: usize, end: usize| -> bool {
+        promql_parser::parser::parse(&query[start..end]).is_ok_and(|parsed| &parsed == e)
+    };
+    // Fast path: the expression is written the way it prints.
+    if let Some(start) = query.find(&printed) {
+        if parses_to(start, start + printed.len()) {
+            return Some(start);
+        }
+    }
+    let tokens = token_spans(query);
+    if tokens.len() <= MAX_SEARCH_TOKENS {
+        for (i, &(start, _)) in tokens.iter().enumerate() {
+            // Only substrings with balanced brackets can be expressions.
+            let mut depth: i64 = 0;
+            for &(tstart, end) in &tokens[i..] {
+                match query.as_bytes()[tstart] {
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' => depth -= 1,
+                    _ => {}
+                }
+                if depth < 0 {
+                    break;
+                }
+                if depth == 0 && parses_to(start, end) {
+                    return Some(start);
+                }
+            }
+        }
+    }
+    query.find(&printed)
+}
+
+/// Byte spans of the query's tokens: strings, words (identifiers, numbers,
+/// durations) and operator characters, skipping spaces and comments.
+fn token_spans(query: &str) -> Vec<(usize, usize)> {
+    let bytes = query.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'#' {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'"' || c == b'\'' || c == b'`' {
+            let start = i;
+            i += 1;
+            while i < bytes.len() && bytes[i] != c {
+                if bytes[i] == b'\\' && c != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i = (i + 1).min(bytes.len());
+            out.push((start, i));
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b':' || c == b'.' || c >= 0x80 {
+            let start = i;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric()
+                    || bytes[i] == b'_'
+                    || bytes[i] == b':'
+                    || bytes[i] == b'.'
+                    || bytes[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push((start, i));
+        } else {
+            out.push((i, i + 1));
+            i += 1;
+        }
+    }
+    out
 }
 
 /// 1-based line and column (in characters) of a byte offset.

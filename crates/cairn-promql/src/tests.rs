@@ -284,3 +284,16 @@ fn max_samples_is_enforced() {
     let r = e.range_query(&q, "c", 0, 100 * MIN, MIN, &QueryOptions::default());
     assert!(matches!(r, Err(QueryError::TooManySamples(_))));
 }
+
+#[test]
+fn annotation_positions_point_at_the_sub_expression() {
+    let mut q = MemQueryable::default();
+    q.add(&[("__name__", "foo")], &[(0, 1.0), (MIN, 2.0)]);
+    let r = engine()
+        .instant_query(&q, "sum(rate(foo[5m] ))", MIN, &QueryOptions::default())
+        .unwrap();
+    assert_eq!(
+        r.annotations.infos,
+        vec!["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\" (1:10)".to_string()]
+    );
+}
