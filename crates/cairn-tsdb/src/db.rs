@@ -33,6 +33,8 @@ pub struct Tsdb {
     metadata: RwLock<BTreeMap<String, MetricMetadata>>,
     wal_bytes_written: AtomicU64,
     samples_appended: AtomicU64,
+    /// What the WAL replay at open found (and repaired).
+    replay_report: wal::ReplayReport,
 }
 
 /// What one append will write and apply, decided before the WAL write.
@@ -86,7 +88,15 @@ impl Tsdb {
             metadata: RwLock::new(metadata),
             wal_bytes_written: AtomicU64::new(0),
             samples_appended: AtomicU64::new(0),
+            replay_report: report,
         })
+    }
+
+    /// What the WAL replay at open found: segments and records read, and
+    /// the corruption repaired (segment, offset, reason), if any. The server
+    /// exports it as `wal_corruptions_total`.
+    pub fn wal_replay_report(&self) -> &wal::ReplayReport {
+        &self.replay_report
     }
 
     /// The directory this database lives in.
