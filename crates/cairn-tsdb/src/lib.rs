@@ -7,20 +7,26 @@
 //!   the WAL (to the OS; fsynced when [`FsyncPolicy::Always`]) and only then
 //!   makes them visible in the head. It returns once the data is durable.
 //! - [`Tsdb`] implements [`cairn_model::Queryable`].
-//! - [`TenantStore`] maps [`TenantId`]s to open [`Tsdb`]s under `<data>/tenants/<tenant>/`.
-
+//! - [`TenantStore`] maps [`cairn_model::TenantId`]s to open [`Tsdb`]s under
+//!   `<data>/tenants/<tenant>/`.
+//!
+//! The guarantee, in one sentence: when `append` returns `Ok`, its accepted
+//! samples survive a process crash (`kill -9`); they survive a power loss
+//! too under [`FsyncPolicy::Always`].
 //!
 //! Brief overview of the modules:
-//! - [`chunk`]: Gorilla-style XOR chunks (delta-of-delta timestamps, XOR floats).
-//! - [`head`]: series in memory, the label hash map and the inverted index.
-//! - [`wal`]: segment files of checksummed records, replay and repair.
+//! - [`chunk`]: Gorilla-style XOR chunks (delta-of-delta timestamps, XOR
+//!   floats); closed chunks are immutable `Arc<[u8]>` with their time range.
+//! - [`head`]: series in memory (packed labels, closed chunks, one open
+//!   chunk), the label hash map and the inverted index (postings).
+//! - [`wal`]: segment files of checksummed records; replay and repair.
 //! - `exemplars`: the per-tenant exemplar ring buffer.
-//! - `db`: [`Tsdb`], tying the head, WAL, exemplars and metadata together.
+//! - `db`: [`Tsdb`], tying the head, WAL, exemplars and metadata together,
+//!   and its locking: one write lock per tenant held across plan, WAL write
+//!   and apply; readers copy under a short read lock and decode after it.
 //! - `tenants`: [`TenantStore`].
 //!
-//! Byte formats are in `docs/format.md`. Durability: a successful append has
-//! been written to the WAL with `write(2)` (and fsynced under
-//! [`FsyncPolicy::Always`]), so it survives a process crash.
+//! Byte formats are in `docs/format.md`.
 
 pub mod chunk;
 mod db;
