@@ -42,6 +42,8 @@ mod series;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_promql::{Engine, EngineOptions};
@@ -54,6 +56,9 @@ use crate::script::Command;
 /// An eval (with its re-checks) slower than this is reported: the whole
 /// suite has to stay well under a minute in a debug build on 2 cores.
 const SLOW_EVAL: Duration = Duration::from_secs(1);
+
+/// An eval still running after this is named by the watchdog.
+const HUNG_EVAL: Duration = Duration::from_secs(30);
 
 /// Evals in the pinned snapshot of the test files (README §3).
 const EXPECTED_EVAL_COUNT: usize = 2214;
@@ -199,8 +204,8 @@ fn main() -> ExitCode {
     println!(
         "took {:.1}s; {} instant and {} range queries (with the range-mode and @ re-checks)",
         started.elapsed().as_secs_f64(),
-        exec::INSTANT_QUERIES.load(std::sync::atomic::Ordering::Relaxed),
-        exec::RANGE_QUERIES.load(std::sync::atomic::Ordering::Relaxed)
+        exec::INSTANT_QUERIES.load(AtomicOrdering::Relaxed),
+        exec::RANGE_QUERIES.load(AtomicOrdering::Relaxed)
     );
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     if ok {
@@ -312,25 +317,37 @@ fn run_files(files: &[&TestFile]) -> Vec<FileResult> {
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<FileResult>>> =
-        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<FileResult>>> = files.iter().map(|_| Mutex::new(None)).collect();
+    let progress_per_thread: Vec<exec::Progress> =
+        (0..threads).map(|_| exec::Progress::default()).collect();
+    let (stop_watchdog, stopped) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let engine = Engine::new(engine_options());
-                let skip_rules = flags::SkipRules::new();
-                let runner = FileRunner::new(&engine, &skip_rules);
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(file) = files.get(index) else { break };
-                    let result = runner.run(&file.commands);
-                    if let Ok(mut slot) = slots[index].lock() {
-                        *slot = Some(result);
+        let workers: Vec<_> = progress_per_thread
+            .iter()
+            .map(|progress| {
+                let (next, slots) = (&next, &slots);
+                scope.spawn(move || {
+                    let engine = Engine::new(engine_options());
+                    let skip_rules = flags::SkipRules::new();
+                    let runner = FileRunner::new(&engine, &skip_rules);
+                    loop {
+                        let index = next.fetch_add(1, AtomicOrdering::Relaxed);
+                        let Some(file) = files.get(index) else { break };
+                        let result = runner.run(&file.name, &file.commands, progress);
+                        if let Ok(mut slot) = slots[index].lock() {
+                            *slot = Some(result);
+                        }
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        let watched = &progress_per_thread;
+        scope.spawn(move || watchdog(watched, stopped));
+        for worker in workers {
+            let _ = worker.join();
         }
+        drop(stop_watchdog);
     });
     slots
         .into_iter()
@@ -341,6 +358,22 @@ fn run_files(files: &[&TestFile]) -> Vec<FileResult> {
             })
         })
         .collect()
+}
+
+/// Names evals that have run for longer than `HUNG_EVAL` until the workers finish.
+fn watchdog(progress: &[exec::Progress], stopped: mpsc::Receiver<()>) {
+    let mut reported: BTreeSet<(String, usize)> = BTreeSet::new();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(5)) {
+        for (file, line, started) in progress.iter().filter_map(|p| p.current()) {
+            let running = started.elapsed();
+            if running >= HUNG_EVAL && reported.insert((file.clone(), line)) {
+                println!(
+                    "still running {file}:{line} after {}s (the engine may hang on it)",
+                    running.as_secs()
+                );
+            }
+        }
+    }
 }
 
 /// The engine as Go's runner configures it (`NewTestEngine(t, false, 0, 10000)`):

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use cairn_model::{Sample, SeriesSamples};
@@ -83,6 +83,26 @@ fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// What a worker thread is evaluating, so that a watchdog can name an eval
+/// that hangs (the runner cannot interrupt it).
+#[derive(Default)]
+pub struct Progress {
+    current: Mutex<Option<(String, usize, Instant)>>,
+}
+
+impl Progress {
+    fn set(&self, value: Option<(String, usize, Instant)>) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = value;
+        }
+    }
+
+    /// The file, line and start of the running eval, if any.
+    pub fn current(&self) -> Option<(String, usize, Instant)> {
+        self.current.lock().ok().and_then(|c| c.clone())
+    }
+}
+
 struct Storage {
     tsdb: Result<Tsdb, String>,
     // Dropped after `tsdb` (fields drop in declaration order).
@@ -127,7 +147,7 @@ impl<'a> FileRunner<'a> {
         }
     }
 
-    pub fn run(&self, commands: &[Command]) -> FileResult {
+    pub fn run(&self, file_name: &str, commands: &[Command], progress: &Progress) -> FileResult {
         let mut result = FileResult {
             evals: Vec::new(),
             storage_problems: Vec::new(),
@@ -171,6 +191,7 @@ impl<'a> FileRunner<'a> {
                 }
                 Command::Eval(eval) => {
                     let started = Instant::now();
+                    progress.set(Some((file_name.to_string(), eval.line, started)));
                     let outcome = match self.skip_rules.skip_reason(eval, &features) {
                         Some(reason) => Outcome::Skipped(reason),
                         None => match &storage.tsdb {
@@ -188,6 +209,7 @@ impl<'a> FileRunner<'a> {
                         outcome,
                         elapsed: started.elapsed(),
                     });
+                    progress.set(None);
                 }
             }
         }
