@@ -16,6 +16,8 @@
 //! shrinks). Environment:
 //! - `PROMQLTEST_WRITE_KNOWN_FAILURES=1` rewrites the list from the current failures;
 //! - `PROMQLTEST_FILE=<name>` runs one file (`functions.test` or `functions`);
+//!   `PROMQLTEST_FILE=functions.test:523` runs only the eval on line 523 (after
+//!   the file's loads before it);
 //! - `PROMQLTEST_VERBOSE=1` prints every failure's details;
 //! - `PROMQLTEST_DIR=<folder>` reads the `.test` files of another folder (for
 //!   trying the runner on hand-written files; the corpus checks and
@@ -88,16 +90,18 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let verbose = env_flag("PROMQLTEST_VERBOSE");
     let write_known = env_flag("PROMQLTEST_WRITE_KNOWN_FAILURES");
-    let only_file = std::env::var("PROMQLTEST_FILE")
-        .ok()
-        .filter(|f| !f.is_empty())
-        .map(|f| {
-            if f.ends_with(".test") {
-                f
-            } else {
-                format!("{f}.test")
+    let (only_file, only_line) = match std::env::var("PROMQLTEST_FILE") {
+        Ok(spec) if !spec.is_empty() => match parse_file_spec(&spec) {
+            Some((file, line)) => (Some(file), line),
+            None => {
+                eprintln!(
+                    "promqltest: PROMQLTEST_FILE must be <file>[.test][:<line>], got {spec:?}"
+                );
+                return ExitCode::FAILURE;
             }
-        });
+        },
+        _ => (None, None),
+    };
 
     let custom_dir = std::env::var("PROMQLTEST_DIR")
         .ok()
@@ -117,9 +121,10 @@ fn main() -> ExitCode {
     let mut checks = Checks::default();
     run_self_checks(&mut checks, &files, &dir, custom_dir.is_none());
     println!(
-        "self-checks: {} passed, {} failed",
+        "self-checks: {} passed, {} failed ({:.1}s)",
         checks.passed,
-        checks.failures.len()
+        checks.failures.len(),
+        started.elapsed().as_secs_f64()
     );
     if !checks.failures.is_empty() {
         for failure in &checks.failures {
@@ -143,7 +148,7 @@ fn main() -> ExitCode {
     }
 
     exec::install_quiet_panic_hook();
-    let results = run_files(&selected);
+    let results = run_files(&selected, only_line);
 
     print_table(&selected, &results);
     let mut passed = 0;
@@ -201,6 +206,9 @@ fn main() -> ExitCode {
     if custom_dir.is_some() {
         // Hand-written files: no known-failures list applies.
         ok = ok && failed == 0;
+    } else if write_known && only_line.is_some() {
+        println!("not rewriting known-failures.txt for a single eval; drop the :<line>");
+        ok = false;
     } else if write_known {
         let selected_names: BTreeSet<String> = selected.iter().map(|f| f.name.clone()).collect();
         match known::write(&known_path, &failures, &selected_names) {
@@ -211,7 +219,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        ok = check_against_known(&known_path, &selected, &results, &failures) && ok;
+        ok = check_against_known(&known_path, &selected, only_line, &results, &failures) && ok;
     }
 
     println!(
@@ -226,6 +234,23 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `functions`, `functions.test` or `functions.test:523`.
+fn parse_file_spec(spec: &str) -> Option<(String, Option<usize>)> {
+    let (name, line) = match spec.rsplit_once(':') {
+        Some((name, line)) => (name, Some(line.parse::<usize>().ok()?)),
+        None => (spec, None),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let file = if name.ends_with(".test") {
+        name.to_string()
+    } else {
+        format!("{name}.test")
+    };
+    Some((file, line))
 }
 
 fn read_all_files(dir: &Path) -> Result<Vec<TestFile>, String> {
@@ -281,10 +306,15 @@ fn run_self_checks(checks: &mut Checks, files: &[TestFile], dir: &Path, is_corpu
     let mut round_trip_problems = Vec::new();
     for file in files {
         for eval in eval_commands(file) {
-            if promql_parser::parser::parse(&eval.expr).is_err() {
-                rejected.insert((file.name.clone(), eval.line));
-            } else if let Err(e) = atmod::check_round_trip(&eval.expr) {
-                round_trip_problems.push(format!("{}:{}: {e}", file.name, eval.line));
+            match promql_parser::parser::parse(&eval.expr) {
+                Err(_) => {
+                    rejected.insert((file.name.clone(), eval.line));
+                }
+                Ok(parsed) => {
+                    if let Err(e) = atmod::check_round_trip(&parsed) {
+                        round_trip_problems.push(format!("{}:{}: {e}", file.name, eval.line));
+                    }
+                }
             }
         }
     }
@@ -325,7 +355,7 @@ fn run_self_checks(checks: &mut Checks, files: &[TestFile], dir: &Path, is_corpu
 }
 
 /// Runs the files on a few threads (one engine per thread), keeping file order.
-fn run_files(files: &[&TestFile]) -> Vec<FileResult> {
+fn run_files(files: &[&TestFile], only_line: Option<usize>) -> Vec<FileResult> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -343,7 +373,8 @@ fn run_files(files: &[&TestFile]) -> Vec<FileResult> {
                 scope.spawn(move || {
                     let engine = Engine::new(engine_options());
                     let skip_rules = flags::SkipRules::new();
-                    let runner = FileRunner::new(&engine, &skip_rules);
+                    let mut runner = FileRunner::new(&engine, &skip_rules);
+                    runner.only_line = only_line;
                     loop {
                         let index = next.fetch_add(1, AtomicOrdering::Relaxed);
                         let Some(file) = files.get(index) else { break };
@@ -434,6 +465,7 @@ fn print_table(files: &[&TestFile], results: &[FileResult]) {
 fn check_against_known(
     path: &Path,
     files: &[&TestFile],
+    only_line: Option<usize>,
     results: &[FileResult],
     failures: &BTreeMap<(String, usize), String>,
 ) -> bool {
@@ -462,7 +494,7 @@ fn check_against_known(
     let selected: BTreeSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
     let mut stale = 0;
     for (file, line) in known.entries() {
-        if !selected.contains(file.as_str()) {
+        if !selected.contains(file.as_str()) || only_line.is_some_and(|only| only != line) {
             continue;
         }
         let what = match status.get(&(file.clone(), line)) {

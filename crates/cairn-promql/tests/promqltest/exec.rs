@@ -136,6 +136,8 @@ pub struct FileRunner<'a> {
     pub engine: &'a Engine,
     pub skip_rules: &'a SkipRules,
     pub query_context_funcs: Regex,
+    /// Run only the eval on this line (the file's loads and clears still run).
+    pub only_line: Option<usize>,
 }
 
 impl<'a> FileRunner<'a> {
@@ -144,6 +146,7 @@ impl<'a> FileRunner<'a> {
             engine,
             skip_rules,
             query_context_funcs: Regex::new(r"(start|end|range|step)\(\)").expect("runner regex"),
+            only_line: None,
         }
     }
 
@@ -189,6 +192,7 @@ impl<'a> FileRunner<'a> {
                         Err(_) => {}
                     }
                 }
+                Command::Eval(eval) if self.only_line.is_some_and(|line| line != eval.line) => {}
                 Command::Eval(eval) => {
                     let started = Instant::now();
                     progress.set(Some((file_name.to_string(), eval.line, started)));

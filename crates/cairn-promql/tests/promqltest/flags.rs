@@ -13,6 +13,7 @@
 //! | type-and-unit labels | TYPEUNIT | `__type__` / `__unit__` in the loaded data since the last `clear`, or in the expression |
 //! | promql-parser cannot parse | — | `promql_parser::parser::parse` rejects the expression (Prometheus's parser accepts every eval expression, so this is a parser gap, never an expected failure) |
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use regex::Regex;
@@ -129,6 +130,8 @@ pub struct SkipRules {
     grouping: Regex,
     number: Regex,
     ident: Regex,
+    /// Matcher regexes, compiled once per pattern.
+    anchored_regexes: RefCell<HashMap<String, Option<Regex>>>,
 }
 
 impl Default for SkipRules {
@@ -157,6 +160,7 @@ impl SkipRules {
             grouping: compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),
             number: compile(r"(^|[^A-Za-z0-9_:])\d+(\.\d+)?([eE][-+]?\d+)?[a-z]*"),
             ident: compile(r"[A-Za-z_:][A-Za-z0-9_:]*"),
+            anchored_regexes: RefCell::new(HashMap::new()),
         }
     }
 
@@ -205,7 +209,7 @@ impl SkipRules {
             storage
                 .histogram_series
                 .iter()
-                .any(|series| selector_matches(series, selector))
+                .any(|series| self.selector_matches(series, selector))
         })
     }
 
@@ -282,30 +286,33 @@ fn simple_unquote(quoted: &str) -> String {
     out
 }
 
-fn selector_matches(series: &LabelMap, matchers: &SelectorMatchers) -> bool {
-    for (name, op, value) in matchers {
-        let have = series.get(name).map(String::as_str).unwrap_or("");
-        let full_match = |pattern: &str| -> Option<bool> {
-            Regex::new(&format!("^(?:{pattern})$"))
-                .ok()
-                .map(|re| re.is_match(have))
-        };
-        let ok = match op.as_str() {
-            "=" => have == value,
-            "!=" => have != value,
-            "=~" => match full_match(value) {
-                Some(matched) => matched,
-                None => return true,
-            },
-            "!~" => match full_match(value) {
-                Some(matched) => !matched,
-                None => return true,
-            },
-            _ => true,
-        };
-        if !ok {
-            return false;
+impl SkipRules {
+    /// Python's `matches`: every matcher must hold; an invalid regex matches.
+    fn selector_matches(&self, series: &LabelMap, matchers: &SelectorMatchers) -> bool {
+        for (name, op, value) in matchers {
+            let have = series.get(name).map(String::as_str).unwrap_or("");
+            let ok = match op.as_str() {
+                "=" => have == value,
+                "!=" => have != value,
+                "=~" | "!~" => match self.full_match(value, have) {
+                    Some(matched) => matched == (op == "=~"),
+                    None => return true,
+                },
+                _ => true,
+            };
+            if !ok {
+                return false;
+            }
         }
+        true
     }
-    true
+
+    /// Whether `pattern` matches all of `text`; `None` for an invalid pattern.
+    fn full_match(&self, pattern: &str, text: &str) -> Option<bool> {
+        let mut cache = self.anchored_regexes.borrow_mut();
+        let regex = cache
+            .entry(pattern.to_string())
+            .or_insert_with(|| Regex::new(&format!("^(?:{pattern})$")).ok());
+        regex.as_ref().map(|re| re.is_match(text))
+    }
 }

@@ -3,6 +3,7 @@
 //! `eval` with its expect lines and result lines.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use cairn_model::Labels;
 use regex::Regex;
@@ -31,15 +32,18 @@ pub struct LoadCmd {
 
 #[derive(Clone, Debug)]
 pub enum MatchText {
+    /// No `msg:` or `regex:`: Go uses `^.*$`, which matches any one-line text.
+    Any,
     /// `msg:` — the whole string must be equal.
     Exact(String),
-    /// `regex:` (unanchored search) or no text (matches anything).
+    /// `regex:` (unanchored search).
     Pattern(Regex),
 }
 
 impl MatchText {
     pub fn matches(&self, text: &str) -> bool {
         match self {
+            MatchText::Any => !text.contains('\n'),
             MatchText::Exact(expected) => expected == text,
             MatchText::Pattern(regex) => regex.is_match(text),
         }
@@ -47,6 +51,7 @@ impl MatchText {
 
     pub fn describe(&self) -> String {
         match self {
+            MatchText::Any => "pattern \"^.*$\"".to_string(),
             MatchText::Exact(expected) => format!("message {expected:?}"),
             MatchText::Pattern(regex) => format!("pattern {:?}", regex.as_str()),
         }
@@ -116,7 +121,11 @@ struct Patterns {
     eval_range: Regex,
     expect: Regex,
     expect_range: Regex,
+    start_timestamp_item: Regex,
 }
+
+/// Compiled once: regex compilation is slow in a debug build.
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(Patterns::new);
 
 impl Patterns {
     fn new() -> Patterns {
@@ -134,6 +143,9 @@ impl Patterns {
                 r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$",
             ),
             expect_range: compile(r"^expect range vector\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$"),
+            start_timestamp_item: compile(
+                r"^(?:_|_x\d+|\*|\*x\d+|[-+]?[0-9][0-9a-wyz]*(?:x\d+|[-+][0-9][0-9a-wyz]*x\d+)?)$",
+            ),
         }
     }
 }
@@ -155,7 +167,7 @@ fn get_lines(input: &str) -> Vec<&str> {
 
 /// Parses a whole file. Errors name the 1-based line.
 pub fn parse_file(input: &str) -> Result<Vec<Command>, String> {
-    let patterns = Patterns::new();
+    let patterns: &Patterns = &PATTERNS;
     let lines = get_lines(input);
     let mut commands = Vec::new();
     let mut i = 0;
@@ -241,12 +253,8 @@ fn check_start_timestamp_line(line: &str) -> Result<(), String> {
     let (_, items) = line
         .split_once([' ', '\t'])
         .ok_or("@st line without items")?;
-    let item_re = Regex::new(
-        r"^(?:_|_x\d+|\*|\*x\d+|[-+]?[0-9][0-9a-wyz]*(?:x\d+|[-+][0-9][0-9a-wyz]*x\d+)?)$",
-    )
-    .expect("runner regex");
     for item in items.split_whitespace() {
-        if !item_re.is_match(item) {
+        if !PATTERNS.start_timestamp_item.is_match(item) {
             return Err(format!("invalid @st item {item:?}"));
         }
     }
@@ -399,7 +407,7 @@ fn parse_expect(patterns: &Patterns, line: &str, eval: &mut EvalCmd) -> Result<(
         (Some("regex"), Some(m)) => MatchText::Pattern(
             Regex::new(m.as_str().trim()).map_err(|e| format!("invalid regex: {e}"))?,
         ),
-        _ => MatchText::Pattern(Regex::new("^.*$").expect("runner regex")),
+        _ => MatchText::Any,
     };
     match &caps[1] {
         "fail" => eval.expect_fail.push(text),
