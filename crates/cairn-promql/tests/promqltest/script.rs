@@ -186,11 +186,11 @@ pub fn parse_file(input: &str) -> Result<Vec<Command>, String> {
         if first_word == "clear" {
             commands.push(Command::Clear);
         } else if first_word.starts_with("load") {
-            let (last, load) = parse_load(&patterns, &lines, i)?;
+            let (last, load) = parse_load(patterns, &lines, i)?;
             commands.push(Command::Load(load));
             i = last;
         } else if first_word.starts_with("eval") {
-            let (last, eval) = parse_eval(&patterns, &lines, i)?;
+            let (last, eval) = parse_eval(patterns, &lines, i)?;
             commands.push(Command::Eval(Box::new(eval)));
             i = last;
         } else {
