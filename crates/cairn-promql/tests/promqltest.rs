@@ -66,7 +66,31 @@ const SLOW_EVAL: Duration = Duration::from_secs(1);
 /// An eval still running after this is named by the watchdog.
 const HUNG_EVAL: Duration = Duration::from_secs(30);
 
-/// Evals in the pinned snapshot of the test files (README §3).
+/// Evals per file in the pinned snapshot of the test files (README §3,
+/// `tools/promqltest_index.py`); 2,214 in all.
+const EXPECTED_EVALS_PER_FILE: &[(&str, usize)] = &[
+    ("aggregators.test", 160),
+    ("at_modifier.test", 78),
+    ("collision.test", 2),
+    ("duration_expression.test", 59),
+    ("extended_vectors.test", 169),
+    ("fill-modifier.test", 46),
+    ("functions.test", 431),
+    ("histograms.test", 185),
+    ("info.test", 53),
+    ("limit.test", 37),
+    ("literals.test", 25),
+    ("name_label_dropping.test", 30),
+    ("native_histograms.test", 522),
+    ("operators.test", 214),
+    ("range_queries.test", 18),
+    ("selectors.test", 31),
+    ("staleness.test", 17),
+    ("start_timestamps.test", 26),
+    ("subquery.test", 34),
+    ("trig_functions.test", 19),
+    ("type_and_unit.test", 58),
+];
 const EXPECTED_EVAL_COUNT: usize = 2214;
 
 fn testdata_dir() -> PathBuf {
@@ -299,7 +323,16 @@ fn run_self_checks(checks: &mut Checks, files: &[TestFile], dir: &Path, is_corpu
         return;
     }
 
-    let total: usize = files.iter().map(|f| eval_commands(f).count()).sum();
+    let per_file: Vec<(&str, usize)> = files
+        .iter()
+        .map(|f| (f.name.as_str(), eval_commands(f).count()))
+        .collect();
+    checks.eq(
+        "evals per file",
+        per_file.as_slice(),
+        EXPECTED_EVALS_PER_FILE,
+    );
+    let total: usize = per_file.iter().map(|(_, count)| count).sum();
     checks.eq("evals in all files", total, EXPECTED_EVAL_COUNT);
 
     let mut rejected: BTreeSet<(String, usize)> = BTreeSet::new();
