@@ -110,6 +110,13 @@ struct Storage {
 }
 
 impl Storage {
+    fn closed() -> Storage {
+        Storage {
+            tsdb: Err("closed".to_string()),
+            _dir: None,
+        }
+    }
+
     fn open() -> Storage {
         let dir = match tempfile::tempdir() {
             Ok(dir) => dir,
@@ -161,14 +168,9 @@ impl<'a> FileRunner<'a> {
         for command in commands {
             match command {
                 Command::Clear => {
-                    // Drop the old database before opening the next one.
-                    drop(std::mem::replace(
-                        &mut storage,
-                        Storage {
-                            tsdb: Err("closed".into()),
-                            _dir: None,
-                        },
-                    ));
+                    // Drop the old database (and its directory) before opening the next one.
+                    let previous = std::mem::replace(&mut storage, Storage::closed());
+                    drop(previous);
                     storage = Storage::open();
                     features.clear();
                     reported_open_error = false;
