@@ -35,16 +35,30 @@ impl PackedLabels {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
+    /// `(name, value)` pairs as bytes, skipping UTF-8 validation.
+    fn raw_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let name = take_bytes(&mut rest);
+            let value = take_bytes(&mut rest);
+            Some((name, value))
+        })
+    }
+
     pub fn to_labels(&self) -> Labels {
         Labels::from_sorted(self.iter().map(|(n, v)| Label::new(n, v)).collect())
     }
 
     /// Whether these are exactly `labels`, without allocating.
     pub fn equals(&self, labels: &Labels) -> bool {
-        let mut mine = self.iter();
+        let mut mine = self.raw_pairs();
         for label in labels {
             match mine.next() {
-                Some((name, value)) if name == label.name && value == label.value => {}
+                Some((name, value))
+                    if name == label.name.as_bytes() && value == label.value.as_bytes() => {}
                 _ => return false,
             }
         }
@@ -63,11 +77,16 @@ pub struct PackedIter<'a> {
 
 impl<'a> PackedIter<'a> {
     fn string(&mut self) -> &'a str {
-        let len = take_uvarint(&mut self.rest);
-        let (string, rest) = self.rest.split_at(len);
-        self.rest = rest;
-        std::str::from_utf8(string).expect("packed labels hold valid utf-8")
+        std::str::from_utf8(take_bytes(&mut self.rest)).expect("packed labels hold valid utf-8")
     }
+}
+
+/// Takes one length-prefixed byte string off the front of `bytes`.
+fn take_bytes<'a>(bytes: &mut &'a [u8]) -> &'a [u8] {
+    let len = take_uvarint(bytes);
+    let (string, rest) = bytes.split_at(len);
+    *bytes = rest;
+    string
 }
 
 impl<'a> Iterator for PackedIter<'a> {
