@@ -2,7 +2,7 @@
 //! with `on`/`ignoring`/`group_left`/`group_right` vector matching, as
 //! Prometheus's `VectorBinop`, `VectorAnd`, `VectorOr` and `VectorUnless`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use cairn_model::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{
@@ -12,9 +12,7 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::eval::Evaluator;
-use crate::value::{
-    drop_metadata, prom_labels_string, transpose, Point, SeriesBuilder, StepSeries, Val,
-};
+use crate::value::{drop_metadata, prom_labels_string, transpose, Point, StepSeries, Val};
 use crate::QueryError;
 
 /// Operator token ids, as `parser.ItemType`.
@@ -416,18 +414,22 @@ fn vector_vector(
     } else {
         (&lhs, &rhs, &lsig, &rsig, &lsteps, &rsteps)
     };
-    let mut builder = SeriesBuilder::default();
-    let mut metric_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    // Output series, found through a cache keyed by the matched pair, so
+    // labels are computed and hashed once per pair, not once per step.
+    let mut out: Vec<StepSeries> = Vec::new();
+    let mut out_index: HashMap<Labels, usize> = HashMap::new();
+    // Per output series: the (step, signature) of its last match.
+    let mut out_last: Vec<(usize, usize)> = Vec::new();
+    let mut pair_cache: HashMap<(usize, usize), usize> = HashMap::new();
     // Per signature: the "one"-side sample at this step.
     let mut one_at: Vec<Option<(usize, f64)>> = vec![None; nsigs];
-    let matched_step = std::cell::RefCell::new(vec![usize::MAX; nsigs]);
-    let mut matched_sets: Vec<HashSet<Labels>> = vec![HashSet::new(); nsigs];
+    let mut matched_step = vec![usize::MAX; nsigs];
     const FILL: usize = usize::MAX;
+    let fills = m.fill_lhs.is_some() || m.fill_rhs.is_some();
     for step in 0..ev.nsteps {
         ev.sh.check()?;
         let mv = &many_steps[step];
         let ov = &one_steps[step];
-        let fills = m.fill_lhs.is_some() || m.fill_rhs.is_some();
         if (mv.is_empty() && ov.is_empty()) || ((mv.is_empty() || ov.is_empty()) && !fills) {
             continue;
         }
@@ -441,94 +443,108 @@ fn vector_vector(
                 if a > b {
                     std::mem::swap(&mut a, &mut b);
                 }
-                reset(&mut one_at, ov, one_sig);
                 return Err(QueryError::Execution(format!(
                     "found duplicate series for the match group {matched} on the {one_side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side"
                 )));
             }
             one_at[sig] = Some((i, v));
         }
-        let mut touched: Vec<usize> = Vec::new();
+        // One match: `doBinOp` of Prometheus's VectorBinop.
         let mut do_op = |mi: usize,
-                         mv_: f64,
+                         mval: f64,
                          oi: usize,
-                         ov_: f64,
+                         oval: f64,
                          sig: usize,
-                         builder: &mut SeriesBuilder|
+                         matched_step: &mut [usize]|
          -> Result<(), QueryError> {
             // Undo the swap for the computation.
-            let (l, r) = if swapped { (ov_, mv_) } else { (mv_, ov_) };
+            let (l, r) = if swapped { (oval, mval) } else { (mval, oval) };
             let (mut v, keep) = binop(op, l, r);
             if return_bool {
                 v = if keep { 1.0 } else { 0.0 };
             }
-            let key = (mi, oi);
-            if let std::collections::hash_map::Entry::Vacant(slot) = metric_cache.entry(key) {
-                let many_labels = if mi == FILL {
-                    m.match_labels(&one[oi].labels)
-                } else {
-                    many[mi].labels.clone()
-                };
-                let one_labels = if oi == FILL {
-                    m.match_labels(&many[mi].labels)
-                } else {
-                    one[oi].labels.clone()
-                };
-                slot.insert(result_metric(op, &many_labels, &one_labels, m));
-            }
-            let metric = &metric_cache[&key];
-            let mut matched_step = matched_step.borrow_mut();
+            let o = match pair_cache.get(&(mi, oi)) {
+                Some(&o) => o,
+                None => {
+                    let many_labels = if mi == FILL {
+                        m.match_labels(&one[oi].labels)
+                    } else {
+                        many[mi].labels.clone()
+                    };
+                    let one_labels = if oi == FILL {
+                        m.match_labels(&many[mi].labels)
+                    } else {
+                        one[oi].labels.clone()
+                    };
+                    let metric = result_metric(op, &many_labels, &one_labels, m);
+                    let o = match out_index.get(&metric) {
+                        Some(&o) => o,
+                        None => {
+                            out_index.insert(metric.clone(), out.len());
+                            out.push(StepSeries {
+                                labels: metric,
+                                drop_name: return_bool,
+                                points: Vec::new(),
+                            });
+                            out_last.push((usize::MAX, usize::MAX));
+                            out.len() - 1
+                        }
+                    };
+                    pair_cache.insert((mi, oi), o);
+                    o
+                }
+            };
             if m.card == Card::OneToOne {
                 if matched_step[sig] == step {
                     return Err(QueryError::Execution(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                     ));
                 }
-                matched_step[sig] = step;
-            } else {
-                if matched_step[sig] != step {
-                    matched_step[sig] = step;
-                    matched_sets[sig].clear();
-                }
-                if !matched_sets[sig].insert(metric.clone()) {
-                    return Err(QueryError::Execution(
-                        "multiple matches for labels: grouping labels must ensure unique matches"
-                            .into(),
-                    ));
-                }
+            } else if out_last[o] == (step, sig) {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
+                ));
             }
-            drop(matched_step);
+            matched_step[sig] = step;
+            out_last[o] = (step, sig);
             if !keep && !return_bool {
                 return Ok(());
             }
-            builder.push(metric, return_bool, step, v)
+            let series = &mut out[o];
+            if series.points.last().is_some_and(|p| p.step == step) {
+                return Err(QueryError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
+            }
+            series.points.push(Point { step, v });
+            Ok(())
         };
         for &(i, v) in mv {
             let sig = many_sig[i];
             match one_at[sig] {
-                Some((j, ovv)) => do_op(i, v, j, ovv, sig, &mut builder)?,
+                Some((j, ovv)) => do_op(i, v, j, ovv, sig, &mut matched_step)?,
                 None => {
                     let fill = if swapped { m.fill_lhs } else { m.fill_rhs };
                     if let Some(f) = fill {
-                        do_op(i, v, FILL, f, sig, &mut builder)?;
+                        do_op(i, v, FILL, f, sig, &mut matched_step)?;
                     }
                 }
             }
-            touched.push(sig);
         }
         let fill_many = if swapped { m.fill_rhs } else { m.fill_lhs };
         if let Some(f) = fill_many {
             for &(j, v) in ov {
                 let sig = one_sig[j];
-                if matched_step.borrow()[sig] == step {
+                if matched_step[sig] == step {
                     continue;
                 }
-                do_op(FILL, f, j, v, sig, &mut builder)?;
+                do_op(FILL, f, j, v, sig, &mut matched_step)?;
             }
         }
         reset(&mut one_at, ov, one_sig);
     }
-    let out = builder.finish();
+    out.retain(|s| !s.points.is_empty());
     ev.sh.add_samples(crate::value::total_points(&out))?;
     Ok(out)
 }

@@ -297,3 +297,88 @@ fn annotation_positions_point_at_the_sub_expression() {
         vec!["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"foo\" (1:10)".to_string()]
     );
 }
+
+#[test]
+fn nesting_up_to_the_limit_fits_a_small_thread_stack() {
+    // Server worker threads may have 2 MiB stacks; the deepest accepted
+    // query must evaluate there.
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let mut q = MemQueryable::default();
+            counter(&mut q, "c_total", 30, 1.0);
+            // Each level below is one or two AST nodes; the limit is 200.
+            let depth = 195;
+            let queries = [
+                format!("{}c_total{}", "abs(".repeat(depth), ")".repeat(depth)),
+                format!("{}c_total{}", "sum(".repeat(depth), ")".repeat(depth)),
+                format!(
+                    "{}c_total{}",
+                    "(1 + ".repeat(depth / 2),
+                    ")".repeat(depth / 2)
+                ),
+                format!(
+                    "{}rate(c_total[5m]){}",
+                    "max_over_time(".repeat(depth / 3),
+                    "[5m:1m])".repeat(depth / 3)
+                ),
+            ];
+            for query in &queries {
+                let r = engine().range_query(
+                    &q,
+                    query,
+                    10 * MIN,
+                    20 * MIN,
+                    MIN,
+                    &QueryOptions::default(),
+                );
+                assert!(r.is_ok(), "{query}: {r:?}");
+            }
+            let too_deep = format!("{}c_total{}", "abs(".repeat(300), ")".repeat(300));
+            assert!(matches!(
+                instant(&q, &too_deep, 0),
+                Err(QueryError::BadData(_))
+            ));
+        })
+        .unwrap();
+    handle.join().unwrap();
+}
+
+/// Timing smoke test: `cargo test --release -p cairn-promql --lib perf -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn perf_smoke() {
+    let mut q = MemQueryable::default();
+    let per_series = 2880;
+    for i in 0..1000 {
+        let job = format!("j{}", i % 10);
+        let inst = format!("i{i}");
+        let samples: Vec<(i64, f64)> = (0..per_series)
+            .map(|k| (k as i64 * 30_000, (k * (i % 7 + 1)) as f64))
+            .collect();
+        q.add(
+            &[("__name__", "x_total"), ("job", &job), ("instance", &inst)],
+            &samples,
+        );
+    }
+    let day = 86_400_000;
+    for query in [
+        "x_total",
+        "rate(x_total[5m])",
+        "sum by (job) (rate(x_total[5m]))",
+        "topk(5, x_total)",
+        "x_total / on(instance) group_left x_total",
+        "histogram_quantile(0.9, sum by (le) (rate(x_total[5m])))",
+        "max_over_time(rate(x_total[5m])[30m:1m])",
+    ] {
+        let started = std::time::Instant::now();
+        let r = engine()
+            .range_query(&q, query, 0, day, 60_000, &QueryOptions::default())
+            .unwrap();
+        let n = match &r.value {
+            Value::Matrix(m) => m.len(),
+            _ => 0,
+        };
+        println!("{query}: {n} series in {:?}", started.elapsed());
+    }
+}
