@@ -497,9 +497,10 @@ fn count_values(ev: &Evaluator, e: &AggregateExpr, grouping: &Grouping) -> Resul
             ))
         }
     };
-    if !crate::functions::is_valid_label_name(&value_label) {
+    if !crate::functions::is_valid_label_name(ev, &value_label) {
         return Err(QueryError::Execution(format!(
-            "invalid label name {value_label:?}"
+            "invalid label name {}",
+            crate::functions::go_quoted(ev, &value_label)
         )));
     }
     let mut names = grouping.names.clone();

@@ -139,3 +139,130 @@ pub(crate) fn line_col(query: &str, offset: usize) -> (usize, usize) {
     let col = before[line_start..].chars().count() + 1;
     (line, col)
 }
+
+/// String literals of a query that are not valid UTF-8 in Go (byte escapes
+/// such as `"\xff"`): the string promql-parser decodes them to (one char
+/// per byte) and Go's quoted form of the raw bytes. Such strings can never be
+/// label names, as Prometheus checks with `IsValidLabelName`.
+pub(crate) fn invalid_utf8_literals(query: &str) -> Vec<(String, String)> {
+    let chars: Vec<char> = query.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let quote = chars[i];
+        if quote == '#' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if quote == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != '`' {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if quote != '"' && quote != '\'' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut decoded = String::new();
+        let mut had_byte_escape = false;
+        while i < chars.len() && chars[i] != quote {
+            let c = chars[i];
+            if c != '\\' || i + 1 >= chars.len() {
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                decoded.push(c);
+                i += 1;
+                continue;
+            }
+            let e = chars[i + 1];
+            i += 2;
+            let (radix, len) = match e {
+                'x' => (16, 2),
+                'u' => (16, 4),
+                'U' => (16, 8),
+                '0'..='7' => {
+                    i -= 1;
+                    (8, 3)
+                }
+                _ => {
+                    let c = match e {
+                        'a' => '\u{7}',
+                        'b' => '\u{8}',
+                        'f' => '\u{c}',
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        'v' => '\u{b}',
+                        other => other,
+                    };
+                    let mut buf = [0u8; 4];
+                    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    decoded.push(c);
+                    continue;
+                }
+            };
+            let digits: String = chars[i..(i + len).min(chars.len())].iter().collect();
+            i += len;
+            let Ok(v) = u32::from_str_radix(&digits, radix) else {
+                return out;
+            };
+            let c = char::from_u32(v).unwrap_or('\u{fffd}');
+            decoded.push(c);
+            if e == 'u' || e == 'U' {
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            } else {
+                had_byte_escape = true;
+                bytes.push(v as u8);
+            }
+        }
+        i += 1;
+        if had_byte_escape && std::str::from_utf8(&bytes).is_err() {
+            out.push((decoded, go_quote_bytes(&bytes)));
+        }
+    }
+    out
+}
+
+/// Go's `strconv.Quote` of raw bytes: invalid UTF-8 bytes as `\xNN`.
+fn go_quote_bytes(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                push_quoted(&mut out, valid);
+                break;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                push_quoted(&mut out, std::str::from_utf8(valid).unwrap_or(""));
+                out.push_str(&format!("\\x{:02x}", after[0]));
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn push_quoted(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}

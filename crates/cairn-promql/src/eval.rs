@@ -38,6 +38,9 @@ pub(crate) struct Shared<'a> {
     pub query_end: i64,
     /// The query's step (0 for instant queries), for `step()`.
     pub query_step: i64,
+    /// String literals that are invalid UTF-8 in Go (see
+    /// [`crate::annotations::invalid_utf8_literals`]).
+    pub invalid_strings: Vec<(String, String)>,
     checks: Cell<u32>,
 }
 
@@ -71,6 +74,7 @@ impl<'a> Shared<'a> {
             query_start,
             query_end,
             query_step,
+            invalid_strings: crate::annotations::invalid_utf8_literals(query),
             checks: Cell::new(0),
         }
     }

@@ -382,3 +382,18 @@ fn perf_smoke() {
         println!("{query}: {n} series in {:?}", started.elapsed());
     }
 }
+
+#[test]
+fn byte_escapes_that_are_invalid_utf8_are_not_label_names() {
+    let mut q = MemQueryable::default();
+    q.add(&[("__name__", "m"), ("src", "a")], &[(0, 1.0)]);
+    let r = instant(&q, r#"label_replace(m, "\xff", "", "src", "(.*)")"#, 0);
+    assert!(matches!(r, Err(QueryError::Execution(_))), "{r:?}");
+    let r = instant(&q, r#"count_values("a\xc5z", m)"#, 0);
+    match r {
+        Err(QueryError::Execution(msg)) => assert_eq!(msg, r#"invalid label name "a\xc5z""#),
+        other => panic!("{other:?}"),
+    }
+    // A valid UTF-8 sequence written as escapes is fine.
+    assert!(instant(&q, r#"count_values("\u00e9", m)"#, 0).is_ok());
+}

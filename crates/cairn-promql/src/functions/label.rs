@@ -23,7 +23,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                     "invalid regular expression in label_replace(): {regex_str}"
                 ))
             })?;
-            if !is_valid_label_name(&dst) {
+            if !is_valid_label_name(ev, &dst) {
                 return Err(QueryError::Execution(format!(
                     "invalid destination label name in label_replace(): {dst}"
                 )));
@@ -50,14 +50,14 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             let mut srcs = Vec::new();
             for a in call.args.args.iter().skip(3) {
                 let src = string_arg(ev, a)?;
-                if !is_valid_label_name(&src) {
+                if !is_valid_label_name(ev, &src) {
                     return Err(QueryError::Execution(format!(
                         "invalid source label name in label_join(): {src}"
                     )));
                 }
                 srcs.push(src);
             }
-            if !is_valid_label_name(&dst) {
+            if !is_valid_label_name(ev, &dst) {
                 return Err(QueryError::Execution(format!(
                     "invalid destination label name in label_join(): {dst}"
                 )));

@@ -322,8 +322,18 @@ pub(crate) fn ratio_param_warnings(ev: &Evaluator, min: f64, max: f64, param_exp
 }
 
 /// Prometheus label names (UTF-8 mode): any non-empty valid UTF-8 string.
-pub(crate) fn is_valid_label_name(name: &str) -> bool {
-    !name.is_empty()
+/// A literal that Go decodes to invalid UTF-8 (`"\xff"`) is not one.
+pub(crate) fn is_valid_label_name(ev: &Evaluator, name: &str) -> bool {
+    !name.is_empty() && !ev.sh.invalid_strings.iter().any(|(s, _)| s == name)
+}
+
+/// Go's `strconv.Quote` of a string literal's value, as Prometheus prints
+/// a `StringLiteral` in errors.
+pub(crate) fn go_quoted(ev: &Evaluator, s: &str) -> String {
+    match ev.sh.invalid_strings.iter().find(|(d, _)| d == s) {
+        Some((_, quoted)) => quoted.clone(),
+        None => format!("{s:?}"),
+    }
 }
 
 /// A stable 64-bit hash of a label set, for `limit_ratio` sampling.
