@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -20,7 +21,7 @@ use cairn_model::{
 use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
-use crate::wal::{self, Record, RefExemplar, RefSample, WalWriter};
+use crate::wal::{self, OsFiles, Record, RefExemplar, RefSample, SegmentOpener, WalWriter};
 use crate::{AppendOutcome, Rejection, TsdbError, TsdbOptions, TsdbStats};
 
 /// One tenant's database.
@@ -51,6 +52,16 @@ impl Tsdb {
     /// Opens (creating if needed) the database in `dir` and replays its WAL
     /// from `<dir>/wal/`, repairing a torn or corrupt tail.
     pub fn open(dir: &Path, opts: TsdbOptions) -> Result<Tsdb, TsdbError> {
+        Tsdb::open_with(dir, opts, Arc::new(OsFiles))
+    }
+
+    /// [`Tsdb::open`] writing WAL segments through `files` (a fault-injection
+    /// seam for tests; replay always reads the real files).
+    pub fn open_with(
+        dir: &Path,
+        opts: TsdbOptions,
+        files: Arc<dyn SegmentOpener>,
+    ) -> Result<Tsdb, TsdbError> {
         std::fs::create_dir_all(dir).map_err(|source| TsdbError::Io {
             path: dir.to_path_buf(),
             source,
@@ -79,7 +90,7 @@ impl Tsdb {
             repaired = report.corruption.is_some(),
             "wal replayed"
         );
-        let writer = WalWriter::open(&wal_dir, opts.wal_segment_size, opts.fsync)?;
+        let writer = WalWriter::open_with(&wal_dir, opts.wal_segment_size, opts.fsync, files)?;
         Ok(Tsdb {
             dir: dir.to_path_buf(),
             head: RwLock::new(head),
@@ -651,6 +662,88 @@ mod tests {
         assert_eq!((outcome.samples_accepted, outcome.series_created), (1, 1));
         drop(db);
         assert_eq!(all_samples(&open(tmp.path()), &[]).len(), 1);
+    }
+
+    /// Segment files whose `n`-th write (counting from 0) stores only half
+    /// its bytes and then fails, as a full disk would.
+    struct TornWrites {
+        fail_write: usize,
+        writes: Arc<AtomicU64>,
+    }
+
+    struct TornFile {
+        file: std::fs::File,
+        fail_write: usize,
+        writes: Arc<AtomicU64>,
+    }
+
+    impl SegmentOpener for TornWrites {
+        fn create(&self, path: &Path) -> std::io::Result<Box<dyn wal::SegmentFile>> {
+            let file = std::fs::OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(path)?;
+            Ok(Box::new(TornFile {
+                file,
+                fail_write: self.fail_write,
+                writes: self.writes.clone(),
+            }))
+        }
+    }
+
+    impl wal::SegmentFile for TornFile {
+        fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            use std::io::Write;
+            let n = self.writes.fetch_add(1, Ordering::SeqCst) as usize;
+            if n == self.fail_write {
+                self.file.write_all(&bytes[..bytes.len() / 2])?;
+                return Err(std::io::Error::other("no space left (injected)"));
+            }
+            self.file.write_all(bytes)
+        }
+        fn sync_data(&mut self) -> std::io::Result<()> {
+            self.file.sync_data()
+        }
+        fn sync_all(&mut self) -> std::io::Result<()> {
+            self.file.sync_all()
+        }
+        fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+            self.file.set_len(len)
+        }
+    }
+
+    /// A write that fails half-way is cut back out of the segment: the
+    /// failed batch is neither visible nor replayed, and later appends land
+    /// in a clean log.
+    #[test]
+    fn a_torn_wal_write_is_undone_and_later_appends_replay_cleanly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = Arc::new(TornWrites {
+            fail_write: 1,
+            writes: Arc::new(AtomicU64::new(0)),
+        });
+        let db = Tsdb::open_with(tmp.path(), TsdbOptions::default(), files).unwrap();
+        let a = [("__name__", "a")];
+        db.append(vec![series(&a, &[(1, 1.0)])]).unwrap();
+        let failed = db.append(vec![
+            series(&a, &[(2, 2.0)]),
+            series(&[("__name__", "b")], &[(2, 2.0)]),
+        ]);
+        assert!(matches!(failed, Err(TsdbError::Io { .. })));
+        assert_eq!(db.stats().active_series, 1);
+        assert_eq!(all_samples(&db, &[])[0].1, vec![(1, 1f64.to_bits())]);
+        let outcome = db.append(vec![series(&a, &[(3, 3.0)])]).unwrap();
+        assert_eq!(outcome.samples_accepted, 1);
+        drop(db);
+        let reopened = open(tmp.path());
+        assert_eq!(reopened.wal_replay_report().corruption, None);
+        assert_eq!(
+            all_samples(&reopened, &[]),
+            vec![(
+                Labels::from_pairs(&a),
+                vec![(1, 1f64.to_bits()), (3, 3f64.to_bits())]
+            )]
+        );
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //! segment in order and repairs the log at the first corruption: the segment
 //! is truncated at the last good record and later segments are deleted.
 
+pub mod file;
 pub mod record;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::{FsyncPolicy, TsdbError};
+pub use file::{OsFiles, SegmentFile, SegmentOpener};
 pub use record::{Record, RecordType, RefExemplar, RefSample};
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TsdbError + '_ {
@@ -54,7 +56,7 @@ fn sync_dir(dir: &Path) -> Result<(), TsdbError> {
 struct OpenSegment {
     index: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn SegmentFile>,
     len: u64,
 }
 
@@ -62,6 +64,7 @@ struct OpenSegment {
 /// opening and closing a database without writes creates no file.
 pub struct WalWriter {
     dir: PathBuf,
+    files: Arc<dyn SegmentOpener>,
     segment_size: u64,
     fsync: FsyncPolicy,
     current: Option<OpenSegment>,
@@ -78,10 +81,21 @@ impl WalWriter {
     /// Prepares writing into `dir` (created if missing) after its existing
     /// segments; the first write opens a new segment.
     pub fn open(dir: &Path, segment_size: u64, fsync: FsyncPolicy) -> Result<WalWriter, TsdbError> {
+        WalWriter::open_with(dir, segment_size, fsync, Arc::new(OsFiles))
+    }
+
+    /// [`WalWriter::open`] creating segment files through `files`.
+    pub fn open_with(
+        dir: &Path,
+        segment_size: u64,
+        fsync: FsyncPolicy,
+        files: Arc<dyn SegmentOpener>,
+    ) -> Result<WalWriter, TsdbError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let next_index = list_segments(dir)?.last().map_or(0, |last| last + 1);
         Ok(WalWriter {
             dir: dir.to_path_buf(),
+            files,
             segment_size: segment_size.max(1),
             fsync,
             current: None,
@@ -116,7 +130,7 @@ impl WalWriter {
         }
         let fsync = self.fsync;
         let segment = self.current.as_mut().expect("a segment was started above");
-        let result = segment.file.write_all(framed).and_then(|()| match fsync {
+        let result = segment.file.append(framed).and_then(|()| match fsync {
             FsyncPolicy::Always => segment.file.sync_data(),
             FsyncPolicy::Never => Ok(()),
         });
@@ -140,11 +154,7 @@ impl WalWriter {
 
     fn start_segment(&mut self) -> Result<(), TsdbError> {
         let path = segment_path(&self.dir, self.next_index);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let file = self.files.create(&path).map_err(io_error(&path))?;
         // The new name must survive a power loss too.
         sync_dir(&self.dir)?;
         self.current = Some(OpenSegment {
@@ -162,12 +172,12 @@ impl WalWriter {
     /// (Prometheus does the same); under `Always` every write was already
     /// synced, so the final fsync is cheap and done inline.
     fn finish_segment(&mut self) -> Result<(), TsdbError> {
-        let Some(segment) = self.current.take() else {
+        let Some(mut segment) = self.current.take() else {
             return Ok(());
         };
         self.reap_fsyncs();
         if self.fsync == FsyncPolicy::Never {
-            let file = segment.file;
+            let mut file = segment.file;
             let spawned = std::thread::Builder::new()
                 .name("cairn-wal-fsync".to_string())
                 .spawn(move || file.sync_all());
@@ -208,7 +218,7 @@ impl WalWriter {
                 }
             }
         }
-        if let Some(segment) = &self.current {
+        if let Some(segment) = &mut self.current {
             segment.file.sync_all().map_err(io_error(&segment.path))?;
         }
         Ok(())
@@ -321,6 +331,7 @@ fn read_segment(bytes: &[u8], apply: &mut dyn FnMut(Record)) -> Result<(), Corru
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::io::Write;
 
     fn samples_record(id: u64, t: i64) -> Vec<u8> {
         let mut out = Vec::new();

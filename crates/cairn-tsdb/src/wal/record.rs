@@ -61,9 +61,16 @@ pub fn checksum(header_type_and_len: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// Appends one framed record to `out`.
+/// Appends one framed record to `out`. Encoders keep payloads near
+/// [`SOFT_PAYLOAD_LIMIT`]; only a single entry over 1 GiB (labels that
+/// validation never lets through) could exceed the frame's limit.
 pub fn frame(record_type: RecordType, payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).expect("wal record payload fits in u32");
+    assert!(
+        payload.len() <= MAX_PAYLOAD_LEN,
+        "wal record payload of {} bytes exceeds the format's limit",
+        payload.len()
+    );
+    let len = payload.len() as u32;
     let mut type_and_len = [0u8; 5];
     type_and_len[0] = record_type as u8;
     type_and_len[1..5].copy_from_slice(&len.to_le_bytes());
@@ -82,59 +89,100 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
     }
 }
 
+/// Payload size after which an encoder starts a new record, so that one
+/// huge append becomes several records of bounded size.
+pub const SOFT_PAYLOAD_LIMIT: usize = 8 << 20;
+
+/// Frames entries into records of at most about [`SOFT_PAYLOAD_LIMIT`] bytes.
+struct RecordBuilder<'a> {
+    record_type: RecordType,
+    payload: Vec<u8>,
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> RecordBuilder<'a> {
+    fn new(record_type: RecordType, out: &'a mut Vec<u8>) -> RecordBuilder<'a> {
+        RecordBuilder {
+            record_type,
+            payload: Vec::new(),
+            out,
+        }
+    }
+
+    /// Whether the next entry should start a new record.
+    fn is_full(&self) -> bool {
+        self.payload.len() >= SOFT_PAYLOAD_LIMIT
+    }
+
+    fn flush(&mut self) {
+        if !self.payload.is_empty() {
+            frame(self.record_type, &self.payload, self.out);
+            self.payload.clear();
+        }
+    }
+}
+
 pub fn encode_series(series: &[(u64, Labels)], out: &mut Vec<u8>) {
-    if series.is_empty() {
-        return;
-    }
-    let mut payload = Vec::new();
+    let mut builder = RecordBuilder::new(RecordType::Series, out);
     for (id, labels) in series {
-        put_uvarint(&mut payload, *id);
-        put_labels(&mut payload, labels);
+        if builder.is_full() {
+            builder.flush();
+        }
+        put_uvarint(&mut builder.payload, *id);
+        put_labels(&mut builder.payload, labels);
     }
-    frame(RecordType::Series, &payload, out);
+    builder.flush();
 }
 
 pub fn encode_samples(samples: &[RefSample], out: &mut Vec<u8>) {
-    let Some(first) = samples.first() else {
-        return;
-    };
-    let mut payload = Vec::with_capacity(16 + samples.len() * 12);
-    payload.extend_from_slice(&first.id.to_le_bytes());
-    payload.extend_from_slice(&first.t.to_le_bytes());
+    let mut builder = RecordBuilder::new(RecordType::Samples, out);
+    let mut base = (0u64, 0i64);
     for sample in samples {
-        put_varint(&mut payload, sample.id.wrapping_sub(first.id) as i64);
-        put_varint(&mut payload, sample.t.wrapping_sub(first.t));
-        payload.extend_from_slice(&sample.v.to_bits().to_le_bytes());
+        if builder.is_full() {
+            builder.flush();
+        }
+        if builder.payload.is_empty() {
+            base = (sample.id, sample.t);
+            builder.payload.extend_from_slice(&sample.id.to_le_bytes());
+            builder.payload.extend_from_slice(&sample.t.to_le_bytes());
+        }
+        put_varint(&mut builder.payload, sample.id.wrapping_sub(base.0) as i64);
+        put_varint(&mut builder.payload, sample.t.wrapping_sub(base.1));
+        builder
+            .payload
+            .extend_from_slice(&sample.v.to_bits().to_le_bytes());
     }
-    frame(RecordType::Samples, &payload, out);
+    builder.flush();
 }
 
 pub fn encode_exemplars(exemplars: &[RefExemplar], out: &mut Vec<u8>) {
-    if exemplars.is_empty() {
-        return;
-    }
-    let mut payload = Vec::new();
+    let mut builder = RecordBuilder::new(RecordType::Exemplars, out);
     for e in exemplars {
-        put_uvarint(&mut payload, e.id);
-        put_varint(&mut payload, e.exemplar.t);
-        payload.extend_from_slice(&e.exemplar.value.to_bits().to_le_bytes());
-        put_labels(&mut payload, &e.exemplar.labels);
+        if builder.is_full() {
+            builder.flush();
+        }
+        put_uvarint(&mut builder.payload, e.id);
+        put_varint(&mut builder.payload, e.exemplar.t);
+        builder
+            .payload
+            .extend_from_slice(&e.exemplar.value.to_bits().to_le_bytes());
+        put_labels(&mut builder.payload, &e.exemplar.labels);
     }
-    frame(RecordType::Exemplars, &payload, out);
+    builder.flush();
 }
 
 pub fn encode_metadata(metadata: &[MetricMetadata], out: &mut Vec<u8>) {
-    if metadata.is_empty() {
-        return;
-    }
-    let mut payload = Vec::new();
+    let mut builder = RecordBuilder::new(RecordType::Metadata, out);
     for m in metadata {
-        put_str(&mut payload, &m.metric_family_name);
-        payload.push(metric_type_to_byte(m.metric_type));
-        put_str(&mut payload, &m.unit);
-        put_str(&mut payload, &m.help);
+        if builder.is_full() {
+            builder.flush();
+        }
+        put_str(&mut builder.payload, &m.metric_family_name);
+        builder.payload.push(metric_type_to_byte(m.metric_type));
+        put_str(&mut builder.payload, &m.unit);
+        put_str(&mut builder.payload, &m.help);
     }
-    frame(RecordType::Metadata, &payload, out);
+    builder.flush();
 }
 
 /// Why a payload failed to decode.
@@ -338,6 +386,36 @@ mod tests {
         }
         let overlong = [0xffu8; 11];
         assert!(Reader { bytes: &overlong }.uvarint().is_err());
+    }
+
+    #[test]
+    fn huge_appends_are_split_into_bounded_records() {
+        let samples: Vec<RefSample> = (0..1_000_000u64)
+            .map(|i| RefSample {
+                id: i % 1000,
+                t: i as i64,
+                v: i as f64,
+            })
+            .collect();
+        let mut framed = Vec::new();
+        encode_samples(&samples, &mut framed);
+        let mut decoded = Vec::new();
+        let mut records = 0;
+        let mut rest = framed.as_slice();
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[1..5].try_into().unwrap()) as usize;
+            assert!(len < SOFT_PAYLOAD_LIMIT + 64);
+            let Record::Samples(part) =
+                decode(RecordType::Samples, &rest[HEADER_LEN..HEADER_LEN + len]).unwrap()
+            else {
+                panic!("not samples");
+            };
+            decoded.extend(part);
+            records += 1;
+            rest = &rest[HEADER_LEN + len..];
+        }
+        assert!(records > 1);
+        assert_eq!(decoded, samples);
     }
 
     #[test]
