@@ -233,6 +233,18 @@ impl Tsdb {
         out
     }
 
+    /// Per label name, the number of distinct values over all series in
+    /// the head, sorted by name (Mimir's cardinality `label_names` API).
+    pub fn label_names_cardinality(&self) -> Vec<(String, u64)> {
+        self.head.read().label_names_cardinality()
+    }
+
+    /// Per value of label `name`, the number of series in the head carrying
+    /// it, sorted by value (Mimir's cardinality `label_values` API).
+    pub fn label_values_cardinality(&self, name: &str) -> Vec<(String, u64)> {
+        self.head.read().label_values_cardinality(name)
+    }
+
     pub fn stats(&self) -> TsdbStats {
         TsdbStats {
             active_series: self.head.read().num_series() as u64,
@@ -641,6 +653,15 @@ mod tests {
             .label_names(&other, TimeRange::new(-10, -1))
             .unwrap()
             .is_empty());
+        assert_eq!(
+            db.label_names_cardinality(),
+            vec![("__name__".to_string(), 2), ("i".to_string(), 2)]
+        );
+        assert_eq!(
+            db.label_values_cardinality("__name__"),
+            vec![("m".to_string(), 2), ("other".to_string(), 1)]
+        );
+        assert!(db.label_values_cardinality("nope").is_empty());
     }
 
     /// A failed WAL write must leave the head untouched: nothing the client

@@ -57,4 +57,13 @@ fn append_throughput() {
         "{samples} samples: build {building:?}, append {appending:?} = {:.0} samples/s",
         samples as f64 / appending.as_secs_f64()
     );
+    drop(db);
+    let started = Instant::now();
+    let reopened = Tsdb::open(tmp.path(), TsdbOptions::default()).unwrap();
+    let replay = started.elapsed();
+    assert_eq!(reopened.stats().active_series, series_count as u64);
+    println!(
+        "replay {replay:?} = {:.0} samples/s",
+        samples as f64 / replay.as_secs_f64()
+    );
 }

@@ -237,6 +237,31 @@ impl Head {
         self.postings.label_names().cloned().collect()
     }
 
+    /// Per label name, the number of distinct values, sorted by name.
+    pub fn label_names_cardinality(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .postings
+            .label_names()
+            .map(|name| {
+                let values = self.postings.label_values(name).count();
+                (name.to_string(), values as u64)
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Per value of label `name`, the number of series carrying it, sorted by value.
+    pub fn label_values_cardinality(&self, name: &str) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .postings
+            .label_values(name)
+            .map(|(value, ids)| (value.to_string(), ids.len() as u64))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Every value of label `name` in the index, unsorted.
     pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
         self.postings
