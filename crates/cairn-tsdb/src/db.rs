@@ -463,9 +463,11 @@ fn plan_append(
         let stored = plan.samples.len() - first_planned;
         plan.outcome.samples_accepted += stored as u64;
         // A series is created only for data that is kept: an accepted sample,
-        // or exemplars sent without samples.
-        let keeps_series =
-            existing.is_some() || stored > 0 || (samples.is_empty() && !exemplars.is_empty());
+        // or exemplars sent without samples (the first exemplar of a new
+        // series is always kept when exemplar storage is on).
+        let keeps_series = existing.is_some()
+            || stored > 0
+            || (samples.is_empty() && !exemplars.is_empty() && exemplar_store.is_enabled());
         if !keeps_series {
             debug_assert_eq!(stored, 0);
             continue;
@@ -774,6 +776,23 @@ mod tests {
         let outcome = db.append(vec![series(&[("__name__", "a")], &[])]).unwrap();
         assert_eq!(outcome.series_created, 0);
         assert_eq!(db.stats().active_series, 0);
+
+        // Exemplars alone create a series only when they are kept.
+        let mut exemplar_only = series(&[("__name__", "b")], &[]);
+        exemplar_only.exemplars = vec![Exemplar {
+            labels: Labels::from_pairs(&[("trace_id", "t")]),
+            value: 1.0,
+            t: 1,
+        }];
+        let no_exemplars = TsdbOptions {
+            max_exemplars: 0,
+            ..TsdbOptions::default()
+        };
+        let disabled = Tsdb::open(&tmp.path().join("disabled"), no_exemplars).unwrap();
+        let outcome = disabled.append(vec![exemplar_only.clone()]).unwrap();
+        assert_eq!((outcome.series_created, outcome.exemplars_accepted), (0, 0));
+        let outcome = db.append(vec![exemplar_only]).unwrap();
+        assert_eq!((outcome.series_created, outcome.exemplars_accepted), (1, 1));
     }
 
     #[test]

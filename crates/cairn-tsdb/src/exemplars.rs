@@ -22,6 +22,11 @@ impl ExemplarStore {
         }
     }
 
+    /// Whether exemplars are kept at all (`max_exemplars > 0`).
+    pub fn is_enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
     /// Whether an exemplar at `t` would be accepted for series `id` whose
     /// newest exemplar (if known to the caller) is `newest`: exemplars must
     /// be strictly newer than the series' newest one (Prometheus refuses
