@@ -155,8 +155,9 @@ impl WalWriter {
     fn start_segment(&mut self) -> Result<(), TsdbError> {
         let path = segment_path(&self.dir, self.next_index);
         let file = self.files.create(&path).map_err(io_error(&path))?;
-        // The new name must survive a power loss too.
-        sync_dir(&self.dir)?;
+        // Adopt the file before syncing the directory: if that sync fails,
+        // the next write reuses this (empty) segment instead of failing on
+        // a name that already exists.
         self.current = Some(OpenSegment {
             index: self.next_index,
             path,
@@ -164,7 +165,8 @@ impl WalWriter {
             len: 0,
         });
         self.next_index += 1;
-        Ok(())
+        // The new name must survive a power loss too.
+        sync_dir(&self.dir)
     }
 
     /// fsyncs and closes the current segment. Under [`FsyncPolicy::Never`]
