@@ -525,15 +525,15 @@ fn vector_vector(
             match one_at[sig] {
                 Some((j, ovv)) => do_op(i, v, j, ovv, sig, &mut matched_step)?,
                 None => {
-                    let fill = if swapped { m.fill_lhs } else { m.fill_rhs };
-                    if let Some(f) = fill {
+                    // As Prometheus, the fill values are not swapped with
+                    // the sides for group_right.
+                    if let Some(f) = m.fill_rhs {
                         do_op(i, v, FILL, f, sig, &mut matched_step)?;
                     }
                 }
             }
         }
-        let fill_many = if swapped { m.fill_rhs } else { m.fill_lhs };
-        if let Some(f) = fill_many {
+        if let Some(f) = m.fill_lhs {
             for &(j, v) in ov {
                 let sig = one_sig[j];
                 if matched_step[sig] == step {
