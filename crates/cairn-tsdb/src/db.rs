@@ -14,8 +14,8 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use cairn_model::{
-    Exemplar, Labels, MatchOp, Matcher, MetricMetadata, Queryable, Series, SeriesSamples,
-    StorageError, TimeRange,
+    DiscardReason, Exemplar, Labels, MatchOp, Matcher, MetricMetadata, Queryable, Series,
+    SeriesSamples, StorageError, TimeRange,
 };
 
 use crate::exemplars::ExemplarStore;
@@ -44,7 +44,7 @@ struct AppendPlan {
     new_series: Vec<(u64, Labels)>,
     samples: Vec<RefSample>,
     exemplars: Vec<RefExemplar>,
-    discarded: BTreeMap<cairn_model::DiscardReason, u64>,
+    discarded: BTreeMap<DiscardReason, u64>,
     outcome: AppendOutcome,
 }
 
@@ -438,7 +438,12 @@ fn plan_append(
         // (the series may not exist yet), fixed up or rolled back below.
         let first_planned = plan.samples.len();
         for sample in &samples {
-            match decide(last, sample.t, sample.v.to_bits()) {
+            let decision = if sample.t < head.min_valid_t() {
+                AppendDecision::Reject(DiscardReason::SampleTooOld)
+            } else {
+                decide(last, sample.t, sample.v.to_bits())
+            };
+            match decision {
                 AppendDecision::Store => {
                     plan.samples.push(RefSample {
                         id: 0,
@@ -767,6 +772,24 @@ mod tests {
                 vec![(1, 1f64.to_bits()), (3, 3f64.to_bits())]
             )]
         );
+    }
+
+    #[test]
+    fn samples_older_than_a_truncated_head_are_too_old() {
+        let mut head = Head::new();
+        head.truncate_before(1000);
+        let store = ExemplarStore::new(0);
+        let plan = plan_append(
+            &head,
+            &store,
+            vec![series(&[("__name__", "a")], &[(999, 1.0), (1000, 1.0)])],
+        );
+        assert_eq!(plan.outcome.samples_accepted, 1);
+        assert_eq!(
+            plan.outcome.discarded,
+            vec![(DiscardReason::SampleTooOld, 1)]
+        );
+        assert_eq!(plan.samples.len(), 1);
     }
 
     #[test]

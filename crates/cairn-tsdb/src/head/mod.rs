@@ -69,6 +69,9 @@ pub struct Head {
     postings: Postings,
     hasher: RandomState,
     next_id: u64,
+    /// Samples older than this are refused ([`Head::truncate_before`] moved
+    /// the head's start past them).
+    min_valid_t: i64,
     /// Tests force every label hash to collide.
     #[cfg(test)]
     forced_hash: Option<u64>,
@@ -78,12 +81,18 @@ impl Head {
     pub fn new() -> Head {
         Head {
             next_id: 1,
+            min_valid_t: i64::MIN,
             ..Head::default()
         }
     }
 
     pub fn num_series(&self) -> usize {
         self.series.len()
+    }
+
+    /// The oldest timestamp the head accepts.
+    pub fn min_valid_t(&self) -> i64 {
+        self.min_valid_t
     }
 
     /// The ID the next new series gets. IDs start at 1 and only grow.
@@ -158,7 +167,8 @@ impl Head {
     /// Garbage-collects data older than `min_t`, as the head does after its
     /// oldest range was written to a block: closed chunks ending before
     /// `min_t` are dropped, and series whose newest sample is older than
-    /// `min_t` are removed from the maps and the index. Returns
+    /// `min_t` are removed from the maps and the index; later appends older
+    /// than `min_t` are refused as too old. Returns
     /// `(chunks_dropped, series_removed)`.
     pub fn truncate_before(&mut self, min_t: i64) -> (usize, usize) {
         let mut chunks_dropped = 0;
@@ -179,6 +189,7 @@ impl Head {
             let hash = self.hash_labels(&labels);
             self.unlink_hash(hash, *id);
         }
+        self.min_valid_t = self.min_valid_t.max(min_t);
         (chunks_dropped, stale.len())
     }
 
@@ -313,6 +324,7 @@ mod tests {
         head.append(3, 6, 1.0);
         // Series 2 has chunks [0, 119s], [120s, 239s] and an open one.
         let (chunks, series) = head.truncate_before(150_000);
+        assert_eq!(head.min_valid_t(), 150_000);
         assert_eq!((chunks, series), (1 + 2, 2));
         assert_eq!(head.num_series(), 1);
         assert_eq!(head.lookup(&old), None);
