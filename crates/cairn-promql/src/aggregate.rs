@@ -359,13 +359,13 @@ fn aggregate_k(
             if pmin <= i64::MIN as f64 {
                 return Err(QueryError::Execution(format!(
                     "Scalar value {} underflows int64",
-                    format_float(pmin)
+                    crate::functions::format_g(pmin)
                 )));
             }
             if pmax >= i64::MAX as f64 {
                 return Err(QueryError::Execution(format!(
                     "Scalar value {} overflows int64",
-                    format_float(pmax)
+                    crate::functions::format_g(pmax)
                 )));
             }
         }

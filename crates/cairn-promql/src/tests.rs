@@ -397,3 +397,118 @@ fn byte_escapes_that_are_invalid_utf8_are_not_label_names() {
     // A valid UTF-8 sequence written as escapes is fine.
     assert!(instant(&q, r#"count_values("\u00e9", m)"#, 0).is_ok());
 }
+
+/// Every eval expression of the conformance files, plus odd variants, must
+/// evaluate or fail cleanly — never panic — as instant and range queries.
+#[test]
+fn no_panics_on_conformance_expressions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/promql-tests/testdata");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut q = MemQueryable::default();
+    for (i, name) in ["metric", "http_requests", "foo", "x_bucket", "testmetric"]
+        .iter()
+        .enumerate()
+    {
+        for le in ["0.1", "1", "+Inf"] {
+            let samples: Vec<(i64, f64)> = (0..40)
+                .map(|k| (k * 30_000, (k as f64) * (i as f64 + 1.0)))
+                .collect();
+            q.add(&[("__name__", name), ("le", le), ("job", "a")], &samples);
+        }
+    }
+    q.add(
+        &[("__name__", "metric"), ("job", "b")],
+        &[(0, f64::NAN), (MIN, STALE_NAN)],
+    );
+    let mut exprs = Vec::new();
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let line = line.trim();
+            if !line.starts_with("eval") {
+                continue;
+            }
+            let expr = if let Some(pos) = line.find(" step ") {
+                line[pos + 6..].split_once(' ').map(|x| x.1)
+            } else if let Some(pos) = line.find(" at ") {
+                line[pos + 4..].split_once(' ').map(|x| x.1)
+            } else {
+                None
+            };
+            if let Some(e) = expr {
+                exprs.push(e.to_string());
+            }
+        }
+    }
+    assert!(exprs.len() > 1000);
+    let e = engine();
+    for expr in &exprs {
+        for t in [-MIN, 0, 7 * MIN] {
+            let _ = e.instant_query(&q, expr, t, &QueryOptions::default());
+        }
+        let _ = e.range_query(&q, expr, -MIN, 10 * MIN, 45_000, &QueryOptions::default());
+        let _ = e.range_query(
+            &q,
+            expr,
+            i64::MAX - 10,
+            i64::MAX,
+            1,
+            &QueryOptions::default(),
+        );
+        let _ = e.range_query(
+            &q,
+            expr,
+            i64::MIN,
+            i64::MIN + 10,
+            3,
+            &QueryOptions::default(),
+        );
+    }
+}
+
+#[test]
+fn odd_queries_fail_cleanly() {
+    let mut q = MemQueryable::default();
+    counter(&mut q, "c", 10, 1.0);
+    let e = engine();
+    let opts = QueryOptions::default();
+    match e.instant_query(&q, "topk(1e300, c)", MIN, &opts) {
+        Err(QueryError::Execution(m)) => assert_eq!(m, "Scalar value 1e+300 overflows int64"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.instant_query(&q, "max_over_time(c[100y:1ms])", MIN, &opts),
+        Err(QueryError::TooManySamples(_))
+    ));
+    assert!(e.instant_query(&q, "c offset 200y", MIN, &opts).is_ok());
+    let _ = e.instant_query(&q, "rate(c[100000000y])", MIN, &opts);
+    assert!(matches!(
+        e.range_query(&q, "c", 0, MIN, 0, &opts),
+        Err(QueryError::BadData(_))
+    ));
+    assert!(matches!(
+        e.range_query(&q, "c[5m]", 0, MIN, 1000, &opts),
+        Err(QueryError::BadData(_))
+    ));
+    // A cancelled query stops.
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opts = QueryOptions {
+        cancel: Some(cancel),
+        ..QueryOptions::default()
+    };
+    assert!(matches!(
+        e.instant_query(&q, "c", MIN, &opts),
+        Err(QueryError::Canceled(_))
+    ));
+    let opts = QueryOptions {
+        timeout: Some(std::time::Duration::ZERO),
+        ..QueryOptions::default()
+    };
+    assert!(matches!(
+        e.instant_query(&q, "c", MIN, &opts),
+        Err(QueryError::Timeout(_))
+    ));
+}
