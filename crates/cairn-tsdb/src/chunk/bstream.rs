@@ -69,34 +69,58 @@ impl<'a> BitReader<'a> {
     }
 
     pub fn read_bit(&mut self) -> Option<bool> {
-        self.read_bits(1).map(|b| b == 1)
+        let byte = *self.bytes.get(self.position / 8)?;
+        let bit = (byte >> (7 - self.position % 8)) & 1;
+        self.position += 1;
+        Some(bit == 1)
     }
 
     /// Reads `bit_count` bits (at most 64) as the low bits of the result.
     pub fn read_bits(&mut self, bit_count: u8) -> Option<u64> {
         debug_assert!(bit_count <= 64);
+        if bit_count == 0 {
+            return Some(0);
+        }
         if self.position + usize::from(bit_count) > self.bytes.len() * 8 {
             return None;
         }
-        let mut value: u64 = 0;
-        let mut remaining = bit_count;
-        while remaining > 0 {
-            let byte = self.bytes[self.position / 8];
-            let used_in_byte = (self.position % 8) as u8;
-            let available = 8 - used_in_byte;
-            let take = remaining.min(available);
-            let bits = (byte >> (available - take)) & (((1u16 << take) - 1) as u8);
-            value = (value << take) | u64::from(bits);
-            self.position += usize::from(take);
-            remaining -= take;
-        }
-        Some(value)
+        // Load the (at most 9) bytes holding the bits into a u128 window,
+        // big-endian, then shift the wanted bits to the bottom.
+        let first_byte = self.position / 8;
+        let available = (self.bytes.len() - first_byte).min(16);
+        let mut window = [0u8; 16];
+        window[..available].copy_from_slice(&self.bytes[first_byte..first_byte + available]);
+        let skipped = (self.position % 8) as u32;
+        let value = (u128::from_be_bytes(window) << skipped) >> (128 - u32::from(bit_count));
+        self.position += usize::from(bit_count);
+        Some(value as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn reads_return_what_was_written(
+            fields in proptest::collection::vec((any::<u64>(), 0u8..=64), 0..50),
+        ) {
+            let mut writer = BitWriter::with_prefix(&[], 0);
+            for (value, bits) in &fields {
+                writer.write_bits(*value, *bits);
+            }
+            let bytes = writer.into_bytes();
+            let total: usize = fields.iter().map(|(_, b)| usize::from(*b)).sum();
+            prop_assert_eq!(bytes.len(), total.div_ceil(8));
+            let mut reader = BitReader::new(&bytes);
+            for (value, bits) in &fields {
+                let mask = if *bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                prop_assert_eq!(reader.read_bits(*bits), Some(value & mask));
+            }
+        }
+    }
 
     #[test]
     fn bits_round_trip_across_byte_boundaries() {
