@@ -12,7 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use cairn_ingest::{decode_write_request, storage_rejection_message, validate_write_request};
+use cairn_ingest::{
+    decode_write_request, storage_rejection_message, validate_write_request, DecodeError,
+};
 use cairn_model::TenantId;
 use cairn_tsdb::TenantStore;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -20,9 +22,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::app::AppState;
 use crate::error::WriteApiError;
 use crate::tenant;
-
-/// Stable ID of the body-size rejection (see docs/errors.md).
-const TOO_LARGE_ID: &str = "err-cairn-max-write-message-size";
 
 pub(crate) async fn push(
     State(state): State<Arc<AppState>>,
@@ -54,13 +53,11 @@ async fn read_capped_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(size) = declared.filter(|size| *size > max as u64) {
-        return Err(too_large(&format!("its message size of {size} bytes"), max));
+        return Err(too_large(Some(size), max));
     }
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(too_large("its message size", max))
-        }
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(None, max)),
         Err(err) => Err(WriteApiError::new(
             StatusCode::BAD_REQUEST,
             format!("failed to read request body: {err}"),
@@ -68,12 +65,11 @@ async fn read_capped_body(
     }
 }
 
-fn too_large(what: &str, max: usize) -> WriteApiError {
+/// The same text the decoder uses for an oversized message (`err-cairn-max-write-message-size`).
+fn too_large(actual: Option<u64>, max: usize) -> WriteApiError {
     WriteApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the incoming push request has been rejected because {what} is larger than the allowed limit of {max} bytes ({TOO_LARGE_ID}). To adjust the related limit, configure distributor.max_recv_msg_size_bytes"
-        ),
+        DecodeError::body_too_large(actual, max).to_string(),
     )
 }
 

@@ -1,0 +1,225 @@
+//! `cairn-bench`: sends a generated remote-write workload to any remote-write
+//! URL and measures what the server spent on it.
+//!
+//! The workload is node-exporter-like: `hosts × metrics` series with a few
+//! labels, counters that grow and gauges that wander, one sample per series
+//! per scrape, `scrapes` scrapes `interval` apart ending now. Requests hold
+//! `batch` samples each and are all encoded before the clock starts. Server
+//! CPU comes from `/proc/<pid>/stat` (utime + stime), peak RSS from
+//! `/proc/<pid>/status` (VmHWM), so the load generator's own CPU is not counted.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_ingest::prompb::{Label, Sample, TimeSeries, WriteRequest};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Remote-write ingestion benchmark")]
+struct Args {
+    /// Remote-write URL, e.g. http://127.0.0.1:8080/api/v1/push.
+    #[arg(long)]
+    url: String,
+    /// PID of the server process, for its CPU time and RSS.
+    #[arg(long)]
+    pid: u32,
+    /// X-Scope-OrgID header value (omit for single-tenant targets).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Number of series.
+    #[arg(long, default_value_t = 10_000)]
+    series: usize,
+    /// Samples per series.
+    #[arg(long, default_value_t = 240)]
+    scrapes: usize,
+    /// Seconds between samples of a series.
+    #[arg(long, default_value_t = 15)]
+    interval: i64,
+    /// Samples per request.
+    #[arg(long, default_value_t = 2_000)]
+    batch: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+const METRICS_PER_HOST: usize = 100;
+
+fn main() {
+    let args = Args::parse();
+    let bodies = Arc::new(encode_workload(&args));
+    let total_samples = args.series * args.scrapes;
+    eprintln!(
+        "{} requests, {} samples, {:.1} MB compressed",
+        bodies.len(),
+        total_samples,
+        bodies.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / 1e6
+    );
+
+    let cpu_before = process_cpu_seconds(args.pid);
+    let started = Instant::now();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..args.concurrency)
+        .map(|shard| {
+            let bodies = Arc::clone(&bodies);
+            let failures = Arc::clone(&failures);
+            let url = args.url.clone();
+            let tenant = args.tenant.clone();
+            let concurrency = args.concurrency;
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .expect("http client");
+                // As Prometheus's remote-write shards: each series belongs to
+                // one sender, which sends its requests in time order.
+                let mine = bodies
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (batch_index, _))| batch_index % concurrency == shard);
+                for (i, (_, body)) in mine {
+                    let mut request = client
+                        .post(&url)
+                        .header("Content-Type", "application/x-protobuf")
+                        .header("Content-Encoding", "snappy")
+                        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                        .body(body.clone());
+                    if let Some(tenant) = &tenant {
+                        request = request.header("X-Scope-OrgID", tenant);
+                    }
+                    match request.send() {
+                        Ok(response) if response.status().is_success() => {}
+                        Ok(response) => {
+                            let status = response.status();
+                            let text = response.text().unwrap_or_default();
+                            if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("request {i}: {status}: {text}");
+                            }
+                        }
+                        Err(err) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("request {i}: {err}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().expect("sender thread");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds(args.pid) - cpu_before;
+    let (rss_kb, peak_kb) = process_memory_kb(args.pid);
+    let failed = failures.load(Ordering::Relaxed);
+    println!("samples            {total_samples}");
+    println!("failed requests    {failed}");
+    println!("wall seconds       {elapsed:.2}");
+    println!("samples/s (wall)   {:.0}", total_samples as f64 / elapsed);
+    println!("server cpu s       {cpu:.2}");
+    println!(
+        "server cpu s / 1M  {:.3}",
+        cpu / (total_samples as f64 / 1e6)
+    );
+    println!("server rss MiB     {:.1}", rss_kb as f64 / 1024.0);
+    println!("server peak MiB    {:.1}", peak_kb as f64 / 1024.0);
+    println!(
+        "peak bytes/series  {:.0}",
+        peak_kb as f64 * 1024.0 / args.series as f64
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Every request body in time order, scrape by scrape, `batch` series at a
+/// time, with the index of its series batch (the same series every scrape).
+fn encode_workload(args: &Args) -> Vec<(usize, Vec<u8>)> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let interval_ms = args.interval * 1000;
+    let first = now_ms - args.scrapes as i64 * interval_ms;
+    let series_labels: Vec<Vec<Label>> = (0..args.series).map(series_labels).collect();
+    let mut bodies = Vec::new();
+    for scrape in 0..args.scrapes {
+        let t = first + scrape as i64 * interval_ms;
+        for (batch_index, chunk_start) in (0..args.series).step_by(args.batch).enumerate() {
+            let chunk_end = (chunk_start + args.batch).min(args.series);
+            let timeseries = (chunk_start..chunk_end)
+                .map(|s| TimeSeries {
+                    labels: series_labels[s].clone(),
+                    samples: vec![Sample {
+                        value: sample_value(s, scrape),
+                        timestamp: t,
+                    }],
+                    ..Default::default()
+                })
+                .collect();
+            let request = WriteRequest {
+                timeseries,
+                ..Default::default()
+            };
+            bodies.push((batch_index, cairn_ingest::encode_write_request(&request)));
+        }
+    }
+    bodies
+}
+
+fn series_labels(s: usize) -> Vec<Label> {
+    let host = s / METRICS_PER_HOST;
+    let metric = s % METRICS_PER_HOST;
+    let name = if metric % 2 == 0 {
+        format!("node_metric_{metric}_total")
+    } else {
+        format!("node_gauge_{metric}")
+    };
+    vec![
+        Label::new("__name__", name),
+        Label::new("cluster", format!("gpu-{}", host % 4)),
+        Label::new("instance", format!("10.0.{}.{}:9100", host / 250, host % 250)),
+        Label::new("job", "node"),
+    ]
+}
+
+/// Counters climb by varying steps; gauges wander.
+fn sample_value(s: usize, scrape: usize) -> f64 {
+    let metric = s % METRICS_PER_HOST;
+    if metric % 2 == 0 {
+        (scrape * (s % 7 + 1)) as f64 * 3.0
+    } else {
+        ((s * 31 + scrape * 17) % 1000) as f64 / 10.0
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // USER_HZ is 100 on every Linux architecture Cairn targets.
+    100.0
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn process_memory_kb(pid: u32) -> (u64, u64) {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
