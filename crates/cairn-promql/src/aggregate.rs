@@ -61,7 +61,7 @@ pub(crate) fn eval_aggregate(ev: &Evaluator, e: &AggregateExpr) -> Result<Val, Q
         }
         _ => None,
     };
-    let base = ev.sh.current_samples.get();
+    let base = ev.sh.samples_now();
     let input = ev.eval_vector(&e.expr)?;
     let out = match op {
         T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
@@ -513,7 +513,7 @@ fn count_values(ev: &Evaluator, e: &AggregateExpr, grouping: &Grouping) -> Resul
         without: grouping.without,
         names,
     };
-    let base = ev.sh.current_samples.get();
+    let base = ev.sh.samples_now();
     let input = ev.eval_vector(&e.expr)?;
     let steps = transpose(&input, ev.nsteps);
     let mut builder = SeriesBuilder::default();

@@ -4,9 +4,8 @@
 //! range `[start, end]` at once; selectors walk each series' samples across
 //! the steps with a moving cursor instead of re-running per step.
 
-use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_model::{Labels, Queryable, Sample};
@@ -27,12 +26,12 @@ pub(crate) struct Shared<'a> {
     pub lookback_ms: i64,
     pub max_samples: usize,
     /// Points currently held, as Prometheus's `currentSamples`.
-    pub current_samples: Cell<usize>,
+    pub current_samples: AtomicUsize,
     /// Samples loaded from storage.
-    pub total_samples: Cell<u64>,
+    pub total_samples: AtomicU64,
     pub deadline: Instant,
     pub cancel: Option<Arc<AtomicBool>>,
-    pub annotations: RefCell<AnnotationSet>,
+    pub annotations: Mutex<AnnotationSet>,
     /// The query's own start and end, for `@ start()` and `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
@@ -41,7 +40,6 @@ pub(crate) struct Shared<'a> {
     /// String literals that are invalid UTF-8 in Go (see
     /// [`crate::annotations::invalid_utf8_literals`]).
     pub invalid_strings: Vec<(String, String)>,
-    checks: Cell<u32>,
 }
 
 impl<'a> Shared<'a> {
@@ -66,23 +64,29 @@ impl<'a> Shared<'a> {
             query,
             lookback_ms,
             max_samples,
-            current_samples: Cell::new(0),
-            total_samples: Cell::new(0),
+            current_samples: AtomicUsize::new(0),
+            total_samples: AtomicU64::new(0),
             deadline,
             cancel,
-            annotations: RefCell::new(AnnotationSet::default()),
+            annotations: Mutex::new(AnnotationSet::default()),
             query_start,
             query_end,
             query_step,
             invalid_strings: crate::annotations::invalid_utf8_literals(query),
-            checks: Cell::new(0),
         }
     }
 
     /// Checks the cancel flag and the deadline; cheap enough to call per step.
     pub fn check(&self) -> Result<(), QueryError> {
-        let n = self.checks.get().wrapping_add(1);
-        self.checks.set(n);
+        // A per-thread counter: workers of one query must not contend on it.
+        thread_local! {
+            static CHECKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let n = CHECKS.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
         if !n.is_multiple_of(64) {
             return Ok(());
         }
@@ -103,31 +107,43 @@ impl<'a> Shared<'a> {
 
     /// Accounts for `n` more points in memory; fails past `max_samples`.
     pub fn add_samples(&self, n: usize) -> Result<(), QueryError> {
-        let total = self.current_samples.get().saturating_add(n);
-        self.current_samples.set(total);
+        let total = self
+            .current_samples
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n);
         if total > self.max_samples {
             return Err(QueryError::TooManySamples("query execution"));
         }
         Ok(())
     }
 
+    /// Points currently accounted for.
+    pub fn samples_now(&self) -> usize {
+        self.current_samples.load(Ordering::Relaxed)
+    }
+
     /// Resets the in-memory count to `base + n` after a node replaced its inputs.
     pub fn reset_samples(&self, base: usize, n: usize) -> Result<(), QueryError> {
-        self.current_samples.set(base);
+        self.current_samples.store(base, Ordering::Relaxed);
         self.add_samples(n)
     }
 
     pub fn loaded(&self, n: usize) {
-        self.total_samples
-            .set(self.total_samples.get().saturating_add(n as u64));
+        self.total_samples.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn warn(&self, text: String) {
-        self.annotations.borrow_mut().warn(text);
+        self.annotations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .warn(text);
     }
 
     pub fn info(&self, text: String) {
-        self.annotations.borrow_mut().info(text);
+        self.annotations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .info(text);
     }
 
     /// ` (line:col)` of a sub-expression for annotation texts, or "".
@@ -295,7 +311,7 @@ impl<'a> Evaluator<'a> {
             sub_start = checked_add(sub_start, step)?;
         }
         let inner = Evaluator::new(self.sh, sub_start, sub_end, step)?;
-        let base = self.sh.current_samples.get();
+        let base = self.sh.samples_now();
         let val = inner.eval(&sq.expr)?;
         let series: Vec<RangeSeries> = match val {
             Val::Vector(v) => v

@@ -19,6 +19,7 @@ mod annotations;
 mod binary;
 mod eval;
 mod functions;
+mod parallel;
 mod selector;
 mod value;
 
@@ -233,9 +234,15 @@ impl Engine {
         shared.check_now()?;
         Ok(QueryResult {
             value,
-            annotations: shared.annotations.into_inner().into_annotations(),
+            annotations: shared
+                .annotations
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .into_annotations(),
             stats: QueryStats {
-                total_samples: shared.total_samples.get(),
+                total_samples: shared
+                    .total_samples
+                    .load(std::sync::atomic::Ordering::Relaxed),
             },
         })
     }

@@ -1,6 +1,6 @@
 //! Vector and matrix selectors: storage access, lookback and staleness.
 
-use cairn_model::{is_stale_nan, MatchOp, Matcher, Series, TimeRange, METRIC_NAME};
+use cairn_model::{is_stale_nan, Labels, MatchOp, Matcher, Series, TimeRange, METRIC_NAME};
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
@@ -66,7 +66,7 @@ pub(crate) fn fetch(
 
 /// The selected sample of one series at each step: `(step, sample t, value)`.
 pub(crate) struct InstantSamples {
-    pub series: Series,
+    pub labels: Labels,
     pub points: Vec<(usize, i64, f64)>,
 }
 
@@ -102,8 +102,22 @@ pub(crate) fn select_instant_with(
         last_ref,
     );
     let fetched = fetch(ev, matchers, range)?;
-    let mut out = Vec::with_capacity(fetched.len());
-    for series in fetched {
+    let samples: usize = fetched.iter().map(|s| s.samples.len()).sum();
+    let work = samples.saturating_add(fetched.len().saturating_mul(ev.nsteps));
+    crate::parallel::map_chunks(&fetched, work, |chunk| {
+        step_series(ev, chunk, &reference, lookback)
+    })
+}
+
+/// Walks each series' samples across the steps with one cursor.
+fn step_series(
+    ev: &Evaluator,
+    chunk: &[Series],
+    reference: &(impl Fn(usize) -> i64 + Sync),
+    lookback: i64,
+) -> Result<Vec<InstantSamples>, QueryError> {
+    let mut out = Vec::with_capacity(chunk.len());
+    for series in chunk {
         ev.sh.check()?;
         let mut points = Vec::new();
         let samples = &series.samples;
@@ -124,7 +138,10 @@ pub(crate) fn select_instant_with(
         }
         if !points.is_empty() {
             ev.sh.add_samples(points.len())?;
-            out.push(InstantSamples { series, points });
+            out.push(InstantSamples {
+                labels: series.labels.clone(),
+                points,
+            });
         }
     }
     Ok(out)
@@ -136,7 +153,7 @@ pub(crate) fn eval_vector_selector(ev: &Evaluator, vs: &VectorSelector) -> Resul
         selected
             .into_iter()
             .map(|s| StepSeries {
-                labels: s.series.labels,
+                labels: s.labels,
                 drop_name: false,
                 points: s
                     .points

@@ -106,18 +106,13 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     };
     let mut info_names: Vec<String> = info_series
         .iter()
-        .filter_map(|s| s.series.labels.metric_name().map(str::to_string))
+        .filter_map(|s| s.labels.metric_name().map(str::to_string))
         .collect();
     info_names.sort();
     info_names.dedup();
     let info_sigs: Vec<String> = info_series
         .iter()
-        .map(|s| {
-            sig(
-                s.series.labels.metric_name().unwrap_or(""),
-                &s.series.labels,
-            )
-        })
+        .map(|s| sig(s.labels.metric_name().unwrap_or(""), &s.labels))
         .collect();
     let base_sigs: Vec<Vec<(usize, String)>> = base
         .iter()
@@ -155,9 +150,9 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                     } else if existing_t == t {
                         return Err(QueryError::Execution(format!(
                             "found duplicate series for info metric: existing {} @ {}, new {} @ {}",
-                            crate::value::prom_labels_string(&info_series[j].series.labels),
+                            crate::value::prom_labels_string(&info_series[j].labels),
                             existing_t,
-                            crate::value::prom_labels_string(&info_series[i].series.labels),
+                            crate::value::prom_labels_string(&info_series[i].labels),
                             t
                         )));
                     }
@@ -180,7 +175,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                     continue;
                 };
                 seen_any = true;
-                for l in info_series[ii].series.labels.iter() {
+                for l in info_series[ii].labels.iter() {
                     if l.name == METRIC_NAME {
                         continue;
                     }

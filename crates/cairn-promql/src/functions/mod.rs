@@ -36,15 +36,30 @@ pub(crate) struct Window {
 }
 
 /// Applies `f` to every series' window at every step. `f` returns the value
-/// for the step or `None` for no point.
+/// for the step or `None` for no point. Large inputs are split by series
+/// across threads ([`crate::parallel::map_chunks`]).
 pub(crate) fn eval_range_fn(
     ev: &Evaluator,
     arg: &RangeArg,
     drop_name: bool,
-    mut f: impl FnMut(&Window, &[Sample], &Labels) -> Option<f64>,
+    f: impl Fn(&Window, &[Sample], &Labels) -> Option<f64> + Sync,
 ) -> Result<Vec<StepSeries>, QueryError> {
-    let mut out = Vec::with_capacity(arg.series.len());
-    for series in &arg.series {
+    let samples: usize = arg.series.iter().map(|s| s.samples.len()).sum();
+    let work = samples.saturating_add(arg.series.len().saturating_mul(ev.nsteps));
+    crate::parallel::map_chunks(&arg.series, work, |chunk| {
+        range_fn_chunk(ev, arg, chunk, drop_name, &f)
+    })
+}
+
+fn range_fn_chunk(
+    ev: &Evaluator,
+    arg: &RangeArg,
+    chunk: &[crate::value::RangeSeries],
+    drop_name: bool,
+    f: &(impl Fn(&Window, &[Sample], &Labels) -> Option<f64> + Sync),
+) -> Result<Vec<StepSeries>, QueryError> {
+    let mut out = Vec::with_capacity(chunk.len());
+    for series in chunk {
         ev.sh.check_now()?;
         let samples = &series.samples;
         let mut lo = 0usize;
@@ -68,7 +83,7 @@ pub(crate) fn eval_range_fn(
                 continue;
             }
             let window = &samples[lo..hi];
-            if ev.sh.current_samples.get().saturating_add(window.len()) > ev.sh.max_samples {
+            if ev.sh.samples_now().saturating_add(window.len()) > ev.sh.max_samples {
                 return Err(QueryError::TooManySamples("query execution"));
             }
             let w = Window {
@@ -162,7 +177,7 @@ fn scalar_arg_or(
 
 pub(crate) fn eval_call(ev: &Evaluator, call: &Call) -> Result<Val, QueryError> {
     let name = call.func.name;
-    let base = ev.sh.current_samples.get();
+    let base = ev.sh.samples_now();
     let val = dispatch(ev, call, name)?;
     if let Val::Vector(v) = &val {
         ev.sh.reset_samples(base, total_points(v))?;

@@ -49,16 +49,22 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(call, 0)?)?;
             let range_arg = ev.eval_range_arg(arg(call, 1)?)?;
-            let mut warned = false;
-            eval_range_fn(ev, &range_arg, true, |w, s, _| {
+            let out = eval_range_fn(ev, &range_arg, true, |w, s, _| {
                 let qv = q.get(w.step).copied().unwrap_or(f64::NAN);
-                if !warned && (qv.is_nan() || !(0.0..=1.0).contains(&qv)) {
-                    warned = true;
-                    super::quantile_param_warnings(ev, &[qv], Some(arg(call, 0).ok()?));
-                }
                 let mut values: Vec<f64> = s.iter().map(|p| p.v).collect();
                 Some(quantile(qv, &mut values))
-            })?
+            })?;
+            // Warn about the quantiles of the steps that produced a value.
+            let mut used: Vec<f64> = out
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| q[p.step]))
+                .filter(|qv| qv.is_nan() || !(0.0..=1.0).contains(qv))
+                .collect();
+            used.truncate(1);
+            if !used.is_empty() {
+                super::quantile_param_warnings(ev, &used, Some(arg(call, 0)?));
+            }
+            out
         }
         "predict_linear" => {
             let range_arg = ev.eval_range_arg(arg(call, 0)?)?;
@@ -76,26 +82,31 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             let range_arg = ev.eval_range_arg(arg(call, 0)?)?;
             let sf = scalar_arg_or(ev, call, 1, f64::NAN)?;
             let tf = scalar_arg_or(ev, call, 2, f64::NAN)?;
-            let mut err = None;
+            let err = std::sync::Mutex::new(None);
             let out = eval_range_fn(ev, &range_arg, true, |w, s, _| {
                 let sfv = sf.get(w.step).copied().unwrap_or(f64::NAN);
                 let tfv = tf.get(w.step).copied().unwrap_or(f64::NAN);
                 // NaN factors fail these checks too, as in Go.
-                if !(sfv > 0.0 && sfv < 1.0) {
-                    err.get_or_insert(format!(
+                let problem = if !(sfv > 0.0 && sfv < 1.0) {
+                    Some(format!(
                         "invalid smoothing factor. Expected: 0 < sf < 1, got: {sfv:.6}"
-                    ));
-                    return None;
-                }
-                if !(tfv > 0.0 && tfv < 1.0) {
-                    err.get_or_insert(format!(
+                    ))
+                } else if !(tfv > 0.0 && tfv < 1.0) {
+                    Some(format!(
                         "invalid trend factor. Expected: 0 < tf < 1, got: {tfv:.6}"
-                    ));
+                    ))
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    err.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(p);
                     return None;
                 }
                 double_exponential_smoothing(s, sfv, tfv)
             })?;
-            if let Some(e) = err {
+            if let Some(e) = err.into_inner().unwrap_or_else(|e| e.into_inner()) {
                 return Err(QueryError::Execution(e));
             }
             out
@@ -138,7 +149,7 @@ fn simple(
     ev: &Evaluator,
     call: &Call,
     drop_name: bool,
-    f: impl Fn(&[Sample]) -> Option<f64>,
+    f: impl Fn(&[Sample]) -> Option<f64> + Sync,
 ) -> Result<Vec<StepSeries>, QueryError> {
     let range_arg = ev.eval_range_arg(arg(call, 0)?)?;
     eval_range_fn(ev, &range_arg, drop_name, |_, s, _| f(s))

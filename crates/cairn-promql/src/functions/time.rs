@@ -30,7 +30,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                     selected
                         .into_iter()
                         .map(|s| StepSeries {
-                            labels: s.series.labels,
+                            labels: s.labels,
                             drop_name: true,
                             points: s
                                 .points
