@@ -207,7 +207,28 @@ fn invalid_series_are_rejected_and_valid_ones_in_the_same_request_stored() {
     let t = now_minute_ms() - 120_000;
     seed(&cairn, "t", t);
     let good = |name: &str| series(&[("__name__", name)], &[(t, 7.0)]);
+    let long_value = "v".repeat(2049);
+    let long_name = "n".repeat(1025);
+    let many_labels: Vec<(String, String)> =
+        (0..30).map(|i| (format!("l{i:02}"), "x".into())).collect();
+    let mut too_many: Vec<(&str, &str)> = vec![("__name__", "m")];
+    too_many.extend(many_labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let cases: Vec<(&str, prompb::TimeSeries, &str)> = vec![
+        (
+            "value too long",
+            series(&[("__name__", "m"), ("v", &long_value)], &[(t, 1.0)]),
+            "err-cairn-label-value-too-long",
+        ),
+        (
+            "name too long",
+            series(&[("__name__", "m"), (&long_name, "x")], &[(t, 1.0)]),
+            "err-cairn-label-name-too-long",
+        ),
+        (
+            "31 labels",
+            series(&too_many, &[(t, 1.0)]),
+            "err-cairn-max-label-names-per-series",
+        ),
         (
             "missing name",
             series(&[("job", "x")], &[(t, 1.0)]),
