@@ -179,7 +179,10 @@ fn series_labels(s: usize) -> Vec<Label> {
     vec![
         Label::new("__name__", name),
         Label::new("cluster", format!("gpu-{}", host % 4)),
-        Label::new("instance", format!("10.0.{}.{}:9100", host / 250, host % 250)),
+        Label::new(
+            "instance",
+            format!("10.0.{}.{}:9100", host / 250, host % 250),
+        ),
         Label::new("job", "node"),
     ]
 }
