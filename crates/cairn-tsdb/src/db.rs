@@ -245,6 +245,13 @@ impl Tsdb {
         self.head.read().label_values_cardinality(name)
     }
 
+    /// Bytes of compressed sample data held in memory (the head's chunks),
+    /// for usage reporting. Walks every series: call it at scrape rate, not
+    /// per request.
+    pub fn head_chunk_bytes(&self) -> u64 {
+        self.head.read().chunk_bytes()
+    }
+
     pub fn stats(&self) -> TsdbStats {
         TsdbStats {
             active_series: self.head.read().num_series() as u64,

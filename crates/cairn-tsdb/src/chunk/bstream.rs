@@ -41,6 +41,12 @@ impl BitWriter {
         let mut remaining = bit_count;
         while remaining > 0 {
             if self.free_bits_in_last_byte == 0 {
+                if self.bytes.len() == self.bytes.capacity() {
+                    // Grow by a quarter, not double: an open chunk lives
+                    // as long as its series, and doubling wastes up to half.
+                    self.bytes
+                        .reserve_exact((self.bytes.capacity() / 4).max(16));
+                }
                 self.bytes.push(0);
                 self.free_bits_in_last_byte = 8;
             }

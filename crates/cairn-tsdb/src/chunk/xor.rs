@@ -51,6 +51,11 @@ impl XorAppender {
         self.sample_count
     }
 
+    /// The newest sample appended: timestamp and value bits.
+    pub fn last(&self) -> Option<(i64, u64)> {
+        (self.sample_count > 0).then_some((self.last_t, self.last_v_bits))
+    }
+
     /// The encoded chunk so far (a valid chunk at every point).
     pub fn bytes(&self) -> &[u8] {
         self.stream.bytes()

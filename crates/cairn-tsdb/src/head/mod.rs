@@ -90,6 +90,11 @@ impl Head {
         self.series.len()
     }
 
+    /// Bytes of encoded sample data in all chunks of all series.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.series.values().map(|s| s.chunk_bytes() as u64).sum()
+    }
+
     /// The oldest timestamp the head accepts.
     pub fn min_valid_t(&self) -> i64 {
         self.min_valid_t

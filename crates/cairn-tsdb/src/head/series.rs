@@ -48,8 +48,10 @@ struct OpenChunk {
 pub struct MemSeries {
     labels: SeriesLabels,
     closed: Vec<ClosedChunk>,
+    /// `None` only before the first sample: a cut opens the next chunk
+    /// with the sample that caused it, so the open chunk always holds the
+    /// series' newest sample.
     open: Option<OpenChunk>,
-    last: LastSample,
 }
 
 impl MemSeries {
@@ -58,7 +60,6 @@ impl MemSeries {
             labels,
             closed: Vec::new(),
             open: None,
-            last: None,
         }
     }
 
@@ -71,7 +72,7 @@ impl MemSeries {
     }
 
     pub fn last(&self) -> LastSample {
-        self.last
+        self.open.as_ref().and_then(|open| open.appender.last())
     }
 
     pub fn closed_chunks(&self) -> &[ClosedChunk] {
@@ -80,7 +81,7 @@ impl MemSeries {
 
     /// Appends a sample under the append rules; returns the decision taken.
     pub fn append(&mut self, t: i64, v: f64) -> AppendDecision {
-        let decision = decide(self.last, t, v.to_bits());
+        let decision = decide(self.last(), t, v.to_bits());
         if decision != AppendDecision::Store {
             return decision;
         }
@@ -96,14 +97,18 @@ impl MemSeries {
             appender: XorAppender::new(),
         });
         open.appender.append(t, v);
-        self.last = Some((t, v.to_bits()));
         decision
     }
 
     fn cut_open_chunk(&mut self) {
-        let (Some(open), Some((max_t, _))) = (self.open.take(), self.last) else {
+        let Some(open) = self.open.take() else {
             return;
         };
+        let Some((max_t, _)) = open.appender.last() else {
+            return;
+        };
+        // Chunks are cut every ~120 samples: grow one slot at a time.
+        self.closed.reserve_exact(1);
         self.closed.push(ClosedChunk {
             min_t: open.min_t,
             max_t,
@@ -119,7 +124,11 @@ impl MemSeries {
             .filter(|c| c.overlaps(start, end))
             .cloned()
             .collect();
-        if let (Some(open), Some((max_t, _))) = (&self.open, self.last) {
+        if let Some((open, (max_t, _))) = self
+            .open
+            .as_ref()
+            .and_then(|open| open.appender.last().map(|last| (open, last)))
+        {
             let chunk_range = (open.min_t, max_t);
             if chunk_range.0 <= end && start <= chunk_range.1 {
                 out.push(ClosedChunk {
@@ -142,6 +151,12 @@ impl MemSeries {
         keep_from
     }
 
+    /// Bytes of encoded sample data held (closed chunks and the open one).
+    pub fn chunk_bytes(&self) -> usize {
+        let closed: usize = self.closed.iter().map(|c| c.data.len()).sum();
+        closed + self.open.as_ref().map_or(0, |o| o.appender.bytes().len())
+    }
+
     /// Time range of all samples held, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let min_t = match (self.closed.first(), &self.open) {
@@ -149,7 +164,7 @@ impl MemSeries {
             (None, Some(open)) => open.min_t,
             (None, None) => return None,
         };
-        self.last.map(|(max_t, _)| (min_t, max_t))
+        self.last().map(|(max_t, _)| (min_t, max_t))
     }
 }
 
