@@ -222,6 +222,59 @@ mod tests {
         }
     }
 
+    fn matcher_strategy() -> impl Strategy<Value = Matcher> {
+        let ops = prop_oneof![
+            Just(MatchOp::Equal),
+            Just(MatchOp::NotEqual),
+            Just(MatchOp::RegexMatch),
+            Just(MatchOp::RegexNoMatch),
+        ];
+        let names = prop_oneof![Just("a"), Just("b"), Just("c")];
+        let values = prop_oneof![
+            Just(""),
+            Just("x"),
+            Just("y"),
+            Just("x|"),
+            Just(".*"),
+            Just(".+"),
+            Just("x.*")
+        ];
+        (ops, names, values).prop_map(|(op, name, value)| Matcher::new(op, name, value).unwrap())
+    }
+
+    proptest! {
+        /// Postings answer matchers exactly as checking every series would.
+        #[test]
+        fn select_matches_brute_force(
+            series in proptest::collection::vec(
+                (prop_oneof![Just(None), Just(Some("x")), Just(Some("y")), Just(Some("xy"))],
+                 prop_oneof![Just(None), Just(Some("x")), Just(Some("z"))]),
+                0..30,
+            ),
+            matchers in proptest::collection::vec(matcher_strategy(), 0..4),
+        ) {
+            let mut postings = Postings::default();
+            let mut all_labels = Vec::new();
+            for (i, (a, b)) in series.iter().enumerate() {
+                let mut labels: Vec<(&str, &str)> = Vec::new();
+                if let Some(a) = a { labels.push(("a", a)); }
+                if let Some(b) = b { labels.push(("b", b)); }
+                postings.add(i as u64 + 1, labels.iter().copied());
+                all_labels.push(labels);
+            }
+            let expected: Vec<u64> = all_labels
+                .iter()
+                .enumerate()
+                .filter(|(_, labels)| matchers.iter().all(|m| {
+                    let value = labels.iter().find(|(n, _)| *n == m.name).map_or("", |(_, v)| v);
+                    m.matches(value)
+                }))
+                .map(|(i, _)| i as u64 + 1)
+                .collect();
+            prop_assert_eq!(postings.select(&matchers), expected);
+        }
+    }
+
     fn pairs<'a>(labels: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, &'a str)> {
         labels.iter().copied()
     }
