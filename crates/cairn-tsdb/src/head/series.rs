@@ -124,18 +124,15 @@ impl MemSeries {
             .filter(|c| c.overlaps(start, end))
             .cloned()
             .collect();
-        if let Some((open, (max_t, _))) = self
-            .open
-            .as_ref()
-            .and_then(|open| open.appender.last().map(|last| (open, last)))
-        {
-            let chunk_range = (open.min_t, max_t);
-            if chunk_range.0 <= end && start <= chunk_range.1 {
-                out.push(ClosedChunk {
-                    min_t: open.min_t,
-                    max_t,
-                    data: Arc::from(open.appender.bytes()),
-                });
+        if let Some(open) = &self.open {
+            if let Some((max_t, _)) = open.appender.last() {
+                if open.min_t <= end && start <= max_t {
+                    out.push(ClosedChunk {
+                        min_t: open.min_t,
+                        max_t,
+                        data: Arc::from(open.appender.bytes()),
+                    });
+                }
             }
         }
         out
