@@ -213,11 +213,11 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => selector::eval_vector_selector(self, vs),
             Expr::MatrixSelector(ms) => {
                 let arg = selector::eval_matrix_selector(self, ms)?;
-                Ok(Val::Matrix(arg.into_instant_matrix(self)))
+                self.range_value(arg)
             }
             Expr::Subquery(sq) => {
                 let arg = self.eval_subquery(sq)?;
-                Ok(Val::Matrix(arg.into_instant_matrix(self)))
+                self.range_value(arg)
             }
             Expr::Aggregate(a) => aggregate::eval_aggregate(self, a),
             Expr::Binary(b) => binary::eval_binary(self, b),
@@ -226,6 +226,15 @@ impl<'a> Evaluator<'a> {
                 "unsupported expression extension".into(),
             )),
         }
+    }
+
+    /// A range vector as a value (an instant query's result), counted
+    /// against `max_samples`.
+    fn range_value(&self, arg: RangeArg) -> Result<Val, QueryError> {
+        let series = arg.into_instant_matrix(self);
+        self.sh
+            .add_samples(series.iter().map(|s| s.samples.len()).sum())?;
+        Ok(Val::Matrix(series))
     }
 
     /// Evaluates `expr` expecting an instant vector.

@@ -253,8 +253,9 @@ pub(crate) fn format_float(f: f64) -> String {
     }
 }
 
-/// Go's `%g` for annotation texts: shortest representation, exponent form
-/// for very large or small magnitudes.
+/// Go's `%g` / `strconv.FormatFloat(f, 'g', -1, 64)`: the shortest
+/// representation, in exponent form when the exponent is below -4 or at
+/// least 6 (Go's `eprec` for the shortest precision).
 pub(crate) fn format_g(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
@@ -273,23 +274,15 @@ pub(crate) fn format_g(f: f64) -> String {
             "0".into()
         };
     }
-    let exp = f.abs().log10().floor() as i32;
-    if !(-4..21).contains(&exp) {
-        let s = format!("{f:e}");
-        // Rust: 1e21, 1.5e-7 ; Go: 1e+21, 1.5e-07
-        if let Some((mant, e)) = s.split_once('e') {
-            let (sign, digits) = match e.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', e),
-            };
-            let digits = if digits.len() < 2 {
-                format!("0{digits}")
-            } else {
-                digits.to_string()
-            };
-            return format!("{mant}e{sign}{digits}");
-        }
-        s
+    // Rust's `{:e}` is the shortest round-trip form: `1.5e-7`, `1e300`.
+    let sci = format!("{f:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return sci;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
     } else {
         format!("{f}")
     }
@@ -351,21 +344,111 @@ pub(crate) fn go_quoted(ev: &Evaluator, s: &str) -> String {
     }
 }
 
-/// A stable 64-bit hash of a label set, for `limit_ratio` sampling.
+/// Prometheus's `labels.Labels.Hash()`: XXH64 (seed 0) of every
+/// `name 0xff value 0xff`, so `limit_ratio` samples the same series.
 pub(crate) fn label_hash(labels: &Labels) -> u64 {
-    // FNV-1a over name/value pairs with separators.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut bytes = Vec::new();
     for l in labels.iter() {
-        for b in l
-            .name
-            .bytes()
-            .chain([0xffu8])
-            .chain(l.value.bytes())
-            .chain([0xffu8])
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        bytes.extend_from_slice(l.name.as_bytes());
+        bytes.push(0xff);
+        bytes.extend_from_slice(l.value.as_bytes());
+        bytes.push(0xff);
     }
+    xxh64(&bytes)
+}
+
+/// XXH64 with seed 0 (the `cespare/xxhash` Prometheus uses).
+pub(crate) fn xxh64(input: &[u8]) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    fn round(acc: u64, lane: u64) -> u64 {
+        acc.wrapping_add(lane.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    }
+    fn merge(acc: u64, val: u64) -> u64 {
+        (acc ^ round(0, val)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    let read64 = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let read32 = |b: &[u8]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let len = input.len();
+    let mut rest = input;
+    let mut h: u64;
+    if len >= 32 {
+        let mut v1 = P1.wrapping_add(P2);
+        let mut v2 = P2;
+        let mut v3 = 0u64;
+        let mut v4 = 0u64.wrapping_sub(P1);
+        while rest.len() >= 32 {
+            v1 = round(v1, read64(&rest[0..8]));
+            v2 = round(v2, read64(&rest[8..16]));
+            v3 = round(v3, read64(&rest[16..24]));
+            v4 = round(v4, read64(&rest[24..32]));
+            rest = &rest[32..];
+        }
+        h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
+        h = merge(h, v1);
+        h = merge(h, v2);
+        h = merge(h, v3);
+        h = merge(h, v4);
+    } else {
+        h = P5;
+    }
+    h = h.wrapping_add(len as u64);
+    while rest.len() >= 8 {
+        h ^= round(0, read64(&rest[0..8]));
+        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        rest = &rest[8..];
+    }
+    if rest.len() >= 4 {
+        h ^= read32(&rest[0..4]).wrapping_mul(P1);
+        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h ^= u64::from(b).wrapping_mul(P5);
+        h = h.rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^= h >> 32;
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_reference_vectors() {
+        assert_eq!(xxh64(b""), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"a"), 0xD24E_C4F1_A98C_6E5B);
+        assert_eq!(xxh64(b"abc"), 0x44BC_2CF5_AD77_0999);
+        assert_eq!(
+            xxh64(b"Nobody inspects the spammish repetition"),
+            0xFBCE_A83C_8A37_8BF1
+        );
+    }
+
+    #[test]
+    fn go_style_float_formatting() {
+        assert_eq!(format_g(1e300), "1e+300");
+        assert_eq!(format_g(0.5), "0.5");
+        assert_eq!(format_g(1e-7), "1e-07");
+        assert_eq!(format_g(123456.0), "123456");
+        assert_eq!(format_g(1234567.0), "1.234567e+06");
+        assert_eq!(format_g(-0.0001), "-0.0001");
+        assert_eq!(format_g(0.00001), "1e-05");
+        assert_eq!(format_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(1e21), "1000000000000000000000");
+    }
 }
