@@ -24,8 +24,11 @@ pub struct TenantStore {
 }
 
 impl TenantStore {
-    /// Opens every existing tenant directory (replaying each WAL). Directory
-    /// names that are not valid tenant IDs are skipped with a warning.
+    /// Opens every existing tenant directory (replaying each WAL, several
+    /// tenants at a time). Directory names that are not valid tenant IDs are
+    /// skipped with a warning. A corrupt WAL is repaired, never fatal; an
+    /// I/O error opening any tenant fails the whole open, so that a server
+    /// never runs while hiding a tenant's data.
     pub fn open(data_dir: &Path, opts: TsdbOptions) -> Result<TenantStore, TsdbError> {
         let tenants_dir = data_dir.join("tenants");
         let io_error = |source| TsdbError::Io {
@@ -33,27 +36,24 @@ impl TenantStore {
             source,
         };
         std::fs::create_dir_all(&tenants_dir).map_err(io_error)?;
-        let mut tenants = HashMap::new();
+        let mut found: Vec<TenantId> = Vec::new();
         for entry in std::fs::read_dir(&tenants_dir).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
             if !entry.file_type().map_err(io_error)?.is_dir() {
                 continue;
             }
             let name = entry.file_name();
-            let tenant = match name.to_str().map(TenantId::new_internal) {
-                Some(Ok(tenant)) => tenant,
+            match name.to_str().map(TenantId::new_internal) {
+                Some(Ok(tenant)) => found.push(tenant),
                 Some(Err(error)) => {
                     tracing::warn!(dir = ?name, %error, "skipping tenant directory with an invalid name");
-                    continue;
                 }
                 None => {
                     tracing::warn!(dir = ?name, "skipping tenant directory with a non-utf-8 name");
-                    continue;
                 }
-            };
-            let tsdb = Tsdb::open(&tenants_dir.join(tenant.as_str()), opts.clone())?;
-            tenants.insert(tenant, Arc::new(tsdb));
+            }
         }
+        let tenants = open_all(&tenants_dir, found, &opts)?;
         Ok(TenantStore {
             tenants_dir,
             opts,
@@ -106,5 +106,44 @@ impl TenantStore {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Opens (replays) the given tenants, several at a time: replay is CPU work
+/// and start-up time is downtime.
+fn open_all(
+    tenants_dir: &Path,
+    tenants: Vec<TenantId>,
+    opts: &TsdbOptions,
+) -> Result<HashMap<TenantId, Arc<Tsdb>>, TsdbError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(tenants.len().max(1));
+    let queue = Mutex::new(tenants);
+    let opened = Mutex::new(HashMap::new());
+    let first_error: Mutex<Option<TsdbError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if first_error.lock().is_some() {
+                    return;
+                }
+                let Some(tenant) = queue.lock().pop() else {
+                    return;
+                };
+                match Tsdb::open(&tenants_dir.join(tenant.as_str()), opts.clone()) {
+                    Ok(tsdb) => {
+                        opened.lock().insert(tenant, Arc::new(tsdb));
+                    }
+                    Err(error) => {
+                        first_error.lock().get_or_insert(error);
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Some(error) => Err(error),
+        None => Ok(opened.into_inner()),
     }
 }
