@@ -62,12 +62,22 @@ fn wal_segments(dir: &Path) -> Vec<std::path::PathBuf> {
 /// as the files know) loses nothing.
 #[test]
 fn acknowledged_samples_survive_a_crash_without_close() {
+    for fsync in [FsyncPolicy::Never, FsyncPolicy::Always] {
+        crash_and_replay(fsync);
+    }
+}
+
+fn crash_and_replay(fsync: FsyncPolicy) {
+    let opts = TsdbOptions {
+        fsync,
+        ..small_segments()
+    };
     let tmp = tempfile::tempdir().unwrap();
     let series_count = 50;
     let batches = 40;
     let per_batch = 5;
     {
-        let db = Tsdb::open(tmp.path(), small_segments()).unwrap();
+        let db = Tsdb::open(tmp.path(), opts.clone()).unwrap();
         for b in 0..batches {
             let outcome = db
                 .append(batch(series_count, b * per_batch * 15_000, per_batch))
@@ -83,7 +93,7 @@ fn acknowledged_samples_survive_a_crash_without_close() {
         wal_segments(tmp.path()).len() > 2,
         "small segments were rotated"
     );
-    let db = Tsdb::open(tmp.path(), small_segments()).unwrap();
+    let db = Tsdb::open(tmp.path(), opts.clone()).unwrap();
     let selected = db
         .select(&[Matcher::equal("__name__", "metric")], TimeRange::all())
         .unwrap();
