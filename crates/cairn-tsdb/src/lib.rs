@@ -110,7 +110,11 @@ pub struct AppendOutcome {
 /// Point-in-time figures for self-monitoring.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TsdbStats {
+    /// Series in the head (every series with data since open or replay).
     pub active_series: u64,
+    /// WAL bytes written by this process since open (replayed bytes not counted).
     pub wal_bytes_written: u64,
+    /// Samples stored by appends since open (exact duplicates, accepted
+    /// without being stored, and replayed samples are not counted).
     pub samples_appended: u64,
 }
