@@ -52,8 +52,9 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
         _ => return Ok(None),
     };
     let input = ev.eval_vector(vec_expr)?;
-    let pos_vec = ev.sh.pos(unparen(vec_expr));
-    let pos_qs: Vec<String> = q_exprs.iter().map(|e| ev.sh.pos(unparen(e))).collect();
+    // Positions are found only when an annotation needs them.
+    let pos_vec = std::cell::OnceCell::new();
+    let pos_vec = || pos_vec.get_or_init(|| ev.sh.pos(unparen(vec_expr))).clone();
     let mut quantile_labels: HashMap<(usize, usize), Labels> = HashMap::new();
     // Group series by their labels without `le`, once.
     let mut group_of: Vec<Option<usize>> = Vec::with_capacity(input.len());
@@ -85,7 +86,8 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                     format!(" for metric name {metric:?}")
                 };
                 ev.sh.warn(format!(
-                    "bucket label \"le\" is missing or has a malformed value of {le:?}{name_part}{pos_vec}"
+                    "bucket label \"le\" is missing or has a malformed value of {le:?}{name_part}{}",
+                    pos_vec()
                 ));
             }
         }
@@ -120,7 +122,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                     ev.sh.warn(format!(
                         "quantile value should be between 0 and 1, got {}{}",
                         format_g(q),
-                        pos_qs[qi]
+                        ev.sh.pos(unparen(q_exprs[qi]))
                     ));
                 }
                 for &gi in &order {
@@ -179,13 +181,14 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             format!(" for metric name {metric:?}")
         };
         ev.sh.info(format!(
-            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile){name_part}, from buckets {} to {}, with a max diff of {}, over {} samples from {} to {}{pos_vec}",
+            "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile){name_part}, from buckets {} to {}, with a max diff of {}, over {} samples from {} to {}{}",
             format_g(m.min_bucket),
             format_g(m.max_bucket),
             format_2g(m.max_diff),
             m.count,
             rfc3339(m.min_ts.div_euclid(1000)),
             rfc3339(m.max_ts.div_euclid(1000)),
+            pos_vec()
         ));
     }
     let _ = METRIC_NAME;

@@ -290,41 +290,46 @@ pub(crate) fn format_g(f: f64) -> String {
 
 /// Warnings for a quantile parameter outside [0, 1] (`NewInvalidQuantileWarning`).
 pub(crate) fn quantile_param_warnings(ev: &Evaluator, params: &[f64], param_expr: Option<&Expr>) {
-    let pos = param_expr.map(|e| ev.sh.pos(e)).unwrap_or_default();
+    let pos = || param_expr.map(|e| ev.sh.pos(e)).unwrap_or_default();
     if params.iter().any(|p| p.is_nan()) {
         ev.sh.warn(format!(
-            "quantile value should be between 0 and 1, got NaN{pos}"
+            "quantile value should be between 0 and 1, got NaN{}",
+            pos()
         ));
     }
     let max = params.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let min = params.iter().copied().fold(f64::INFINITY, f64::min);
     if max > 1.0 {
         ev.sh.warn(format!(
-            "quantile value should be between 0 and 1, got {}{pos}",
-            format_g(max)
+            "quantile value should be between 0 and 1, got {}{}",
+            format_g(max),
+            pos()
         ));
     }
     if min < 0.0 {
         ev.sh.warn(format!(
-            "quantile value should be between 0 and 1, got {}{pos}",
-            format_g(min)
+            "quantile value should be between 0 and 1, got {}{}",
+            format_g(min),
+            pos()
         ));
     }
 }
 
 /// Warnings for a `limit_ratio` parameter outside [-1, 1].
 pub(crate) fn ratio_param_warnings(ev: &Evaluator, min: f64, max: f64, param_expr: Option<&Expr>) {
-    let pos = param_expr.map(|e| ev.sh.pos(e)).unwrap_or_default();
+    let pos = || param_expr.map(|e| ev.sh.pos(e)).unwrap_or_default();
     if max > 1.0 {
         ev.sh.warn(format!(
-            "ratio value should be between -1 and 1, got {}, capping to 1{pos}",
-            format_g(max)
+            "ratio value should be between -1 and 1, got {}, capping to 1{}",
+            format_g(max),
+            pos()
         ));
     }
     if min < -1.0 {
         ev.sh.warn(format!(
-            "ratio value should be between -1 and 1, got {}, capping to -1{pos}",
-            format_g(min)
+            "ratio value should be between -1 and 1, got {}, capping to -1{}",
+            format_g(min),
+            pos()
         ));
     }
 }

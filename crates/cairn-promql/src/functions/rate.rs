@@ -29,7 +29,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     })?;
     if matches!(name, "rate" | "increase") {
         // Prometheus: info when the input might not be a counter.
-        let pos = ev.sh.pos(unparen(arg_expr));
+        let mut pos: Option<String> = None;
         let produced: std::collections::HashSet<&cairn_model::Labels> =
             out.iter().map(|o| &o.labels).collect();
         for s in &range_arg.series {
@@ -43,7 +43,8 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                 && !metric.ends_with("_bucket")
             {
                 ev.sh.info(format!(
-                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}{pos}"
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}{}",
+                    pos.get_or_insert_with(|| ev.sh.pos(unparen(arg_expr)))
                 ));
             }
         }
