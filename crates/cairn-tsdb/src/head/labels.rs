@@ -64,11 +64,6 @@ impl PackedLabels {
         }
         mine.next().is_none()
     }
-
-    /// Heap bytes held.
-    pub fn byte_len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 pub struct PackedIter<'a> {
