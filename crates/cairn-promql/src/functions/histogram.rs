@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use cairn_model::{Labels, METRIC_NAME};
+use cairn_model::Labels;
 use promql_parser::parser::Call;
 
 use super::{arg, format_g, unparen};
@@ -56,12 +56,12 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     let pos_vec = std::cell::OnceCell::new();
     let pos_vec = || pos_vec.get_or_init(|| ev.sh.pos(unparen(vec_expr))).clone();
     let mut quantile_labels: HashMap<(usize, usize), Labels> = HashMap::new();
-    // Group series by their labels without `le`, once.
+    // Group series by their labels without `le`, once. Results keep those
+    // labels, `__name__` included, and drop the name at the end.
     let mut group_of: Vec<Option<usize>> = Vec::with_capacity(input.len());
     let mut uppers: Vec<f64> = Vec::with_capacity(input.len());
     let mut group_index: HashMap<Labels, usize> = HashMap::new();
     let mut group_labels: Vec<Labels> = Vec::new();
-    let mut drop_flags: Vec<bool> = Vec::new();
     for s in &input {
         let le = s.labels.get("le").unwrap_or("");
         match parse_go_float(le) {
@@ -70,7 +70,6 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                 let next = group_labels.len();
                 let gi = *group_index.entry(key.clone()).or_insert_with(|| {
                     group_labels.push(key);
-                    drop_flags.push(true);
                     next
                 });
                 group_of.push(Some(gi));
@@ -154,14 +153,14 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                         }
                     }
                     match &quantile_label {
-                        None => builder.push(&group_labels[gi], drop_flags[gi], step, r.value)?,
+                        None => builder.push(&group_labels[gi], true, step, r.value)?,
                         Some(label) => {
                             let labels = quantile_labels.entry((gi, qi)).or_insert_with(|| {
                                 let mut b = group_labels[gi].builder();
                                 b.set(label, &format_openmetrics_float(q));
                                 b.build()
                             });
-                            builder.push(labels, drop_flags[gi], step, r.value)?;
+                            builder.push(labels, true, step, r.value)?;
                         }
                     }
                 }
@@ -170,7 +169,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             let (lower, upper) = (params[0][step], params[1][step]);
             for gi in order {
                 let v = bucket_fraction(lower, upper, &mut buckets[gi]);
-                builder.push(&group_labels[gi], drop_flags[gi], step, v)?;
+                builder.push(&group_labels[gi], true, step, v)?;
             }
         }
     }
@@ -191,7 +190,6 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             pos_vec()
         ));
     }
-    let _ = METRIC_NAME;
     Ok(Some(Val::Vector(builder.finish())))
 }
 
