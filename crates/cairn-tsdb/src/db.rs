@@ -233,6 +233,20 @@ impl Tsdb {
         out
     }
 
+    /// Labels of the series that match and have a sample in `range`, sorted
+    /// (the `/api/v1/series` endpoint): like `select` without returning
+    /// samples, decoding only chunks that straddle the range's ends.
+    pub fn series(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Labels> {
+        let snapshots = self.snapshot(matchers, range);
+        let mut out: Vec<Labels> = snapshots
+            .iter()
+            .filter(|s| s.has_sample_in(range.start, range.end))
+            .map(|s| s.labels.to_labels())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Per label name, the number of distinct values over all series in
     /// the head, sorted by name (Mimir's cardinality `label_names` API).
     pub fn label_names_cardinality(&self) -> Vec<(String, u64)> {
@@ -643,6 +657,11 @@ mod tests {
         // Only series with a sample in range.
         let later = db.select(&m, TimeRange::new(10_000, 10_000)).unwrap();
         assert_eq!(later.len(), 1);
+        assert_eq!(
+            db.series(&m, TimeRange::new(10_000, 10_000)),
+            vec![Labels::from_pairs(&[("__name__", "m"), ("i", "2")])]
+        );
+        assert_eq!(db.series(&m, TimeRange::all()).len(), 2);
         assert!(db.select(&m, TimeRange::new(5, 4)).unwrap().is_empty());
 
         assert_eq!(
