@@ -57,6 +57,21 @@ pub(crate) fn binop(op: Op, l: f64, r: f64) -> (f64, bool) {
 pub(crate) fn eval_binary(ev: &Evaluator, e: &BinaryExpr) -> Result<Val, QueryError> {
     let op = e.op.id();
     let return_bool = e.return_bool();
+    let base = ev.sh.samples_now();
+    let val = eval_operands(ev, e, op, return_bool)?;
+    // As rangeEval: the inputs are released, the result stays in memory.
+    if let Val::Vector(v) = &val {
+        ev.sh.reset_samples(base, crate::value::total_points(v))?;
+    }
+    Ok(val)
+}
+
+fn eval_operands(
+    ev: &Evaluator,
+    e: &BinaryExpr,
+    op: Op,
+    return_bool: bool,
+) -> Result<Val, QueryError> {
     let lhs = ev.eval(&e.lhs)?;
     let rhs = ev.eval(&e.rhs)?;
     match (lhs, rhs) {
@@ -545,7 +560,6 @@ fn vector_vector(
         reset(&mut one_at, ov, one_sig);
     }
     out.retain(|s| !s.points.is_empty());
-    ev.sh.add_samples(crate::value::total_points(&out))?;
     Ok(out)
 }
 
