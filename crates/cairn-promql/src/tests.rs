@@ -512,3 +512,54 @@ fn odd_queries_fail_cleanly() {
         Err(QueryError::Timeout(_))
     ));
 }
+
+#[test]
+fn staleness_at_window_boundaries() {
+    let mut q = MemQueryable::default();
+    // 1 at 0, stale at 2m, 3 at 4m.
+    q.add(
+        &[("__name__", "m")],
+        &[(0, 1.0), (2 * MIN, STALE_NAN), (4 * MIN, 3.0)],
+    );
+    let r = engine()
+        .range_query(&q, "m", 0, 6 * MIN, MIN, &QueryOptions::default())
+        .unwrap();
+    match r.value {
+        Value::Matrix(m) => {
+            let ts: Vec<i64> = m[0].samples.iter().map(|s| s.t / MIN).collect();
+            // Present at 0 and 1m, absent while the marker is the latest
+            // sample (2m, 3m), back at 4m and still in lookback at 5m, 6m.
+            assert_eq!(ts, vec![0, 1, 4, 5, 6]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A window ending exactly on the marker holds only real samples; one
+    // starting exactly on a sample excludes it (left-open).
+    let v = vector_values(instant(&q, "count_over_time(m[2m])", 2 * MIN).unwrap());
+    assert!(v.is_empty(), "{v:?}");
+    let v = vector_values(instant(&q, "count_over_time(m[4m])", 4 * MIN).unwrap());
+    assert_eq!(v[0].1, 1.0);
+    let v = vector_values(instant(&q, "last_over_time(m[5m])", 4 * MIN).unwrap());
+    assert_eq!(v, vec![("m{}".to_string(), 3.0)]);
+}
+
+#[test]
+fn delayed_name_removal_keeps_names_until_the_end() {
+    let mut q = MemQueryable::default();
+    counter(&mut q, "a_total", 10, 1.0);
+    counter(&mut q, "b_total", 10, 2.0);
+    // Both rates lose their names only at the end; label_replace still sees them.
+    let v = vector_values(
+        instant(
+            &q,
+            r#"label_replace(rate({__name__=~"a_total|b_total"}[5m]), "n", "$1", "__name__", "(.*)")"#,
+            10 * MIN,
+        )
+        .unwrap(),
+    );
+    let labels: Vec<&str> = v.iter().map(|x| x.0.as_str()).collect();
+    assert_eq!(labels, vec![r#"{n="a_total"}"#, r#"{n="b_total"}"#]);
+    // Without the distinguishing label, the two results collide at the end.
+    let r = instant(&q, r#"rate({__name__=~"a_total|b_total"}[5m])"#, 10 * MIN);
+    assert!(matches!(r, Err(QueryError::Execution(_))), "{r:?}");
+}

@@ -46,6 +46,9 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                         continue;
                     }
                     let ord = natural_cmp(va, vb);
+                    if ord == Ordering::Equal {
+                        continue;
+                    }
                     return if desc { ord.reverse() } else { ord };
                 }
                 let ord = a.labels.cmp(&b.labels);
@@ -106,4 +109,23 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
         }
     }
     (ab.len() - i).cmp(&(bb.len() - j))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_compares_digit_runs_as_numbers() {
+        let mut v = vec![
+            "10", "2", "1", "100", "20", "a10", "a9", "4m1000", "4m5", "4m600",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            vec!["1", "2", "4m5", "4m600", "4m1000", "10", "20", "100", "a9", "a10"]
+        );
+        assert_eq!(natural_cmp("1.2.3", "1.11.3"), Ordering::Less);
+        assert_eq!(natural_cmp("1.111.3", "1.11.3"), Ordering::Greater);
+    }
 }
