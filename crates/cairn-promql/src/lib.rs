@@ -12,7 +12,14 @@
 //! - `selector` turns selectors into storage reads with lookback and staleness.
 //! - `binary` and `aggregate` are the operators; `functions/` holds one file
 //!   per family of functions.
-//! - `annotations` carries Prometheus's warning and info texts.
+//! - `annotations` carries Prometheus's warning and info texts and finds
+//!   the source positions they cite.
+//! - `value` holds the internal per-step values; `parallel` splits
+//!   per-series work of large queries across threads.
+//!
+//! Limits: a query is bounded by its timeout and cancel flag (checked as it
+//! runs), by [`EngineOptions::max_samples`], and by
+//! [`MAX_EXPRESSION_DEPTH`] so that evaluation never exhausts the stack.
 
 mod aggregate;
 mod annotations;
