@@ -407,14 +407,25 @@ fn finish(ev: &eval::Evaluator, val: value::Val, instant: bool) -> Result<Value,
                 })
                 .collect();
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            for w in out.windows(2) {
-                if w[0].labels == w[1].labels {
-                    return Err(QueryError::Execution(
-                        "vector cannot contain metrics with the same labelset".into(),
-                    ));
+            // Series that became equal when their names were dropped merge
+            // when their samples never share a timestamp
+            // (`mergeSeriesWithSameLabelset`).
+            let mut merged: Vec<Series> = Vec::with_capacity(out.len());
+            for s in out {
+                match merged.last_mut() {
+                    Some(last) if last.labels == s.labels => {
+                        last.samples.extend(s.samples);
+                        last.samples.sort_by_key(|p| p.t);
+                        if last.samples.windows(2).any(|w| w[0].t == w[1].t) {
+                            return Err(QueryError::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                    }
+                    _ => merged.push(s),
                 }
             }
-            Value::Matrix(out)
+            Value::Matrix(merged)
         }
     })
 }
