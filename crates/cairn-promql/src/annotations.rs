@@ -50,7 +50,7 @@ pub(crate) fn position(query: &str, e: &promql_parser::parser::Expr) -> String {
 }
 
 /// Most tokens for which the substring search is attempted.
-const MAX_SEARCH_TOKENS: usize = 120;
+const MAX_SEARCH_TOKENS: usize = 80;
 
 fn find_offset(query: &str, e: &promql_parser::parser::Expr) -> Option<usize> {
     let printed = e.to_string();
