@@ -49,6 +49,8 @@ pub struct Metrics {
     received_exemplars: Family<TenantLabels, Counter>,
     received_metadata: Family<TenantLabels, Counter>,
     discarded_samples: Family<DiscardLabels, Counter>,
+    discarded_exemplars: Family<DiscardLabels, Counter>,
+    discarded_metadata: Family<DiscardLabels, Counter>,
 }
 
 impl Metrics {
@@ -86,6 +88,18 @@ impl Metrics {
             "Samples discarded per tenant and reason",
             discarded_samples.clone(),
         );
+        let discarded_exemplars = Family::<DiscardLabels, Counter>::default();
+        registry.register(
+            "cairn_discarded_exemplars",
+            "Exemplars discarded per tenant and reason",
+            discarded_exemplars.clone(),
+        );
+        let discarded_metadata = Family::<DiscardLabels, Counter>::default();
+        registry.register(
+            "cairn_discarded_metadata",
+            "Metric metadata entries discarded per tenant and reason",
+            discarded_metadata.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -101,6 +115,8 @@ impl Metrics {
             received_exemplars,
             received_metadata,
             discarded_samples,
+            discarded_exemplars,
+            discarded_metadata,
         }
     }
 
@@ -132,15 +148,17 @@ impl Metrics {
     }
 
     pub fn count_discarded(&self, tenant: &TenantId, reason: DiscardReason, samples: u64) {
-        if samples == 0 {
-            return;
-        }
-        self.discarded_samples
-            .get_or_create(&DiscardLabels {
-                tenant: tenant.to_string(),
-                reason: reason.as_label().to_string(),
-            })
-            .inc_by(samples);
+        count_reason(&self.discarded_samples, tenant, reason.as_label(), samples);
+    }
+
+    /// `reason` is the discard reason's label value.
+    pub fn count_discarded_exemplars(&self, tenant: &TenantId, reason: &str, exemplars: u64) {
+        count_reason(&self.discarded_exemplars, tenant, reason, exemplars);
+    }
+
+    /// `reason` is the discard reason's label value.
+    pub fn count_discarded_metadata(&self, tenant: &TenantId, reason: &str, entries: u64) {
+        count_reason(&self.discarded_metadata, tenant, reason, entries);
     }
 
     /// The whole registry in Prometheus text format 0.0.4.
@@ -149,6 +167,18 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+fn count_reason(family: &Family<DiscardLabels, Counter>, tenant: &TenantId, reason: &str, n: u64) {
+    if n == 0 {
+        return;
+    }
+    family
+        .get_or_create(&DiscardLabels {
+            tenant: tenant.to_string(),
+            reason: reason.to_string(),
+        })
+        .inc_by(n);
 }
 
 fn request_duration_histogram() -> Histogram {
@@ -221,6 +251,25 @@ impl Collector for StoreCollector {
         for (labels, stat) in &stats {
             let counter = ConstCounter::new(stat.samples_appended);
             counter.encode(family.encode_family(labels)?)?;
+        }
+
+        let repaired = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "cairn_wal_corruptions_repaired",
+            "WAL corruptions found and cut at the tenant's last start-up (0 or 1)",
+            None,
+            repaired.metric_type(),
+        )?;
+        for (labels, db) in tenants.iter().map(|(id, db)| {
+            (
+                TenantLabels {
+                    tenant: id.to_string(),
+                },
+                db,
+            )
+        }) {
+            let count = u64::from(db.wal_replay_report().corruption.is_some());
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
 
         let tenant_count = ConstGauge::new(stats.len() as i64);

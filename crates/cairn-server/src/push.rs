@@ -96,8 +96,14 @@ fn ingest(
         validated.exemplars_received,
         validated.metadata_received,
     );
-    for (reason, count) in validated.discarded.iter() {
+    for (reason, count) in &validated.discarded {
         metrics.count_discarded(tenant, *reason, *count);
+    }
+    for (reason, count) in &validated.discarded_exemplars {
+        metrics.count_discarded_exemplars(tenant, reason.as_label(), *count);
+    }
+    for (reason, count) in &validated.discarded_metadata {
+        metrics.count_discarded_metadata(tenant, reason.as_label(), *count);
     }
 
     let mut storage_rejection = None;
