@@ -171,7 +171,7 @@ fn encode_workload(args: &Args) -> Vec<(usize, Vec<u8>)> {
 fn series_labels(s: usize) -> Vec<Label> {
     let host = s / METRICS_PER_HOST;
     let metric = s % METRICS_PER_HOST;
-    let name = if metric % 2 == 0 {
+    let name = if metric.is_multiple_of(2) {
         format!("node_metric_{metric}_total")
     } else {
         format!("node_gauge_{metric}")
@@ -190,7 +190,7 @@ fn series_labels(s: usize) -> Vec<Label> {
 /// Counters climb by varying steps; gauges wander.
 fn sample_value(s: usize, scrape: usize) -> f64 {
     let metric = s % METRICS_PER_HOST;
-    if metric % 2 == 0 {
+    if metric.is_multiple_of(2) {
         (scrape * (s % 7 + 1)) as f64 * 3.0
     } else {
         ((s * 31 + scrape * 17) % 1000) as f64 / 10.0

@@ -340,10 +340,13 @@ fn nan_and_staleness_markers_are_stored_as_such() {
     );
 }
 
+/// A read request that must fail: path, parameters, status, `errorType`.
+type ErrorCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+
 #[test]
 fn query_parameter_errors_use_prometheus_envelope_and_status() {
     let (_dir, cairn) = start();
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         ("/api/v1/query", vec![("query", "sum(")], 400, "bad_data"),
         (
             "/api/v1/query",
