@@ -49,7 +49,7 @@ pub fn at_modifier_cases(expr: &str, eval_ms: i64) -> Result<Vec<AtCase>, String
     if uses_unsafe_function {
         return Ok(Vec::new());
     }
-    let printed = ast.to_string();
+    let printed = restore_byte_escapes(expr, ast.to_string());
     let times = if eval_ms == 0 {
         vec![-1000, 0, 1000]
     } else {
@@ -62,6 +62,84 @@ pub fn at_modifier_cases(expr: &str, eval_ms: i64) -> Result<Vec<AtCase>, String
             eval_ms: t,
         })
         .collect())
+}
+
+/// promql-parser decodes a byte escape such as `\xff` to the char U+00FF,
+/// where Go keeps the byte (so `"\xff"` is not valid UTF-8, and
+/// `"\xc3\xa9"` is `é`); its printer then writes that char, which changes
+/// the query's meaning (functions.test:523 needs `"\xff"` to stay an invalid
+/// label name). Go's printer keeps the bytes, so such literals are put back
+/// as the original query wrote them.
+fn restore_byte_escapes(original: &str, printed: String) -> String {
+    let mut restored = printed;
+    for literal in quoted_literals(original) {
+        if !has_high_byte_escape(literal) {
+            continue;
+        }
+        let Ok(decoded) = promql_parser::util::unquote_string(literal) else {
+            continue;
+        };
+        let as_printed = format!("\"{}\"", promql_parser::util::escape_string(&decoded));
+        restored = restored.replacen(&as_printed, literal, 1);
+    }
+    restored
+}
+
+/// The `"..."` and `'...'` literals of a query, quotes included.
+fn quoted_literals(query: &str) -> Vec<&str> {
+    let bytes = query.as_bytes();
+    let mut literals = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let quote = bytes[i];
+        if quote == b'`' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'`' {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if quote != b'"' && quote != b'\'' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        while i < bytes.len() && bytes[i] != quote {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        i += 1;
+        if i <= bytes.len() {
+            literals.push(&query[start..i]);
+        }
+    }
+    literals
+}
+
+/// Whether a literal has a `\xNN` or `\NNN` (octal) escape of a byte >= 0x80.
+fn has_high_byte_escape(literal: &str) -> bool {
+    let bytes = literal.as_bytes();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let escape = bytes[i + 1];
+        let high = match escape {
+            b'x' => bytes
+                .get(i + 2)
+                .is_some_and(|d| matches!(d, b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')),
+            b'2' | b'3' => true,
+            _ => false,
+        };
+        if high {
+            return true;
+        }
+        i += 2;
+    }
+    false
 }
 
 fn add_at_modifier(expr: &mut Expr, at: &AtModifier, uses_unsafe_function: &mut bool) {
@@ -203,6 +281,12 @@ pub fn self_checks(checks: &mut Checks) {
         "time() inside a subquery is not looked at",
         !cases("max_over_time((x + time())[5m:1m])", 60_000).is_empty(),
         || "skipped".into(),
+    );
+    let escaped = cases(r#"label_replace(x, "\xff", "", "src", "(.*)")"#, 60_000);
+    checks.ok(
+        "byte escapes are printed as written",
+        escaped.first().is_some_and(|c| c.0.contains(r#""\xff""#)),
+        || format!("{escaped:?}"),
     );
     let pinned = cases("x @ 100 + y", 60_000);
     checks.ok(
