@@ -22,7 +22,34 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/query_range",
             get(query::range_query).post(query::range_query),
-        );
+        )
+        .route(
+            "/api/v1/series",
+            get(query::series::series).post(query::series::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(query::series::label_names).post(query::series::label_names),
+        )
+        .route(
+            "/api/v1/label/{name}/values",
+            get(query::series::label_values).post(query::series::label_values),
+        )
+        .route(
+            "/api/v1/metadata",
+            get(query::metadata::metadata).post(query::metadata::metadata),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::metadata::query_exemplars).post(query::metadata::query_exemplars),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::status::format_query).post(query::status::format_query),
+        )
+        .route("/api/v1/status/buildinfo", get(query::status::buildinfo))
+        .route("/api/v1/status/config", get(query::status::config))
+        .route("/api/v1/status/flags", get(query::status::flags));
     Router::new()
         .route("/api/v1/push", post(push::push))
         .merge(read_api.clone())

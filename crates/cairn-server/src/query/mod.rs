@@ -1,22 +1,33 @@
-//! The Prometheus HTTP read API: `/api/v1/query` and `/api/v1/query_range`.
+//! The Prometheus HTTP read API.
 //!
 //! Served with and without Mimir's `/prometheus` prefix, for GET and
-//! form-encoded POST. Evaluation runs on the blocking pool; if the client
-//! goes away, the engine's cancel flag is raised.
+//! form-encoded POST. This module holds `/api/v1/query` and
+//! `/api/v1/query_range` and the helpers every read endpoint shares
+//! (parameters, tenant lookup, the success envelope); the others live in:
+//! - [`series`]: `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`;
+//! - [`metadata`]: `/api/v1/metadata`, `/api/v1/query_exemplars`;
+//! - [`status`]: `/api/v1/status/*`, `/api/v1/format_query`.
+//!
+//! Evaluation and storage reads run on the blocking pool; if the client goes
+//! away, the engine's cancel flag is raised.
 
 pub mod json;
+pub mod metadata;
 pub mod params;
+pub mod series;
+pub mod status;
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_model::{Matcher, Queryable, Series, StorageError, TimeRange};
-use cairn_promql::{QueryError, QueryOptions, QueryResult};
+use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -39,11 +50,13 @@ pub(crate) async fn instant_query(
         None => now_ms(),
     };
     let options = query_options(&params)?;
+    let output = output_options(&params)?;
+    let started = Instant::now();
     let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
         engine.instant_query(queryable, &expr, time, opts)
     })
     .await?;
-    Ok(success(&result))
+    Ok(success(result, &output, started.elapsed()))
 }
 
 pub(crate) async fn range_query(
@@ -79,11 +92,13 @@ pub(crate) async fn range_query(
         ));
     }
     let options = query_options(&params)?;
+    let output = output_options(&params)?;
+    let started = Instant::now();
     let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
         engine.range_query(queryable, &expr, start, end, step, opts)
     })
     .await?;
-    Ok(success(&result))
+    Ok(success(result, &output, started.elapsed()))
 }
 
 /// Reads the query string and, for form-encoded POSTs, the body.
@@ -181,19 +196,66 @@ fn query_error(err: QueryError) -> ApiError {
     }
 }
 
-fn success(result: &QueryResult) -> Response {
+/// What the request asks of the response: `limit` on returned series and
+/// `stats` (any non-empty value adds `data.stats`, as in Prometheus).
+struct OutputOptions {
+    limit: usize,
+    stats: bool,
+}
+
+fn output_options(params: &Params) -> Result<OutputOptions, ApiError> {
+    Ok(OutputOptions {
+        limit: parse_limit(params)?,
+        stats: params.get("stats").is_some(),
+    })
+}
+
+fn success(mut result: QueryResult, output: &OutputOptions, elapsed: Duration) -> Response {
+    // Prometheus's `truncateResults`: vectors and matrices only, with a warning.
+    let limit = output.limit;
+    let truncated = match &mut result.value {
+        Value::Vector(samples) if limit > 0 && samples.len() > limit => {
+            samples.truncate(limit);
+            true
+        }
+        Value::Matrix(series) if limit > 0 && series.len() > limit => {
+            series.truncate(limit);
+            true
+        }
+        _ => false,
+    };
+    if truncated {
+        result
+            .annotations
+            .warnings
+            .push(TRUNCATED_WARNING.to_string());
+    }
     let mut body = String::with_capacity(256);
     body.push_str(r#"{"status":"success","data":"#);
     json::write_query_data(&mut body, &result.value);
+    if output.stats {
+        // Replace the closing brace of `data` with the stats object.
+        body.pop();
+        write_stats(&mut body, &result, elapsed);
+        body.push('}');
+    }
     json::write_string_array_field(&mut body, "warnings", &result.annotations.warnings);
     json::write_string_array_field(&mut body, "infos", &result.annotations.infos);
     body.push('}');
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    json_response(body)
+}
+
+/// `,"stats":{...}` in Prometheus's `stats.BuiltinStats` shape. Cairn times
+/// the whole evaluation only, so that figure is the total and the inner
+/// evaluation time, and the phases it does not have are 0. The engine does
+/// not track its peak sample count, so `peakSamples` is left out.
+fn write_stats(out: &mut String, result: &QueryResult, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    let _ = write!(
+        out,
+        r#","stats":{{"timings":{{"evalTotalTime":{seconds},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{seconds},"execQueueTime":0,"execTotalTime":{seconds}}},"samples":{{"totalQueryableSamples":{}}}}}"#,
+        result.stats.total_samples
+    );
 }
 
 /// The store of a tenant that has never written: no series.
@@ -223,4 +285,215 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Prometheus's warning when `limit` cut a result.
+pub(crate) const TRUNCATED_WARNING: &str = "results truncated due to limit";
+
+/// Prometheus's `MinTime` and `MaxTime` (`web/api/v1`) in milliseconds: the
+/// defaults of `start` and `end`. Anything at or past them is the whole time
+/// line, which storage answers from its index alone.
+const MIN_TIME_MS: i64 = (i64::MIN / 1000 + 62_135_596_801) * 1000;
+const MAX_TIME_MS: i64 = (i64::MAX / 1000 - 62_135_596_801) * 1000 + 999;
+
+/// `start` and `end` as Prometheus's `parseTimeParam` reads them, defaulting
+/// to the whole time line.
+pub(crate) fn time_range(params: &Params) -> Result<TimeRange, ApiError> {
+    let start = time_param(params, "start")?.unwrap_or(i64::MIN);
+    let end = time_param(params, "end")?.unwrap_or(i64::MAX);
+    let start = if start <= MIN_TIME_MS {
+        i64::MIN
+    } else {
+        start
+    };
+    let end = if end >= MAX_TIME_MS { i64::MAX } else { end };
+    Ok(TimeRange::new(start, end))
+}
+
+fn time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(value) => parse_time(value).map(Some).map_err(|e| {
+            ApiError::invalid_param(name, format!("Invalid time value for '{name}': {e}"))
+        }),
+    }
+}
+
+/// Prometheus's `parseLimitParam`: empty is 0 (no limit), negative is an error.
+pub(crate) fn parse_limit(params: &Params) -> Result<usize, ApiError> {
+    let Some(value) = params.get("limit") else {
+        return Ok(0);
+    };
+    let limit = go_atoi(value).map_err(|e| ApiError::invalid_param("limit", e))?;
+    if limit < 0 {
+        return Err(ApiError::invalid_param(
+            "limit",
+            "limit must be non-negative",
+        ));
+    }
+    Ok(limit as usize)
+}
+
+/// Go's `strconv.Atoi` with its error texts.
+pub(crate) fn go_atoi(value: &str) -> Result<i64, String> {
+    let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            go_quote(value)
+        ));
+    }
+    value.parse::<i64>().map_err(|_| {
+        format!(
+            "strconv.Atoi: parsing {}: value out of range",
+            go_quote(value)
+        )
+    })
+}
+
+/// Go's `%q` for the strings error messages quote.
+pub(crate) fn go_quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+const EMPTY_MATCHERS: &str = "match[] must contain at least one non-empty matcher";
+
+/// Prometheus's `parseMatchersParam`: every `match[]` is a series selector,
+/// and each must have at least one matcher that does not match the empty string.
+pub(crate) fn parse_match_params(selectors: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut sets = Vec::with_capacity(selectors.len());
+    for selector in selectors {
+        sets.push(parse_series_selector(selector)?);
+    }
+    for set in &sets {
+        if !set.iter().any(|m| !m.matches_empty()) {
+            return Err(ApiError::bad_data(EMPTY_MATCHERS));
+        }
+    }
+    Ok(sets)
+}
+
+/// One series selector (`metric{label="value",...}`) as storage matchers,
+/// as Prometheus's `parser.ParseMetricSelector`.
+pub(crate) fn parse_series_selector(selector: &str) -> Result<Vec<Matcher>, ApiError> {
+    use promql_parser::parser::Expr;
+    let expr = promql_parser::parser::parse(selector).map_err(|message| {
+        // Go's `ParseMetricSelector` leaves this check to the caller, whose
+        // text is the one clients see.
+        if message.contains("must contain at least one non-empty matcher") {
+            ApiError::bad_data(EMPTY_MATCHERS)
+        } else {
+            ApiError::bad_data(message)
+        }
+    })?;
+    let Expr::VectorSelector(vs) = expr else {
+        return Err(ApiError::bad_data(format!(
+            "parse error: {} is not a series selector",
+            go_quote(selector)
+        )));
+    };
+    if vs.offset.is_some() || vs.at.is_some() {
+        return Err(ApiError::bad_data(format!(
+            "parse error: {} is not a series selector",
+            go_quote(selector)
+        )));
+    }
+    selector_matchers(&vs)
+}
+
+/// The storage matchers of a parsed vector selector (name first).
+pub(crate) fn selector_matchers(
+    vs: &promql_parser::parser::VectorSelector,
+) -> Result<Vec<Matcher>, ApiError> {
+    use cairn_model::{MatchOp, METRIC_NAME};
+    use promql_parser::label::MatchOp as ParserOp;
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(ApiError::bad_data(
+            "`or` inside label matchers is not supported",
+        ));
+    }
+    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        out.push(Matcher::equal(METRIC_NAME, name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            ParserOp::Equal => MatchOp::Equal,
+            ParserOp::NotEqual => MatchOp::NotEqual,
+            ParserOp::Re(_) => MatchOp::RegexMatch,
+            ParserOp::NotRe(_) => MatchOp::RegexNoMatch,
+        };
+        let matcher = match Matcher::new(op, m.name.clone(), m.value.clone()) {
+            Ok(matcher) => matcher,
+            // Go accepts literal braces (`a{b}`) that Rust's regex rejects;
+            // the parser escaped those in its own pattern, so retry with it.
+            Err(err) => match &m.op {
+                ParserOp::Re(re) | ParserOp::NotRe(re) => {
+                    let inner = re
+                        .as_str()
+                        .strip_prefix("^(?:")
+                        .and_then(|s| s.strip_suffix(")$"))
+                        .unwrap_or(re.as_str());
+                    Matcher::new(op, m.name.clone(), inner.to_string())
+                        .map_err(|_| ApiError::bad_data(err.to_string()))?
+                }
+                _ => return Err(ApiError::bad_data(err.to_string())),
+            },
+        };
+        out.push(matcher);
+    }
+    Ok(out)
+}
+
+/// The tenant's store, or `None` when the tenant has never written.
+pub(crate) fn tenant_db(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<cairn_tsdb::Tsdb>>, ApiError> {
+    let tenant = tenant::read_tenant(&state.options.tenancy, headers)?;
+    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
+    Ok(store.get(&tenant))
+}
+
+/// Runs a storage read for the request's tenant on the blocking pool. A
+/// tenant that has never written reads as an empty store.
+pub(crate) async fn run_on_tenant<T, F>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    read: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
+{
+    let db = tenant_db(state, headers)?;
+    tokio::task::spawn_blocking(move || {
+        let queryable: &dyn Queryable = match &db {
+            Some(db) => db.as_ref(),
+            None => &EmptyStore,
+        };
+        read(queryable)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
+    .map_err(|e| query_error(QueryError::Storage(e)))
+}
+
+/// `{"status":"success","data":<data>}` with `warnings` when there are any.
+pub(crate) fn success_data(data: &str, warnings: &[String]) -> Response {
+    let mut body = String::with_capacity(data.len() + 64);
+    body.push_str(r#"{"status":"success","data":"#);
+    body.push_str(data);
+    json::write_string_array_field(&mut body, "warnings", warnings);
+    body.push('}');
+    json_response(body)
+}
+
+pub(crate) fn json_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

@@ -193,6 +193,39 @@ impl Cairn {
         (status, json)
     }
 
+    /// Form-encoded POST on a read path; returns status and JSON.
+    pub fn post_form_json(
+        &self,
+        tenant: Option<&str>,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let body: String = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_escape(k), form_escape(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut builder = self
+            .client
+            .post(self.url(path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(tenant) = tenant {
+            builder = builder.header("X-Scope-OrgID", tenant);
+        }
+        let response = builder.send().expect("read request");
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        let json =
+            serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+        (status, json)
+    }
+
+    /// The raw HTTP client, for requests the helpers do not cover.
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
     /// A successful range query's `data.result`.
     pub fn query_range(
         &self,
@@ -306,4 +339,19 @@ pub fn points(series: &serde_json::Value) -> Vec<(i64, f64)> {
             (t, v)
         })
         .collect()
+}
+
+/// `application/x-www-form-urlencoded` escaping of one key or value.
+pub fn form_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }

@@ -1,0 +1,429 @@
+//! The Prometheus HTTP read API beyond `query`/`query_range`: series, labels,
+//! label values, metadata, exemplars, status endpoints, `stats` and `limit`,
+//! against the real binary. Every endpoint is checked with and without the
+//! `/prometheus` prefix, as GET and as form-encoded POST, for one tenant only;
+//! error texts are Prometheus's (`web/api/v1/api.go`).
+
+mod support;
+
+use cairn_ingest::prompb;
+use serde_json::{json, Value};
+use support::{labels, now_minute_ms, series, Cairn};
+
+const TENANT: &str = "team-a";
+const OTHER: &str = "team-b";
+
+/// Pushes a small fixed data set; returns the timestamp of the first sample.
+fn seed(cairn: &Cairn) -> i64 {
+    let base = now_minute_ms() - 10 * 60_000;
+    let samples: Vec<(i64, f64)> = (0..8).map(|i| (base + i * 15_000, i as f64)).collect();
+    let mut with_exemplar = series(
+        &[
+            ("__name__", "http_requests_total"),
+            ("code", "200"),
+            ("instance", "a"),
+            ("job", "api"),
+        ],
+        &samples,
+    );
+    with_exemplar.exemplars.push(prompb::Exemplar {
+        labels: labels(&[("trace_id", "abc123")]),
+        value: 3.0,
+        timestamp: base + 45_000,
+    });
+    let mut request = support::write_request(vec![
+        with_exemplar,
+        series(
+            &[
+                ("__name__", "http_requests_total"),
+                ("code", "500"),
+                ("instance", "b"),
+                ("job", "api"),
+            ],
+            &samples,
+        ),
+        series(
+            &[("__name__", "up"), ("instance", "a"), ("job", "api")],
+            &samples,
+        ),
+    ]);
+    request.metadata.push(prompb::MetricMetadata {
+        r#type: prompb::metric_metadata::MetricType::Counter as i32,
+        metric_family_name: "http_requests_total".into(),
+        help: "Total requests.".into(),
+        unit: String::new(),
+    });
+    request.metadata.push(prompb::MetricMetadata {
+        r#type: prompb::metric_metadata::MetricType::Gauge as i32,
+        metric_family_name: "up".into(),
+        help: "Whether the target is up.".into(),
+        unit: String::new(),
+    });
+    assert_eq!(cairn.push(Some(TENANT), &request).0, 200);
+    let other = support::write_request(vec![series(
+        &[("__name__", "temperature"), ("room", "kitchen")],
+        &samples,
+    )]);
+    assert_eq!(cairn.push(Some(OTHER), &other).0, 200);
+    base
+}
+
+/// The same request four ways (prefix or not, GET or POST); all must agree.
+fn read_all_ways(cairn: &Cairn, tenant: &str, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
+    let first = cairn.get_json(Some(tenant), path, params);
+    for prefix in ["", "/prometheus"] {
+        let full = format!("{prefix}{path}");
+        let get = cairn.get_json(Some(tenant), &full, params);
+        assert_eq!(get, first, "GET {full} {params:?}");
+        let post = cairn.post_form_json(Some(tenant), &full, params);
+        assert_eq!(post, first, "POST {full} {params:?}");
+    }
+    first
+}
+
+fn ok_data(cairn: &Cairn, tenant: &str, path: &str, params: &[(&str, &str)]) -> Value {
+    let (status, body) = read_all_ways(cairn, tenant, path, params);
+    assert_eq!(status, 200, "{path} {params:?}: {body}");
+    assert_eq!(body["status"], "success");
+    assert!(body.get("warnings").is_none(), "{body}");
+    body["data"].clone()
+}
+
+fn bad_data(cairn: &Cairn, path: &str, params: &[(&str, &str)]) -> String {
+    let (status, body) = read_all_ways(cairn, TENANT, path, params);
+    assert_eq!(status, 400, "{path} {params:?}: {body}");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "bad_data");
+    body["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn series_labels_and_label_values_answer_as_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    let base = seed(&cairn);
+
+    // Series: sorted, unioned over match[], deduplicated.
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/series",
+        &[
+            ("match[]", "http_requests_total"),
+            ("match[]", r#"{instance="a"}"#),
+        ],
+    );
+    assert_eq!(
+        data,
+        json!([
+            {"__name__":"http_requests_total","code":"200","instance":"a","job":"api"},
+            {"__name__":"http_requests_total","code":"500","instance":"b","job":"api"},
+            {"__name__":"up","instance":"a","job":"api"},
+        ])
+    );
+    // Grafana's series-mode metric browser selector.
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/series",
+        &[("match[]", r#"{__name__!=""}"#), ("limit", "40000")],
+    );
+    assert_eq!(data.as_array().unwrap().len(), 3);
+    // Time bounds: nothing before the first sample.
+    let before = ((base - 600_000) / 1000).to_string();
+    let just_before = ((base - 1_000) / 1000).to_string();
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/series",
+        &[("match[]", "up"), ("start", &before), ("end", &just_before)],
+    );
+    assert_eq!(data, json!([]));
+    // Another tenant's data is invisible.
+    let data = ok_data(&cairn, OTHER, "/api/v1/series", &[("match[]", "up")]);
+    assert_eq!(data, json!([]));
+    let data = ok_data(&cairn, "nobody", "/api/v1/labels", &[]);
+    assert_eq!(data, json!([]));
+
+    // Limit: truncated with a warning, only when something was cut.
+    let (status, body) = read_all_ways(
+        &cairn,
+        TENANT,
+        "/api/v1/series",
+        &[("match[]", "http_requests_total"), ("limit", "1")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/series",
+        &[("match[]", "http_requests_total"), ("limit", "2")],
+    );
+
+    // Label names.
+    let data = ok_data(&cairn, TENANT, "/api/v1/labels", &[]);
+    assert_eq!(data, json!(["__name__", "code", "instance", "job"]));
+    let data = ok_data(&cairn, TENANT, "/api/v1/labels", &[("match[]", "up")]);
+    assert_eq!(data, json!(["__name__", "instance", "job"]));
+    let data = ok_data(&cairn, OTHER, "/api/v1/labels", &[]);
+    assert_eq!(data, json!(["__name__", "room"]));
+    let (_, body) = read_all_ways(&cairn, TENANT, "/api/v1/labels", &[("limit", "2")]);
+    assert_eq!(body["data"], json!(["__name__", "code"]));
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+
+    // Label values, including Grafana's metric list and the U__ escape.
+    let data = ok_data(&cairn, TENANT, "/api/v1/label/__name__/values", &[]);
+    assert_eq!(data, json!(["http_requests_total", "up"]));
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/label/instance/values",
+        &[("match[]", "up"), ("match[]", r#"{code="500"}"#)],
+    );
+    assert_eq!(data, json!(["a", "b"]));
+    let data = ok_data(&cairn, TENANT, "/api/v1/label/U__job/values", &[]);
+    assert_eq!(data, json!(["api"]));
+    let data = ok_data(&cairn, TENANT, "/api/v1/label/missing/values", &[]);
+    assert_eq!(data, json!([]));
+    let (_, body) = read_all_ways(
+        &cairn,
+        TENANT,
+        "/api/v1/label/code/values",
+        &[("limit", "1")],
+    );
+    assert_eq!(body["data"], json!(["200"]));
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+
+    // Errors, with Prometheus's texts.
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/series", &[]),
+        "no match[] parameter provided"
+    );
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/series", &[("match[]", r#"{job=~".*"}"#)]),
+        "match[] must contain at least one non-empty matcher"
+    );
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/labels", &[("match[]", r#"{job=""}"#)]),
+        "match[] must contain at least one non-empty matcher"
+    );
+    bad_data(&cairn, "/api/v1/series", &[("match[]", "up{")]);
+    bad_data(&cairn, "/api/v1/series", &[("match[]", "rate(up[5m])")]);
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/labels", &[("limit", "abc")]),
+        r#"invalid parameter "limit": strconv.Atoi: parsing "abc": invalid syntax"#
+    );
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/label/job/values", &[("limit", "-1")]),
+        r#"invalid parameter "limit": limit must be non-negative"#
+    );
+    assert_eq!(
+        bad_data(
+            &cairn,
+            "/api/v1/series",
+            &[("match[]", "up"), ("start", "yesterday")]
+        ),
+        r#"invalid parameter "start": Invalid time value for 'start': cannot parse "yesterday" to a valid timestamp"#
+    );
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/labels", &[("end", "x")]),
+        r#"invalid parameter "end": Invalid time value for 'end': cannot parse "x" to a valid timestamp"#
+    );
+
+    // No tenant: Mimir's 401.
+    let (status, body) = cairn.get_json(None, "/prometheus/api/v1/labels", &[]);
+    assert_eq!(status, 401, "{body}");
+}
+
+#[test]
+fn metadata_and_exemplars_come_from_remote_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    let base = seed(&cairn);
+
+    let data = ok_data(&cairn, TENANT, "/api/v1/metadata", &[]);
+    assert_eq!(
+        data,
+        json!({
+            "http_requests_total": [{"type":"counter","help":"Total requests.","unit":""}],
+            "up": [{"type":"gauge","help":"Whether the target is up.","unit":""}],
+        })
+    );
+    let data = ok_data(&cairn, TENANT, "/api/v1/metadata", &[("metric", "up")]);
+    assert_eq!(data.as_object().unwrap().len(), 1);
+    assert!(data.get("up").is_some());
+    let data = ok_data(&cairn, TENANT, "/api/v1/metadata", &[("limit", "1")]);
+    assert_eq!(data.as_object().unwrap().len(), 1);
+    let data = ok_data(&cairn, TENANT, "/api/v1/metadata", &[("limit", "0")]);
+    assert_eq!(data, json!({}));
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/metadata",
+        &[("limit_per_metric", "1")],
+    );
+    assert_eq!(data.as_object().unwrap().len(), 2);
+    let data = ok_data(&cairn, OTHER, "/api/v1/metadata", &[]);
+    assert_eq!(data, json!({}));
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/metadata", &[("limit", "x")]),
+        "limit must be a number"
+    );
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/metadata", &[("limit_per_metric", "x")]),
+        "limit_per_metric must be a number"
+    );
+
+    let start = ((base - 60_000) / 1000).to_string();
+    let end = ((base + 600_000) / 1000).to_string();
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/query_exemplars",
+        &[
+            ("query", "sum(rate(http_requests_total[5m]))"),
+            ("start", &start),
+            ("end", &end),
+        ],
+    );
+    // Whole seconds are written without a fraction, as Prometheus does.
+    let exemplar_time = (base + 45_000) / 1000;
+    assert_eq!(
+        data,
+        json!([{
+            "seriesLabels": {"__name__":"http_requests_total","code":"200","instance":"a","job":"api"},
+            "exemplars": [{"labels":{"trace_id":"abc123"},"value":"3","timestamp":exemplar_time}],
+        }])
+    );
+    // Outside the exemplar's time, for another tenant, or without selectors.
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/query_exemplars",
+        &[("query", "up"), ("start", &start), ("end", &end)],
+    );
+    assert_eq!(data, json!([]));
+    let data = ok_data(
+        &cairn,
+        OTHER,
+        "/api/v1/query_exemplars",
+        &[("query", "http_requests_total")],
+    );
+    assert_eq!(data, json!([]));
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/query_exemplars",
+        &[("query", "1+1")],
+    );
+    assert_eq!(data, Value::Null);
+    assert_eq!(
+        bad_data(
+            &cairn,
+            "/api/v1/query_exemplars",
+            &[("query", "up"), ("start", "10"), ("end", "5")]
+        ),
+        "end timestamp must not be before start timestamp"
+    );
+    bad_data(&cairn, "/api/v1/query_exemplars", &[("query", "sum(")]);
+}
+
+#[test]
+fn status_endpoints_stats_and_query_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    let base = seed(&cairn);
+
+    for path in [
+        "/api/v1/status/buildinfo",
+        "/prometheus/api/v1/status/buildinfo",
+    ] {
+        let (status, body) = cairn.get_json(Some(TENANT), path, &[]);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(body["data"]["application"], "Cairn");
+        let features = body["data"]["features"].as_object().unwrap();
+        assert!(!features.is_empty());
+        assert!(features.values().all(|v| v == "true" || v == "false"));
+    }
+    let (status, body) = cairn.get_json(Some(TENANT), "/api/v1/status/config", &[]);
+    assert_eq!((status, &body["data"]), (200, &json!({"yaml": ""})));
+    let (status, body) = cairn.get_json(Some(TENANT), "/api/v1/status/flags", &[]);
+    assert_eq!((status, &body["data"]), (200, &json!({})));
+
+    let data = ok_data(
+        &cairn,
+        TENANT,
+        "/api/v1/format_query",
+        &[("query", "sum  by(job)(rate(up[5m] ))")],
+    );
+    assert_eq!(data, json!("sum by (job) (rate(up[5m]))"));
+    let error = bad_data(&cairn, "/api/v1/format_query", &[("query", "sum(")]);
+    assert!(
+        error.starts_with(r#"invalid parameter "query": "#),
+        "{error}"
+    );
+
+    // stats: samples loaded, in Prometheus's shape.
+    let time = ((base + 105_000) / 1000).to_string();
+    // (Timings differ per request, so each way is checked on its own.)
+    let params = [
+        ("query", "sum_over_time(http_requests_total[1m])"),
+        ("time", time.as_str()),
+        ("stats", "all"),
+    ];
+    for (status, body) in [
+        cairn.get_json(Some(TENANT), "/prometheus/api/v1/query", &params),
+        cairn.post_form_json(Some(TENANT), "/api/v1/query", &params),
+    ] {
+        assert_eq!(status, 200, "{body}");
+        // Two series, four samples each in (t-1m, t].
+        assert_eq!(body["data"]["stats"]["samples"]["totalQueryableSamples"], 8);
+        assert!(body["data"]["stats"]["timings"]["execTotalTime"].is_number());
+        assert_eq!(body["data"]["resultType"], "vector");
+        assert_eq!(body["data"]["result"].as_array().unwrap().len(), 2);
+    }
+    let (_, without) = cairn.get_json(
+        Some(TENANT),
+        "/api/v1/query",
+        &[("query", "up"), ("time", &time)],
+    );
+    assert!(without["data"].get("stats").is_none());
+
+    // limit on query endpoints truncates vectors and matrices with a warning.
+    let (status, body) = read_all_ways(
+        &cairn,
+        TENANT,
+        "/api/v1/query",
+        &[
+            ("query", "http_requests_total"),
+            ("time", &time),
+            ("limit", "1"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["result"].as_array().unwrap().len(), 1);
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    let start = (base / 1000).to_string();
+    let (status, body) = read_all_ways(
+        &cairn,
+        TENANT,
+        "/api/v1/query_range",
+        &[
+            ("query", "http_requests_total"),
+            ("start", &start),
+            ("end", &time),
+            ("step", "15"),
+            ("limit", "1"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["result"].as_array().unwrap().len(), 1);
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    assert_eq!(
+        bad_data(&cairn, "/api/v1/query", &[("query", "up"), ("limit", "-3")]),
+        r#"invalid parameter "limit": limit must be non-negative"#
+    );
+}
