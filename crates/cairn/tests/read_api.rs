@@ -203,7 +203,7 @@ fn series_labels_and_label_values_answer_as_prometheus() {
     );
     assert_eq!(
         bad_data(&cairn, "/api/v1/series", &[("match[]", r#"{job=~".*"}"#)]),
-        "match[] must contain at least one non-empty matcher"
+        r#"invalid parameter "match[]": match[] must contain at least one non-empty matcher"#
     );
     assert_eq!(
         bad_data(&cairn, "/api/v1/labels", &[("match[]", r#"{job=""}"#)]),

@@ -45,10 +45,8 @@ pub(crate) async fn instant_query(
 ) -> Result<Response, ApiError> {
     let params = request_params(&headers, query.as_deref(), &body);
     let expr = params.get("query").unwrap_or_default().to_string();
-    let time = match params.get("time") {
-        Some(t) => parse_time(t).map_err(|e| ApiError::invalid_param("time", e))?,
-        None => now_ms(),
-    };
+    // Prometheus reads `time` with `parseTimeParam`, whose error names it twice.
+    let time = time_param(&params, "time")?.unwrap_or_else(now_ms);
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();

@@ -38,7 +38,10 @@ pub(crate) async fn series(
     }
     let range = time_range(&params)?;
     let limit = parse_limit(&params)?;
-    let matcher_sets = parse_match_params(&selectors)?;
+    // Unlike labels and label values, series wraps matcher errors as an
+    // invalid `match[]` parameter (Prometheus's `series`).
+    let matcher_sets = parse_match_params(&selectors)
+        .map_err(|e| ApiError::invalid_param("match[]", e.message))?;
     let found = run_on_tenant(&state, &headers, move |db| {
         let mut all: BTreeSet<Labels> = BTreeSet::new();
         for matchers in &matcher_sets {
