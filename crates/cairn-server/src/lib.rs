@@ -7,8 +7,10 @@
 //! - [`tenant`] turns request headers into a validated [`cairn_model::TenantId`].
 //! - [`push`] is the remote-write endpoint: size-capped body, decode,
 //!   validate, append to the tenant's WAL and head, answer.
-//! - [`query`] is the Prometheus read API (`/api/v1/query`, `query_range`)
-//!   with Prometheus's parameter rules and JSON envelope.
+//! - [`query`] is the Prometheus HTTP read API (query, query_range, series,
+//!   labels, label values, metadata, exemplars, status) with Prometheus's
+//!   parameter rules and JSON envelope.
+//! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
 
@@ -16,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod push;
 pub mod query;
+pub mod remote_read;
 pub mod tenant;
 
 mod app;

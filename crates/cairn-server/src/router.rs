@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::AppState;
-use crate::{push, query};
+use crate::{push, query, remote_read};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -49,7 +49,8 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/status/buildinfo", get(query::status::buildinfo))
         .route("/api/v1/status/config", get(query::status::config))
-        .route("/api/v1/status/flags", get(query::status::flags));
+        .route("/api/v1/status/flags", get(query::status::flags))
+        .route("/api/v1/read", post(remote_read::read));
     Router::new()
         .route("/api/v1/push", post(push::push))
         .merge(read_api.clone())

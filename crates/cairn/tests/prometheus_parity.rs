@@ -806,3 +806,197 @@ fn cairn_answers_like_prometheus_over_the_same_remote_write_data() {
     );
     assert!(INSTANT_QUERIES.len() + RANGE_QUERIES.len() >= 50);
 }
+
+/// The Cairn tenant when multi-tenancy is off (Prometheus 2.42's
+/// `remote_read.headers` and promtool's instant/series/labels commands send
+/// no tenant header, so these tests run Cairn single-tenant).
+const SINGLE_TENANT_CONFIG: &str = "tenancy:\n  multitenancy_enabled: false\n";
+
+/// Data only Cairn has: two series of `cairn_only_metric`, the last 20
+/// minutes at 15 s, one of them ending in a staleness marker.
+fn cairn_only_data(now_ms: i64) -> prompb::WriteRequest {
+    let start = now_ms - 20 * 60_000;
+    let at = |i: i64| start + i * STEP_MS + SAMPLE_OFFSET_MS;
+    let mut stale: Vec<(i64, f64)> = (0..40).map(|i| (at(i), i as f64 * 0.5)).collect();
+    stale.push((at(40), f64::from_bits(0x7ff0_0000_0000_0002)));
+    prompb::WriteRequest {
+        timeseries: vec![
+            series_with(
+                &[
+                    ("__name__", "cairn_only_metric"),
+                    ("instance", "a"),
+                    ("job", "remote"),
+                ],
+                (0..80).map(|i| (at(i), i as f64 * 1.25)).collect(),
+            ),
+            series_with(
+                &[
+                    ("__name__", "cairn_only_metric"),
+                    ("instance", "b"),
+                    ("job", "remote"),
+                ],
+                stale,
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn prometheus_remote_read_returns_data_that_lives_only_in_cairn() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), SINGLE_TENANT_CONFIG);
+    let now = now_minute_ms();
+    let (status, body) = cairn.push(None, &cairn_only_data(now));
+    assert_eq!(status, 200, "{body}");
+    let prometheus = Prometheus::start(
+        &[],
+        &format!(
+            "global:\n  scrape_interval: 15s\nremote_read:\n  - url: http://{}/prometheus/api/v1/read\n    read_recent: true\n",
+            cairn.address
+        ),
+    );
+    let seconds = |ms: i64| format!("{}", ms as f64 / 1000.0);
+    let eval = now - 5 * 60_000 + EVAL_OFFSET_MS;
+    let time = seconds(eval);
+    for query in [
+        "cairn_only_metric",
+        r#"{__name__=~"cairn_only_.*",instance!="b"}"#,
+        "cairn_only_metric offset 10m",
+        "max_over_time(cairn_only_metric[3m])",
+    ] {
+        let params = [("query", query), ("time", time.as_str())];
+        let (cairn_status, from_cairn) = cairn.get_json(None, "/api/v1/query", &params);
+        let (prom_status, from_prometheus) = prometheus.get_json("/api/v1/query", &params);
+        assert_eq!((cairn_status, prom_status), (200, 200), "{from_prometheus}");
+        assert!(
+            !from_cairn["data"]["result"].as_array().unwrap().is_empty(),
+            "{query}: {from_cairn}"
+        );
+        assert_eq!(
+            normalized(from_prometheus["data"].clone(), false),
+            normalized(from_cairn["data"].clone(), false),
+            "{query}"
+        );
+    }
+    // A range over the staleness marker: the stale series ends in both.
+    let start = seconds(now - 19 * 60_000 + EVAL_OFFSET_MS);
+    let end = seconds(now - EVAL_OFFSET_MS);
+    let params = [
+        ("query", "cairn_only_metric"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("step", "30"),
+    ];
+    let (_, from_cairn) = cairn.get_json(None, "/api/v1/query_range", &params);
+    let (prom_status, from_prometheus) = prometheus.get_json("/api/v1/query_range", &params);
+    assert_eq!(prom_status, 200, "{from_prometheus}");
+    assert_eq!(from_prometheus["data"], from_cairn["data"]);
+    assert_eq!(from_cairn["data"]["result"].as_array().unwrap().len(), 2);
+}
+
+/// Runs promtool with `args`, returning its JSON output.
+fn promtool_json(args: &[&str]) -> Value {
+    let binary = std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into());
+    let output = Command::new(&binary)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary} (Debian's prometheus package): {e}"));
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "promtool {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[test]
+fn promtool_queries_cairn() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), SINGLE_TENANT_CONFIG);
+    let now = now_minute_ms();
+    assert_eq!(cairn.push(None, &cairn_only_data(now)).0, 200);
+    let server = cairn.url("/prometheus");
+    let seconds = |ms: i64| format!("{}", ms as f64 / 1000.0);
+    let time = seconds(now - 5 * 60_000 + EVAL_OFFSET_MS);
+
+    let instant = promtool_json(&[
+        "query",
+        "instant",
+        "--format=json",
+        &format!("--time={time}"),
+        &server,
+        "cairn_only_metric",
+    ]);
+    let (_, api) = cairn.get_json(
+        None,
+        "/api/v1/query",
+        &[("query", "cairn_only_metric"), ("time", &time)],
+    );
+    assert_eq!(
+        normalized(json_vector(instant), false),
+        normalized(api["data"].clone(), false)
+    );
+
+    let start = seconds(now - 15 * 60_000);
+    let end = seconds(now - 60_000);
+    let range = promtool_json(&[
+        "query",
+        "range",
+        "--format=json",
+        &format!("--start={start}"),
+        &format!("--end={end}"),
+        "--step=1m",
+        &server,
+        r#"cairn_only_metric{instance="a"}"#,
+    ]);
+    let (_, api) = cairn.get_json(
+        None,
+        "/api/v1/query_range",
+        &[
+            ("query", r#"cairn_only_metric{instance="a"}"#),
+            ("start", &start),
+            ("end", &end),
+            ("step", "60"),
+        ],
+    );
+    assert_eq!(range, api["data"]["result"]);
+    assert_eq!(range.as_array().unwrap().len(), 1);
+
+    let series = promtool_json(&[
+        "query",
+        "series",
+        "--format=json",
+        "--match=cairn_only_metric",
+        &server,
+    ]);
+    assert_eq!(
+        series,
+        serde_json::json!([
+            {"__name__":"cairn_only_metric","instance":"a","job":"remote"},
+            {"__name__":"cairn_only_metric","instance":"b","job":"remote"},
+        ])
+    );
+    let labels = promtool_json(&["query", "labels", "--format=json", &server, "instance"]);
+    assert_eq!(labels, serde_json::json!(["a", "b"]));
+    let labels = promtool_json(&[
+        "query",
+        "labels",
+        "--format=json",
+        "--match=cairn_only_metric",
+        &server,
+        "__name__",
+    ]);
+    assert_eq!(labels, serde_json::json!(["cairn_only_metric"]));
+}
+
+/// promtool prints an instant vector as the bare result list; wraps it as
+/// the API's `data` for comparison.
+fn json_vector(result: Value) -> Value {
+    serde_json::json!({"resultType": "vector", "result": result})
+}

@@ -427,3 +427,118 @@ fn status_endpoints_stats_and_query_limit() {
         r#"invalid parameter "limit": limit must be non-negative"#
     );
 }
+
+/// Sends a remote read request; returns status and the decoded response.
+fn remote_read(
+    cairn: &Cairn,
+    tenant: Option<&str>,
+    path: &str,
+    request: &prompb::ReadRequest,
+) -> (u16, Option<prompb::ReadResponse>) {
+    use prost::Message;
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    let mut builder = cairn
+        .client()
+        .post(cairn.url(path))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body);
+    if let Some(tenant) = tenant {
+        builder = builder.header("X-Scope-OrgID", tenant);
+    }
+    let response = builder.send().unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().unwrap();
+    if status != 200 {
+        return (status, None);
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(&bytes).unwrap();
+    (
+        status,
+        Some(prompb::ReadResponse::decode(raw.as_slice()).unwrap()),
+    )
+}
+
+#[test]
+fn remote_read_returns_the_tenants_raw_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    let base = seed(&cairn);
+    let matcher =
+        |r#type: prompb::label_matcher::Type, name: &str, value: &str| prompb::LabelMatcher {
+            r#type: r#type as i32,
+            name: name.into(),
+            value: value.into(),
+        };
+    use prompb::label_matcher::Type;
+    let request = prompb::ReadRequest {
+        queries: vec![
+            prompb::Query {
+                start_timestamp_ms: base + 15_000,
+                end_timestamp_ms: base + 45_000,
+                matchers: vec![
+                    matcher(Type::Eq, "__name__", "http_requests_total"),
+                    matcher(Type::Re, "code", "5.."),
+                ],
+                hints: None,
+            },
+            prompb::Query {
+                start_timestamp_ms: base,
+                end_timestamp_ms: base + 600_000,
+                matchers: vec![matcher(Type::Nre, "__name__", "http_.*|up")],
+                hints: None,
+            },
+        ],
+        accepted_response_types: vec![prompb::read_request::ResponseType::Samples as i32],
+    };
+    for path in ["/api/v1/read", "/prometheus/api/v1/read"] {
+        let (status, response) = remote_read(&cairn, Some(TENANT), path, &request);
+        assert_eq!(status, 200);
+        let response = response.unwrap();
+        assert_eq!(response.results.len(), 2);
+        let first = &response.results[0].timeseries;
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            first[0].labels,
+            labels(&[
+                ("__name__", "http_requests_total"),
+                ("code", "500"),
+                ("instance", "b"),
+                ("job", "api"),
+            ])
+        );
+        let samples: Vec<(i64, f64)> = first[0]
+            .samples
+            .iter()
+            .map(|s| (s.timestamp, s.value))
+            .collect();
+        assert_eq!(
+            samples,
+            vec![
+                (base + 15_000, 1.0),
+                (base + 30_000, 2.0),
+                (base + 45_000, 3.0)
+            ]
+        );
+        // Nothing of this tenant's matches the second query.
+        assert!(response.results[1].timeseries.is_empty());
+    }
+    // The other tenant sees only its own series.
+    let (_, response) = remote_read(&cairn, Some(OTHER), "/api/v1/read", &request);
+    let response = response.unwrap();
+    assert!(response.results[0].timeseries.is_empty());
+    assert_eq!(response.results[1].timeseries.len(), 1);
+    // No tenant: 401. Only streamed chunks accepted: 400 (not offered).
+    assert_eq!(remote_read(&cairn, None, "/api/v1/read", &request).0, 401);
+    let streamed_only = prompb::ReadRequest {
+        accepted_response_types: vec![prompb::read_request::ResponseType::StreamedXorChunks as i32],
+        ..request
+    };
+    assert_eq!(
+        remote_read(&cairn, Some(TENANT), "/api/v1/read", &streamed_only).0,
+        400
+    );
+}
