@@ -10,10 +10,12 @@
 //! - [`Matcher`] is one label matcher (`=`, `!=`, `=~`, `!~`), regexes fully anchored.
 //! - [`Queryable`] is the seam between the PromQL engine and storage: the
 //!   engine asks for series by matchers and time range and never sees the head.
+//! - [`parse_duration_ms`] reads Prometheus duration notation (`1h30m`).
 //! - [`SeriesSamples`], [`Exemplar`], [`MetricMetadata`] are what the write
 //!   path hands to storage; [`DiscardReason`] names why a sample was dropped.
 
 mod discard;
+mod duration;
 mod labels;
 mod matcher;
 mod queryable;
@@ -22,6 +24,7 @@ mod tenant;
 mod write;
 
 pub use discard::DiscardReason;
+pub use duration::{parse_duration_ms, DisplayDuration, DurationError};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{Queryable, Series, StorageError, TimeRange};

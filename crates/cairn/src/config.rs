@@ -4,11 +4,11 @@
 //! comment per field, taken from [`FIELD_DOCS`]; a test keeps the two in
 //! step. Unknown keys are an error that names the key.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use cairn_ingest::{DecodeLimits, ValidationLimits};
+use cairn_model::{parse_duration_ms, DisplayDuration};
 use cairn_promql::EngineOptions;
 use cairn_server::tenant::TenancyOptions;
 use cairn_server::ServerOptions;
@@ -323,38 +323,20 @@ fn write_commented(out: &mut String, value: &serde_yaml::Value, path: &str, dept
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PromDuration(pub i64);
 
-impl fmt::Display for PromDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0;
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Serialize for PromDuration {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
+        serializer.serialize_str(&DisplayDuration(self.0).to_string())
     }
 }
 
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        cairn_server::query::params::parse_prometheus_duration(&text)
-            .map(PromDuration)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?} (use Prometheus notation such as 30s, 10m, 1h30m)"
-                ))
-            })
+        parse_duration_ms(&text).map(PromDuration).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} (use Prometheus notation such as 30s, 10m, 1h30m)"
+            ))
+        })
     }
 }
 

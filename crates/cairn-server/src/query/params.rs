@@ -1,6 +1,7 @@
 //! Request parameters with Prometheus's parsing rules (`web/api/v1/api.go`
 //! `parseTime`, `parseDuration`; `model.ParseDuration`).
 
+use cairn_model::parse_duration_ms;
 use chrono::DateTime;
 
 /// Parameters from the URL query string and, for form-encoded POSTs, the
@@ -82,7 +83,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         return Ok(ms.round() as i64);
     }
-    parse_prometheus_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+    parse_duration_ms(s).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }
 
 /// Go's `strconv.ParseFloat` accepts what Rust's does plus `Inf`/`+Inf`/`infinity`
@@ -90,52 +91,6 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 /// Both reject empty strings. Hex floats are rare enough to ignore.
 fn parse_go_float(s: &str) -> Option<f64> {
     s.parse::<f64>().ok()
-}
-
-/// `model.ParseDuration`: `[0-9]+(y|w|d|h|m|s|ms)` parts, largest unit first,
-/// each unit at most once; `0` alone is allowed. Result in milliseconds.
-pub fn parse_prometheus_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 24 * 3600 * 1000),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let bytes = s.as_bytes();
-    let mut pos = 0;
-    let mut total: i64 = 0;
-    let mut last_unit_index: Option<usize> = None;
-    while pos < bytes.len() {
-        let digits_start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-            pos += 1;
-        }
-        if pos == digits_start {
-            return None;
-        }
-        let number: i64 = s[digits_start..pos].parse().ok()?;
-        let unit_start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_alphabetic() {
-            pos += 1;
-        }
-        let unit = &s[unit_start..pos];
-        let index = UNITS.iter().position(|(u, _)| *u == unit)?;
-        if last_unit_index.is_some_and(|last| index <= last) {
-            return None;
-        }
-        last_unit_index = Some(index);
-        total = total.checked_add(number.checked_mul(UNITS[index].1)?)?;
-    }
-    Some(total)
 }
 
 #[cfg(test)]
