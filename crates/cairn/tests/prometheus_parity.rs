@@ -54,9 +54,10 @@ impl Prometheus {
         let binary = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml).unwrap();
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
+        // `SELF_ADDRESS` in the configuration is this Prometheus's own address.
+        std::fs::write(&config, config_yaml.replace("SELF_ADDRESS", &address)).unwrap();
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -999,4 +1000,81 @@ fn promtool_queries_cairn() {
 /// the API's `data` for comparison.
 fn json_vector(result: Value) -> Value {
     serde_json::json!({"resultType": "vector", "result": result})
+}
+
+/// Prometheus keeps no metadata from remote write, so metadata parity comes
+/// from scraping: Prometheus scrapes itself and remote-writes (samples and
+/// metadata) to Cairn; Cairn's `/api/v1/metadata` must then equal
+/// Prometheus's, which it builds from the same scrape.
+#[test]
+fn metadata_sent_by_prometheus_matches_its_own_metadata_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), SINGLE_TENANT_CONFIG);
+    let prometheus = Prometheus::start(
+        &[],
+        &format!(
+            r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["SELF_ADDRESS"]
+remote_write:
+  - url: http://{}/api/v1/push
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+    metadata_config:
+      send: true
+      send_interval: 1s
+"#,
+            cairn.address
+        ),
+    );
+    let started = Instant::now();
+    let (mut from_cairn, mut from_prometheus);
+    loop {
+        from_cairn = cairn.get_json(None, "/api/v1/metadata", &[]).1["data"].clone();
+        from_prometheus = prometheus.get_json("/api/v1/metadata", &[]).1["data"].clone();
+        let count = |v: &Value| v.as_object().map_or(0, |o| o.len());
+        if count(&from_prometheus) > 50 && from_cairn == from_prometheus {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "metadata never converged: cairn has {} metrics, prometheus {}; only in prometheus: {:?}",
+            count(&from_cairn),
+            count(&from_prometheus),
+            from_prometheus
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| from_cairn.get(k.as_str()) != Some(v))
+                .map(|(k, _)| k.clone())
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for params in [
+        vec![("metric", "prometheus_build_info")],
+        vec![("metric", "no_such_metric")],
+    ] {
+        let cairn_data = cairn.get_json(None, "/api/v1/metadata", &params).1["data"].clone();
+        let prom_data = prometheus.get_json("/api/v1/metadata", &params).1["data"].clone();
+        assert_eq!(cairn_data, prom_data, "{params:?}");
+    }
+    // `limit` keeps that many metrics (which ones is Go map order in
+    // Prometheus, so only the count is compared).
+    for limit in ["0", "3"] {
+        let params = [("limit", limit)];
+        let cairn_data = cairn.get_json(None, "/api/v1/metadata", &params).1["data"].clone();
+        let prom_data = prometheus.get_json("/api/v1/metadata", &params).1["data"].clone();
+        assert_eq!(
+            cairn_data.as_object().unwrap().len(),
+            prom_data.as_object().unwrap().len(),
+            "limit={limit}"
+        );
+    }
 }

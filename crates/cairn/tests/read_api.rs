@@ -542,3 +542,102 @@ fn remote_read_returns_the_tenants_raw_samples() {
         400
     );
 }
+
+/// Replays what Grafana's Prometheus data source sends (grafana/grafana
+/// `pkg/promlib`, `packages/grafana-prometheus`), in order, as form POSTs
+/// where Grafana uses POST (its default HTTP method) and GET where it only
+/// uses GET:
+/// 1. "Save & test": `POST api/v1/query` with `query=1+1&time=4`; any error
+///    fails the test. Then `GET api/v1/status/buildinfo`: a non-empty
+///    `features` map marks a Mimir-like store.
+/// 2. Explore / metric browser: `GET api/v1/label/__name__/values` and
+///    `POST api/v1/labels` with `start`, `end`, `limit=40000`; label values
+///    with `match[]`; in series mode `POST api/v1/series` with
+///    `match[]={__name__!=""}`; `GET api/v1/metadata` for HELP/TYPE hints.
+/// 3. Running a query: `POST api/v1/query_exemplars` (exemplar toggle) and
+///    `POST api/v1/query_range` with `start`/`end` floored to a multiple of
+///    `step`, all in float seconds.
+#[test]
+fn grafana_data_source_requests_are_answered_as_grafana_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    let base = seed(&cairn);
+    let prefix = "/prometheus";
+    let post = |path: &str, params: &[(&str, &str)]| {
+        let (status, body) = cairn.post_form_json(Some(TENANT), &format!("{prefix}{path}"), params);
+        assert_eq!(status, 200, "POST {path}: {body}");
+        assert_eq!(body["status"], "success");
+        body["data"].clone()
+    };
+    let get = |path: &str, params: &[(&str, &str)]| {
+        let (status, body) = cairn.get_json(Some(TENANT), &format!("{prefix}{path}"), params);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        assert_eq!(body["status"], "success");
+        body["data"].clone()
+    };
+
+    // 1. Save & test.
+    let data = post("/api/v1/query", &[("query", "1+1"), ("time", "4")]);
+    assert_eq!(data, json!({"resultType": "scalar", "result": [4, "2"]}));
+    let data = get("/api/v1/status/buildinfo", &[]);
+    assert!(data["version"].is_string());
+    assert!(!data["features"].as_object().unwrap().is_empty());
+
+    // 2. Explore and the metric browser, over the last hour.
+    let end = (base + 10 * 60_000) / 1000;
+    let start = end - 3600;
+    let (start, end) = (start.to_string(), end.to_string());
+    let window = [
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("limit", "40000"),
+    ];
+    let data = get("/api/v1/label/__name__/values", &window);
+    assert_eq!(data, json!(["http_requests_total", "up"]));
+    let data = post("/api/v1/labels", &window);
+    assert_eq!(data, json!(["__name__", "code", "instance", "job"]));
+    let mut with_match = window.to_vec();
+    with_match.push(("match[]", r#"{__name__="http_requests_total"}"#));
+    let data = get("/api/v1/label/code/values", &with_match);
+    assert_eq!(data, json!(["200", "500"]));
+    let data = post("/api/v1/labels", &with_match);
+    assert_eq!(data, json!(["__name__", "code", "instance", "job"]));
+    let mut series_mode = window.to_vec();
+    series_mode.push(("match[]", r#"{__name__!=""}"#));
+    let data = post("/api/v1/series", &series_mode);
+    assert_eq!(data.as_array().unwrap().len(), 3);
+    let data = get("/api/v1/metadata", &[]);
+    assert_eq!(data["http_requests_total"][0]["type"], "counter");
+    let data = get("/api/v1/metadata", &[("metric", "up")]);
+    assert_eq!(data["up"][0]["help"], "Whether the target is up.");
+
+    // 3. A range query with exemplars; Grafana floors start and end to the step.
+    let step = 30.0_f64;
+    let floor = |t: f64| (t / step).floor() * step;
+    let range_start = floor((base as f64) / 1000.0 - 7.0).to_string();
+    let range_end = floor((base + 10 * 60_000) as f64 / 1000.0 + 7.0).to_string();
+    let query = "sum by (code) (rate(http_requests_total[1m]))";
+    let data = post(
+        "/api/v1/query_exemplars",
+        &[
+            ("query", query),
+            ("start", &range_start),
+            ("end", &range_end),
+        ],
+    );
+    assert_eq!(data[0]["exemplars"][0]["labels"]["trace_id"], "abc123");
+    let data = post(
+        "/api/v1/query_range",
+        &[
+            ("query", query),
+            ("start", &range_start),
+            ("end", &range_end),
+            ("step", "30"),
+        ],
+    );
+    assert_eq!(data["resultType"], "matrix");
+    let result = data["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2);
+    assert_eq!(result[0]["metric"], json!({"code": "200"}));
+    assert!(!result[0]["values"].as_array().unwrap().is_empty());
+}
