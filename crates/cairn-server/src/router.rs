@@ -9,6 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::compression::CompressionLayer;
 
 use crate::app::AppState;
 use crate::{push, query, remote_read};
@@ -50,6 +51,9 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/buildinfo", get(query::status::buildinfo))
         .route("/api/v1/status/config", get(query::status::config))
         .route("/api/v1/status/flags", get(query::status::flags))
+        // JSON answers are gzipped when the client accepts it, as Prometheus does.
+        .layer(CompressionLayer::new())
+        // Remote read answers are snappy-compressed already.
         .route("/api/v1/read", post(remote_read::read));
     Router::new()
         .route("/api/v1/push", post(push::push))

@@ -641,3 +641,34 @@ fn grafana_data_source_requests_are_answered_as_grafana_expects() {
     assert_eq!(result[0]["metric"], json!({"code": "200"}));
     assert!(!result[0]["values"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn json_answers_are_gzipped_when_the_client_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    seed(&cairn);
+    for path in ["/api/v1/series", "/prometheus/api/v1/series"] {
+        let response = cairn
+            .client()
+            .get(cairn.url(path))
+            .query(&[("match[]", r#"{__name__!=""}"#)])
+            .header("X-Scope-OrgID", TENANT)
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        let bytes = response.bytes().unwrap();
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip magic");
+    }
+    let response = cairn
+        .client()
+        .get(cairn.url("/api/v1/series"))
+        .query(&[("match[]", "up")])
+        .header("X-Scope-OrgID", TENANT)
+        .send()
+        .unwrap();
+    assert!(response.headers().get("content-encoding").is_none());
+    let body: Value = serde_json::from_slice(&response.bytes().unwrap()).unwrap();
+    assert_eq!(body["status"], "success");
+}
