@@ -3,7 +3,7 @@
 //! fresh temporary directory, `eval` queries `Engine` (Go's `execEval`,
 //! including the range-mode and @-modifier re-checks of instant evals).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
@@ -48,15 +48,23 @@ pub static INSTANT_QUERIES: AtomicU64 = AtomicU64::new(0);
 pub static RANGE_QUERIES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
+    /// Whether this thread is inside `catch`, where panics are expected.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Replaces the default panic hook with one that only remembers the message
-/// and location, so a panicking eval is reported once, as a failure.
+/// Installs a panic hook that, inside `catch`, only remembers the message and
+/// location (a panicking eval is then reported once, as a failure); any other
+/// panic, a bug in the runner itself, goes to the default hook.
 pub fn install_quiet_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        panic::set_hook(Box::new(|info| {
+        let default_hook = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(Cell::get) {
+                default_hook(info);
+                return;
+            }
             let payload = info.payload();
             let message = payload
                 .downcast_ref::<&str>()
@@ -75,7 +83,10 @@ pub fn install_quiet_panic_hook() {
 /// Runs `f`, turning a panic into `Err("panic: ...")`.
 fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     LAST_PANIC.with(|last| *last.borrow_mut() = None);
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
+    let was_catching = CATCHING.with(|catching| catching.replace(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|catching| catching.set(was_catching));
+    outcome.map_err(|_| {
         let message = LAST_PANIC
             .with(|last| last.borrow_mut().take())
             .unwrap_or_else(|| "unknown".to_string());
