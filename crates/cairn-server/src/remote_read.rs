@@ -3,10 +3,16 @@
 //!
 //! The body is a snappy-compressed `ReadRequest`; each query's matchers and
 //! time range select raw samples (staleness markers included), answered as
-//! one snappy-compressed `ReadResponse` (the `SAMPLES` response type).
-//! `STREAMED_XOR_CHUNKS` is not offered: a client that accepts only that
-//! gets 400, as Prometheus answers an unsupported negotiation. Errors are
-//! plain text, as Prometheus's handler writes them.
+//! one snappy-compressed `ReadResponse` (the `SAMPLES` response type), or as
+//! a stream of `ChunkedReadResponse` frames of Prometheus XOR chunks
+//! (`STREAMED_XOR_CHUNKS`), whichever comes first in the client's
+//! `accepted_response_types` (empty means `SAMPLES`). Errors are plain text,
+//! as Prometheus's handler writes them.
+//!
+//! A stream frame is `uvarint(len) | crc32c(message), big-endian | message`,
+//! one series per message (`storage/remote/chunked.go`); chunks hold at most
+//! 120 samples, encoded as Prometheus's `chunkenc.XORChunk` (Cairn's own
+//! chunks differ in their first sample, so samples are re-encoded).
 
 use std::sync::Arc;
 
@@ -39,8 +45,22 @@ pub(crate) async fn read(
     })?;
     let max_decompressed = state.options.decode_limits.max_decompressed_bytes;
     let request = decode_read_request(&body, max_decompressed)?;
-    negotiate(&request.accepted_response_types)?;
+    let response_type = negotiate(&request.accepted_response_types)?;
     let sample_limit = state.engine.options().max_samples;
+    if response_type == ResponseType::StreamedXorChunks {
+        let body = tokio::task::spawn_blocking(move || match store.get(&tenant) {
+            Some(db) => streamed::frames(db.as_ref(), &request, sample_limit),
+            None => Ok(Vec::new()),
+        })
+        .await
+        .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, streamed::CONTENT_TYPE)],
+            body,
+        )
+            .into_response());
+    }
     let encoded = tokio::task::spawn_blocking(move || {
         let response = match store.get(&tenant) {
             Some(db) => answer(db.as_ref(), &request, sample_limit)?,
@@ -87,21 +107,19 @@ fn decode_read_request(body: &[u8], max_decompressed: usize) -> Result<ReadReque
     ReadRequest::decode(raw.as_slice()).map_err(|e| bad_request(format!("protobuf: {e}")))
 }
 
-/// Only `SAMPLES` is served; an empty list means `SAMPLES`.
-fn negotiate(accepted: &[i32]) -> Result<(), WriteApiError> {
-    if accepted.is_empty() || accepted.contains(&(ResponseType::Samples as i32)) {
-        return Ok(());
+/// The first accepted response type Cairn serves; an empty list means `SAMPLES`.
+fn negotiate(accepted: &[i32]) -> Result<ResponseType, WriteApiError> {
+    if accepted.is_empty() {
+        return Ok(ResponseType::Samples);
     }
-    let names: Vec<String> = accepted
-        .iter()
-        .map(|t| match ResponseType::try_from(*t) {
-            Ok(ResponseType::Samples) => "SAMPLES".to_string(),
-            Ok(ResponseType::StreamedXorChunks) => "STREAMED_XOR_CHUNKS".to_string(),
-            Err(_) => t.to_string(),
-        })
-        .collect();
+    for t in accepted {
+        if let Ok(t) = ResponseType::try_from(*t) {
+            return Ok(t);
+        }
+    }
+    let names: Vec<String> = accepted.iter().map(i32::to_string).collect();
     Err(bad_request(format!(
-        "server does not support any of the requested response types: [{}]; supported: [SAMPLES]",
+        "server does not support any of the requested response types: [{}]; supported: [SAMPLES STREAMED_XOR_CHUNKS]",
         names.join(" ")
     )))
 }
@@ -114,15 +132,7 @@ fn answer(
     let mut results = Vec::with_capacity(request.queries.len());
     let mut samples_total = 0usize;
     for query in &request.queries {
-        let matchers = query
-            .matchers
-            .iter()
-            .map(convert_matcher)
-            .collect::<Result<Vec<Matcher>, WriteApiError>>()?;
-        let range = TimeRange::new(query.start_timestamp_ms, query.end_timestamp_ms);
-        let selected = db
-            .select(&matchers, range)
-            .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let selected = select(db, query)?;
         let mut timeseries = Vec::with_capacity(selected.len());
         for series in selected {
             samples_total += series.samples.len();
@@ -153,6 +163,21 @@ fn answer(
     Ok(ReadResponse { results })
 }
 
+/// The series of one query, sorted by labels, with their samples in range.
+fn select(
+    db: &dyn Queryable,
+    query: &prompb::Query,
+) -> Result<Vec<cairn_model::Series>, WriteApiError> {
+    let matchers = query
+        .matchers
+        .iter()
+        .map(convert_matcher)
+        .collect::<Result<Vec<Matcher>, WriteApiError>>()?;
+    let range = TimeRange::new(query.start_timestamp_ms, query.end_timestamp_ms);
+    db.select(&matchers, range)
+        .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 fn convert_matcher(m: &prompb::LabelMatcher) -> Result<Matcher, WriteApiError> {
     let op = match label_matcher::Type::try_from(m.r#type) {
         Ok(label_matcher::Type::Eq) => MatchOp::Equal,
@@ -164,21 +189,19 @@ fn convert_matcher(m: &prompb::LabelMatcher) -> Result<Matcher, WriteApiError> {
     Matcher::new(op, m.name.as_str(), m.value.as_str()).map_err(|e| bad_request(e.to_string()))
 }
 
+mod streamed;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_samples_is_negotiated() {
-        assert!(negotiate(&[]).is_ok());
-        assert!(negotiate(&[1, 0]).is_ok());
-        let err = negotiate(&[1]).unwrap_err();
+    fn the_first_served_response_type_wins() {
+        assert_eq!(negotiate(&[]).unwrap(), ResponseType::Samples);
+        assert_eq!(negotiate(&[1, 0]).unwrap(), ResponseType::StreamedXorChunks);
+        assert_eq!(negotiate(&[7, 0]).unwrap(), ResponseType::Samples);
+        let err = negotiate(&[7]).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        assert!(
-            err.message.contains("STREAMED_XOR_CHUNKS"),
-            "{}",
-            err.message
-        );
     }
 
     #[test]

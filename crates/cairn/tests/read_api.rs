@@ -531,16 +531,109 @@ fn remote_read_returns_the_tenants_raw_samples() {
     let response = response.unwrap();
     assert!(response.results[0].timeseries.is_empty());
     assert_eq!(response.results[1].timeseries.len(), 1);
-    // No tenant: 401. Only streamed chunks accepted: 400 (not offered).
+    // No tenant: 401. No response type Cairn knows: 400.
     assert_eq!(remote_read(&cairn, None, "/api/v1/read", &request).0, 401);
-    let streamed_only = prompb::ReadRequest {
-        accepted_response_types: vec![prompb::read_request::ResponseType::StreamedXorChunks as i32],
-        ..request
+    let unknown_type = prompb::ReadRequest {
+        accepted_response_types: vec![7],
+        ..request.clone()
     };
     assert_eq!(
-        remote_read(&cairn, Some(TENANT), "/api/v1/read", &streamed_only).0,
+        remote_read(&cairn, Some(TENANT), "/api/v1/read", &unknown_type).0,
         400
     );
+
+    // Streamed XOR chunks: one frame per series, checksummed.
+    let streamed = prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: base,
+            end_timestamp_ms: base + 600_000,
+            matchers: vec![matcher(Type::Eq, "job", "api")],
+            hints: None,
+        }],
+        accepted_response_types: vec![
+            prompb::read_request::ResponseType::StreamedXorChunks as i32,
+            prompb::read_request::ResponseType::Samples as i32,
+        ],
+    };
+    use prost::Message;
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&streamed.encode_to_vec())
+        .unwrap();
+    let response = cairn
+        .client()
+        .post(cairn.url("/prometheus/api/v1/read"))
+        .header("X-Scope-OrgID", TENANT)
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    );
+    let bytes = response.bytes().unwrap();
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (length, used) = read_uvarint(rest);
+        let message = &rest[used + 4..used + 4 + length];
+        frames.push(ChunkedReadResponse::decode(message).unwrap());
+        rest = &rest[used + 4 + length..];
+    }
+    assert_eq!(frames.len(), 3);
+    for frame in &frames {
+        assert_eq!(frame.query_index, 0);
+        let series = &frame.chunked_series[0];
+        assert_eq!(series.chunks.len(), 1);
+        let chunk = &series.chunks[0];
+        assert_eq!(chunk.r#type, 1, "XOR");
+        assert_eq!(
+            (chunk.min_time_ms, chunk.max_time_ms),
+            (base, base + 105_000)
+        );
+        assert_eq!(&chunk.data[..2], &[0, 8], "sample count");
+    }
+    assert_eq!(frames[2].chunked_series[0].labels[0].value, "up");
+}
+
+fn read_uvarint(bytes: &[u8]) -> (usize, usize) {
+    let mut value = 0usize;
+    for (i, byte) in bytes.iter().enumerate() {
+        value |= ((byte & 0x7f) as usize) << (7 * i);
+        if *byte < 0x80 {
+            return (value, i + 1);
+        }
+    }
+    panic!("truncated uvarint");
+}
+
+/// `prometheus.ChunkedReadResponse` and its parts, for decoding frames.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ChunkedReadResponse {
+    #[prost(message, repeated, tag = "1")]
+    chunked_series: Vec<ChunkedSeries>,
+    #[prost(int64, tag = "2")]
+    query_index: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ChunkedSeries {
+    #[prost(message, repeated, tag = "1")]
+    labels: Vec<prompb::Label>,
+    #[prost(message, repeated, tag = "2")]
+    chunks: Vec<StreamedChunk>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct StreamedChunk {
+    #[prost(int64, tag = "1")]
+    min_time_ms: i64,
+    #[prost(int64, tag = "2")]
+    max_time_ms: i64,
+    #[prost(int32, tag = "3")]
+    r#type: i32,
+    #[prost(bytes = "vec", tag = "4")]
+    data: Vec<u8>,
 }
 
 /// Replays what Grafana's Prometheus data source sends (grafana/grafana
