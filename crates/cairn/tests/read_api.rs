@@ -765,3 +765,36 @@ fn json_answers_are_gzipped_when_the_client_accepts_it() {
     let body: Value = serde_json::from_slice(&response.bytes().unwrap()).unwrap();
     assert_eq!(body["status"], "success");
 }
+
+/// Annotations travel in the envelope as Prometheus 3 writes them: `infos`
+/// for `rate` over a metric that does not look like a counter, `warnings`
+/// beside the data.
+#[test]
+fn promql_annotations_are_in_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Cairn::start(&dir.path().join("cairn"), "");
+    let base = seed(&cairn);
+    let time = ((base + 105_000) / 1000).to_string();
+    let (status, body) = read_all_ways(
+        &cairn,
+        TENANT,
+        "/api/v1/query",
+        &[("query", "rate(up[5m])"), ("time", &time)],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["infos"],
+        json!([
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:6)"
+        ])
+    );
+    assert!(body.get("warnings").is_none());
+    assert_eq!(body["data"]["result"].as_array().unwrap().len(), 1);
+    let (_, body) = read_all_ways(
+        &cairn,
+        TENANT,
+        "/api/v1/query",
+        &[("query", "rate(http_requests_total[5m])"), ("time", &time)],
+    );
+    assert!(body.get("infos").is_none(), "{body}");
+}
