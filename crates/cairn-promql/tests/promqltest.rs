@@ -19,6 +19,9 @@
 //!   `PROMQLTEST_FILE=functions.test:523` runs only the eval on line 523 (after
 //!   the file's loads before it);
 //! - `PROMQLTEST_VERBOSE=1` prints every failure's details;
+//! - `PROMQLTEST_RUN_OPTIONAL=1` also runs the evals skipped only for
+//!   anchored/smoothed, duration expressions, fill modifiers and type-and-unit
+//!   labels, when promql-parser parses them (see `flags`);
 //! - `PROMQLTEST_DIR=<folder>` reads the `.test` files of another folder (for
 //!   trying the runner on hand-written files; the corpus checks and
 //!   `known-failures.txt` are then not used, and any failure fails the run).
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let verbose = env_flag("PROMQLTEST_VERBOSE");
     let write_known = env_flag("PROMQLTEST_WRITE_KNOWN_FAILURES");
+    let run_optional = env_flag("PROMQLTEST_RUN_OPTIONAL");
     let (only_file, only_line) = match std::env::var("PROMQLTEST_FILE") {
         Ok(spec) if !spec.is_empty() => match parse_file_spec(&spec) {
             Some((file, line)) => (Some(file), line),
@@ -172,7 +176,7 @@ fn main() -> ExitCode {
     }
 
     exec::install_quiet_panic_hook();
-    let results = run_files(&selected, only_line);
+    let results = run_files(&selected, only_line, run_optional);
 
     print_table(&selected, &results);
     let mut passed = 0;
@@ -388,7 +392,7 @@ fn run_self_checks(checks: &mut Checks, files: &[TestFile], dir: &Path, is_corpu
 }
 
 /// Runs the files on a few threads (one engine per thread), keeping file order.
-fn run_files(files: &[&TestFile], only_line: Option<usize>) -> Vec<FileResult> {
+fn run_files(files: &[&TestFile], only_line: Option<usize>, run_optional: bool) -> Vec<FileResult> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -405,7 +409,8 @@ fn run_files(files: &[&TestFile], only_line: Option<usize>) -> Vec<FileResult> {
                 let (next, slots) = (&next, &slots);
                 scope.spawn(move || {
                     let engine = Engine::new(engine_options());
-                    let skip_rules = flags::SkipRules::new();
+                    let mut skip_rules = flags::SkipRules::new();
+                    skip_rules.run_optional_features = run_optional;
                     let mut runner = FileRunner::new(&engine, &skip_rules);
                     runner.only_line = only_line;
                     loop {

@@ -12,6 +12,10 @@
 //! | start timestamps | ST | `@st` load lines since the last `clear`, or `start_timestamp()` |
 //! | type-and-unit labels | TYPEUNIT | `__type__` / `__unit__` in the loaded data since the last `clear`, or in the expression |
 //! | promql-parser cannot parse | — | `promql_parser::parser::parse` rejects the expression (Prometheus's parser accepts every eval expression, so this is a parser gap, never an expected failure) |
+//!
+//! Reasons are checked in this order; an eval gets the first that applies.
+//! With `PROMQLTEST_RUN_OPTIONAL=1` only native histograms, start timestamps
+//! and promql-parser gaps are skipped (what Cairn cannot store or parse).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -116,6 +120,12 @@ impl StorageFeatures {
 }
 
 pub struct SkipRules {
+    /// Also run the evals of features that need nothing Cairn's storage
+    /// lacks (anchored/smoothed, duration expressions, fill modifiers,
+    /// type-and-unit labels) when promql-parser parses them
+    /// (`PROMQLTEST_RUN_OPTIONAL=1`). Native histograms and start timestamps
+    /// cannot be stored, so those evals are always skipped.
+    pub run_optional_features: bool,
     strings: Regex,
     nh_funcs: Regex,
     extsel: Regex,
@@ -144,6 +154,7 @@ impl SkipRules {
     pub fn new() -> SkipRules {
         let compile = |p: &str| Regex::new(p).expect("runner regex");
         SkipRules {
+            run_optional_features: false,
             strings: compile(r#""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`"#),
             nh_funcs: compile(&format!(r"\b({NH_FUNCS})\s*\(")),
             extsel: compile(r"\b(anchored|smoothed)\b"),
@@ -172,19 +183,22 @@ impl SkipRules {
         if self.uses_native_histograms(eval, &stripped, storage) {
             return Some(NATIVE_HISTOGRAMS);
         }
-        if self.extsel.is_match(&lower) {
+        let optional = !self.run_optional_features;
+        if optional && self.extsel.is_match(&lower) {
             return Some(EXTENDED_SELECTORS);
         }
-        if self.has_duration_expression(&stripped, &lower) {
+        if optional && self.has_duration_expression(&stripped, &lower) {
             return Some(DURATION_EXPRESSIONS);
         }
-        if self.fill.is_match(&lower) {
+        if optional && self.fill.is_match(&lower) {
             return Some(FILL_MODIFIERS);
         }
         if storage.any_start_timestamps || self.start_timestamp_fn.is_match(&lower) {
             return Some(START_TIMESTAMPS);
         }
-        if storage.any_type_and_unit || expr.contains("__type__") || expr.contains("__unit__") {
+        if optional
+            && (storage.any_type_and_unit || expr.contains("__type__") || expr.contains("__unit__"))
+        {
             return Some(TYPE_AND_UNIT);
         }
         if promql_parser::parser::parse(expr).is_err() {
