@@ -456,6 +456,25 @@ const RANGE_QUERIES: &[&str] = &[
     "resets(http_requests_total[10m])",
 ];
 
+/// Expressions for `/api/v1/format_query`.
+const FORMAT_QUERIES: &[&str] = &[
+    "up",
+    "sum  by(job)(rate(http_requests_total{code=~\"5..\"}[5m] ))",
+    "a+b*c",
+    "histogram_quantile(0.9,sum by(le)(rate(x_bucket[5m])))",
+    "x offset 5m",
+    "max_over_time(rate(x[1m])[5m:30s])",
+    "-x",
+    "x > bool 1",
+    "x / on(instance) group_left(job) y",
+    "topk(3, x)",
+    "1.5",
+    "\"str\"",
+    // Longer than 100 characters: split over lines.
+    "sum by (job, instance) (rate(http_requests_total{code=~\"5..\",job=\"api\"}[5m])) / sum by (job, instance) (rate(http_requests_total{job=\"api\"}[5m])) > 0.01",
+    "label_replace(sum without (method, code) (increase(http_requests_total{instance!=\"old\"}[10m])), \"host\", \"$1\", \"instance\", \"(.*)\")",
+];
+
 fn normalized(mut data: Value, sorted: bool) -> Value {
     if data["resultType"] == "vector" && !sorted {
         if let Some(result) = data["result"].as_array_mut() {
@@ -694,6 +713,12 @@ fn cairn_answers_like_prometheus_over_the_same_remote_write_data() {
             let (cairn, prom) = pair.both("/api/v1/query_range", &params);
             pair.compare(format!("range {query} step {step}"), cairn, prom);
         }
+    }
+
+    // format_query.
+    for query in FORMAT_QUERIES {
+        let (cairn, prom) = pair.both("/api/v1/format_query", &[("query", query)]);
+        pair.compare(format!("format_query {query}"), cairn, prom);
     }
 
     // Errors: same status and errorType; the same text where Cairn's comes
