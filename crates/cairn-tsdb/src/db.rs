@@ -18,6 +18,8 @@ use cairn_model::{
     SeriesSamples, StorageError, TimeRange,
 };
 
+use crate::block::{self, Block};
+use crate::chunk::ClosedChunk;
 use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
@@ -26,12 +28,18 @@ use crate::{AppendOutcome, Rejection, TsdbError, TsdbOptions, TsdbStats};
 
 /// One tenant's database.
 pub struct Tsdb {
-    dir: PathBuf,
-    head: RwLock<Head>,
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: TsdbOptions,
+    pub(crate) head: RwLock<Head>,
     /// The tenant's write lock (see the module docs).
-    writer: Mutex<WalWriter>,
-    exemplars: RwLock<ExemplarStore>,
-    metadata: RwLock<BTreeMap<String, MetricMetadata>>,
+    pub(crate) writer: Mutex<WalWriter>,
+    pub(crate) exemplars: RwLock<ExemplarStore>,
+    pub(crate) metadata: RwLock<BTreeMap<String, MetricMetadata>>,
+    /// The blocks, sorted by `minTime`; replaced whole (copy on write) so
+    /// queries take an `Arc` under a short lock and read without it.
+    pub(crate) blocks: RwLock<Arc<Vec<Arc<Block>>>>,
+    /// Serializes block cuts, compactions and retention.
+    pub(crate) maintenance: Mutex<()>,
     wal_bytes_written: AtomicU64,
     samples_appended: AtomicU64,
     /// What the WAL replay at open found (and repaired).
@@ -67,13 +75,24 @@ impl Tsdb {
             source,
         })?;
         let wal_dir = dir.join("wal");
+        let blocks = block::open_blocks(&dir.join("blocks"))?;
+        // Samples older than the newest block's end are in a block already
+        // (a crash between a block's rename and the WAL checkpoint leaves
+        // them in both): replay drops them.
+        let blocks_end = blocks.iter().map(|b| b.meta().max_time).max();
         let mut head = Head::new();
         let mut exemplars = ExemplarStore::new(opts.max_exemplars);
         let mut metadata = BTreeMap::new();
-        let mut replay = ReplayState::default();
+        let mut replay = ReplayState {
+            min_t: blocks_end.unwrap_or(i64::MIN),
+            ..ReplayState::default()
+        };
         let report = wal::replay(&wal_dir, |record| {
             replay.apply(record, &mut head, &mut exemplars, &mut metadata);
         })?;
+        if let Some(end) = blocks_end {
+            head.truncate_before(end);
+        }
         if replay.unknown_series_samples > 0 || replay.refused_samples > 0 {
             tracing::warn!(
                 dir = %dir.display(),
@@ -87,12 +106,17 @@ impl Tsdb {
             segments = report.segments,
             records = report.records,
             series = head.num_series(),
+            blocks = blocks.len(),
+            samples_in_blocks_skipped = replay.in_blocks_samples,
             repaired = report.corruption.is_some(),
             "wal replayed"
         );
         let writer = WalWriter::open_with(&wal_dir, opts.wal_segment_size, opts.fsync, files)?;
         Ok(Tsdb {
             dir: dir.to_path_buf(),
+            opts,
+            blocks: RwLock::new(Arc::new(blocks.into_iter().map(Arc::new).collect())),
+            maintenance: Mutex::new(()),
             head: RwLock::new(head),
             writer: Mutex::new(writer),
             exemplars: RwLock::new(exemplars),
@@ -234,17 +258,68 @@ impl Tsdb {
     }
 
     /// Labels of the series that match and have a sample in `range`, sorted
-    /// (the `/api/v1/series` endpoint): like `select` without returning
-    /// samples, decoding only chunks that straddle the range's ends.
+    /// (the `/api/v1/series` endpoint), from the head and the blocks: like
+    /// `select` without returning samples, decoding only chunks that
+    /// straddle the range's ends. A block that cannot be read is logged
+    /// and left out.
     pub fn series(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Labels> {
-        let snapshots = self.snapshot(matchers, range);
-        let mut out: Vec<Labels> = snapshots
+        match self.matching_label_sets(matchers, range) {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(dir = %self.dir.display(), %error, "reading blocks for a series query failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Labels of the series with a sample in `range`, head and blocks, sorted.
+    fn matching_label_sets(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, TsdbError> {
+        let mut out: BTreeSet<Labels> = BTreeSet::new();
+        for b in self.blocks_overlapping(range) {
+            for (labels, chunks) in b.select(matchers, range.start, range.end)? {
+                if has_sample_in(&chunks, range.start, range.end) {
+                    out.insert(labels);
+                }
+            }
+        }
+        for snapshot in self.snapshot(matchers, range) {
+            if snapshot.has_sample_in(range.start, range.end) {
+                out.insert(snapshot.labels.to_labels());
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Blocks overlapping `range` (taken under a short lock, read after it).
+    pub(crate) fn blocks_overlapping(&self, range: TimeRange) -> Vec<Arc<Block>> {
+        if range.start > range.end {
+            return Vec::new();
+        }
+        let blocks = self.blocks.read().clone();
+        blocks
             .iter()
-            .filter(|s| s.has_sample_in(range.start, range.end))
-            .map(|s| s.labels.to_labels())
-            .collect();
-        out.sort();
-        out
+            .filter(|b| b.overlaps(range.start, range.end))
+            .cloned()
+            .collect()
+    }
+
+    /// Oldest and newest sample time in the head, if it holds any.
+    pub fn head_time_range(&self) -> Option<(i64, i64)> {
+        self.head.read().time_bounds()
+    }
+
+    /// IDs and time ranges (`minTime` inclusive, `maxTime` exclusive) of
+    /// the blocks, oldest first.
+    pub fn blocks(&self) -> Vec<block::BlockMeta> {
+        self.blocks
+            .read()
+            .iter()
+            .map(|b| b.meta().clone())
+            .collect()
     }
 
     /// Per label name, the number of distinct values over all series in
@@ -290,20 +365,78 @@ impl Tsdb {
     }
 }
 
+fn has_sample_in(chunks: &[ClosedChunk], start: i64, end: i64) -> bool {
+    chunks.iter().any(|chunk| {
+        (start <= chunk.min_t && chunk.max_t <= end)
+            || chunk.iter().any(|(t, _)| start <= t && t <= end)
+    })
+}
+
+fn storage_error(error: TsdbError) -> StorageError {
+    tracing::error!(%error, "reading a block failed");
+    StorageError::Io(std::io::Error::other(error.to_string()))
+}
+
 impl Queryable for Tsdb {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
+        let blocks = self.blocks_overlapping(range);
         let snapshots = self.snapshot(matchers, range);
-        let mut out: Vec<Series> = snapshots
-            .iter()
-            .filter_map(|snapshot| {
-                let samples = snapshot.samples_in(range.start, range.end);
-                (!samples.is_empty()).then(|| Series {
-                    labels: snapshot.labels.to_labels(),
-                    samples,
+        if blocks.is_empty() {
+            let mut out: Vec<Series> = snapshots
+                .iter()
+                .filter_map(|snapshot| {
+                    let samples = snapshot.samples_in(range.start, range.end);
+                    (!samples.is_empty()).then(|| Series {
+                        labels: snapshot.labels.to_labels(),
+                        samples,
+                    })
                 })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            return Ok(out);
+        }
+        // Blocks (oldest first) then the head; a sample present twice (a
+        // crash between a block's rename and the head's truncation, or
+        // blocks that overlap) is returned once.
+        let mut merged: BTreeMap<Labels, Vec<cairn_model::Sample>> = BTreeMap::new();
+        for b in blocks {
+            let found = b
+                .select(matchers, range.start, range.end)
+                .map_err(storage_error)?;
+            for (labels, chunks) in found {
+                let samples = merged.entry(labels).or_default();
+                for chunk in &chunks {
+                    for (t, v) in chunk.iter() {
+                        if t > range.end {
+                            break;
+                        }
+                        if t >= range.start {
+                            samples.push(cairn_model::Sample::new(t, v));
+                        }
+                    }
+                }
+            }
+        }
+        for snapshot in &snapshots {
+            let samples = snapshot.samples_in(range.start, range.end);
+            if !samples.is_empty() {
+                merged
+                    .entry(snapshot.labels.to_labels())
+                    .or_default()
+                    .extend(samples);
+            }
+        }
+        let mut out = Vec::with_capacity(merged.len());
+        for (labels, mut samples) in merged {
+            if samples.is_empty() {
+                continue;
+            }
+            if !samples.windows(2).all(|w| w[0].t < w[1].t) {
+                samples.sort_by_key(|s| s.t);
+                samples.dedup_by_key(|s| s.t);
+            }
+            out.push(Series { labels, samples });
+        }
         Ok(out)
     }
 
@@ -313,24 +446,27 @@ impl Queryable for Tsdb {
         range: TimeRange,
     ) -> Result<Vec<String>, StorageError> {
         if matchers.is_empty() && range == TimeRange::all() {
-            let mut names: Vec<String> = self
+            let mut names: BTreeSet<String> = self
                 .head
                 .read()
                 .label_names()
                 .iter()
                 .map(|n| n.to_string())
                 .collect();
-            names.sort_unstable();
-            return Ok(names);
-        }
-        let mut names: BTreeSet<&str> = BTreeSet::new();
-        let snapshots = self.snapshot(matchers, range);
-        for snapshot in &snapshots {
-            if snapshot.has_sample_in(range.start, range.end) {
-                names.extend(snapshot.labels.iter().map(|(n, _)| n));
+            for b in self.blocks_overlapping(range) {
+                let index = b.index().map_err(storage_error)?;
+                names.extend(index.postings.keys().cloned());
             }
+            return Ok(names.into_iter().collect());
         }
-        Ok(names.into_iter().map(str::to_string).collect())
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for labels in self
+            .matching_label_sets(matchers, range)
+            .map_err(storage_error)?
+        {
+            names.extend(labels.iter().map(|l| l.name.clone()));
+        }
+        Ok(names.into_iter().collect())
     }
 
     fn label_values(
@@ -340,38 +476,45 @@ impl Queryable for Tsdb {
         range: TimeRange,
     ) -> Result<Vec<String>, StorageError> {
         if matchers.is_empty() && range == TimeRange::all() {
-            let mut values: Vec<String> = self
+            let mut values: BTreeSet<String> = self
                 .head
                 .read()
                 .label_values(name)
                 .iter()
                 .map(|v| v.to_string())
                 .collect();
-            values.sort_unstable();
-            return Ok(values);
+            for b in self.blocks_overlapping(range) {
+                let index = b.index().map_err(storage_error)?;
+                if let Some(found) = index.postings.get(name) {
+                    values.extend(found.keys().cloned());
+                }
+            }
+            return Ok(values.into_iter().collect());
         }
         // Only series that carry the label can contribute a value.
         let mut with_label = matchers.to_vec();
         with_label.push(
             Matcher::new(MatchOp::NotEqual, name, "").expect("a non-regex matcher always builds"),
         );
-        let mut values: BTreeSet<&str> = BTreeSet::new();
-        let snapshots = self.snapshot(&with_label, range);
-        for snapshot in &snapshots {
-            if !snapshot.has_sample_in(range.start, range.end) {
-                continue;
-            }
-            if let Some(value) = snapshot.labels.get(name) {
-                values.insert(value);
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        for labels in self
+            .matching_label_sets(&with_label, range)
+            .map_err(storage_error)?
+        {
+            if let Some(value) = labels.get(name) {
+                values.insert(value.to_string());
             }
         }
-        Ok(values.into_iter().map(str::to_string).collect())
+        Ok(values.into_iter().collect())
     }
 }
 
 /// Applies WAL records to a head being rebuilt.
 #[derive(Default)]
 struct ReplayState {
+    /// Samples older than this are in blocks already and are skipped.
+    min_t: i64,
+    in_blocks_samples: u64,
     /// Series IDs whose labels were already known under another ID.
     aliases: HashMap<u64, u64>,
     unknown_series_samples: u64,
@@ -405,6 +548,10 @@ impl ReplayState {
             }
             Record::Samples(samples) => {
                 for sample in samples {
+                    if sample.t < self.min_t {
+                        self.in_blocks_samples += 1;
+                        continue;
+                    }
                     let id = self.aliases.get(&sample.id).copied().unwrap_or(sample.id);
                     match head.append(id, sample.t, sample.v) {
                         None => self.unknown_series_samples += 1,

@@ -24,13 +24,23 @@
 //! - `db`: [`Tsdb`], tying the head, WAL, exemplars and metadata together,
 //!   and its locking: one write lock per tenant held across plan, WAL write
 //!   and apply; readers copy under a short read lock and decode after it.
+//! - [`block`]: immutable blocks on disk (`meta.json`, `index`,
+//!   `chunks/`), written to a temporary directory and renamed into place.
+//! - `compact`: the maintenance work on a [`Tsdb`]: cutting the head's
+//!   oldest range into a block and checkpointing the WAL
+//!   ([`Tsdb::cut_blocks`]), merging blocks ([`Tsdb::compact`]) and
+//!   retention ([`Tsdb::apply_retention`]); [`TenantStore`] runs it every
+//!   `maintenance_interval` on a background thread.
 //! - `tenants`: [`TenantStore`].
 //!
 //! Byte formats are in `docs/format.md`.
 
+pub mod block;
 pub mod chunk;
+mod compact;
 mod db;
 mod exemplars;
+mod fault;
 pub mod head;
 mod idhash;
 mod tenants;
@@ -59,7 +69,23 @@ pub struct TsdbOptions {
     pub wal_segment_size: u64,
     /// Exemplars kept in memory per tenant (a ring buffer, as Prometheus's).
     pub max_exemplars: usize,
+    /// The head hands each complete range of this length to a block (default
+    /// 2h). Rounded up to a multiple of 2h (the head's chunk range).
+    pub block_range_ms: i64,
+    /// Block lengths compaction builds, each a multiple of the previous one
+    /// (default 2h, 12h, 24h). The first should equal `block_range_ms`.
+    pub compaction_ranges_ms: Vec<i64>,
+    /// Blocks that ended longer ago than this are deleted whole; zero keeps
+    /// everything forever (the default).
+    pub retention: std::time::Duration,
+    /// How often [`TenantStore`]'s background thread cuts blocks, compacts
+    /// and applies retention (default one minute; zero: no thread, call
+    /// [`Tsdb::maintain`] yourself).
+    pub maintenance_interval: std::time::Duration,
 }
+
+/// Two hours, Prometheus's block range.
+pub const DEFAULT_BLOCK_RANGE_MS: i64 = 2 * 60 * 60 * 1000;
 
 impl Default for TsdbOptions {
     fn default() -> Self {
@@ -67,6 +93,14 @@ impl Default for TsdbOptions {
             fsync: FsyncPolicy::Never,
             wal_segment_size: 128 << 20,
             max_exemplars: 100_000,
+            block_range_ms: DEFAULT_BLOCK_RANGE_MS,
+            compaction_ranges_ms: vec![
+                DEFAULT_BLOCK_RANGE_MS,
+                6 * DEFAULT_BLOCK_RANGE_MS,
+                12 * DEFAULT_BLOCK_RANGE_MS,
+            ],
+            retention: std::time::Duration::ZERO,
+            maintenance_interval: std::time::Duration::from_secs(60),
         }
     }
 }

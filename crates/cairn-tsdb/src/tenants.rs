@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use cairn_model::TenantId;
 
@@ -15,12 +15,85 @@ use crate::{Tsdb, TsdbError, TsdbOptions};
 /// Lookups take a read lock on the map only; opening a new tenant (which may
 /// replay a WAL) happens under a separate creation lock, so appends to
 /// existing tenants never wait for it.
+///
+/// A background thread runs [`Tsdb::maintain`] on every tenant each
+/// `maintenance_interval` (cutting blocks, compacting, retention); it stops
+/// when the store is dropped.
 pub struct TenantStore {
     tenants_dir: PathBuf,
     opts: TsdbOptions,
-    tenants: RwLock<HashMap<TenantId, Arc<Tsdb>>>,
+    tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
     /// Serializes opening tenants, so one directory is never opened twice.
     creating: Mutex<()>,
+    maintenance: Option<Maintenance>,
+}
+
+/// The maintenance thread and its stop signal.
+struct Maintenance {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TenantStore {
+    fn drop(&mut self) {
+        if let Some(mut maintenance) = self.maintenance.take() {
+            *maintenance.stop.0.lock() = true;
+            maintenance.stop.1.notify_all();
+            if let Some(thread) = maintenance.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn spawn_maintenance(
+    tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
+    interval: std::time::Duration,
+) -> Option<Maintenance> {
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let signal = stop.clone();
+    let spawned = std::thread::Builder::new()
+        .name("cairn-tsdb-maintenance".to_string())
+        .spawn(move || loop {
+            {
+                let mut stopped = signal.0.lock();
+                if !*stopped {
+                    signal.1.wait_for(&mut stopped, interval);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            let all: Vec<(TenantId, Arc<Tsdb>)> = tenants
+                .read()
+                .iter()
+                .map(|(id, tsdb)| (id.clone(), tsdb.clone()))
+                .collect();
+            for (tenant, tsdb) in all {
+                if *signal.0.lock() {
+                    return;
+                }
+                if let Err(error) = tsdb.maintain(now_ms()) {
+                    tracing::error!(tenant = %tenant, %error, "tsdb maintenance failed; retrying next round");
+                }
+            }
+        });
+    match spawned {
+        Ok(thread) => Some(Maintenance {
+            stop,
+            thread: Some(thread),
+        }),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the tsdb maintenance thread");
+            None
+        }
+    }
 }
 
 impl TenantStore {
@@ -53,12 +126,18 @@ impl TenantStore {
                 }
             }
         }
-        let tenants = open_all(&tenants_dir, found, &opts)?;
+        let tenants = Arc::new(RwLock::new(open_all(&tenants_dir, found, &opts)?));
+        let maintenance = if opts.maintenance_interval.is_zero() {
+            None
+        } else {
+            spawn_maintenance(tenants.clone(), opts.maintenance_interval)
+        };
         Ok(TenantStore {
             tenants_dir,
             opts,
-            tenants: RwLock::new(tenants),
+            tenants,
             creating: Mutex::new(()),
+            maintenance,
         })
     }
 

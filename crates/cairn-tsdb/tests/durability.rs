@@ -168,6 +168,7 @@ fn concurrent_appends_to_shared_and_separate_tenants() {
         fsync: FsyncPolicy::Never,
         wal_segment_size: 64 * 1024,
         max_exemplars: 10,
+        ..TsdbOptions::default()
     };
     let store = Arc::new(TenantStore::open(tmp.path(), opts.clone()).unwrap());
     let threads = 4;

@@ -255,6 +255,7 @@ impl Config {
                 },
                 wal_segment_size: self.storage.wal_segment_size_bytes,
                 max_exemplars: self.storage.max_exemplars_per_tenant,
+                ..TsdbOptions::default()
             },
             tenancy: TenancyOptions {
                 multitenancy_enabled: self.tenancy.multitenancy_enabled,

@@ -100,6 +100,31 @@ impl Head {
         self.min_valid_t
     }
 
+    /// Refuses samples older than `t` from now on (before a block of the
+    /// range below `t` is written, so nothing can slip in behind it).
+    pub fn raise_min_valid_t(&mut self, t: i64) {
+        self.min_valid_t = self.min_valid_t.max(t);
+    }
+
+    /// Oldest and newest sample time over all series, if any.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        let mut bounds: Option<(i64, i64)> = None;
+        for series in self.series.values() {
+            if let Some((min_t, max_t)) = series.time_range() {
+                bounds = Some(match bounds {
+                    None => (min_t, max_t),
+                    Some((lo, hi)) => (lo.min(min_t), hi.max(max_t)),
+                });
+            }
+        }
+        bounds
+    }
+
+    /// Every series with its ID, in no particular order.
+    pub fn iter_series(&self) -> impl Iterator<Item = (u64, &MemSeries)> {
+        self.series.iter().map(|(id, s)| (*id, s))
+    }
+
     /// The ID the next new series gets. IDs start at 1 and only grow.
     pub fn next_id(&self) -> u64 {
         self.next_id

@@ -36,6 +36,12 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, TsdbError> {
     for entry in fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
         let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with(CHECKPOINT_PREFIX))
+        {
+            continue;
+        }
         match name.to_str().and_then(|n| n.parse::<u64>().ok()) {
             Some(index) => indexes.push(index),
             None => {
@@ -45,6 +51,102 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, TsdbError> {
     }
     indexes.sort_unstable();
     Ok(indexes)
+}
+
+/// Name prefix of checkpoint files (`checkpoint.00000007`).
+pub const CHECKPOINT_PREFIX: &str = "checkpoint.";
+
+/// Path of the checkpoint holding everything up to segment `index`.
+pub fn checkpoint_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{CHECKPOINT_PREFIX}{index:08}"))
+}
+
+/// Complete checkpoints in `dir` (ascending) and unfinished `.tmp` ones.
+fn list_checkpoints(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>), TsdbError> {
+    let mut done = Vec::new();
+    let mut unfinished = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(CHECKPOINT_PREFIX))
+        else {
+            continue;
+        };
+        match rest.parse::<u64>() {
+            Ok(index) => done.push(index),
+            Err(_) => unfinished.push(entry.path()),
+        }
+    }
+    done.sort_unstable();
+    Ok((done, unfinished))
+}
+
+/// The index of the newest complete checkpoint, if any.
+pub fn latest_checkpoint(dir: &Path) -> Result<Option<u64>, TsdbError> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    Ok(list_checkpoints(dir)?.0.last().copied())
+}
+
+/// Writes `framed` records as checkpoint `index` (through a `.tmp` file,
+/// fsynced and renamed), then deletes segments `<= index` and older
+/// checkpoints. A crash at any point leaves a log that replays to the same
+/// head: the old segments, or the checkpoint (leftovers are removed by
+/// [`replay`]).
+pub fn write_checkpoint(
+    dir: &Path,
+    index: u64,
+    framed_parts: impl IntoIterator<Item = Vec<u8>>,
+) -> Result<(), TsdbError> {
+    use std::io::Write;
+    let final_path = checkpoint_path(dir, index);
+    let mut tmp = final_path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = File::create(&tmp).map_err(io_error(&tmp))?;
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+    for part in framed_parts {
+        buffered.write_all(&part).map_err(io_error(&tmp))?;
+    }
+    let file = buffered
+        .into_inner()
+        .map_err(|e| io_error(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_error(&tmp))?;
+    drop(file);
+    crate::fault::point("checkpoint-before-rename");
+    fs::rename(&tmp, &final_path).map_err(io_error(&tmp))?;
+    sync_dir(dir)?;
+    crate::fault::point("checkpoint-after-rename");
+    remove_replaced(dir, index)
+}
+
+/// Deletes segments `<= index` and checkpoints older than `index`.
+fn remove_replaced(dir: &Path, index: u64) -> Result<(), TsdbError> {
+    let mut removed = false;
+    for segment in list_segments(dir)? {
+        if segment <= index {
+            let path = segment_path(dir, segment);
+            fs::remove_file(&path).map_err(io_error(&path))?;
+            removed = true;
+        }
+    }
+    let (done, unfinished) = list_checkpoints(dir)?;
+    for older in done.into_iter().filter(|c| *c < index) {
+        let path = checkpoint_path(dir, older);
+        fs::remove_file(&path).map_err(io_error(&path))?;
+        removed = true;
+    }
+    for path in unfinished {
+        fs::remove_file(&path).map_err(io_error(&path))?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), TsdbError> {
@@ -92,7 +194,11 @@ impl WalWriter {
         files: Arc<dyn SegmentOpener>,
     ) -> Result<WalWriter, TsdbError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let next_index = list_segments(dir)?.last().map_or(0, |last| last + 1);
+        // Never reuse an index a checkpoint already covers: such a segment
+        // would be skipped (and deleted) by the next replay.
+        let after_segments = list_segments(dir)?.last().map_or(0, |last| last + 1);
+        let after_checkpoint = latest_checkpoint(dir)?.map_or(0, |c| c + 1);
+        let next_index = after_segments.max(after_checkpoint);
         Ok(WalWriter {
             dir: dir.to_path_buf(),
             files,
@@ -210,6 +316,14 @@ impl WalWriter {
         }
     }
 
+    /// Closes the current segment so that the next write starts a new one;
+    /// returns the index of the newest closed segment (every segment up to
+    /// it is complete), or `None` if no segment was ever started.
+    pub fn cut_segment(&mut self) -> Result<Option<u64>, TsdbError> {
+        self.finish_segment()?;
+        Ok(self.next_index.checked_sub(1))
+    }
+
     /// fsyncs the current segment (on clean shutdown).
     pub fn sync(&mut self) -> Result<(), TsdbError> {
         for (path, handle) in std::mem::take(&mut self.pending_fsyncs) {
@@ -232,6 +346,8 @@ impl WalWriter {
 pub struct ReplayReport {
     pub segments: u64,
     pub records: u64,
+    /// The checkpoint read before the segments, if any.
+    pub checkpoint: Option<u64>,
     /// The corruption that was repaired, if any.
     pub corruption: Option<(u64, u64, String)>,
 }
@@ -251,6 +367,30 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> Result<ReplayReport,
     let mut report = ReplayReport::default();
     if !dir.exists() {
         return Ok(report);
+    }
+    let checkpoint = latest_checkpoint(dir)?;
+    if let Some(index) = checkpoint {
+        // Leftovers of an interrupted checkpoint go first.
+        remove_replaced(dir, index)?;
+        let path = checkpoint_path(dir, index);
+        let bytes = fs::read(&path).map_err(io_error(&path))?;
+        report.checkpoint = Some(index);
+        if let Err(corruption) = read_segment(&bytes, &mut |record| {
+            report.records += 1;
+            apply(record);
+        }) {
+            tracing::error!(
+                checkpoint = index,
+                offset = corruption.offset,
+                reason = %corruption.reason,
+                "wal checkpoint corrupt: records after the offset are lost"
+            );
+        }
+    } else {
+        let (_, unfinished) = list_checkpoints(dir)?;
+        for path in unfinished {
+            fs::remove_file(&path).map_err(io_error(&path))?;
+        }
     }
     let segments = list_segments(dir)?;
     for (position, &index) in segments.iter().enumerate() {

@@ -1,0 +1,156 @@
+//! [`Block`]: one block on disk, read without any lock of the head.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_model::{Labels, Matcher};
+use parking_lot::Mutex;
+
+use super::index::{self, ChunkMeta, Index};
+use super::meta::BlockMeta;
+use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_XOR};
+use super::{corrupt_block, io_error, Decbuf};
+use crate::chunk::ClosedChunk;
+use crate::TsdbError;
+
+/// One immutable block. The index is read on first use (a block outside
+/// every query's range costs only its meta); chunk files are opened on
+/// first use and read with `pread`.
+pub struct Block {
+    dir: PathBuf,
+    meta: BlockMeta,
+    index: Mutex<Option<Arc<Index>>>,
+    files: Mutex<HashMap<u64, Arc<fs::File>>>,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block").field("meta", &self.meta).finish()
+    }
+}
+
+impl Block {
+    pub fn open(dir: &Path) -> Result<Block, TsdbError> {
+        let meta = BlockMeta::read(dir)?;
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            index: Mutex::new(None),
+            files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the block holds any time in the inclusive `[start, end]`.
+    pub fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.meta.min_time <= end && start < self.meta.max_time
+    }
+
+    /// The decoded index (read and checked on first use).
+    pub fn index(&self) -> Result<Arc<Index>, TsdbError> {
+        let mut slot = self.index.lock();
+        if let Some(index) = slot.as_ref() {
+            return Ok(index.clone());
+        }
+        let path = self.dir.join("index");
+        let bytes = fs::read(&path).map_err(io_error(&path))?;
+        let index = Arc::new(index::decode(&bytes).map_err(|reason| corrupt_block(&path, reason))?);
+        *slot = Some(index.clone());
+        Ok(index)
+    }
+
+    /// Drops the cached index (memory is bounded by the blocks in use).
+    pub fn release_index(&self) {
+        *self.index.lock() = None;
+    }
+
+    fn file(&self, segment: u64) -> Result<Arc<fs::File>, TsdbError> {
+        let mut files = self.files.lock();
+        if let Some(file) = files.get(&segment) {
+            return Ok(file.clone());
+        }
+        let path = self.dir.join("chunks").join(format!("{segment:06}"));
+        let file = fs::File::open(&path).map_err(io_error(&path))?;
+        let mut header = [0u8; CHUNKS_HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0)
+            .map_err(io_error(&path))?;
+        if header[..4] != CHUNKS_MAGIC.to_be_bytes() || header[4] != 1 {
+            return Err(corrupt_block(&path, "bad chunk segment header"));
+        }
+        let file = Arc::new(file);
+        files.insert(segment, file.clone());
+        Ok(file)
+    }
+
+    /// Reads and checks one chunk.
+    pub fn read_chunk(&self, meta: &ChunkMeta) -> Result<ClosedChunk, TsdbError> {
+        let file = self.file(meta.segment)?;
+        let path = || self.dir.join("chunks").join(format!("{:06}", meta.segment));
+        let mut head = [0u8; 11];
+        let len = file.metadata().map_err(io_error(&path()))?.len();
+        let available = len.saturating_sub(meta.offset).min(head.len() as u64) as usize;
+        file.read_exact_at(&mut head[..available], meta.offset)
+            .map_err(io_error(&path()))?;
+        let mut d = Decbuf::new(&head[..available]);
+        let data_len = d.uvarint().ok_or_else(|| {
+            corrupt_block(&path(), format!("bad chunk length at {}", meta.offset))
+        })?;
+        let varint_len = d.pos as u64;
+        if data_len > len {
+            return Err(corrupt_block(
+                &path(),
+                format!("chunk at {} too long", meta.offset),
+            ));
+        }
+        let mut body = vec![0u8; 1 + data_len as usize + 4];
+        file.read_exact_at(&mut body, meta.offset + varint_len)
+            .map_err(io_error(&path()))?;
+        let (payload, crc) = body.split_at(body.len() - 4);
+        if crc32fast::hash(payload).to_le_bytes() != crc || payload[0] != ENCODING_XOR {
+            return Err(corrupt_block(
+                &path(),
+                format!("chunk checksum mismatch at {}", meta.offset),
+            ));
+        }
+        Ok(ClosedChunk {
+            min_t: meta.min_t,
+            max_t: meta.max_t,
+            data: Arc::from(&payload[1..]),
+        })
+    }
+
+    /// Matching series with their chunks overlapping `[start, end]`
+    /// (series without such chunks are left out), sorted by labels.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(Labels, Vec<ClosedChunk>)>, TsdbError> {
+        let index = self.index()?;
+        let mut out = Vec::new();
+        for position in index.select(matchers) {
+            let series = &index.series[position as usize];
+            let mut chunks = Vec::new();
+            for meta in &series.chunks {
+                if meta.min_t <= end && start <= meta.max_t {
+                    chunks.push(self.read_chunk(meta)?);
+                }
+            }
+            if !chunks.is_empty() {
+                out.push((series.labels.clone(), chunks));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,210 @@
+//! Writes a block: chunks, index and meta into `<ULID>.tmp-for-creation/`,
+//! fsynced, then renamed to `<ULID>/`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cairn_model::Labels;
+
+use super::index::{self, ChunkMeta, IndexSeries};
+use super::meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+use super::{io_error, put_uvarint, sync_dir, ulid, TMP_CREATION};
+use crate::chunk::{xor, ClosedChunk};
+use crate::fault;
+use crate::TsdbError;
+
+/// Magic of a chunk segment file ("CHK1").
+pub const CHUNKS_MAGIC: u32 = 0x4348_4B31;
+/// Bytes before the first chunk of a segment.
+pub const CHUNKS_HEADER_LEN: u64 = 8;
+/// Encoding byte of an XOR chunk.
+pub const ENCODING_XOR: u8 = 1;
+const MAX_SEGMENT_SIZE: u64 = 512 << 20;
+
+/// One series to write: labels and its chunks, oldest first, not overlapping.
+pub struct BlockSeries {
+    pub labels: Labels,
+    pub chunks: Vec<ClosedChunk>,
+}
+
+/// What the new block is: its range and lineage.
+pub struct NewBlock {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub level: u32,
+    /// Level-1 blocks it holds; empty for a block cut from the head (its
+    /// own ID is used).
+    pub sources: Vec<String>,
+}
+
+struct ChunkFiles {
+    dir: PathBuf,
+    current: Option<(u64, fs::File, std::io::BufWriter<fs::File>, u64)>,
+    next_segment: u64,
+}
+
+impl ChunkFiles {
+    fn write(&mut self, data: &[u8]) -> Result<(u64, u64), TsdbError> {
+        let mut framed = Vec::with_capacity(data.len() + 16);
+        put_uvarint(&mut framed, data.len() as u64);
+        framed.push(ENCODING_XOR);
+        framed.extend_from_slice(data);
+        let crc = crc32fast::hash(&framed[framed.len() - data.len() - 1..]);
+        framed.extend_from_slice(&crc.to_le_bytes());
+        let full = self.current.as_ref().is_some_and(|c| {
+            c.3 > CHUNKS_HEADER_LEN && c.3 + framed.len() as u64 > MAX_SEGMENT_SIZE
+        });
+        if full {
+            self.finish()?;
+        }
+        if self.current.is_none() {
+            let number = self.next_segment;
+            self.next_segment += 1;
+            let path = self.dir.join(format!("{number:06}"));
+            let file = fs::File::create(&path).map_err(io_error(&path))?;
+            let mut buffered = std::io::BufWriter::with_capacity(
+                1 << 20,
+                file.try_clone().map_err(io_error(&path))?,
+            );
+            let mut header = CHUNKS_MAGIC.to_be_bytes().to_vec();
+            header.extend_from_slice(&[1, 0, 0, 0]);
+            buffered.write_all(&header).map_err(io_error(&path))?;
+            self.current = Some((number, file, buffered, CHUNKS_HEADER_LEN));
+        }
+        let (number, _, buffered, len) = self.current.as_mut().expect("opened above");
+        let offset = *len;
+        buffered.write_all(&framed).map_err(io_error(&self.dir))?;
+        *len += framed.len() as u64;
+        Ok((*number, offset))
+    }
+
+    fn finish(&mut self) -> Result<(), TsdbError> {
+        if let Some((_, file, mut buffered, _)) = self.current.take() {
+            buffered.flush().map_err(io_error(&self.dir))?;
+            drop(buffered);
+            file.sync_all().map_err(io_error(&self.dir))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a block from series sorted by labels into `blocks_dir` and
+/// returns its meta once it is durable under its final name. Chunks
+/// outside `[min_time, max_time)` must not be passed.
+pub fn write_block(
+    blocks_dir: &Path,
+    series: impl IntoIterator<Item = Result<BlockSeries, TsdbError>>,
+    new: NewBlock,
+) -> Result<BlockMeta, TsdbError> {
+    let id = ulid::new();
+    let kind = if new.level <= 1 {
+        "block"
+    } else {
+        "compaction"
+    };
+    let tmp = blocks_dir.join(format!("{id}{TMP_CREATION}"));
+    let result = write_into(&tmp, &id, series, new);
+    let meta = match result {
+        Ok(meta) => meta,
+        Err(error) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(error);
+        }
+    };
+    fault::point(&format!("{kind}-before-rename"));
+    let final_dir = blocks_dir.join(&id);
+    fs::rename(&tmp, &final_dir).map_err(io_error(&tmp))?;
+    sync_dir(blocks_dir)?;
+    fault::point(&format!("{kind}-after-rename"));
+    Ok(meta)
+}
+
+fn write_into(
+    tmp: &Path,
+    id: &str,
+    series: impl IntoIterator<Item = Result<BlockSeries, TsdbError>>,
+    new: NewBlock,
+) -> Result<BlockMeta, TsdbError> {
+    let kind = if new.level <= 1 {
+        "block"
+    } else {
+        "compaction"
+    };
+    let chunks_dir = tmp.join("chunks");
+    fs::create_dir_all(&chunks_dir).map_err(io_error(&chunks_dir))?;
+    let mut files = ChunkFiles {
+        dir: chunks_dir.clone(),
+        current: None,
+        next_segment: 1,
+    };
+    let mut stats = BlockStats {
+        num_samples: 0,
+        num_series: 0,
+        num_chunks: 0,
+    };
+    let mut index_series: Vec<IndexSeries> = Vec::new();
+    let mut half_written = false;
+    for s in series {
+        let s = s?;
+        if s.chunks.is_empty() {
+            continue;
+        }
+        debug_assert!(index_series
+            .last()
+            .is_none_or(|prev| prev.labels < s.labels));
+        let mut metas = Vec::with_capacity(s.chunks.len());
+        for chunk in &s.chunks {
+            debug_assert!(new.min_time <= chunk.min_t && chunk.max_t < new.max_time);
+            let (segment, offset) = files.write(&chunk.data)?;
+            let samples = u64::from(xor::sample_count(&chunk.data));
+            stats.num_samples += samples;
+            stats.num_chunks += 1;
+            metas.push(ChunkMeta {
+                min_t: chunk.min_t,
+                max_t: chunk.max_t,
+                samples,
+                segment,
+                offset,
+            });
+        }
+        stats.num_series += 1;
+        index_series.push(IndexSeries {
+            labels: s.labels,
+            chunks: metas,
+        });
+        if !half_written && stats.num_series > 0 {
+            half_written = true;
+            fault::point(&format!("{kind}-writing"));
+        }
+    }
+    files.finish()?;
+    sync_dir(&chunks_dir)?;
+    let index_path = tmp.join("index");
+    write_synced(&index_path, &index::encode(&index_series))?;
+    let sources = if new.sources.is_empty() {
+        vec![id.to_string()]
+    } else {
+        new.sources
+    };
+    let meta = BlockMeta {
+        ulid: id.to_string(),
+        min_time: new.min_time,
+        max_time: new.max_time,
+        stats,
+        compaction: Compaction {
+            level: new.level,
+            sources,
+        },
+        version: FORMAT_VERSION,
+    };
+    write_synced(&tmp.join("meta.json"), &meta.to_json())?;
+    sync_dir(tmp)?;
+    Ok(meta)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TsdbError> {
+    let mut file = fs::File::create(path).map_err(io_error(path))?;
+    file.write_all(bytes).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}

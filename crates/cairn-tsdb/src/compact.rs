@@ -1,0 +1,354 @@
+//! Maintenance of one tenant's database, run by [`crate::TenantStore`]'s
+//! background thread (or called directly):
+//!
+//! - [`Tsdb::cut_blocks`]: the head's oldest complete range becomes a
+//!   block; then the head drops it and the WAL is checkpointed.
+//! - [`Tsdb::compact`]: adjacent blocks are merged into longer ranges.
+//! - [`Tsdb::apply_retention`]: expired blocks are deleted whole.
+//!
+//! Crash safety, step by step (a crash leaves the old state or the new):
+//! 1. under the write lock the head starts refusing samples older than the
+//!    range's end, so nothing can land behind the block being written;
+//! 2. the block is written to `<ULID>.tmp-for-creation/` from copied chunks
+//!    (no lock held), fsynced and renamed (a leftover tmp is deleted at open);
+//! 3. the block joins the block list, then the head drops the range (queries
+//!    merging both in between deduplicate by timestamp);
+//! 4. the WAL is checkpointed: a crash before the checkpoint replaces the
+//!    old segments replays them, and replay skips samples older than the
+//!    newest block's end, so nothing is counted twice.
+//!
+//! Compaction writes the merged block the same way, swaps the block list
+//! under a short lock, then deletes the sources (renamed to
+//! `.tmp-for-deletion` first); a crash before the deletion leaves sources
+//! that open removes, as the new block lists them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use cairn_model::Labels;
+
+use crate::block::writer::NewBlock;
+use crate::block::{self, Block, BlockMeta, BlockSeries};
+use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
+use crate::head::series::CHUNK_RANGE_MS;
+use crate::wal::{self, RefExemplar, RefSample};
+use crate::{Tsdb, TsdbError};
+
+/// Series per batch of checkpoint records (bounds the memory of a checkpoint).
+const CHECKPOINT_BATCH: usize = 1000;
+
+impl Tsdb {
+    /// The block range, rounded up to a multiple of the head's chunk range
+    /// so no chunk straddles a block boundary.
+    fn block_range(&self) -> i64 {
+        let wanted = self.opts.block_range_ms.max(CHUNK_RANGE_MS);
+        (wanted + CHUNK_RANGE_MS - 1) / CHUNK_RANGE_MS * CHUNK_RANGE_MS
+    }
+
+    /// Cuts the head's oldest ranges into blocks while the head spans more
+    /// than 1.5 ranges past the oldest one's start and the range has ended
+    /// before `now_ms`; after each block the head drops the range and the
+    /// WAL is checkpointed. Returns the blocks written.
+    pub fn cut_blocks(&self, now_ms: i64) -> Result<Vec<BlockMeta>, TsdbError> {
+        let _maintenance = self.maintenance.lock();
+        let range = self.block_range();
+        let blocks_dir = self.dir.join("blocks");
+        let mut written = Vec::new();
+        loop {
+            let Some((head_min, head_max)) = self.head.read().time_bounds() else {
+                break;
+            };
+            let start = head_min.div_euclid(range) * range;
+            let end = start + range;
+            if head_max.saturating_sub(start) < range / 2 * 3 || end > now_ms {
+                break;
+            }
+            {
+                let _writer = self.writer.lock();
+                self.head.write().raise_min_valid_t(end);
+            }
+            let snapshots = self.head.read().snapshot(&[], start, end - 1);
+            let mut series: Vec<BlockSeries> = snapshots
+                .into_iter()
+                .filter_map(|snapshot| {
+                    let chunks: Vec<ClosedChunk> = snapshot
+                        .chunks
+                        .into_iter()
+                        .filter(|c| c.max_t < end)
+                        .collect();
+                    (!chunks.is_empty()).then(|| BlockSeries {
+                        labels: snapshot.labels.to_labels(),
+                        chunks,
+                    })
+                })
+                .collect();
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let meta = block::write_block(
+                &blocks_dir,
+                series.into_iter().map(Ok),
+                NewBlock {
+                    min_time: start,
+                    max_time: end,
+                    level: 1,
+                    sources: Vec::new(),
+                },
+            )?;
+            let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
+            self.swap_blocks(&[], Some(opened));
+            {
+                let _writer = self.writer.lock();
+                self.head.write().truncate_before(end);
+            }
+            crate::fault::point("block-before-checkpoint");
+            self.checkpoint()?;
+            tracing::info!(
+                dir = %self.dir.display(),
+                block = %meta.ulid,
+                min_time = meta.min_time,
+                max_time = meta.max_time,
+                samples = meta.stats.num_samples,
+                series = meta.stats.num_series,
+                "block written from the head"
+            );
+            written.push(meta);
+        }
+        Ok(written)
+    }
+
+    /// Replaces the WAL up to its newest segment with a checkpoint of the
+    /// head (see `docs/format.md`, "Checkpoints"). Holds the write lock only
+    /// to close the segment and copy the head.
+    fn checkpoint(&self) -> Result<(), TsdbError> {
+        let (index, min_t, series, exemplars, metadata) = {
+            let mut writer = self.writer.lock();
+            let Some(index) = writer.cut_segment()? else {
+                return Ok(());
+            };
+            let head = self.head.read();
+            let min_t = head.min_valid_t();
+            let series: Vec<(u64, Labels, Vec<ClosedChunk>)> = head
+                .iter_series()
+                .map(|(id, s)| (id, s.to_labels(), s.chunks_overlapping(min_t, i64::MAX)))
+                .collect();
+            drop(head);
+            let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
+            let metadata: Vec<_> = self.metadata.read().values().cloned().collect();
+            (index, min_t, series, exemplars, metadata)
+        };
+        let live: HashSet<u64> = series.iter().map(|(id, _, _)| *id).collect();
+        let exemplars: Vec<RefExemplar> = exemplars
+            .into_iter()
+            .filter(|(id, _)| live.contains(id))
+            .map(|(id, exemplar)| RefExemplar { id, exemplar })
+            .collect();
+        let series_parts = series.chunks(CHECKPOINT_BATCH).map(move |batch| {
+            let mut framed = Vec::new();
+            let pairs: Vec<(u64, Labels)> = batch
+                .iter()
+                .map(|(id, labels, _)| (*id, labels.clone()))
+                .collect();
+            wal::record::encode_series(&pairs, &mut framed);
+            let mut samples = Vec::new();
+            for (id, _, chunks) in batch {
+                for chunk in chunks {
+                    for (t, v) in chunk.iter() {
+                        if t >= min_t {
+                            samples.push(RefSample { id: *id, t, v });
+                        }
+                    }
+                }
+            }
+            wal::record::encode_samples(&samples, &mut framed);
+            framed
+        });
+        let mut tail = Vec::new();
+        wal::record::encode_exemplars(&exemplars, &mut tail);
+        wal::record::encode_metadata(&metadata, &mut tail);
+        wal::write_checkpoint(
+            &self.dir.join("wal"),
+            index,
+            series_parts.chain(std::iter::once(tail)),
+        )
+    }
+
+    /// Replaces `remove` with `add` in the block list (a short write lock).
+    fn swap_blocks(&self, remove: &[Arc<Block>], add: Option<Arc<Block>>) {
+        let mut list = self.blocks.write();
+        let mut next: Vec<Arc<Block>> = list
+            .iter()
+            .filter(|b| !remove.iter().any(|r| Arc::ptr_eq(r, b)))
+            .cloned()
+            .collect();
+        next.extend(add);
+        next.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+        *list = Arc::new(next);
+    }
+
+    /// Merges adjacent blocks into the longer ranges of
+    /// `compaction_ranges_ms`, until nothing is left to merge. Ingestion and
+    /// queries go on meanwhile. Returns the blocks written.
+    pub fn compact(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let _maintenance = self.maintenance.lock();
+        let mut written = Vec::new();
+        while let Some(group) = self.plan_compaction() {
+            written.push(self.compact_group(&group)?);
+        }
+        Ok(written)
+    }
+
+    /// The first group of two or more blocks inside one aligned window of a
+    /// compaction range that later blocks have moved past, smallest range first.
+    fn plan_compaction(&self) -> Option<Vec<Arc<Block>>> {
+        let blocks = self.blocks.read().clone();
+        let newest_end = blocks.iter().map(|b| b.meta().max_time).max()?;
+        for &range in self.opts.compaction_ranges_ms.iter() {
+            if range <= 0 {
+                continue;
+            }
+            let mut windows: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+            for b in blocks.iter() {
+                let window = b.meta().min_time.div_euclid(range);
+                if (b.meta().max_time - 1).div_euclid(range) != window {
+                    continue;
+                }
+                windows.entry(window).or_default().push(b.clone());
+            }
+            for (window, group) in windows {
+                if group.len() >= 2 && (window + 1) * range <= newest_end {
+                    return Some(group);
+                }
+            }
+        }
+        None
+    }
+
+    fn compact_group(&self, sources: &[Arc<Block>]) -> Result<BlockMeta, TsdbError> {
+        let blocks_dir = self.dir.join("blocks");
+        let min_time = sources.iter().map(|b| b.meta().min_time).min();
+        let max_time = sources.iter().map(|b| b.meta().max_time).max();
+        let (Some(min_time), Some(max_time)) = (min_time, max_time) else {
+            unreachable!("a compaction group has blocks");
+        };
+        let level = sources
+            .iter()
+            .map(|b| b.meta().compaction.level)
+            .max()
+            .unwrap_or(1)
+            + 1;
+        let mut source_ids: Vec<String> = sources
+            .iter()
+            .flat_map(|b| b.meta().compaction.sources.iter().cloned())
+            .collect();
+        source_ids.sort();
+        source_ids.dedup();
+        let indexes = sources
+            .iter()
+            .map(|b| b.index())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut by_labels: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
+        for (block_position, index) in indexes.iter().enumerate() {
+            for (series_position, s) in index.series.iter().enumerate() {
+                by_labels
+                    .entry(s.labels.clone())
+                    .or_default()
+                    .push((block_position, series_position));
+            }
+        }
+        // One series in memory at a time.
+        let merged = by_labels.into_iter().map(|(labels, refs)| {
+            let mut chunks = Vec::new();
+            for (block_position, series_position) in refs {
+                let index = &indexes[block_position];
+                for meta in &index.series[series_position].chunks {
+                    chunks.push(sources[block_position].read_chunk(meta)?);
+                }
+            }
+            chunks.sort_by_key(|c| c.min_t);
+            if chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
+                chunks = rechunk(&chunks);
+            }
+            Ok(BlockSeries { labels, chunks })
+        });
+        let meta = block::write_block(
+            &blocks_dir,
+            merged,
+            NewBlock {
+                min_time,
+                max_time,
+                level,
+                sources: source_ids,
+            },
+        )?;
+        let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
+        self.swap_blocks(sources, Some(opened));
+        for source in sources {
+            block::delete_block_dir(source.dir())?;
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            block = %meta.ulid,
+            level,
+            sources = sources.len(),
+            min_time,
+            max_time,
+            "blocks compacted"
+        );
+        Ok(meta)
+    }
+
+    /// Deletes, whole, every block that ended at least `retention` before
+    /// `now_ms` (nothing when retention is zero). Returns how many.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, TsdbError> {
+        if self.opts.retention.is_zero() {
+            return Ok(0);
+        }
+        let _maintenance = self.maintenance.lock();
+        let retention_ms = i64::try_from(self.opts.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        let expired: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().max_time <= cutoff)
+            .cloned()
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        self.swap_blocks(&expired, None);
+        for b in &expired {
+            block::delete_block_dir(b.dir())?;
+            tracing::info!(dir = %self.dir.display(), block = %b.meta().ulid, max_time = b.meta().max_time, "block deleted by retention");
+        }
+        Ok(expired.len())
+    }
+
+    /// One maintenance pass: cut blocks, compact, apply retention.
+    pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
+        self.cut_blocks(now_ms)?;
+        self.compact()?;
+        self.apply_retention(now_ms)?;
+        Ok(())
+    }
+}
+
+/// Decodes overlapping chunks into one sorted, deduplicated sample stream
+/// (first copy of a timestamp wins) and re-encodes it.
+fn rechunk(chunks: &[ClosedChunk]) -> Vec<ClosedChunk> {
+    let mut samples: Vec<(i64, f64)> = chunks.iter().flat_map(|c| c.iter()).collect();
+    samples.sort_by_key(|s| s.0);
+    samples.dedup_by_key(|s| s.0);
+    let mut out = Vec::new();
+    for group in samples.chunks(usize::from(SAMPLES_PER_CHUNK)) {
+        let mut appender = XorAppender::new();
+        for &(t, v) in group {
+            appender.append(t, v);
+        }
+        out.push(ClosedChunk {
+            min_t: group[0].0,
+            max_t: group[group.len() - 1].0,
+            data: Arc::from(appender.into_bytes()),
+        });
+    }
+    out
+}

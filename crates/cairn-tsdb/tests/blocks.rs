@@ -1,0 +1,350 @@
+//! Blocks end to end: the head cut into blocks, compaction, retention and
+//! restarts, with every sample read back exactly once; and crash safety: a
+//! child process (this test binary, re-run) is stopped at a named fault
+//! point inside block writing, checkpointing or compaction and killed with
+//! SIGKILL, and the reopened database holds every acknowledged sample once.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use cairn_model::{Labels, Matcher, Queryable, Sample, SeriesSamples, TimeRange};
+use cairn_tsdb::{Tsdb, TsdbOptions};
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const SERIES: i64 = 5;
+
+fn labels(i: i64) -> Labels {
+    let job = if i % 2 == 0 { "even" } else { "odd" };
+    Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string()), ("job", job)])
+}
+
+fn value(round: i64, i: i64) -> f64 {
+    (round * SERIES + i) as f64
+}
+
+/// One sample per series at `round` minutes.
+fn batch(round: i64) -> Vec<SeriesSamples> {
+    (0..SERIES)
+        .map(|i| SeriesSamples {
+            labels: labels(i),
+            samples: vec![Sample::new(round * MINUTE, value(round, i))],
+            exemplars: Vec::new(),
+        })
+        .collect()
+}
+
+fn options() -> TsdbOptions {
+    TsdbOptions {
+        wal_segment_size: 64 * 1024,
+        compaction_ranges_ms: vec![2 * HOUR, 4 * HOUR, 8 * HOUR],
+        maintenance_interval: std::time::Duration::ZERO,
+        ..TsdbOptions::default()
+    }
+}
+
+/// Every series holds rounds `0..=last` exactly once, in order; returns
+/// `last`. Storage holds each sample once too: blocks do not overlap and
+/// the head starts where the blocks end (queries would hide a duplicate).
+fn check_exactly_once(db: &Tsdb) -> i64 {
+    let blocks = db.blocks();
+    for pair in blocks.windows(2) {
+        assert!(pair[0].max_time <= pair[1].min_time, "{blocks:?}");
+    }
+    if let (Some(last_block), Some((head_min, _))) = (blocks.last(), db.head_time_range()) {
+        assert!(head_min >= last_block.max_time, "head overlaps the blocks");
+    }
+    let selected = db.select(&[], TimeRange::all()).unwrap();
+    assert_eq!(selected.len(), SERIES as usize);
+    let mut last = None;
+    for series in &selected {
+        let i: i64 = series.labels.get("i").unwrap().parse().unwrap();
+        for (round, sample) in series.samples.iter().enumerate() {
+            let round = round as i64;
+            assert_eq!(
+                *sample,
+                Sample::new(round * MINUTE, value(round, i)),
+                "series {i} round {round}"
+            );
+        }
+        let count = series.samples.len() as i64;
+        assert!(
+            last.is_none_or(|l| l == count - 1),
+            "series differ in length"
+        );
+        last = Some(count - 1);
+    }
+    last.unwrap()
+}
+
+fn names_under(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn write_cut_compact_restart_returns_every_sample_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rounds = 13 * 60; // 13 hours of one sample a minute
+    {
+        let db = Tsdb::open(tmp.path(), options()).unwrap();
+        for round in 0..rounds {
+            db.append(batch(round)).unwrap();
+            if round % 90 == 0 {
+                db.cut_blocks(i64::MAX).unwrap();
+            }
+        }
+        db.cut_blocks(i64::MAX).unwrap();
+        let blocks = db.blocks();
+        // The head spans at least 1.5 ranges past its oldest range's start.
+        assert_eq!(blocks.len(), 5, "{blocks:?}");
+        assert_eq!(blocks.last().unwrap().max_time, 10 * HOUR);
+        assert_eq!(check_exactly_once(&db), rounds - 1);
+        // Samples behind the blocks are refused.
+        let late = db
+            .append(vec![SeriesSamples {
+                labels: labels(100),
+                samples: vec![Sample::new(HOUR, 1.0)],
+                exemplars: Vec::new(),
+            }])
+            .unwrap();
+        assert_eq!(late.samples_accepted, 0);
+        // The WAL was checkpointed: old segments are gone.
+        let wal = names_under(&tmp.path().join("wal"));
+        assert!(wal.iter().any(|n| n.starts_with("checkpoint.")), "{wal:?}");
+    }
+    let db = Tsdb::open(tmp.path(), options()).unwrap();
+    assert!(db.wal_replay_report().checkpoint.is_some());
+    assert_eq!(check_exactly_once(&db), rounds - 1);
+    let compacted = db.compact().unwrap();
+    // [0,2h)+[2h,4h) -> [0,4h); [4h,6h)+[6h,8h) -> [4h,8h); both -> [0,8h).
+    assert_eq!(compacted.len(), 3, "{compacted:?}");
+    let blocks = db.blocks();
+    let ranges: Vec<(i64, i64, u32)> = blocks
+        .iter()
+        .map(|b| (b.min_time, b.max_time, b.compaction.level))
+        .collect();
+    assert_eq!(ranges, vec![(0, 8 * HOUR, 3), (8 * HOUR, 10 * HOUR, 1)]);
+    assert_eq!(blocks[0].stats.num_samples, (8 * 60 * SERIES) as u64);
+    assert_eq!(blocks[0].compaction.sources.len(), 4);
+    assert_eq!(check_exactly_once(&db), rounds - 1);
+    drop(db);
+
+    let db = Tsdb::open(tmp.path(), options()).unwrap();
+    assert_eq!(check_exactly_once(&db), rounds - 1);
+    // Label and series APIs see block data: a series that only lives in
+    // blocks now.
+    db.append(vec![SeriesSamples {
+        labels: Labels::from_pairs(&[("__name__", "late"), ("zone", "z")]),
+        samples: vec![Sample::new(rounds * MINUTE, 1.0)],
+        exemplars: Vec::new(),
+    }])
+    .unwrap();
+    let early = TimeRange::new(0, HOUR);
+    assert_eq!(db.series(&[], early).len(), SERIES as usize);
+    assert_eq!(
+        db.label_values("i", &[], early).unwrap(),
+        vec!["0", "1", "2", "3", "4"]
+    );
+    assert_eq!(
+        db.label_names(&[], early).unwrap(),
+        vec!["__name__", "i", "job"]
+    );
+    assert_eq!(
+        db.label_names(&[], TimeRange::all()).unwrap(),
+        vec!["__name__", "i", "job", "zone"]
+    );
+    assert_eq!(
+        db.label_values("job", &[Matcher::equal("i", "3")], early)
+            .unwrap(),
+        vec!["odd"]
+    );
+    let selected = db
+        .select(
+            &[Matcher::equal("job", "even")],
+            TimeRange::new(2 * HOUR - MINUTE, 2 * HOUR + MINUTE),
+        )
+        .unwrap();
+    assert_eq!(selected.len(), 3);
+    assert_eq!(selected[0].samples.len(), 3);
+    let gone = names_under(&tmp.path().join("blocks"));
+    assert!(gone.iter().all(|n| !n.contains(".tmp-for-")), "{gone:?}");
+}
+
+#[test]
+fn retention_deletes_expired_blocks_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = TsdbOptions {
+        retention: std::time::Duration::from_millis(5 * HOUR as u64),
+        ..options()
+    };
+    let db = Tsdb::open(tmp.path(), opts.clone()).unwrap();
+    let rounds = 10 * 60;
+    for round in 0..rounds {
+        db.append(batch(round)).unwrap();
+    }
+    let now = rounds * MINUTE;
+    db.cut_blocks(now).unwrap();
+    assert_eq!(db.blocks().len(), 4);
+    let dirs_before = names_under(&tmp.path().join("blocks")).len();
+    // Blocks ending at or before 10h - 5h go: [0,2h), [2h,4h).
+    assert_eq!(db.apply_retention(now).unwrap(), 2);
+    let left: Vec<(i64, i64)> = db
+        .blocks()
+        .iter()
+        .map(|b| (b.min_time, b.max_time))
+        .collect();
+    assert_eq!(left, vec![(4 * HOUR, 6 * HOUR), (6 * HOUR, 8 * HOUR)]);
+    assert_eq!(
+        names_under(&tmp.path().join("blocks")).len(),
+        dirs_before - 2
+    );
+    let first = db.select(&[], TimeRange::all()).unwrap()[0].samples[0].t;
+    assert_eq!(first, 4 * HOUR);
+    drop(db);
+    let db = Tsdb::open(tmp.path(), opts).unwrap();
+    let selected = db.select(&[], TimeRange::all()).unwrap();
+    assert_eq!(selected[0].samples.len() as i64, rounds - 4 * 60);
+    // Zero retention keeps everything.
+    let keep = Tsdb::open(&tmp.path().join("keep"), options()).unwrap();
+    for round in 0..rounds {
+        keep.append(batch(round)).unwrap();
+    }
+    keep.cut_blocks(now).unwrap();
+    assert_eq!(keep.apply_retention(i64::MAX).unwrap(), 0);
+    assert_eq!(check_exactly_once(&keep), rounds - 1);
+}
+
+const CHILD_DIR: &str = "CAIRN_TSDB_BLOCKS_CHILD_DIR";
+
+/// The child: append a round, report it, run maintenance; until a fault
+/// point parks it (the parent then kills it) or the rounds run out.
+fn run_child(dir: &str) {
+    let db = Tsdb::open(Path::new(dir), options()).unwrap();
+    let stdout = std::io::stdout();
+    for round in 0..(12 * 60) {
+        db.append(batch(round)).unwrap();
+        {
+            let mut out = stdout.lock();
+            writeln!(out, "acked {round}").unwrap();
+            out.flush().unwrap();
+        }
+        if round % 30 == 0 {
+            db.cut_blocks(i64::MAX).unwrap();
+            db.compact().unwrap();
+        }
+    }
+    writeln!(stdout.lock(), "done").unwrap();
+}
+
+/// Runs the child until it parks at `fault`, kills it, and checks the
+/// reopened database.
+fn crash_at(test_name: &str, fault: &str) {
+    if let Ok(dir) = std::env::var(CHILD_DIR) {
+        run_child(&dir);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, tmp.path())
+        .env("CAIRN_TSDB_FAULT", fault)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut last_acked = None;
+    let mut reached = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(round) = line.strip_prefix("acked ") {
+            last_acked = Some(round.parse::<i64>().unwrap());
+        } else if line == format!("fault-point {fault}") {
+            reached = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(reached, "the child never reached {fault}");
+    let last_acked = last_acked.expect("the child acknowledged appends");
+
+    let db = Tsdb::open(tmp.path(), options()).unwrap();
+    let last = check_exactly_once(&db);
+    assert!(last >= last_acked, "lost acknowledged rounds after {last}");
+    let blocks_dir = names_under(&tmp.path().join("blocks"));
+    assert!(
+        blocks_dir.iter().all(|n| !n.contains(".tmp-for-")),
+        "{blocks_dir:?}"
+    );
+    let wal = names_under(&tmp.path().join("wal"));
+    assert!(wal.iter().all(|n| !n.ends_with(".tmp")), "{wal:?}");
+    // Carry on from the recovered state: more data, cuts, compaction, restart.
+    for round in last + 1..last + 300 {
+        db.append(batch(round)).unwrap();
+    }
+    db.cut_blocks(i64::MAX).unwrap();
+    db.compact().unwrap();
+    assert_eq!(check_exactly_once(&db), last + 299);
+    drop(db);
+    let db = Tsdb::open(tmp.path(), options()).unwrap();
+    assert_eq!(check_exactly_once(&db), last + 299);
+}
+
+#[test]
+fn crash_while_writing_a_block() {
+    crash_at("crash_while_writing_a_block", "block-writing");
+}
+
+#[test]
+fn crash_before_a_block_is_renamed() {
+    crash_at("crash_before_a_block_is_renamed", "block-before-rename");
+}
+
+#[test]
+fn crash_after_a_block_is_renamed() {
+    crash_at("crash_after_a_block_is_renamed", "block-after-rename");
+}
+
+#[test]
+fn crash_after_the_head_drops_a_block_before_the_checkpoint() {
+    crash_at(
+        "crash_after_the_head_drops_a_block_before_the_checkpoint",
+        "block-before-checkpoint",
+    );
+}
+
+#[test]
+fn crash_before_a_checkpoint_is_renamed() {
+    crash_at(
+        "crash_before_a_checkpoint_is_renamed",
+        "checkpoint-before-rename",
+    );
+}
+
+#[test]
+fn crash_after_a_checkpoint_is_renamed() {
+    crash_at(
+        "crash_after_a_checkpoint_is_renamed",
+        "checkpoint-after-rename",
+    );
+}
+
+#[test]
+fn crash_while_compacting() {
+    crash_at("crash_while_compacting", "compaction-writing");
+}
+
+#[test]
+fn crash_after_a_compacted_block_is_renamed() {
+    crash_at(
+        "crash_after_a_compacted_block_is_renamed",
+        "compaction-after-rename",
+    );
+}
