@@ -1,22 +1,61 @@
 //! `cairn-bench`: sends a generated remote-write workload to any remote-write
-//! URL and measures what the server spent on it.
+//! URL and measures what the server spent on it (`ingest`, the default when
+//! no subcommand is given), or times a PromQL range query over HTTP against
+//! any Prometheus-compatible API (`query`).
 //!
-//! The workload is node-exporter-like: `hosts × metrics` series with a few
-//! labels, counters that grow and gauges that wander, one sample per series
-//! per scrape, `scrapes` scrapes `interval` apart ending now. Requests hold
-//! `batch` samples each and are all encoded before the clock starts. Server
-//! CPU comes from `/proc/<pid>/stat` (utime + stime), peak RSS from
-//! `/proc/<pid>/status` (VmHWM), so the load generator's own CPU is not counted.
+//! `ingest`: the default workload is node-exporter-like: `hosts × metrics`
+//! series with a few labels, counters that grow and gauges that wander; the
+//! `promql` workload is `x{job, instance}` counters (10 jobs, `series / 10`
+//! instances), the data of the PromQL benchmark. One sample per series per
+//! scrape, `scrapes` scrapes `interval` apart ending now (or at `--end-ms`).
+//! Requests hold `batch` samples each and are all encoded before the clock
+//! starts. Server CPU comes from `/proc/<pid>/stat` (utime + stime), peak RSS
+//! from `/proc/<pid>/status` (VmHWM), so the load generator's own CPU is not
+//! counted.
+//!
+//! `query`: one untimed warm-up request, then `runs` timed requests of the
+//! same `query_range`; prints each run's wall time, the median and a digest
+//! of the result (series, points, sum of values) so that two servers' answers
+//! can be compared.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_ingest::prompb::{Label, Sample, TimeSeries, WriteRequest};
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(about = "Remote-write ingestion benchmark")]
+#[command(
+    about = "Remote-write ingestion and PromQL query benchmarks",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand, the `ingest` flags.
+    #[command(flatten)]
+    ingest: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send a generated workload by remote write (the default).
+    Ingest(Args),
+    /// Time a PromQL range query over HTTP.
+    Query(QueryArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// node-exporter-like hosts: 100 metrics per host, counters and gauges.
+    Node,
+    /// `x{job, instance}` counters, 10 jobs: the PromQL benchmark's data.
+    Promql,
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Remote-write URL, e.g. http://127.0.0.1:8080/api/v1/push.
     #[arg(long)]
@@ -42,13 +81,54 @@ struct Args {
     /// Concurrent senders.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Series names, labels and values.
+    #[arg(long, value_enum, default_value_t = Workload::Node)]
+    workload: Workload,
+    /// Timestamp of the last sample in ms (default: one interval before now).
+    #[arg(long)]
+    end_ms: Option<i64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct QueryArgs {
+    /// query_range URL, e.g. http://127.0.0.1:9090/api/v1/query_range.
+    #[arg(long)]
+    url: String,
+    /// X-Scope-OrgID header value (omit for single-tenant targets).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// PromQL expression.
+    #[arg(long)]
+    query: String,
+    /// Range start, in seconds since the epoch (decimals allowed).
+    #[arg(long)]
+    start: String,
+    /// Range end, in seconds since the epoch (decimals allowed).
+    #[arg(long)]
+    end: String,
+    /// Step, in seconds or as a duration (`15s`).
+    #[arg(long)]
+    step: String,
+    /// Timed requests after one untimed warm-up.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
 }
 
 const METRICS_PER_HOST: usize = 100;
+/// Jobs of the `promql` workload; series `s` has job `s % 10`, instance `s / 10`.
+const PROMQL_JOBS: usize = 10;
 
 fn main() {
-    let args = Args::parse();
-    let bodies = Arc::new(encode_workload(&args));
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Ingest(args)) => ingest(&args),
+        Some(Command::Query(args)) => query(&args),
+        None => ingest(&cli.ingest),
+    }
+}
+
+fn ingest(args: &Args) {
+    let bodies = Arc::new(encode_workload(args));
     let total_samples = args.series * args.scrapes;
     eprintln!(
         "{} requests, {} samples, {:.1} MB compressed",
@@ -136,13 +216,22 @@ fn main() {
 /// Every request body in time order, scrape by scrape, `batch` series at a
 /// time, with the index of its series batch (the same series every scrape).
 fn encode_workload(args: &Args) -> Vec<(usize, Vec<u8>)> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
     let interval_ms = args.interval * 1000;
-    let first = now_ms - args.scrapes as i64 * interval_ms;
-    let series_labels: Vec<Vec<Label>> = (0..args.series).map(series_labels).collect();
+    let last = args.end_ms.unwrap_or_else(|| {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64;
+        now_ms - interval_ms
+    });
+    let first = last - (args.scrapes as i64 - 1) * interval_ms;
+    eprintln!("samples from {first} to {last} (ms)");
+    let series_labels: Vec<Vec<Label>> = (0..args.series)
+        .map(|s| match args.workload {
+            Workload::Node => series_labels(s),
+            Workload::Promql => promql_series_labels(s),
+        })
+        .collect();
     let mut bodies = Vec::new();
     for scrape in 0..args.scrapes {
         let t = first + scrape as i64 * interval_ms;
@@ -152,7 +241,10 @@ fn encode_workload(args: &Args) -> Vec<(usize, Vec<u8>)> {
                 .map(|s| TimeSeries {
                     labels: series_labels[s].clone(),
                     samples: vec![Sample {
-                        value: sample_value(s, scrape),
+                        value: match args.workload {
+                            Workload::Node => sample_value(s, scrape),
+                            Workload::Promql => promql_counter_value(s, scrape),
+                        },
                         timestamp: t,
                     }],
                     ..Default::default()
@@ -185,6 +277,20 @@ fn series_labels(s: usize) -> Vec<Label> {
         ),
         Label::new("job", "node"),
     ]
+}
+
+/// `x{instance="instance-I", job="job-J"}`, as the cairn-promql `query` bench.
+fn promql_series_labels(s: usize) -> Vec<Label> {
+    vec![
+        Label::new("__name__", "x"),
+        Label::new("instance", format!("instance-{}", s / PROMQL_JOBS)),
+        Label::new("job", format!("job-{}", s % PROMQL_JOBS)),
+    ]
+}
+
+/// The same formula as the cairn-promql `query` bench's counters.
+fn promql_counter_value(s: usize, scrape: usize) -> f64 {
+    (scrape * (s % 7 + 1)) as f64 * 3.0
 }
 
 /// Counters climb by varying steps; gauges wander.
@@ -225,4 +331,97 @@ fn process_memory_kb(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn query(args: &QueryArgs) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("http client");
+    let send = || {
+        let mut request = client.get(&args.url).query(&[
+            ("query", args.query.as_str()),
+            ("start", args.start.as_str()),
+            ("end", args.end.as_str()),
+            ("step", args.step.as_str()),
+        ]);
+        if let Some(tenant) = &args.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        let started = Instant::now();
+        let response = request.send().expect("query request");
+        let status = response.status();
+        let body = response.bytes().expect("query response body");
+        let elapsed = started.elapsed();
+        if !status.is_success() {
+            eprintln!("{status}: {}", String::from_utf8_lossy(&body));
+            std::process::exit(1);
+        }
+        (elapsed, body)
+    };
+
+    let (_, warm_up) = send();
+    let digest = ResultDigest::of(&warm_up);
+    let mut times_ms = Vec::with_capacity(args.runs);
+    for run in 0..args.runs {
+        let (elapsed, _) = send();
+        let ms = elapsed.as_secs_f64() * 1e3;
+        eprintln!("run {}: {ms:.1} ms", run + 1);
+        times_ms.push(ms);
+    }
+    times_ms.sort_by(f64::total_cmp);
+    println!(
+        "result             {} series, {} points, sum {:.6e}",
+        digest.series, digest.points, digest.sum
+    );
+    println!("runs               {}", times_ms.len());
+    if let (Some(min), Some(max)) = (times_ms.first(), times_ms.last()) {
+        println!("min ms             {min:.1}");
+        println!("median ms          {:.1}", median(&times_ms));
+        println!("max ms             {max:.1}");
+    }
+}
+
+/// Median of sorted values (the mean of the middle two for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if !n.is_multiple_of(2) {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// What a `query_range` answered, in brief: enough to see that two servers
+/// returned the same series and (nearly) the same values.
+struct ResultDigest {
+    series: usize,
+    points: usize,
+    sum: f64,
+}
+
+impl ResultDigest {
+    fn of(body: &[u8]) -> ResultDigest {
+        let json: serde_json::Value = serde_json::from_slice(body).expect("query response JSON");
+        assert_eq!(json["status"], "success", "query failed: {json}");
+        let result = json["data"]["result"]
+            .as_array()
+            .expect("data.result array");
+        let mut digest = ResultDigest {
+            series: result.len(),
+            points: 0,
+            sum: 0.0,
+        };
+        for series in result {
+            for point in series["values"].as_array().into_iter().flatten() {
+                digest.points += 1;
+                let value: f64 = point[1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                digest.sum += value;
+            }
+        }
+        digest
+    }
 }
