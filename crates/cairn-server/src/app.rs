@@ -10,9 +10,11 @@ use cairn_promql::{Engine, EngineOptions};
 use cairn_tsdb::{TenantStore, TsdbOptions};
 use tokio::net::TcpListener;
 
+use crate::auth::{AuthOptions, Authenticator};
 use crate::metrics::Metrics;
 use crate::router;
 use crate::tenant::TenancyOptions;
+use crate::tls::{TlsOptions, TlsReloader};
 
 /// Everything the HTTP layer needs to know, resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -21,6 +23,9 @@ pub struct ServerOptions {
     pub data_dir: PathBuf,
     pub tsdb: TsdbOptions,
     pub tenancy: TenancyOptions,
+    pub auth: AuthOptions,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<TlsOptions>,
     /// Largest compressed remote-write body accepted; larger is 413.
     pub max_write_body_bytes: usize,
     pub decode_limits: DecodeLimits,
@@ -36,26 +41,47 @@ pub(crate) struct AppState {
     pub store: Arc<OnceLock<Arc<TenantStore>>>,
     pub engine: Engine,
     pub metrics: Metrics,
+    pub auth: Arc<Authenticator>,
 }
 
 /// A bound, running Cairn HTTP server.
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Option<Arc<TlsReloader>>,
 }
 
 impl Server {
-    /// Binds the listen address. Storage is opened by [`Server::run`].
-    pub async fn bind(options: ServerOptions) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(options.listen_address).await?;
+    /// Loads the users file and TLS files, and binds the listen address.
+    /// Storage is opened by [`Server::run`].
+    pub async fn bind(options: ServerOptions) -> Result<Server, ServeError> {
+        let auth = Authenticator::new(options.auth.clone(), options.tenancy.clone())
+            .map_err(ServeError::Auth)?;
+        let tls = match &options.tls {
+            Some(tls) => Some(Arc::new(
+                TlsReloader::new(tls.clone()).map_err(ServeError::Tls)?,
+            )),
+            None => None,
+        };
+        let listener = TcpListener::bind(options.listen_address)
+            .await
+            .map_err(|source| ServeError::Bind {
+                address: options.listen_address,
+                source,
+            })?;
         let store = Arc::new(OnceLock::new());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
             metrics: Metrics::new(Arc::clone(&store)),
             store,
+            auth: Arc::new(auth),
             options,
         });
-        Ok(Server { listener, state })
+        Ok(Server {
+            listener,
+            state,
+            tls,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -70,7 +96,12 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let Server { listener, state } = self;
+        let Server {
+            listener,
+            state,
+            tls,
+        } = self;
+        let users_reloader = state.auth.spawn_reloader();
         let storage_failed = Arc::new(tokio::sync::Notify::new());
         let replay_state = Arc::clone(&state);
         let notify_failure = Arc::clone(&storage_failed);
@@ -89,10 +120,18 @@ impl Server {
                 _ = storage_failed.notified() => {}
             }
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(ServeError::Http)?;
+        match tls {
+            Some(tls) => crate::tls::serve(listener, app, tls, stop)
+                .await
+                .map_err(ServeError::Http)?,
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(ServeError::Http)?,
+        }
+        if let Some(reloader) = users_reloader {
+            reloader.abort();
+        }
 
         replay
             .await
@@ -129,6 +168,16 @@ fn open_storage(state: &AppState) -> Result<(), ServeError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("authentication setup failed")]
+    Auth(#[source] crate::auth::AuthError),
+    #[error("TLS setup failed")]
+    Tls(#[source] crate::tls::TlsError),
     #[error("http server failed")]
     Http(#[source] std::io::Error),
     #[error("storage failed")]

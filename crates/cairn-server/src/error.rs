@@ -59,6 +59,7 @@ impl ApiError {
             "not_found" => 404,
             "not_acceptable" => 406,
             "unauthorized" => 401,
+            "forbidden" => 403,
             _ => 500,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -81,8 +82,9 @@ impl From<TenantIdError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // Missing tenant: plain text `no org id` with 401, as Mimir answers on every path.
-        if self.error_type == "unauthorized" {
+        // Missing tenant: plain text `no org id` with 401, as Mimir answers on
+        // every path; a tenant the user may not use: plain text 403.
+        if self.error_type == "unauthorized" || self.error_type == "forbidden" {
             return (status, self.message).into_response();
         }
         if status.is_server_error() && self.error_type == "internal" {

@@ -4,7 +4,12 @@
 //! - [`Server`] binds the listener, opens storage in the background (WAL
 //!   replay; `/ready` answers 503 until it is done) and serves the router
 //!   until a shutdown signal, then flushes every tenant's WAL.
-//! - [`tenant`] turns request headers into a validated [`cairn_model::TenantId`].
+//! - [`auth`] authenticates each request (mode `none`, or basic auth against
+//!   a reloaded users file) into an [`auth::AuthContext`].
+//! - [`tenant`] turns request headers and that context into a validated
+//!   [`cairn_model::TenantId`] the caller may use (401/403 otherwise).
+//! - [`tls`] serves HTTPS (rustls, certificate reloaded on change, optional
+//!   mTLS, HTTP/2 and HTTP/1.1).
 //! - [`push`] is the remote-write endpoint: size-capped body, decode,
 //!   validate, append to the tenant's WAL and head, answer.
 //! - [`query`] is the Prometheus HTTP read API (query, query_range, series,
@@ -14,12 +19,14 @@
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
 
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod push;
 pub mod query;
 pub mod remote_read;
 pub mod tenant;
+pub mod tls;
 
 mod app;
 mod router;

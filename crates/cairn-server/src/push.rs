@@ -20,6 +20,7 @@ use cairn_tsdb::TenantStore;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::app::AppState;
+use crate::auth::AuthContext;
 use crate::error::WriteApiError;
 use crate::tenant;
 
@@ -28,7 +29,7 @@ pub(crate) async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, WriteApiError> {
-    let tenant = tenant::write_tenant(&state.options.tenancy, &headers)?;
+    let tenant = tenant::write_tenant(&AuthContext::current(), &headers)?;
     let store = state.store.get().cloned().ok_or_else(|| {
         WriteApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

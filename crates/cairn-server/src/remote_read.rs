@@ -27,6 +27,7 @@ use cairn_model::{MatchOp, Matcher, Queryable, TimeRange};
 use prost::Message;
 
 use crate::app::AppState;
+use crate::auth::AuthContext;
 use crate::error::WriteApiError;
 use crate::tenant;
 
@@ -36,7 +37,7 @@ pub(crate) async fn read(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WriteApiError> {
-    let tenant = tenant::read_tenant(&state.options.tenancy, &headers)?;
+    let tenant = tenant::read_tenant(&AuthContext::current(), &headers)?;
     let store = state.store.get().cloned().ok_or_else(|| {
         WriteApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

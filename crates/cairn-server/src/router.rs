@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{push, query, remote_read};
+use crate::{auth, push, query, remote_read};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -57,10 +57,18 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
         // Remote read answers are snappy-compressed already.
         .route("/api/v1/read", post(remote_read::read));
-    Router::new()
+    // Every tenant endpoint sits behind authentication; `/ready` and
+    // `/metrics` do not.
+    let tenant_api = Router::new()
         .route("/api/v1/push", post(push::push))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::authenticate,
+        ));
+    Router::new()
+        .merge(tenant_api)
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use cairn_ingest::{DecodeLimits, ValidationLimits};
 use cairn_model::{parse_duration_ms, DisplayDuration};
 use cairn_promql::EngineOptions;
+use cairn_server::auth::{AuthMode, AuthOptions};
 use cairn_server::tenant::TenancyOptions;
+use cairn_server::tls::TlsOptions;
 use cairn_server::ServerOptions;
 use cairn_tsdb::{FsyncPolicy, TsdbOptions};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,6 +23,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub tenancy: TenancyConfig,
+    pub auth: AuthConfig,
     pub distributor: DistributorConfig,
     pub limits: LimitsConfig,
     pub querier: QuerierConfig,
@@ -31,6 +34,7 @@ pub struct Config {
 pub struct ServerConfig {
     pub http_listen_address: String,
     pub log_level: String,
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +42,49 @@ impl Default for ServerConfig {
         ServerConfig {
             http_listen_address: "127.0.0.1:8080".into(),
             log_level: "info".into(),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// HTTPS; off while `cert_file` is empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+    pub client_ca_file: String,
+    pub reload_interval: PromDuration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            reload_interval: PromDuration(5_000),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub users_file: String,
+    pub user_as_tenant: bool,
+    pub reload_interval: PromDuration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let auth = AuthOptions::default();
+        AuthConfig {
+            mode: auth.mode,
+            users_file: String::new(),
+            user_as_tenant: auth.user_as_tenant,
+            reload_interval: PromDuration(auth.reload_interval.as_millis() as i64),
         }
     }
 }
@@ -149,6 +196,11 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("server", "HTTP server"),
     ("server.http_listen_address", "address and port of the HTTP API (flag --http.listen-address)"),
     ("server.log_level", "log filter: error, warn, info, debug, trace, or a tracing directive list"),
+    ("server.tls", "HTTPS (rustls); off while cert_file is empty; HTTP/2 and HTTP/1.1 by ALPN"),
+    ("server.tls.cert_file", "PEM certificate chain, server certificate first; reloaded when it changes"),
+    ("server.tls.key_file", "PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate; reloaded when it changes"),
+    ("server.tls.client_ca_file", "PEM CA certificates; when set, clients must present a certificate they signed (mTLS)"),
+    ("server.tls.reload_interval", "how often the certificate, key and CA files are checked for changes"),
     ("storage", "local storage"),
     ("storage.path", "data directory; each tenant's database lives in <path>/tenants/<tenant>/"),
     ("storage.wal_fsync", "never: WAL written to the OS before a write is acknowledged (survives a crash of cairn); always: also fsynced (survives power loss)"),
@@ -157,6 +209,11 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("tenancy", "how requests map to tenants"),
     ("tenancy.multitenancy_enabled", "true: tenant from the X-Scope-OrgID header; false: every request belongs to no_auth_tenant"),
     ("tenancy.no_auth_tenant", "tenant used when multi-tenancy is disabled"),
+    ("auth", "authentication (see docs/auth.md)"),
+    ("auth.mode", "none: X-Scope-OrgID is trusted; basic: HTTP basic auth against users_file, whose users list the tenants they may read and write"),
+    ("auth.users_file", "YAML users file with argon2id password hashes (cairn users add writes it); reloaded when it changes"),
+    ("auth.user_as_tenant", "basic mode: a request without X-Scope-OrgID belongs to the tenant named like the user"),
+    ("auth.reload_interval", "how often the users file is checked for changes"),
     ("distributor", "write path"),
     ("distributor.max_recv_msg_size_bytes", "largest compressed remote-write body accepted (larger: 413)"),
     ("distributor.max_decompressed_msg_size_bytes", "largest decompressed remote-write message, checked before decompressing (larger: 413)"),
@@ -231,6 +288,20 @@ impl Config {
         if self.querier.lookback_delta.0 <= 0 || self.querier.timeout.0 <= 0 {
             return invalid("querier.lookback_delta and querier.timeout must be positive".into());
         }
+        if self.auth.mode == AuthMode::Basic && self.auth.users_file.is_empty() {
+            return invalid("auth.mode basic needs auth.users_file".into());
+        }
+        if self.auth.reload_interval.0 <= 0 || self.server.tls.reload_interval.0 <= 0 {
+            return invalid(
+                "auth.reload_interval and server.tls.reload_interval must be positive".into(),
+            );
+        }
+        if self.server.tls.cert_file.is_empty() != self.server.tls.key_file.is_empty() {
+            return invalid("server.tls.cert_file and server.tls.key_file go together".into());
+        }
+        if self.server.tls.cert_file.is_empty() && !self.server.tls.client_ca_file.is_empty() {
+            return invalid("server.tls.client_ca_file needs server.tls.cert_file".into());
+        }
         if !self.tenancy.multitenancy_enabled {
             cairn_model::TenantId::new(&self.tenancy.no_auth_tenant)
                 .map_err(|e| ConfigError::Invalid(format!("tenancy.no_auth_tenant: {e}")))?;
@@ -261,6 +332,22 @@ impl Config {
                 multitenancy_enabled: self.tenancy.multitenancy_enabled,
                 no_auth_tenant: self.tenancy.no_auth_tenant.clone(),
             },
+            auth: AuthOptions {
+                mode: self.auth.mode,
+                users_file: non_empty_path(&self.auth.users_file),
+                user_as_tenant: self.auth.user_as_tenant,
+                reload_interval: std::time::Duration::from_millis(
+                    self.auth.reload_interval.0 as u64,
+                ),
+            },
+            tls: non_empty_path(&self.server.tls.cert_file).map(|cert_file| TlsOptions {
+                cert_file,
+                key_file: PathBuf::from(&self.server.tls.key_file),
+                client_ca_file: non_empty_path(&self.server.tls.client_ca_file),
+                reload_interval: std::time::Duration::from_millis(
+                    self.server.tls.reload_interval.0 as u64,
+                ),
+            }),
             max_write_body_bytes: self.distributor.max_recv_msg_size_bytes,
             decode_limits: DecodeLimits {
                 max_compressed_bytes: self.distributor.max_recv_msg_size_bytes,
@@ -280,6 +367,10 @@ impl Config {
             },
         })
     }
+}
+
+fn non_empty_path(text: &str) -> Option<PathBuf> {
+    (!text.is_empty()).then(|| PathBuf::from(text))
 }
 
 /// The default configuration as YAML, each field preceded by its comment.
@@ -383,6 +474,20 @@ mod tests {
         assert!(err.to_string().contains("http_listen_adress"), "{err}");
         let err = Config::parse("storage_path: x\n").unwrap_err();
         assert!(err.to_string().contains("storage_path"), "{err}");
+    }
+
+    #[test]
+    fn basic_auth_needs_a_users_file_and_tls_needs_cert_and_key() {
+        let config = Config::parse("auth:\n  mode: basic\n").unwrap();
+        assert!(config.validate().is_err());
+        let config =
+            Config::parse("auth:\n  mode: basic\n  users_file: u.yaml\n  user_as_tenant: true\n")
+                .unwrap();
+        config.validate().unwrap();
+        assert!(config.server_options().unwrap().auth.user_as_tenant);
+        let config = Config::parse("server:\n  tls:\n    cert_file: c.pem\n").unwrap();
+        assert!(config.validate().is_err());
+        assert!(Config::parse("auth:\n  mode: digest\n").is_err());
     }
 
     #[test]

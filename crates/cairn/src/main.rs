@@ -1,5 +1,6 @@
 //! `cairn`: the one binary. `cairn serve` runs everything in one process;
-//! `cairn config defaults` prints the default configuration.
+//! `cairn config defaults` prints the default configuration; `cairn users add`
+//! writes an entry of the basic-auth users file.
 
 mod config;
 
@@ -30,6 +31,36 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Basic-auth users file helpers.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Add a user, or update an existing one (password always; tenant lists
+    /// when given). Prompts for the password unless --password-stdin.
+    Add(UsersAddArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct UsersAddArgs {
+    /// User name (the basic-auth user; also its tenant with auth.user_as_tenant).
+    name: String,
+    /// Tenants the user may read, comma-separated; `*` for all.
+    #[arg(long = "tenants-read", value_delimiter = ',')]
+    tenants_read: Option<Vec<String>>,
+    /// Tenants the user may write, comma-separated; `*` for all.
+    #[arg(long = "tenants-write", value_delimiter = ',')]
+    tenants_write: Option<Vec<String>>,
+    /// The users file to create or update.
+    #[arg(long, default_value = "users.yaml")]
+    file: PathBuf,
+    /// Read the password from the first line of standard input.
+    #[arg(long = "password-stdin")]
+    password_stdin: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -63,6 +94,15 @@ fn main() -> ExitCode {
             print!("{}", config::defaults_yaml());
             ExitCode::SUCCESS
         }
+        Command::Users {
+            command: UsersCommand::Add(args),
+        } => match users_add(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -99,7 +139,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async move {
         let server = cairn_server::Server::bind(options.clone())
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", options.listen_address))?;
+            .map_err(|e| error_chain(&e))?;
         let address = server.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(
             address = %address,
@@ -107,17 +147,79 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             version = env!("CARGO_PKG_VERSION"),
             "cairn listening"
         );
-        server.run(shutdown_signal()).await.map_err(|e| {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            message
-        })
+        server
+            .run(shutdown_signal())
+            .await
+            .map_err(|e| error_chain(&e))
     })
+}
+
+/// An error and its sources, joined by `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn users_add(args: UsersAddArgs) -> Result<(), String> {
+    use cairn_server::auth::{hash_password, UserEntry, UsersFile};
+    if args.name.is_empty() || args.name.contains(':') || args.name.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid user name {:?}: it must be non-empty, without ':' or control characters",
+            args.name
+        ));
+    }
+    for tenant in args
+        .tenants_read
+        .iter()
+        .chain(args.tenants_write.iter())
+        .flatten()
+    {
+        if tenant != "*" {
+            cairn_model::TenantId::new(tenant)
+                .map_err(|e| format!("invalid tenant {tenant:?}: {e}"))?;
+        }
+    }
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        let first = rpassword::prompt_password(format!("password for {}: ", args.name))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let second = rpassword::prompt_password("repeat the password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != second {
+            return Err("the passwords differ".into());
+        }
+        first
+    };
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    let mut file = UsersFile::load_or_empty(&args.file).map_err(|e| error_chain(&e))?;
+    let entry = file
+        .users
+        .entry(args.name.clone())
+        .or_insert_with(UserEntry::default);
+    entry.password_hash = hash_password(&password).map_err(|e| e.to_string())?;
+    if let Some(read) = args.tenants_read {
+        entry.read = read;
+    }
+    if let Some(write) = args.tenants_write {
+        entry.write = write;
+    }
+    file.save(&args.file)
+        .map_err(|e| format!("cannot write {}: {e}", args.file.display()))?;
+    eprintln!("user {} written to {}", args.name, args.file.display());
+    Ok(())
 }
 
 fn init_logging(level: &str) -> Result<(), String> {

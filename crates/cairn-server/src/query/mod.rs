@@ -30,6 +30,7 @@ use cairn_model::{Matcher, Queryable, Series, StorageError, TimeRange};
 use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 
 use crate::app::AppState;
+use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::tenant;
 use params::{parse_duration, parse_time, Params};
@@ -147,7 +148,7 @@ where
         + Send
         + 'static,
 {
-    let tenant = tenant::read_tenant(&state.options.tenancy, headers)?;
+    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
     let store = state
         .store
         .get()
@@ -448,7 +449,7 @@ pub(crate) fn tenant_db(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<cairn_tsdb::Tsdb>>, ApiError> {
-    let tenant = tenant::read_tenant(&state.options.tenancy, headers)?;
+    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
     let store = state.store.get().ok_or_else(ApiError::unavailable)?;
     Ok(store.get(&tenant))
 }
