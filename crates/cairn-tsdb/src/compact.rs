@@ -19,8 +19,9 @@
 //!
 //! Compaction writes the merged block the same way, swaps the block list
 //! under a short lock, then deletes the sources (renamed to
-//! `.tmp-for-deletion` first); a crash before the deletion leaves sources
-//! that open removes, as the new block lists them.
+//! `.tmp-for-deletion` first) once no query reads them any more; a crash
+//! before the deletion leaves sources that open removes, as the new block
+//! lists them. Retention deletes the same way.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -282,7 +283,7 @@ impl Tsdb {
         let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
         self.swap_blocks(sources, Some(opened));
         for source in sources {
-            block::delete_block_dir(source.dir())?;
+            source.delete_when_unused();
         }
         tracing::info!(
             dir = %self.dir.display(),
@@ -317,7 +318,7 @@ impl Tsdb {
         }
         self.swap_blocks(&expired, None);
         for b in &expired {
-            block::delete_block_dir(b.dir())?;
+            b.delete_when_unused();
             tracing::info!(dir = %self.dir.display(), block = %b.meta().ulid, max_time = b.meta().max_time, "block deleted by retention");
         }
         Ok(expired.len())
@@ -351,4 +352,75 @@ fn rechunk(chunks: &[ClosedChunk]) -> Vec<ClosedChunk> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TsdbOptions;
+    use cairn_model::{Queryable, Sample, SeriesSamples, TimeRange};
+
+    const HOUR: i64 = 3_600_000;
+
+    /// A query that took the block list before a compaction keeps reading
+    /// the replaced blocks; their directories go when it lets go.
+    #[test]
+    fn replaced_blocks_stay_readable_until_the_last_reader_drops_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = TsdbOptions {
+            compaction_ranges_ms: vec![2 * HOUR, 4 * HOUR],
+            maintenance_interval: std::time::Duration::ZERO,
+            ..TsdbOptions::default()
+        };
+        let db = Tsdb::open(tmp.path(), opts).unwrap();
+        for minute in 0..(6 * 60) {
+            db.append(vec![SeriesSamples {
+                labels: Labels::from_pairs(&[("__name__", "m")]),
+                samples: vec![Sample::new(minute * 60_000, minute as f64)],
+                exemplars: Vec::new(),
+            }])
+            .unwrap();
+        }
+        assert_eq!(db.cut_blocks(i64::MAX).unwrap().len(), 2);
+        let held = db.blocks_overlapping(TimeRange::all());
+        let dirs: Vec<std::path::PathBuf> = held.iter().map(|b| b.dir().to_path_buf()).collect();
+        assert_eq!(db.compact().unwrap().len(), 1);
+        assert!(dirs.iter().all(|d| d.exists()));
+        let mut read = 0;
+        for b in &held {
+            for (_, chunks) in b.select(&[], i64::MIN, i64::MAX).unwrap() {
+                read += chunks.iter().map(|c| c.iter().count()).sum::<usize>();
+            }
+        }
+        assert_eq!(read, 4 * 60);
+        drop(held);
+        assert!(dirs.iter().all(|d| !d.exists()));
+        let all = db.select(&[], TimeRange::all()).unwrap();
+        assert_eq!(all[0].samples.len(), 6 * 60);
+    }
+
+    #[test]
+    fn rechunk_merges_overlapping_chunks_once_per_timestamp() {
+        let chunk = |ts: &[i64]| {
+            let mut appender = XorAppender::new();
+            for &t in ts {
+                appender.append(t, t as f64);
+            }
+            ClosedChunk {
+                min_t: ts[0],
+                max_t: ts[ts.len() - 1],
+                data: Arc::from(appender.into_bytes()),
+            }
+        };
+        let many: Vec<i64> = (0..200).collect();
+        let merged = rechunk(&[chunk(&many), chunk(&[5, 150, 300])]);
+        let ts: Vec<i64> = merged
+            .iter()
+            .flat_map(|c| c.iter().map(|(t, _)| t))
+            .collect();
+        let mut expected = many.clone();
+        expected.push(300);
+        assert_eq!(ts, expected);
+        assert_eq!(merged.len(), 2);
+    }
 }

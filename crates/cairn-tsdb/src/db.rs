@@ -19,7 +19,6 @@ use cairn_model::{
 };
 
 use crate::block::{self, Block};
-use crate::chunk::ClosedChunk;
 use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
@@ -280,11 +279,7 @@ impl Tsdb {
     ) -> Result<Vec<Labels>, TsdbError> {
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         for b in self.blocks_overlapping(range) {
-            for (labels, chunks) in b.select(matchers, range.start, range.end)? {
-                if has_sample_in(&chunks, range.start, range.end) {
-                    out.insert(labels);
-                }
-            }
+            out.extend(b.select_labels(matchers, range.start, range.end)?);
         }
         for snapshot in self.snapshot(matchers, range) {
             if snapshot.has_sample_in(range.start, range.end) {
@@ -363,13 +358,6 @@ impl Tsdb {
         }
         self.head.read().snapshot(matchers, range.start, range.end)
     }
-}
-
-fn has_sample_in(chunks: &[ClosedChunk], start: i64, end: i64) -> bool {
-    chunks.iter().any(|chunk| {
-        (start <= chunk.min_t && chunk.max_t <= end)
-            || chunk.iter().any(|(t, _)| start <= t && t <= end)
-    })
 }
 
 fn storage_error(error: TsdbError) -> StorageError {

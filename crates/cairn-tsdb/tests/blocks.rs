@@ -348,3 +348,169 @@ fn crash_after_a_compacted_block_is_renamed() {
         "compaction-after-rename",
     );
 }
+
+/// Bytes per sample for a node-exporter-like workload (500 series from 5
+/// "nodes", one sample every 15 s, 26 hours): WAL, head chunks, and blocks
+/// after compaction to 24h; once with scrape-aligned timestamps and once
+/// with 0-3 ms of scrape jitter. A figure, not a check; run with
+/// `cargo test --release -p cairn-tsdb --test blocks -- --ignored --nocapture bytes_per_sample`.
+#[test]
+#[ignore]
+fn bytes_per_sample_node_exporter_like() {
+    for jitter_ms in [0, 4] {
+        println!("-- timestamp jitter 0..{jitter_ms} ms");
+        node_exporter_like_figures(jitter_ms);
+    }
+}
+
+fn node_exporter_like_figures(jitter_ms: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = TsdbOptions {
+        maintenance_interval: std::time::Duration::ZERO,
+        ..TsdbOptions::default()
+    };
+    let db = Tsdb::open(tmp.path(), opts).unwrap();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let nodes = 5;
+    let per_node = 100;
+    // Per series kind: cpu seconds (2-decimal counters), byte counters,
+    // rarely changing counters (errors, drops), memory gauges (pages),
+    // constant gauges (sizes, info, up), load averages (2-decimal gauges).
+    let kind = |k: usize| match k {
+        0..32 => ("node_cpu_seconds_total", 0),
+        32..48 => ("node_network_receive_bytes_total", 1),
+        48..64 => ("node_network_receive_errs_total", 2),
+        64..80 => ("node_memory_bytes", 3),
+        80..95 => ("node_filesystem_size_bytes", 4),
+        _ => ("node_load", 5),
+    };
+    let series_labels: Vec<Labels> = (0..nodes * per_node)
+        .map(|s| {
+            let (node, k) = (s / per_node, s % per_node);
+            Labels::from_pairs(&[
+                ("__name__", kind(k).0),
+                ("instance", &format!("node-{node}:9100")),
+                ("job", "node"),
+                ("k", &k.to_string()),
+            ])
+        })
+        .collect();
+    let mut state: Vec<f64> = (0..nodes * per_node)
+        .map(|s| match kind(s % per_node).1 {
+            3 => 8_000_000_000.0,
+            4 => 500_107_862_016.0,
+            _ => 0.0,
+        })
+        .collect();
+    let steps = 26 * 60 * 4;
+    let mut samples = 0u64;
+    for step in 0..steps {
+        let mut batch = Vec::with_capacity(state.len());
+        for (s, labels) in series_labels.iter().enumerate() {
+            let r = next();
+            let jitter = if jitter_ms == 0 {
+                0
+            } else {
+                (r % jitter_ms) as i64
+            };
+            let t = step * 15_000 + jitter;
+            let v = &mut state[s];
+            let draw = (r >> 16) as f64 / (1u64 << 48) as f64;
+            match kind(s % per_node).1 {
+                0 => *v = ((*v + 15.0 * draw) * 100.0).round() / 100.0,
+                1 => *v += (draw * 1_000_000.0).round(),
+                2 => *v += if draw < 0.01 { 1.0 } else { 0.0 },
+                3 => *v = 8_000_000_000.0 + ((draw - 0.5) * 256.0).round() * 4096.0,
+                4 => {}
+                _ => *v = (draw * 400.0).round() / 100.0,
+            }
+            batch.push(SeriesSamples {
+                labels: labels.clone(),
+                samples: vec![Sample::new(t, *v)],
+                exemplars: Vec::new(),
+            });
+            samples += 1;
+        }
+        db.append(batch).unwrap();
+        if step == 2 * 60 * 4 {
+            let head = db.head_chunk_bytes() as f64 / (samples as f64);
+            println!("head chunks: {head:.3} bytes/sample (first 2h, all in memory)");
+        }
+    }
+    let wal = db.stats().wal_bytes_written as f64 / samples as f64;
+    println!("samples: {samples}, wal: {wal:.3} bytes/sample");
+    db.cut_blocks(i64::MAX).unwrap();
+    let level1: u64 = db.blocks().iter().map(|b| b.stats.num_samples).sum();
+    let size = |dir: &Path| -> (u64, u64) {
+        let (mut chunks, mut index) = (0, 0);
+        for block in std::fs::read_dir(dir).unwrap() {
+            let block = block.unwrap().path();
+            index += std::fs::metadata(block.join("index")).unwrap().len()
+                + std::fs::metadata(block.join("meta.json")).unwrap().len();
+            for f in std::fs::read_dir(block.join("chunks")).unwrap() {
+                chunks += f.unwrap().metadata().unwrap().len();
+            }
+        }
+        (chunks, index)
+    };
+    let (chunks, index) = size(&tmp.path().join("blocks"));
+    println!(
+        "2h blocks: {} blocks, {level1} samples, chunks {:.3} + index/meta {:.3} = {:.3} bytes/sample",
+        db.blocks().len(),
+        chunks as f64 / level1 as f64,
+        index as f64 / level1 as f64,
+        (chunks + index) as f64 / level1 as f64
+    );
+    db.compact().unwrap();
+    let compacted: u64 = db.blocks().iter().map(|b| b.stats.num_samples).sum();
+    assert_eq!(compacted, level1);
+    let (chunks, index) = size(&tmp.path().join("blocks"));
+    println!(
+        "after compaction: {:?} h, chunks {:.3} + index/meta {:.3} = {:.3} bytes/sample",
+        db.blocks()
+            .iter()
+            .map(|b| (b.max_time - b.min_time) / HOUR)
+            .collect::<Vec<_>>(),
+        chunks as f64 / compacted as f64,
+        index as f64 / compacted as f64,
+        (chunks + index) as f64 / compacted as f64
+    );
+}
+
+/// The server only constructs a `TenantStore`: its background thread cuts
+/// blocks on its own.
+#[test]
+fn tenant_store_maintenance_thread_cuts_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = TsdbOptions {
+        maintenance_interval: std::time::Duration::from_millis(20),
+        ..options()
+    };
+    let store = cairn_tsdb::TenantStore::open(tmp.path(), opts).unwrap();
+    let tenant = cairn_model::TenantId::new("a").unwrap();
+    let db = store.get_or_create(&tenant).unwrap();
+    // Two complete ranges: [0, 2h) and [2h, 4h).
+    let rounds = 6 * 60;
+    for round in 0..rounds {
+        db.append(batch(round)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while db.blocks().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no blocks cut in time"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(check_exactly_once(&db), rounds - 1);
+    drop(db);
+    drop(store);
+    let db = Tsdb::open(&tmp.path().join("tenants").join("a"), options()).unwrap();
+    assert_eq!(check_exactly_once(&db), rounds - 1);
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use cairn_model::{Labels, Matcher};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::index::{self, ChunkMeta, Index};
 use super::meta::BlockMeta;
@@ -24,6 +25,21 @@ pub struct Block {
     meta: BlockMeta,
     index: Mutex<Option<Arc<Index>>>,
     files: Mutex<HashMap<u64, Arc<fs::File>>>,
+    /// Set once compaction or retention has replaced the block: its
+    /// directory is deleted when the last reader lets go of it.
+    doomed: AtomicBool,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if !self.doomed.load(Ordering::Acquire) {
+            return;
+        }
+        self.files.get_mut().clear();
+        if let Err(error) = super::delete_block_dir(&self.dir) {
+            tracing::error!(dir = %self.dir.display(), %error, "deleting a replaced block failed; it is removed at the next open");
+        }
+    }
 }
 
 impl std::fmt::Debug for Block {
@@ -40,7 +56,15 @@ impl Block {
             meta,
             index: Mutex::new(None),
             files: Mutex::new(HashMap::new()),
+            doomed: AtomicBool::new(false),
         })
+    }
+
+    /// Deletes the block's directory once the last `Arc` to it is dropped
+    /// (queries still reading it finish first). Call only after the block
+    /// left the database's block list.
+    pub fn delete_when_unused(&self) {
+        self.doomed.store(true, Ordering::Release);
     }
 
     pub fn meta(&self) -> &BlockMeta {
@@ -127,6 +151,39 @@ impl Block {
             max_t: meta.max_t,
             data: Arc::from(&payload[1..]),
         })
+    }
+
+    /// Labels of the matching series with a sample in `[start, end]`;
+    /// reads only chunks that straddle the range's ends.
+    pub fn select_labels(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, TsdbError> {
+        let index = self.index()?;
+        let mut out = Vec::new();
+        for position in index.select(matchers) {
+            let series = &index.series[position as usize];
+            let mut found = false;
+            for meta in &series.chunks {
+                if start <= meta.min_t && meta.max_t <= end {
+                    found = true;
+                } else if meta.min_t <= end && start <= meta.max_t {
+                    found = self
+                        .read_chunk(meta)?
+                        .iter()
+                        .any(|(t, _)| start <= t && t <= end);
+                }
+                if found {
+                    break;
+                }
+            }
+            if found {
+                out.push(series.labels.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Matching series with their chunks overlapping `[start, end]`
