@@ -24,7 +24,8 @@ pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
     index: Mutex<Option<Arc<Index>>>,
-    files: Mutex<HashMap<u64, Arc<fs::File>>>,
+    /// Open chunk segments and their lengths.
+    files: Mutex<HashMap<u64, (Arc<fs::File>, u64)>>,
     /// Set once compaction or retention has replaced the block: its
     /// directory is deleted when the last reader lets go of it.
     doomed: AtomicBool,
@@ -98,7 +99,7 @@ impl Block {
         *self.index.lock() = None;
     }
 
-    fn file(&self, segment: u64) -> Result<Arc<fs::File>, TsdbError> {
+    fn file(&self, segment: u64) -> Result<(Arc<fs::File>, u64), TsdbError> {
         let mut files = self.files.lock();
         if let Some(file) = files.get(&segment) {
             return Ok(file.clone());
@@ -111,40 +112,45 @@ impl Block {
         if header[..4] != CHUNKS_MAGIC.to_be_bytes() || header[4] != 1 {
             return Err(corrupt_block(&path, "bad chunk segment header"));
         }
-        let file = Arc::new(file);
-        files.insert(segment, file.clone());
-        Ok(file)
+        let len = file.metadata().map_err(io_error(&path))?.len();
+        let opened = (Arc::new(file), len);
+        files.insert(segment, opened.clone());
+        Ok(opened)
     }
 
-    /// Reads and checks one chunk.
+    /// Reads and checks one chunk: one `pread` for a chunk of up to
+    /// ~500 bytes (nearly all), two for a longer one.
     pub fn read_chunk(&self, meta: &ChunkMeta) -> Result<ClosedChunk, TsdbError> {
-        let file = self.file(meta.segment)?;
+        const FIRST_READ: u64 = 512;
+        let (file, len) = self.file(meta.segment)?;
         let path = || self.dir.join("chunks").join(format!("{:06}", meta.segment));
-        let mut head = [0u8; 11];
-        let len = file.metadata().map_err(io_error(&path()))?.len();
-        let available = len.saturating_sub(meta.offset).min(head.len() as u64) as usize;
-        file.read_exact_at(&mut head[..available], meta.offset)
-            .map_err(io_error(&path()))?;
-        let mut d = Decbuf::new(&head[..available]);
-        let data_len = d.uvarint().ok_or_else(|| {
-            corrupt_block(&path(), format!("bad chunk length at {}", meta.offset))
-        })?;
-        let varint_len = d.pos as u64;
-        if data_len > len {
-            return Err(corrupt_block(
-                &path(),
-                format!("chunk at {} too long", meta.offset),
-            ));
+        let bad = |what: &str| corrupt_block(&path(), format!("{what} at offset {}", meta.offset));
+        if meta.offset >= len {
+            return Err(bad("chunk reference past the end"));
         }
-        let mut body = vec![0u8; 1 + data_len as usize + 4];
-        file.read_exact_at(&mut body, meta.offset + varint_len)
+        let mut buf = vec![0u8; FIRST_READ.min(len - meta.offset) as usize];
+        file.read_exact_at(&mut buf, meta.offset)
             .map_err(io_error(&path()))?;
-        let (payload, crc) = body.split_at(body.len() - 4);
-        if crc32fast::hash(payload).to_le_bytes() != crc || payload[0] != ENCODING_XOR {
-            return Err(corrupt_block(
-                &path(),
-                format!("chunk checksum mismatch at {}", meta.offset),
-            ));
+        let mut d = Decbuf::new(&buf);
+        let data_len = d.uvarint().ok_or_else(|| bad("bad chunk length"))?;
+        let start = d.pos;
+        let total = (start as u64)
+            .checked_add(1 + 4)
+            .and_then(|n| n.checked_add(data_len))
+            .filter(|&n| n <= len - meta.offset)
+            .ok_or_else(|| bad("chunk length past the end"))? as usize;
+        if total > buf.len() {
+            let already = buf.len();
+            buf.resize(total, 0);
+            file.read_exact_at(&mut buf[already..], meta.offset + already as u64)
+                .map_err(io_error(&path()))?;
+        }
+        let (payload, crc) = buf[start..total].split_at(total - start - 4);
+        if crc32fast::hash(payload).to_le_bytes() != crc {
+            return Err(bad("chunk checksum mismatch"));
+        }
+        if payload[0] != ENCODING_XOR {
+            return Err(bad("unknown chunk encoding"));
         }
         Ok(ClosedChunk {
             min_t: meta.min_t,
@@ -209,5 +215,68 @@ impl Block {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::writer::NewBlock;
+    use crate::block::{write_block, BlockSeries};
+    use crate::chunk::XorAppender;
+
+    fn chunk(ts: std::ops::Range<i64>, value: impl Fn(i64) -> f64) -> ClosedChunk {
+        let mut appender = XorAppender::new();
+        for t in ts.clone() {
+            appender.append(t, value(t));
+        }
+        ClosedChunk {
+            min_t: ts.start,
+            max_t: ts.end - 1,
+            data: Arc::from(appender.into_bytes()),
+        }
+    }
+
+    #[test]
+    fn chunks_round_trip_short_and_long_and_corruption_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A noisy chunk is longer than the first read.
+        let noisy = chunk(0..120, |t| (t as f64 * 1.618_033).sin() * 1e9);
+        assert!(noisy.data.len() > 512);
+        let flat = chunk(120..240, |_| 1.0);
+        let series = vec![Ok(BlockSeries {
+            labels: Labels::from_pairs(&[("__name__", "m")]),
+            chunks: vec![noisy.clone(), flat.clone()],
+        })];
+        let meta = write_block(
+            tmp.path(),
+            series,
+            NewBlock {
+                min_time: 0,
+                max_time: 1000,
+                level: 1,
+                sources: Vec::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(meta.stats.num_samples, 240);
+        let dir = tmp.path().join(&meta.ulid);
+        let block = Block::open(&dir).unwrap();
+        let got = block.select(&[], 0, 1000).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(&*got[0].1[0].data, &*noisy.data);
+        assert_eq!(&*got[0].1[1].data, &*flat.data);
+        assert_eq!(block.select(&[], 200, 210).unwrap()[0].1.len(), 1);
+        assert_eq!(block.select_labels(&[], 240, 1000).unwrap().len(), 0);
+        assert_eq!(block.select_labels(&[], 239, 239).unwrap().len(), 1);
+
+        // Flip one byte of the first chunk's data.
+        let segment = dir.join("chunks").join("000001");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[20] ^= 0x40;
+        std::fs::write(&segment, bytes).unwrap();
+        let reopened = Block::open(&dir).unwrap();
+        let error = reopened.select(&[], 0, 1000).unwrap_err().to_string();
+        assert!(error.contains("000001"), "{error}");
     }
 }
