@@ -253,3 +253,146 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
         .and_then(|r| r.error_for_status())
         .is_err());
 }
+
+/// Stops the child Prometheus by its PID on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cheap argon2id hash (debug builds of argon2 are slow at the default cost).
+fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let argon = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(64, 1, 1, None).unwrap(),
+    );
+    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+/// Debian's Prometheus 2.42 does not send `remote_write.headers`
+/// (prometheus/prometheus#13030), so the user-as-tenant mode is exactly how
+/// such a sender gets its tenant: basic auth over HTTPS, no header.
+#[test]
+fn real_prometheus_remote_writes_over_https_with_basic_auth_as_its_user_tenant() {
+    let binary = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+    let dir = tempfile::tempdir().unwrap();
+    let server = pki("server");
+    write_pki(dir.path(), &server);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &server.ca_pem).unwrap();
+    let users = dir.path().join("users.yaml");
+    std::fs::write(
+        &users,
+        format!(
+            "users:\n  team-prom:\n    password_hash: '{}'\n    read: [team-prom]\n    write: [team-prom]\n",
+            cheap_hash("prom-pw")
+        ),
+    )
+    .unwrap();
+    let cairn = TlsCairn::start(
+        dir.path(),
+        "",
+        &format!(
+            "auth:\n  mode: basic\n  users_file: {}\n  user_as_tenant: true\n",
+            users.display()
+        ),
+    );
+    let client = client_trusting(&server.ca_pem).build().unwrap();
+    cairn.wait_ready(&client);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+remote_write:
+  - url: https://localhost:{cairn_port}/api/v1/push
+    basic_auth:
+      username: team-prom
+      password: prom-pw
+    tls_config:
+      ca_file: {ca}
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        cairn_port = cairn.address.rsplit(':').next().unwrap(),
+        ca = ca_file.display(),
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(&binary)
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("prom-data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {binary} (install Debian's prometheus package): {e}")
+        });
+    let _prometheus = Prometheus(child);
+
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(cairn.url("/prometheus/api/v1/query"))
+            .basic_auth("team-prom", Some("prom-pw"))
+            .query(&[("query", r#"up{job="prometheus"}"#)])
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let json: serde_json::Value = response.json().unwrap();
+        let result = &json["data"]["result"];
+        if result
+            .as_array()
+            .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "Prometheus data never reached Cairn over HTTPS; cairn log:\n{}",
+            cairn.log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(dir.path().join("data/tenants/team-prom").exists());
+    // Another user-less read is refused; the header for another tenant is 403.
+    let response = client
+        .get(cairn.url("/api/v1/query"))
+        .query(&[("query", "up")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let response = client
+        .get(cairn.url("/api/v1/query"))
+        .basic_auth("team-prom", Some("prom-pw"))
+        .header("X-Scope-OrgID", "someone-else")
+        .query(&[("query", "up")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+}
