@@ -514,3 +514,107 @@ fn tenant_store_maintenance_thread_cuts_blocks() {
     let db = Tsdb::open(&tmp.path().join("tenants").join("a"), options()).unwrap();
     assert_eq!(check_exactly_once(&db), rounds - 1);
 }
+
+mod model {
+    //! Random appends, block cuts, compactions and restarts checked against
+    //! a map of series to samples applying the same rules (in order per
+    //! series; older than the newest block's end is too old).
+
+    use std::collections::BTreeMap;
+
+    use cairn_model::{Labels, Queryable, Sample, SeriesSamples, TimeRange};
+    use cairn_tsdb::Tsdb;
+    use proptest::prelude::*;
+
+    use super::{options, MINUTE};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Series, how far behind the clock the run starts (minutes),
+        /// samples, minutes between them, how far the clock then moves.
+        Append(u8, i64, usize, i64, i64),
+        Cut,
+        Compact,
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..6, 0i64..200, 1usize..40, 1i64..6, 0i64..240)
+                .prop_map(|(s, back, n, step, advance)| Op::Append(s, back, n, step, advance)),
+            2 => Just(Op::Cut),
+            1 => Just(Op::Compact),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    fn labels(series: u8) -> Labels {
+        Labels::from_pairs(&[("__name__", "m"), ("s", &series.to_string())])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn blocks_and_head_match_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut db = Tsdb::open(tmp.path(), options()).unwrap();
+            let mut model: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+            let mut clock = 0i64;
+            let mut value = 0.0;
+            for op in ops {
+                match op {
+                    Op::Append(series, back, n, step, advance) => {
+                        let start = (clock - back * MINUTE).max(0);
+                        let labels = labels(series);
+                        let mut samples = Vec::new();
+                        for i in 0..n as i64 {
+                            value += 1.0;
+                            samples.push(Sample::new(start + i * step * MINUTE, value));
+                        }
+                        let min_valid = db.blocks().last().map_or(i64::MIN, |b| b.max_time);
+                        let kept = model.entry(labels.clone()).or_default();
+                        let mut accepted = 0;
+                        for s in &samples {
+                            if s.t >= min_valid && kept.last().is_none_or(|&(t, _)| s.t > t) {
+                                kept.push((s.t, s.v));
+                                accepted += 1;
+                            }
+                        }
+                        let outcome = db
+                            .append(vec![SeriesSamples { labels, samples, exemplars: Vec::new() }])
+                            .unwrap();
+                        prop_assert_eq!(outcome.samples_accepted, accepted);
+                        clock = clock.max(start + n as i64 * step * MINUTE) + advance * MINUTE;
+                    }
+                    Op::Cut => {
+                        db.cut_blocks(i64::MAX).unwrap();
+                    }
+                    Op::Compact => {
+                        db.compact().unwrap();
+                    }
+                    Op::Restart => {
+                        drop(db);
+                        db = Tsdb::open(tmp.path(), options()).unwrap();
+                    }
+                }
+                let got: BTreeMap<Labels, Vec<(i64, f64)>> = db
+                    .select(&[], TimeRange::all())
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.labels, s.samples.iter().map(|p| (p.t, p.v)).collect()))
+                    .collect();
+                let expected: BTreeMap<Labels, Vec<(i64, f64)>> = model
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(got, expected);
+                let blocks = db.blocks();
+                for pair in blocks.windows(2) {
+                    prop_assert!(pair[0].max_time <= pair[1].min_time);
+                }
+            }
+        }
+    }
+}
