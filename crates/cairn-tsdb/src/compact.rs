@@ -300,11 +300,11 @@ impl Tsdb {
     /// Deletes, whole, every block that ended at least `retention` before
     /// `now_ms` (nothing when retention is zero). Returns how many.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, TsdbError> {
-        if self.opts.retention.is_zero() {
+        let retention_ms = self.retention_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if retention_ms <= 0 {
             return Ok(0);
         }
         let _maintenance = self.maintenance.lock();
-        let retention_ms = i64::try_from(self.opts.retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms.saturating_sub(retention_ms);
         let expired: Vec<Arc<Block>> = self
             .blocks
@@ -324,12 +324,32 @@ impl Tsdb {
         Ok(expired.len())
     }
 
-    /// One maintenance pass: cut blocks, compact, apply retention.
+    /// One maintenance pass: cut blocks, compact, apply retention, and
+    /// drop the cached indexes of blocks no query used since the last pass.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
         self.cut_blocks(now_ms)?;
         self.compact()?;
         self.apply_retention(now_ms)?;
+        let blocks = self.blocks.read().clone();
+        for b in blocks.iter() {
+            b.release_idle_index();
+        }
         Ok(())
+    }
+
+    /// Changes this tenant's retention (a per-tenant override of
+    /// [`crate::TsdbOptions::retention`]; zero keeps everything). Applied at
+    /// the next retention pass.
+    pub fn set_retention(&self, retention: std::time::Duration) {
+        let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self.retention_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This tenant's retention (zero: forever).
+    pub fn retention(&self) -> std::time::Duration {
+        let ms = self.retention_ms.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(ms.max(0) as u64)
     }
 }
 

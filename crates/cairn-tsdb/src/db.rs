@@ -39,6 +39,8 @@ pub struct Tsdb {
     pub(crate) blocks: RwLock<Arc<Vec<Arc<Block>>>>,
     /// Serializes block cuts, compactions and retention.
     pub(crate) maintenance: Mutex<()>,
+    /// Retention in milliseconds (0: forever); see [`Tsdb::set_retention`].
+    pub(crate) retention_ms: std::sync::atomic::AtomicI64,
     wal_bytes_written: AtomicU64,
     samples_appended: AtomicU64,
     /// What the WAL replay at open found (and repaired).
@@ -111,11 +113,13 @@ impl Tsdb {
             "wal replayed"
         );
         let writer = WalWriter::open_with(&wal_dir, opts.wal_segment_size, opts.fsync, files)?;
+        let retention_ms = i64::try_from(opts.retention.as_millis()).unwrap_or(i64::MAX);
         Ok(Tsdb {
             dir: dir.to_path_buf(),
             opts,
             blocks: RwLock::new(Arc::new(blocks.into_iter().map(Arc::new).collect())),
             maintenance: Mutex::new(()),
+            retention_ms: std::sync::atomic::AtomicI64::new(retention_ms),
             head: RwLock::new(head),
             writer: Mutex::new(writer),
             exemplars: RwLock::new(exemplars),

@@ -76,7 +76,8 @@ pub struct TsdbOptions {
     /// (default 2h, 12h, 24h). The first should equal `block_range_ms`.
     pub compaction_ranges_ms: Vec<i64>,
     /// Blocks that ended longer ago than this are deleted whole; zero keeps
-    /// everything forever (the default).
+    /// everything forever (the default). A tenant's own value can be set at
+    /// run time with [`Tsdb::set_retention`].
     pub retention: std::time::Duration,
     /// How often [`TenantStore`]'s background thread cuts blocks, compacts
     /// and applies retention (default one minute; zero: no thread, call

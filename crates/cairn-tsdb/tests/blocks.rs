@@ -618,3 +618,45 @@ mod model {
         }
     }
 }
+
+/// Retention is per tenant: a short override for `a`, the long global
+/// setting for `b`; after the pass `a`'s old blocks are gone from disk and
+/// `b`'s are kept.
+#[test]
+fn retention_override_per_tenant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = TsdbOptions {
+        retention: std::time::Duration::from_millis(100 * HOUR as u64),
+        // No compaction: retention deletes whole blocks, so a block merged
+        // into a longer range lives as long as its newest data.
+        compaction_ranges_ms: vec![2 * HOUR],
+        ..options()
+    };
+    let store = cairn_tsdb::TenantStore::open(tmp.path(), opts).unwrap();
+    let a = store
+        .get_or_create(&cairn_model::TenantId::new("a").unwrap())
+        .unwrap();
+    let b = store
+        .get_or_create(&cairn_model::TenantId::new("b").unwrap())
+        .unwrap();
+    a.set_retention(std::time::Duration::from_millis(5 * HOUR as u64));
+    assert_eq!(b.retention().as_millis(), 100 * HOUR as u128);
+    let rounds = 10 * 60;
+    for round in 0..rounds {
+        a.append(batch(round)).unwrap();
+        b.append(batch(round)).unwrap();
+    }
+    let now = rounds * MINUTE;
+    for db in [&a, &b] {
+        db.maintain(now).unwrap();
+    }
+    let a_blocks: Vec<i64> = a.blocks().iter().map(|m| m.min_time).collect();
+    assert_eq!(a_blocks, vec![4 * HOUR, 6 * HOUR]);
+    assert_eq!(b.blocks().len(), 4);
+    assert_eq!(b.blocks()[0].min_time, 0);
+    assert_eq!(check_exactly_once(&b), rounds - 1);
+    let on_disk =
+        |tenant: &str| names_under(&tmp.path().join("tenants").join(tenant).join("blocks"));
+    assert_eq!(on_disk("a").len(), 2, "{:?}", on_disk("a"));
+    assert_eq!(on_disk("b").len(), 4, "{:?}", on_disk("b"));
+}

@@ -29,6 +29,8 @@ pub struct Block {
     /// Set once compaction or retention has replaced the block: its
     /// directory is deleted when the last reader lets go of it.
     doomed: AtomicBool,
+    /// Set by every index use; cleared by [`Block::release_idle_index`].
+    used: AtomicBool,
 }
 
 impl Drop for Block {
@@ -58,6 +60,7 @@ impl Block {
             index: Mutex::new(None),
             files: Mutex::new(HashMap::new()),
             doomed: AtomicBool::new(false),
+            used: AtomicBool::new(false),
         })
     }
 
@@ -83,6 +86,7 @@ impl Block {
 
     /// The decoded index (read and checked on first use).
     pub fn index(&self) -> Result<Arc<Index>, TsdbError> {
+        self.used.store(true, Ordering::Relaxed);
         let mut slot = self.index.lock();
         if let Some(index) = slot.as_ref() {
             return Ok(index.clone());
@@ -94,9 +98,14 @@ impl Block {
         Ok(index)
     }
 
-    /// Drops the cached index (memory is bounded by the blocks in use).
-    pub fn release_index(&self) {
-        *self.index.lock() = None;
+    /// Drops the cached index if it was not used since the previous call,
+    /// so memory holds only the indexes of blocks queried lately; returns
+    /// whether it dropped one.
+    pub fn release_idle_index(&self) -> bool {
+        if self.used.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.index.lock().take().is_some()
     }
 
     fn file(&self, segment: u64) -> Result<(Arc<fs::File>, u64), TsdbError> {
@@ -269,6 +278,11 @@ mod tests {
         assert_eq!(block.select(&[], 200, 210).unwrap()[0].1.len(), 1);
         assert_eq!(block.select_labels(&[], 240, 1000).unwrap().len(), 0);
         assert_eq!(block.select_labels(&[], 239, 239).unwrap().len(), 1);
+        // The index stays cached while in use and goes when idle.
+        assert!(!block.release_idle_index());
+        assert!(block.release_idle_index());
+        assert!(!block.release_idle_index());
+        assert_eq!(block.select(&[], 0, 1000).unwrap().len(), 1);
 
         // Flip one byte of the first chunk's data.
         let segment = dir.join("chunks").join("000001");
