@@ -332,6 +332,9 @@ pub struct Authenticator {
     dummy_hash: String,
     /// Random per-process key for the credential fingerprints.
     fingerprint_key: [u8; 32],
+    /// Bounds concurrent argon2 verifications to the number of cores, so a
+    /// flood of wrong passwords cannot take every blocking thread.
+    verifications: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
@@ -372,6 +375,9 @@ impl Authenticator {
             last_seen: Mutex::new(last_seen),
             dummy_hash,
             fingerprint_key,
+            verifications: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(4, |n| n.get()),
+            ),
         })
     }
 
@@ -465,6 +471,9 @@ impl Authenticator {
         let hash = match &known {
             Some((hash, _)) => hash.clone(),
             None => self.dummy_hash.clone(),
+        };
+        let Ok(_permit) = self.verifications.acquire().await else {
+            return None;
         };
         let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await
