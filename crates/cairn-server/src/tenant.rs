@@ -184,4 +184,73 @@ mod tests {
         let tenant = write_tenant(&AuthContext::anonymous(options), &headers("other")).unwrap();
         assert_eq!(tenant.as_str(), "anonymous");
     }
+
+    fn user(name: &str, read: &[&str], write: &[&str], user_as_tenant: bool) -> AuthContext {
+        use crate::auth::{AuthUser, TenantSet};
+        let set = |list: &[&str]| TenantSet::Some(list.iter().map(|t| t.to_string()).collect());
+        AuthContext {
+            tenancy: std::sync::Arc::new(TenancyOptions::default()),
+            user: Some(std::sync::Arc::new(AuthUser {
+                name: name.into(),
+                read: set(read),
+                write: set(write),
+            })),
+            user_as_tenant,
+            authenticated: true,
+        }
+    }
+
+    #[test]
+    fn rights_are_checked_per_tenant_and_per_read_or_write() {
+        let reader = user("r", &["a"], &[], false);
+        assert!(read_tenant(&reader, &headers("a")).is_ok());
+        assert!(matches!(
+            write_tenant(&reader, &headers("a")),
+            Err(TenantError::Forbidden {
+                right: Right::Write,
+                ..
+            })
+        ));
+        let err = read_tenant(&reader, &headers("b")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user 'r' may not read tenant 'b' (err-cairn-tenant-forbidden)"
+        );
+    }
+
+    #[test]
+    fn the_user_name_is_the_tenant_only_without_a_header_and_when_enabled() {
+        let as_tenant = user("team-p", &["team-p"], &["team-p"], true);
+        assert_eq!(
+            write_tenant(&as_tenant, &HeaderMap::new())
+                .unwrap()
+                .as_str(),
+            "team-p"
+        );
+        assert_eq!(
+            write_tenant(&as_tenant, &headers("  ")).unwrap().as_str(),
+            "team-p"
+        );
+        assert!(matches!(
+            write_tenant(&as_tenant, &headers("other")),
+            Err(TenantError::Forbidden { .. })
+        ));
+        let off = user("team-p", &["team-p"], &["team-p"], false);
+        assert!(matches!(
+            write_tenant(&off, &HeaderMap::new()),
+            Err(TenantError::Invalid(TenantIdError::Missing))
+        ));
+        // A user name that is not a valid tenant ID never becomes a path.
+        let hostile = user("../x", &["*"], &["*"], true);
+        assert!(matches!(
+            write_tenant(&hostile, &HeaderMap::new()),
+            Err(TenantError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn outside_the_auth_layer_every_tenant_is_refused() {
+        let err = read_tenant(&AuthContext::current(), &headers("a")).unwrap_err();
+        assert!(matches!(err, TenantError::Unauthenticated));
+    }
 }
