@@ -18,6 +18,7 @@
 //! of the result (series, points, sum of values) so that two servers' answers
 //! can be compared.
 
+use std::ffi::OsString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,22 +27,16 @@ use cairn_ingest::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(
-    about = "Remote-write ingestion and PromQL query benchmarks",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
+#[command(about = "Remote-write ingestion and PromQL query benchmarks")]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    /// Without a subcommand, the `ingest` flags.
-    #[command(flatten)]
-    ingest: Args,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Send a generated workload by remote write (the default).
+    /// Send a generated workload by remote write (the default: flags
+    /// without a subcommand are `ingest`'s).
     Ingest(Args),
     /// Time a PromQL range query over HTTP.
     Query(QueryArgs),
@@ -119,11 +114,18 @@ const METRICS_PER_HOST: usize = 100;
 const PROMQL_JOBS: usize = 10;
 
 fn main() {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Ingest(args)) => ingest(&args),
-        Some(Command::Query(args)) => query(&args),
-        None => ingest(&cli.ingest),
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    // Flags without a subcommand are `ingest`'s, as before `query` existed.
+    let starts_with_flag = argv
+        .get(1)
+        .and_then(|arg| arg.to_str())
+        .is_some_and(|arg| arg.starts_with("--") && !matches!(arg, "--help" | "--version"));
+    if starts_with_flag {
+        argv.insert(1, OsString::from("ingest"));
+    }
+    match Cli::parse_from(argv).command {
+        Command::Ingest(args) => ingest(&args),
+        Command::Query(args) => query(&args),
     }
 }
 
