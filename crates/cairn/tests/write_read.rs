@@ -409,3 +409,23 @@ fn query_parameter_errors_use_prometheus_envelope_and_status() {
         "invalid parameter \"end\": end timestamp must not be before start time"
     );
 }
+
+#[test]
+fn large_range_answers_are_streamed_complete_and_valid() {
+    let (_dir, cairn) = start();
+    let base = now_minute_ms() - 2 * 3_600_000;
+    // 300 series × 200 points = 60,000 points: above the streaming threshold.
+    let samples: Vec<(i64, f64)> = (0..200).map(|i| (base + i * 15_000, i as f64)).collect();
+    let timeseries = (0..300)
+        .map(|s| series(&[("__name__", "big"), ("s", &format!("{s:03}"))], &samples))
+        .collect();
+    assert_eq!(cairn.push(Some("t"), &write_request(timeseries)).0, 200);
+    let start = base as f64 / 1000.0;
+    let end = (base + 199 * 15_000) as f64 / 1000.0;
+    let result = cairn.query_range("t", "big", start, end, 15.0);
+    assert_eq!(result.len(), 300);
+    for (i, series) in result.iter().enumerate() {
+        assert_eq!(series["metric"]["s"], format!("{i:03}").as_str());
+        assert_eq!(points(series), samples);
+    }
+}

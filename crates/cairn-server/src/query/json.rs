@@ -126,6 +126,15 @@ fn write_series(out: &mut String, labels: &Labels, samples: &[Sample]) {
 
 /// Appends `{"resultType":...,"result":...}`.
 pub fn write_query_data(out: &mut String, value: &Value) {
+    write_query_data_open(out, value, &mut |_| {});
+    out.push('}');
+}
+
+/// Appends `{"resultType":...,"result":...` without the closing brace (so
+/// fields such as `stats` can follow), calling `flush` between result
+/// elements once `out` holds at least [`FLUSH_BYTES`]; `flush` takes what is
+/// in `out` (for streaming a large answer to the client).
+pub fn write_query_data_open(out: &mut String, value: &Value, flush: &mut dyn FnMut(&mut String)) {
     match value {
         Value::Scalar(s) => {
             out.push_str(r#"{"resultType":"scalar","result":"#);
@@ -145,6 +154,9 @@ pub fn write_query_data(out: &mut String, value: &Value) {
                     out.push(',');
                 }
                 write_vector_sample(out, s);
+                if out.len() >= FLUSH_BYTES {
+                    flush(out);
+                }
             }
             out.push(']');
         }
@@ -155,12 +167,17 @@ pub fn write_query_data(out: &mut String, value: &Value) {
                     out.push(',');
                 }
                 write_series(out, &s.labels, &s.samples);
+                if out.len() >= FLUSH_BYTES {
+                    flush(out);
+                }
             }
             out.push(']');
         }
     }
-    out.push('}');
 }
+
+/// How much encoded JSON is buffered before it is handed to the client.
+pub const FLUSH_BYTES: usize = 256 * 1024;
 
 /// Appends `"key":["a","b"]` preceded by a comma when `strings` is not empty.
 pub fn write_string_array_field(out: &mut String, key: &str, strings: &[String]) {

@@ -197,6 +197,7 @@ fn query_error(err: QueryError) -> ApiError {
 
 /// What the request asks of the response: `limit` on returned series and
 /// `stats` (any non-empty value adds `data.stats`, as in Prometheus).
+#[derive(Clone)]
 struct OutputOptions {
     limit: usize,
     stats: bool,
@@ -229,19 +230,66 @@ fn success(mut result: QueryResult, output: &OutputOptions, elapsed: Duration) -
             .warnings
             .push(TRUNCATED_WARNING.to_string());
     }
-    let mut body = String::with_capacity(256);
-    body.push_str(r#"{"status":"success","data":"#);
-    json::write_query_data(&mut body, &result.value);
-    if output.stats {
-        // Replace the closing brace of `data` with the stats object.
-        body.pop();
-        write_stats(&mut body, &result, elapsed);
-        body.push('}');
+    let output = output.clone();
+    if encoded_points(&result.value) <= STREAM_ABOVE_POINTS {
+        let mut body = String::with_capacity(256);
+        write_envelope(&mut body, &result, &output, elapsed, &mut |_| {});
+        return json_response(body);
     }
-    json::write_string_array_field(&mut body, "warnings", &result.annotations.warnings);
-    json::write_string_array_field(&mut body, "infos", &result.annotations.infos);
+    // A large answer is encoded on the blocking pool and sent in chunks as
+    // it is written, so the whole JSON text never sits in memory at once.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut body = String::with_capacity(json::FLUSH_BYTES * 2);
+        let mut client_gone = false;
+        let mut send = |buffer: &mut String| {
+            let chunk = Bytes::from(std::mem::take(buffer).into_bytes());
+            // A client that went away only makes the remaining sends fail.
+            client_gone = client_gone || sender.blocking_send(chunk).is_err();
+        };
+        write_envelope(&mut body, &result, &output, elapsed, &mut send);
+        send(&mut body);
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(chunk), receiver))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Results with more points than this are streamed rather than buffered.
+const STREAM_ABOVE_POINTS: usize = 50_000;
+
+fn encoded_points(value: &Value) -> usize {
+    match value {
+        Value::Vector(samples) => samples.len(),
+        Value::Matrix(series) => series.iter().map(|s| s.samples.len()).sum(),
+        Value::Scalar(_) | Value::String { .. } => 1,
+    }
+}
+
+/// The whole success envelope of a query answer.
+fn write_envelope(
+    body: &mut String,
+    result: &QueryResult,
+    output: &OutputOptions,
+    elapsed: Duration,
+    flush: &mut dyn FnMut(&mut String),
+) {
+    body.push_str(r#"{"status":"success","data":"#);
+    json::write_query_data_open(body, &result.value, flush);
+    if output.stats {
+        write_stats(body, result, elapsed);
+    }
     body.push('}');
-    json_response(body)
+    json::write_string_array_field(body, "warnings", &result.annotations.warnings);
+    json::write_string_array_field(body, "infos", &result.annotations.infos);
+    body.push('}');
 }
 
 /// `,"stats":{...}` in Prometheus's `stats.BuiltinStats` shape. Cairn times
