@@ -103,6 +103,8 @@ pub struct StorageConfig {
     pub wal_fsync: WalFsync,
     pub wal_segment_size_bytes: u64,
     pub max_exemplars_per_tenant: usize,
+    pub retention_period: PromDuration,
+    pub maintenance_interval: PromDuration,
 }
 
 impl Default for StorageConfig {
@@ -113,6 +115,8 @@ impl Default for StorageConfig {
             wal_fsync: WalFsync::Never,
             wal_segment_size_bytes: tsdb.wal_segment_size,
             max_exemplars_per_tenant: tsdb.max_exemplars,
+            retention_period: PromDuration(tsdb.retention.as_millis() as i64),
+            maintenance_interval: PromDuration(tsdb.maintenance_interval.as_millis() as i64),
         }
     }
 }
@@ -206,6 +210,8 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("storage.wal_fsync", "never: WAL written to the OS before a write is acknowledged (survives a crash of cairn); always: also fsynced (survives power loss)"),
     ("storage.wal_segment_size_bytes", "size at which a WAL segment file is closed and a new one started"),
     ("storage.max_exemplars_per_tenant", "exemplars kept in memory per tenant (oldest dropped first)"),
+    ("storage.retention_period", "blocks whose newest sample is older than this are deleted whole; 0s keeps data forever"),
+    ("storage.maintenance_interval", "how often each tenant cuts 2h blocks from the head, compacts them (2h, 12h, 24h) and applies retention"),
     ("tenancy", "how requests map to tenants"),
     ("tenancy.multitenancy_enabled", "true: tenant from the X-Scope-OrgID header; false: every request belongs to no_auth_tenant"),
     ("tenancy.no_auth_tenant", "tenant used when multi-tenancy is disabled"),
@@ -285,6 +291,12 @@ impl Config {
         if self.storage.wal_segment_size_bytes < 64 * 1024 {
             return invalid("storage.wal_segment_size_bytes must be at least 65536".into());
         }
+        if self.storage.retention_period.0 < 0 || self.storage.maintenance_interval.0 <= 0 {
+            return invalid(
+                "storage.retention_period must not be negative and storage.maintenance_interval must be positive"
+                    .into(),
+            );
+        }
         if self.querier.lookback_delta.0 <= 0 || self.querier.timeout.0 <= 0 {
             return invalid("querier.lookback_delta and querier.timeout must be positive".into());
         }
@@ -326,6 +338,10 @@ impl Config {
                 },
                 wal_segment_size: self.storage.wal_segment_size_bytes,
                 max_exemplars: self.storage.max_exemplars_per_tenant,
+                retention: std::time::Duration::from_millis(self.storage.retention_period.0 as u64),
+                maintenance_interval: std::time::Duration::from_millis(
+                    self.storage.maintenance_interval.0 as u64,
+                ),
                 ..TsdbOptions::default()
             },
             tenancy: TenancyOptions {
