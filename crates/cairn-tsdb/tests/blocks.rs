@@ -500,8 +500,13 @@ fn tenant_store_maintenance_thread_cuts_blocks() {
     for round in 0..rounds {
         db.append(batch(round)).unwrap();
     }
+    // Wait until blocks hold both ranges' samples (4h of rounds). Counting
+    // blocks would race: the same pass may compact the two 2h blocks into
+    // one 4h block.
+    let in_blocks = |db: &Tsdb| -> u64 { db.blocks().iter().map(|b| b.stats.num_samples).sum() };
+    let expected = 4 * 60 * SERIES as u64;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while db.blocks().len() < 2 {
+    while in_blocks(&db) < expected {
         assert!(
             std::time::Instant::now() < deadline,
             "no blocks cut in time"
