@@ -295,7 +295,20 @@ fn parse_query(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
             "query is too complex: nesting exceeds {MAX_EXPRESSION_DEPTH} levels"
         )));
     }
-    let expr = promql_parser::parser::parse(query).map_err(QueryError::BadData)?;
+    // promql-parser 0.11.1 panics on some inputs (a unitless duration beyond
+    // u64::MAX seconds, found by the fuzz target and pinned in
+    // tests/fuzz_regressions.rs). A query must never panic: contain it and
+    // answer bad_data with the parser's message.
+    let parsed =
+        std::panic::catch_unwind(|| promql_parser::parser::parse(query)).map_err(|payload| {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("the parser failed on this input");
+            QueryError::BadData(format!("parse error: {message}"))
+        })?;
+    let expr = parsed.map_err(QueryError::BadData)?;
     if expr_depth(&expr, 0) > MAX_EXPRESSION_DEPTH {
         return Err(QueryError::BadData(format!(
             "query is too complex: nesting exceeds {MAX_EXPRESSION_DEPTH} levels"
