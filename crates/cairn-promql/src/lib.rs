@@ -30,6 +30,8 @@ mod parallel;
 mod selector;
 mod value;
 
+pub use selector::selector_matchers;
+
 #[cfg(test)]
 mod tests;
 
@@ -203,7 +205,7 @@ impl Engine {
         step_ms: i64,
         opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
-        let expr = parse_query(query)?;
+        let expr = parse_expr(query)?;
         let instant = step_ms == 0;
         if !instant {
             use promql_parser::parser::value::ValueType;
@@ -260,7 +262,7 @@ pub const MAX_EXPRESSION_DEPTH: usize = 200;
 
 /// Parses a query, rejecting expressions nested too deeply to evaluate
 /// without risking the stack.
-fn parse_query(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+pub fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     // Cheap lexical bound first, so neither the parser nor dropping the AST
     // recurses without limit: nesting depth plus operator count.
     let mut depth = 0usize;

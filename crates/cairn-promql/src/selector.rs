@@ -9,7 +9,7 @@ use crate::value::{Point, RangeSeries, StepSeries, Val};
 use crate::QueryError;
 
 /// Converts a parsed selector's name and matchers to storage matchers.
-pub(crate) fn convert_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
     if !vs.matchers.or_matchers.is_empty() {
         return Err(QueryError::BadData(
             "`or` inside label matchers is not supported".into(),
@@ -77,7 +77,7 @@ pub(crate) fn select_instant(
     ev: &Evaluator,
     vs: &VectorSelector,
 ) -> Result<Vec<InstantSamples>, QueryError> {
-    let matchers = convert_matchers(vs)?;
+    let matchers = selector_matchers(vs)?;
     let offset = offset_ms(vs.offset.as_ref())?;
     let at = ev.at_ms(vs.at.as_ref())?;
     select_instant_with(ev, &matchers, offset, at)
@@ -172,7 +172,7 @@ pub(crate) fn eval_matrix_selector(
     ms: &MatrixSelector,
 ) -> Result<RangeArg, QueryError> {
     let vs = &ms.vs;
-    let matchers = convert_matchers(vs)?;
+    let matchers = selector_matchers(vs)?;
     let range = duration_ms(&ms.range)?;
     let offset = offset_ms(vs.offset.as_ref())?;
     let at = ev.at_ms(vs.at.as_ref())?;

@@ -9,7 +9,7 @@ use promql_parser::parser::{AtModifier, Call, Expr, Offset};
 
 use super::{arg, unparen};
 use crate::eval::{offset_ms, Evaluator};
-use crate::selector::{convert_matchers, select_instant_with};
+use crate::selector::{select_instant_with, selector_matchers};
 use crate::value::{transpose, SeriesBuilder, Val};
 use crate::QueryError;
 
@@ -29,7 +29,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     let mut name_matchers: Vec<Matcher> = Vec::new();
     match call.args.args.get(1).map(|a| unparen(a)) {
         Some(Expr::VectorSelector(vs)) => {
-            for m in convert_matchers(vs)? {
+            for m in selector_matchers(vs)? {
                 if m.name == METRIC_NAME {
                     name_matchers.push(m.clone());
                 }

@@ -21,10 +21,6 @@ use super::{
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// Deepest bracket nesting accepted in an exemplar query, so neither the
-/// parser nor the selector walk can exhaust the stack.
-pub(crate) const MAX_QUERY_NESTING: usize = 256;
-
 /// `GET|POST /api/v1/metadata`: `{"<metric>":[{"type","help","unit"}]}`.
 pub(crate) async fn metadata(
     State(state): State<Arc<AppState>>,
@@ -96,10 +92,7 @@ pub(crate) async fn query_exemplars(
         ));
     }
     let expr = params.get("query").unwrap_or_default();
-    if nesting_depth(expr) > MAX_QUERY_NESTING {
-        return Err(ApiError::bad_data("query is nested too deeply"));
-    }
-    let parsed = promql_parser::parser::parse(expr).map_err(ApiError::bad_data)?;
+    let parsed = cairn_promql::parse_expr(expr).map_err(|e| ApiError::bad_data(e.to_string()))?;
     let matcher_sets = extract_selectors(&parsed)?;
     if matcher_sets.is_empty() {
         // Prometheus answers `data: null` for a query without selectors.
@@ -175,36 +168,6 @@ fn extract_selectors(expr: &Expr) -> Result<Vec<Vec<Matcher>>, ApiError> {
     Ok(collect.0)
 }
 
-/// Deepest nesting of brackets outside string literals.
-pub(crate) fn nesting_depth(query: &str) -> usize {
-    let mut depth = 0usize;
-    let mut deepest = 0usize;
-    let mut in_string: Option<char> = None;
-    let mut escaped = false;
-    for c in query.chars() {
-        if let Some(quote) = in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && quote != '`' {
-                escaped = true;
-            } else if c == quote {
-                in_string = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '\'' | '`' => in_string = Some(c),
-            '(' | '[' | '{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,11 +183,5 @@ mod tests {
         assert_eq!(names, vec!["a", "b", "c"]);
         let literal = promql_parser::parser::parse("1 + 2").unwrap();
         assert!(extract_selectors(&literal).unwrap().is_empty());
-    }
-
-    #[test]
-    fn nesting_ignores_brackets_in_strings() {
-        assert_eq!(nesting_depth(r#"a{b="((("}"#), 1);
-        assert_eq!(nesting_depth("((a))"), 2);
     }
 }

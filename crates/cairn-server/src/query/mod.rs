@@ -424,7 +424,8 @@ pub(crate) fn parse_match_params(selectors: &[&str]) -> Result<Vec<Vec<Matcher>>
 /// as Prometheus's `parser.ParseMetricSelector`.
 pub(crate) fn parse_series_selector(selector: &str) -> Result<Vec<Matcher>, ApiError> {
     use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(selector).map_err(|message| {
+    let expr = cairn_promql::parse_expr(selector).map_err(|err| {
+        let message = err.to_string();
         // Go's `ParseMetricSelector` leaves this check to the caller, whose
         // text is the one clients see.
         if message.contains("must contain at least one non-empty matcher") {
@@ -448,48 +449,12 @@ pub(crate) fn parse_series_selector(selector: &str) -> Result<Vec<Matcher>, ApiE
     selector_matchers(&vs)
 }
 
-/// The storage matchers of a parsed vector selector (name first).
+/// The storage matchers of a parsed vector selector (name first), converted
+/// as the engine converts them.
 pub(crate) fn selector_matchers(
     vs: &promql_parser::parser::VectorSelector,
 ) -> Result<Vec<Matcher>, ApiError> {
-    use cairn_model::{MatchOp, METRIC_NAME};
-    use promql_parser::label::MatchOp as ParserOp;
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(ApiError::bad_data(
-            "`or` inside label matchers is not supported",
-        ));
-    }
-    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
-    if let Some(name) = &vs.name {
-        out.push(Matcher::equal(METRIC_NAME, name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        let op = match m.op {
-            ParserOp::Equal => MatchOp::Equal,
-            ParserOp::NotEqual => MatchOp::NotEqual,
-            ParserOp::Re(_) => MatchOp::RegexMatch,
-            ParserOp::NotRe(_) => MatchOp::RegexNoMatch,
-        };
-        let matcher = match Matcher::new(op, m.name.clone(), m.value.clone()) {
-            Ok(matcher) => matcher,
-            // Go accepts literal braces (`a{b}`) that Rust's regex rejects;
-            // the parser escaped those in its own pattern, so retry with it.
-            Err(err) => match &m.op {
-                ParserOp::Re(re) | ParserOp::NotRe(re) => {
-                    let inner = re
-                        .as_str()
-                        .strip_prefix("^(?:")
-                        .and_then(|s| s.strip_suffix(")$"))
-                        .unwrap_or(re.as_str());
-                    Matcher::new(op, m.name.clone(), inner.to_string())
-                        .map_err(|_| ApiError::bad_data(err.to_string()))?
-                }
-                _ => return Err(ApiError::bad_data(err.to_string())),
-            },
-        };
-        out.push(matcher);
-    }
-    Ok(out)
+    cairn_promql::selector_matchers(vs).map_err(|e| ApiError::bad_data(e.to_string()))
 }
 
 /// The tenant's store, or `None` when the tenant has never written.

@@ -67,14 +67,7 @@ pub(crate) async fn format_query(
 ) -> Result<Response, ApiError> {
     let params = request_params(&headers, query.as_deref(), &body);
     let expr = params.get("query").unwrap_or_default();
-    if super::metadata::nesting_depth(expr) > super::metadata::MAX_QUERY_NESTING {
-        return Err(ApiError::invalid_param(
-            "query",
-            "query is nested too deeply",
-        ));
-    }
-    let parsed =
-        promql_parser::parser::parse(expr).map_err(|e| ApiError::invalid_param("query", e))?;
+    let parsed = cairn_promql::parse_expr(expr).map_err(|e| ApiError::invalid_param("query", e))?;
     let mut data = String::new();
     write_json_string(&mut data, &parsed.prettify());
     Ok(success_data(&data, &[]))
