@@ -14,8 +14,9 @@
 //! | promql-parser cannot parse | — | `promql_parser::parser::parse` rejects the expression (Prometheus's parser accepts every eval expression, so this is a parser gap, never an expected failure) |
 //!
 //! Reasons are checked in this order; an eval gets the first that applies.
-//! With `PROMQLTEST_RUN_OPTIONAL=1` only native histograms, start timestamps
-//! and promql-parser gaps are skipped (what Cairn cannot store or parse).
+//! By default (`run_optional_features`) only native histograms, start
+//! timestamps and promql-parser gaps are skipped (what Cairn cannot store or
+//! parse); `PROMQLTEST_FLOOR_ONLY=1` skips every rule above.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -123,7 +124,7 @@ pub struct SkipRules {
     /// Also run the evals of features that need nothing Cairn's storage
     /// lacks (anchored/smoothed, duration expressions, fill modifiers,
     /// type-and-unit labels) when promql-parser parses them
-    /// (`PROMQLTEST_RUN_OPTIONAL=1`). Native histograms and start timestamps
+    /// (the runner's default; off with `PROMQLTEST_FLOOR_ONLY=1`). Native histograms and start timestamps
     /// cannot be stored, so those evals are always skipped.
     pub run_optional_features: bool,
     strings: Regex,
