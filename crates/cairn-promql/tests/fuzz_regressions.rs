@@ -4,30 +4,8 @@
 //! where it lives); un-ignore it with the fix, and drop the matching entry
 //! from the fuzz target's `KNOWN_PARSER_PANICS`.
 
-use cairn_model::{Matcher, Queryable, Series, StorageError, TimeRange};
+use cairn_model::EmptyQueryable;
 use cairn_promql::{Engine, EngineOptions, QueryOptions};
-
-/// No data: these inputs fail (or panic) before storage is read.
-struct Empty;
-
-impl Queryable for Empty {
-    fn select(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<Series>, StorageError> {
-        Ok(Vec::new())
-    }
-
-    fn label_names(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<String>, StorageError> {
-        Ok(Vec::new())
-    }
-
-    fn label_values(
-        &self,
-        _: &str,
-        _: &[Matcher],
-        _: TimeRange,
-    ) -> Result<Vec<String>, StorageError> {
-        Ok(Vec::new())
-    }
-}
 
 /// Found 2026-11-26 by the first bounded run (crash input
 /// `rate(met*q0uJeststal[3333…3332:0s10s])`, 60 digits). A number used as a
@@ -51,12 +29,12 @@ fn unitless_duration_beyond_u64_seconds_is_bad_data_not_a_panic() {
         "x offset 1e100",
         "rate(met*q0uJeststal[333333333333333333333333333333333333333333333333333333333332:0s10s])",
     ] {
-        let instant = engine.instant_query(&Empty, query, 0, &opts);
+        let instant = engine.instant_query(&EmptyQueryable, query, 0, &opts);
         assert!(
             matches!(&instant, Err(e) if e.error_type() == "bad_data"),
             "instant {query}: {instant:?}"
         );
-        let range = engine.range_query(&Empty, query, 0, 60_000, 15_000, &opts);
+        let range = engine.range_query(&EmptyQueryable, query, 0, 60_000, 15_000, &opts);
         assert!(
             matches!(&range, Err(e) if e.error_type() == "bad_data"),
             "range {query}: {range:?}"

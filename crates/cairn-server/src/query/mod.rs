@@ -26,7 +26,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_model::{Matcher, Queryable, Series, StorageError, TimeRange};
+use cairn_model::{Matcher, Queryable, StorageError, TimeRange};
 use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 
 use crate::app::AppState;
@@ -162,7 +162,7 @@ where
         let db = store.get(&tenant);
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
-            None => &EmptyStore,
+            None => &cairn_model::EmptyQueryable,
         };
         run(&state.engine, queryable, &options)
     })
@@ -303,28 +303,6 @@ fn write_stats(out: &mut String, result: &QueryResult, elapsed: Duration) {
         r#","stats":{{"timings":{{"evalTotalTime":{seconds},"resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":{seconds},"execQueueTime":0,"execTotalTime":{seconds}}},"samples":{{"totalQueryableSamples":{}}}}}"#,
         result.stats.total_samples
     );
-}
-
-/// The store of a tenant that has never written: no series.
-struct EmptyStore;
-
-impl Queryable for EmptyStore {
-    fn select(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<Series>, StorageError> {
-        Ok(Vec::new())
-    }
-
-    fn label_names(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<String>, StorageError> {
-        Ok(Vec::new())
-    }
-
-    fn label_values(
-        &self,
-        _: &str,
-        _: &[Matcher],
-        _: TimeRange,
-    ) -> Result<Vec<String>, StorageError> {
-        Ok(Vec::new())
-    }
 }
 
 fn now_ms() -> i64 {
@@ -482,7 +460,7 @@ where
     tokio::task::spawn_blocking(move || {
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
-            None => &EmptyStore,
+            None => &cairn_model::EmptyQueryable,
         };
         read(queryable)
     })
