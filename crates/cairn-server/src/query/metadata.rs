@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cairn_model::{Exemplar, Labels, Matcher, TimeRange};
@@ -15,9 +14,7 @@ use promql_parser::parser::Expr;
 use promql_parser::util::{walk_expr, ExprVisitor};
 
 use super::json::{write_float, write_json_string, write_labels, write_timestamp};
-use super::{
-    go_atoi, request_params, selector_matchers, success_data, tenant_db, time_range, Params,
-};
+use super::{go_atoi, selector_matchers, success_data, tenant_db, time_range, Params};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -25,10 +22,8 @@ use crate::error::ApiError;
 pub(crate) async fn metadata(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     // As Prometheus: negative means no limit; 0 returns nothing.
     let limit = number_param(&params, "limit")?.unwrap_or(-1);
     // Each metric has one entry here, so any positive per-metric limit keeps
@@ -81,10 +76,8 @@ fn number_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
 pub(crate) async fn query_exemplars(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     let range = time_range(&params)?;
     if range.end < range.start {
         return Err(ApiError::bad_data(

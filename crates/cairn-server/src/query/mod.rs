@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_model::{Matcher, Queryable, StorageError, TimeRange};
@@ -41,10 +41,8 @@ const MAX_POINTS_PER_SERIES: i64 = 11_000;
 pub(crate) async fn instant_query(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     let expr = params.get("query").unwrap_or_default().to_string();
     // Prometheus reads `time` with `parseTimeParam`, whose error names it twice.
     let time = time_param(&params, "time")?.unwrap_or_else(now_ms);
@@ -61,10 +59,8 @@ pub(crate) async fn instant_query(
 pub(crate) async fn range_query(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     let expr = params.get("query").unwrap_or_default().to_string();
     let start = parse_time(params.get("start").unwrap_or_default())
         .map_err(|e| ApiError::invalid_param("start", e))?;
@@ -98,15 +94,6 @@ pub(crate) async fn range_query(
     })
     .await?;
     Ok(success(result, &output, started.elapsed()))
-}
-
-/// Reads the query string and, for form-encoded POSTs, the body.
-fn request_params(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Params {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    Params::parse(is_form.then_some(body), query)
 }
 
 fn query_options(params: &Params) -> Result<QueryOptions, ApiError> {

@@ -1,8 +1,13 @@
 //! Request parameters with Prometheus's parsing rules (`web/api/v1/api.go`
 //! `parseTime`, `parseDuration`; `model.ParseDuration`).
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
 use cairn_model::parse_duration_ms;
 use chrono::DateTime;
+
+use crate::error::ApiError;
 
 /// Parameters from the URL query string and, for form-encoded POSTs, the
 /// body; body values come first, as Go's `Request.FormValue` reads them.
@@ -39,6 +44,28 @@ impl Params {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+}
+
+/// Read endpoints take their parameters as this extractor: the query string
+/// plus, for `application/x-www-form-urlencoded` requests, the body.
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Params, ApiError> {
+        let query = request.uri().query().map(str::to_string);
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::bad_data(format!("cannot read request body: {e}")))?;
+        Ok(Params::parse(
+            is_form.then_some(&body[..]),
+            query.as_deref(),
+        ))
     }
 }
 

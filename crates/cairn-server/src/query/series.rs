@@ -10,16 +10,16 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cairn_model::Labels;
 
 use super::json::{write_json_string, write_labels};
+use super::params::Params;
 use super::{
-    go_quote, parse_limit, parse_match_params, request_params, run_on_tenant, success_data,
-    time_range, TRUNCATED_WARNING,
+    go_quote, parse_limit, parse_match_params, run_on_tenant, success_data, time_range,
+    TRUNCATED_WARNING,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -28,10 +28,8 @@ use crate::error::ApiError;
 pub(crate) async fn series(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     let selectors = params.get_all("match[]");
     if selectors.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -69,10 +67,8 @@ pub(crate) async fn series(
 pub(crate) async fn label_names(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     let range = time_range(&params)?;
     let limit = parse_limit(&params)?;
     let matcher_sets = parse_match_params(&params.get_all("match[]"))?;
@@ -97,8 +93,7 @@ pub(crate) async fn label_values(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
     let name = if name.starts_with("U__") {
         unescape_label_name(&name)
@@ -113,7 +108,6 @@ pub(crate) async fn label_values(
             go_quote(&name)
         )));
     }
-    let params = request_params(&headers, query.as_deref(), &body);
     let range = time_range(&params)?;
     let limit = parse_limit(&params)?;
     let matcher_sets = parse_match_params(&params.get_all("match[]"))?;

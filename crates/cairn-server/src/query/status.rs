@@ -8,13 +8,12 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 
 use super::json::write_json_string;
-use super::{request_params, success_data};
+use super::params::Params;
+use super::success_data;
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -61,11 +60,8 @@ pub(crate) async fn flags() -> Response {
 /// `GET|POST /api/v1/format_query`: the query, parsed and pretty-printed.
 pub(crate) async fn format_query(
     State(_state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = request_params(&headers, query.as_deref(), &body);
     let expr = params.get("query").unwrap_or_default();
     let parsed = cairn_promql::parse_expr(expr).map_err(|e| ApiError::invalid_param("query", e))?;
     let mut data = String::new();
