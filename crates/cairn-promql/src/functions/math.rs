@@ -162,18 +162,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
         "absent" => {
             let a = arg(call, 0)?;
             let v = ev.eval_vector(a)?;
-            let mut seen = vec![false; ev.nsteps];
-            for s in &v {
-                for p in &s.points {
-                    seen[p.step] = true;
-                }
-            }
-            let points: Vec<Point> = seen
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !**s)
-                .map(|(step, _)| Point { step, v: 1.0 })
-                .collect();
+            let points = absent_points(&v, ev.nsteps);
             if points.is_empty() {
                 Val::Vector(Vec::new())
             } else {
@@ -205,4 +194,20 @@ pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     } else {
         a.min(b)
     }
+}
+
+/// A point of value 1 at every step where none of `series` has a point:
+/// what `absent` and `absent_over_time` return.
+pub(crate) fn absent_points(series: &[StepSeries], nsteps: usize) -> Vec<Point> {
+    let mut seen = vec![false; nsteps];
+    for s in series {
+        for p in &s.points {
+            seen[p.step] = true;
+        }
+    }
+    seen.iter()
+        .enumerate()
+        .filter(|(_, seen)| !**seen)
+        .map(|(step, _)| Point { step, v: 1.0 })
+        .collect()
 }

@@ -8,7 +8,7 @@ use promql_parser::parser::Call;
 use super::math::quantile;
 use super::{absent_labels, arg, eval_range_fn, scalar_arg_or, unparen};
 use crate::eval::Evaluator;
-use crate::value::{kahan_inc, Point, StepSeries, Val};
+use crate::value::{kahan_inc, StepSeries, Val};
 use crate::QueryError;
 
 pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val>, QueryError> {
@@ -115,18 +115,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             let a = arg(call, 0)?;
             let range_arg = ev.eval_range_arg(a)?;
             let present = eval_range_fn(ev, &range_arg, true, |_, _, _| Some(1.0))?;
-            let mut seen = vec![false; ev.nsteps];
-            for s in &present {
-                for p in &s.points {
-                    seen[p.step] = true;
-                }
-            }
-            let points: Vec<Point> = seen
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !**s)
-                .map(|(step, _)| Point { step, v: 1.0 })
-                .collect();
+            let points = super::math::absent_points(&present, ev.nsteps);
             if points.is_empty() {
                 Vec::new()
             } else {
