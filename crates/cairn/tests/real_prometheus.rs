@@ -14,31 +14,14 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Cairn, DEADLINE};
-
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, Cairn, ChildPrometheus, DEADLINE};
 
 #[test]
 fn real_prometheus_remote_writes_and_cairn_answers_queries() {
-    let binary = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+    let binary = support::prometheus_binary();
     let dir = tempfile::tempdir().unwrap();
     let cairn = Cairn::start(&dir.path().join("cairn"), "");
 
@@ -65,22 +48,7 @@ remote_write:
       max_backoff: 1s
 "#,
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let child = Command::new(&binary)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("prom-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {binary} (install Debian's prometheus package): {e}")
-        });
-    let _prometheus = Prometheus(child);
+    let _prometheus = ChildPrometheus::start(dir.path(), port, &config);
 
     let started = Instant::now();
     let (mut up, mut build_info) = (false, false);

@@ -254,16 +254,6 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
         .is_err());
 }
 
-/// Stops the child Prometheus by its PID on drop.
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A cheap argon2id hash (debug builds of argon2 are slow at the default cost).
 fn cheap_hash(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
@@ -285,7 +275,6 @@ fn cheap_hash(password: &str) -> String {
 /// such a sender gets its tenant: basic auth over HTTPS, no header.
 #[test]
 fn real_prometheus_remote_writes_over_https_with_basic_auth_as_its_user_tenant() {
-    let binary = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
     let dir = tempfile::tempdir().unwrap();
     let server = pki("server");
     write_pki(dir.path(), &server);
@@ -311,11 +300,7 @@ fn real_prometheus_remote_writes_over_https_with_basic_auth_as_its_user_tenant()
     let client = client_trusting(&server.ca_pem).build().unwrap();
     cairn.wait_ready(&client);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let config = format!(
         r#"global:
   scrape_interval: 1s
@@ -338,22 +323,7 @@ remote_write:
         cairn_port = cairn.address.rsplit(':').next().unwrap(),
         ca = ca_file.display(),
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let child = Command::new(&binary)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("prom-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {binary} (install Debian's prometheus package): {e}")
-        });
-    let _prometheus = Prometheus(child);
+    let _prometheus = support::ChildPrometheus::start(dir.path(), port, &config);
 
     let started = Instant::now();
     loop {

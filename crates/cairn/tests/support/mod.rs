@@ -355,3 +355,51 @@ pub fn form_escape(s: &str) -> String {
     }
     out
 }
+
+/// The Prometheus binary the tests run (Debian's package; `PROMETHEUS_BIN` overrides).
+pub fn prometheus_binary() -> String {
+    std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into())
+}
+
+/// A free loopback port (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Prometheus running as our child process on 127.0.0.1:`port`
+/// with its own data directory under `dir`; stopped by its PID on drop.
+pub struct ChildPrometheus(Child);
+
+impl ChildPrometheus {
+    /// Writes `config` to `dir/prometheus.yml` and starts Prometheus with it.
+    pub fn start(dir: &Path, port: u16, config: &str) -> ChildPrometheus {
+        let binary = prometheus_binary();
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary} (install Debian's prometheus package): {e}")
+            });
+        ChildPrometheus(child)
+    }
+}
+
+impl Drop for ChildPrometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
