@@ -103,10 +103,14 @@ impl std::fmt::Display for Right {
 ///     password_hash: "$argon2id$v=19$m=19456,t=2,p=1$..."
 ///     read: ["team-a", "shared"]
 ///     write: ["team-a"]
-///   admin:
+///   ops:
 ///     password_hash: "$argon2id$..."
 ///     read: ["*"]
+///     admin: true
 /// ```
+///
+/// `admin: true` grants the admin endpoints (series and tenant deletion,
+/// usage reports, the tenants overview); tenant rights stay as listed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsersFile {
@@ -123,6 +127,9 @@ pub struct UserEntry {
     pub read: Vec<String>,
     #[serde(default)]
     pub write: Vec<String>,
+    /// May call the admin endpoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +232,7 @@ pub struct AuthUser {
     pub name: String,
     pub read: TenantSet,
     pub write: TenantSet,
+    pub admin: bool,
 }
 
 impl AuthUser {
@@ -271,6 +279,34 @@ impl AuthContext {
         }
     }
 
+    /// Whether this request may call the admin endpoints: in mode `none`
+    /// every authenticated request may (the server is expected to listen on
+    /// loopback or behind a proxy, as Prometheus's admin API with
+    /// `--web.enable-admin-api`); in mode `basic` only users with
+    /// `admin: true`.
+    pub fn is_admin(&self) -> bool {
+        self.authenticated && self.user.as_ref().is_none_or(|user| user.admin)
+    }
+
+    /// `Ok` for an admin, else the error every admin endpoint answers
+    /// (403, `err-cairn-admin-required`; 401 outside the auth layer).
+    pub fn require_admin(&self) -> Result<(), crate::error::ApiError> {
+        if !self.authenticated {
+            return Err(crate::error::ApiError {
+                error_type: "unauthorized",
+                message: "unauthorized: missing or wrong credentials (err-cairn-unauthorized)"
+                    .into(),
+            });
+        }
+        if self.is_admin() {
+            return Ok(());
+        }
+        Err(crate::error::ApiError {
+            error_type: "forbidden",
+            message: "this endpoint needs an admin user (admin: true in the users file) (err-cairn-admin-required)".into(),
+        })
+    }
+
     /// A context for mode `none` (used by tests and tools).
     pub fn anonymous(tenancy: TenancyOptions) -> AuthContext {
         AuthContext {
@@ -311,6 +347,7 @@ impl Users {
                 name: name.clone(),
                 read: TenantSet::from_list(&entry.read),
                 write: TenantSet::from_list(&entry.write),
+                admin: entry.admin,
             };
             users.insert(name.clone(), (entry.password_hash.clone(), Arc::new(user)));
         }
@@ -578,6 +615,7 @@ mod tests {
                 password_hash: hash_password("secret").unwrap(),
                 read: vec!["a".into(), "b".into()],
                 write: vec!["a".into()],
+                admin: false,
             },
         );
         file.save(&path).unwrap();
@@ -625,5 +663,29 @@ mod tests {
     fn star_means_every_tenant() {
         let set = TenantSet::from_list(&["x".into(), "*".into()]);
         assert!(set.contains("anything"));
+    }
+
+    #[test]
+    fn admin_endpoints_need_admin_true_under_basic_auth() {
+        let anonymous = AuthContext::anonymous(TenancyOptions::default());
+        assert!(anonymous.require_admin().is_ok());
+        let user = |admin| AuthContext {
+            user: Some(Arc::new(AuthUser {
+                name: "u".into(),
+                read: TenantSet::All,
+                write: TenantSet::All,
+                admin,
+            })),
+            ..AuthContext::anonymous(TenancyOptions::default())
+        };
+        assert!(user(true).require_admin().is_ok());
+        assert_eq!(user(false).require_admin().unwrap_err().status(), 403);
+        assert_eq!(
+            AuthContext::unauthenticated()
+                .require_admin()
+                .unwrap_err()
+                .status(),
+            401
+        );
     }
 }

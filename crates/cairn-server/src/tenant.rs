@@ -194,6 +194,7 @@ mod tests {
                 name: name.into(),
                 read: set(read),
                 write: set(write),
+                admin: false,
             })),
             user_as_tenant,
             authenticated: true,

@@ -55,6 +55,9 @@ struct UsersAddArgs {
     /// Tenants the user may write, comma-separated; `*` for all.
     #[arg(long = "tenants-write", value_delimiter = ',')]
     tenants_write: Option<Vec<String>>,
+    /// Grant (true) or revoke (false) the admin endpoints; unchanged when absent.
+    #[arg(long)]
+    admin: Option<bool>,
     /// The users file to create or update.
     #[arg(long, default_value = "users.yaml")]
     file: PathBuf,
@@ -215,6 +218,9 @@ fn users_add(args: UsersAddArgs) -> Result<(), String> {
     }
     if let Some(write) = args.tenants_write {
         entry.write = write;
+    }
+    if let Some(admin) = args.admin {
+        entry.admin = admin;
     }
     file.save(&args.file)
         .map_err(|e| format!("cannot write {}: {e}", args.file.display()))?;
