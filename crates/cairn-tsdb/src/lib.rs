@@ -31,6 +31,11 @@
 //!   ([`Tsdb::cut_blocks`]), merging blocks ([`Tsdb::compact`]) and
 //!   retention ([`Tsdb::apply_retention`]); [`TenantStore`] runs it every
 //!   `maintenance_interval` on a background thread.
+//! - `tombstones`, `series_deletion`: deleting series
+//!   ([`Tsdb::delete_series`]): tombstones hide samples at once, block
+//!   rewrites and checkpoints remove their bytes.
+//! - `tenant_deletion`: deleting a whole tenant after a grace period
+//!   ([`TenantStore::mark_tenant_for_deletion`]).
 //! - `tenants`: [`TenantStore`].
 //!
 //! Byte formats are in `docs/format.md`.
@@ -43,12 +48,17 @@ mod exemplars;
 mod fault;
 pub mod head;
 mod idhash;
+mod series_deletion;
+mod tenant_deletion;
 mod tenants;
+pub mod tombstones;
 pub mod wal;
 
 use cairn_model::{DiscardReason, Labels};
 
 pub use db::Tsdb;
+pub use series_deletion::DeleteStats;
+pub use tenant_deletion::TenantDeletionStatus;
 pub use tenants::TenantStore;
 
 /// When the WAL is fsynced.
@@ -83,6 +93,10 @@ pub struct TsdbOptions {
     /// and applies retention (default one minute; zero: no thread, call
     /// [`Tsdb::maintain`] yourself).
     pub maintenance_interval: std::time::Duration,
+    /// How long after [`TenantStore::mark_tenant_for_deletion`] the
+    /// maintenance thread deletes the tenant's data (default 12h, Mimir's
+    /// `-compactor.deletion-delay`).
+    pub tenant_deletion_delay: std::time::Duration,
 }
 
 /// Two hours, Prometheus's block range.
@@ -102,6 +116,7 @@ impl Default for TsdbOptions {
             ],
             retention: std::time::Duration::ZERO,
             maintenance_interval: std::time::Duration::from_secs(60),
+            tenant_deletion_delay: std::time::Duration::from_secs(12 * 60 * 60),
         }
     }
 }
