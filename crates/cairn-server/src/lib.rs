@@ -18,6 +18,9 @@
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
+//! - `admin`: series deletion (Prometheus's `admin/tsdb/delete_series`,
+//!   `clean_tombstones`) and tenant deletion (Mimir's
+//!   `/compactor/delete_tenant`), admin users only.
 
 pub mod auth;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod remote_read;
 pub mod tenant;
 pub mod tls;
 
+mod admin;
 mod app;
 mod router;
 
