@@ -344,6 +344,27 @@ mod tests {
         assert!(all.filter_chunks(vec![chunk(0..10)]).is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever ranges are added, in any order, the result is sorted,
+        /// apart, and deletes exactly the union of the ranges.
+        #[test]
+        fn intervals_are_the_union_of_what_was_added(
+            added in proptest::collection::vec((-50i64..50, 0i64..20), 0..12),
+        ) {
+            let mut ivs = Intervals::default();
+            for &(min_t, len) in &added {
+                ivs.add(Interval::new(min_t, min_t + len));
+            }
+            for pair in ivs.as_slice().windows(2) {
+                proptest::prop_assert!(pair[0].max_t + 1 < pair[1].min_t);
+            }
+            for t in -60..80 {
+                let expected = added.iter().any(|&(min_t, len)| min_t <= t && t <= min_t + len);
+                proptest::prop_assert_eq!(ivs.contains(t), expected, "t={}", t);
+            }
+        }
+    }
+
     #[test]
     fn the_file_round_trips_and_damage_is_reported() {
         let tmp = tempfile::tempdir().unwrap();

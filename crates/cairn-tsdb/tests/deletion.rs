@@ -354,3 +354,53 @@ fn tenants_are_deleted_after_the_grace_period_only() {
     );
     assert!(!tmp.path().join("deleting-tenants").exists());
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A crash after the rewritten block's rename but before the old block's
+/// deletion leaves both on disk; open keeps only the rewritten one, so the
+/// deleted samples neither come back nor count twice.
+#[test]
+fn a_crash_between_rewrite_and_old_block_deletion_resolves_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = open(tmp.path());
+    write_minutes(&db, 0, 5 * 60);
+    db.cut_blocks(i64::MAX).unwrap();
+    let old = db.blocks()[0].clone();
+    db.delete_series(&[name("secret")], i64::MIN, i64::MAX)
+        .unwrap();
+    let old_dir = tmp.path().join("blocks").join(&old.ulid);
+    let saved = tmp.path().join("saved-old-block");
+    copy_dir(&old_dir, &saved);
+    db.clean_tombstones().unwrap();
+    let new = db.blocks()[0].clone();
+    drop(db);
+    std::fs::rename(&saved, &old_dir).unwrap();
+    assert!(old_dir.join("tombstones").exists());
+
+    let db = open(tmp.path());
+    assert_eq!(
+        db.blocks()
+            .iter()
+            .map(|b| b.ulid.clone())
+            .collect::<Vec<_>>(),
+        vec![new.ulid]
+    );
+    assert!(!old_dir.exists());
+    assert!(timestamps(&db, &[name("secret")]).is_empty());
+    assert_eq!(
+        timestamps(&db, &[name("keep")]),
+        vec![minutes(0..5 * 60); 2]
+    );
+}
