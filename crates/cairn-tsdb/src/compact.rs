@@ -5,6 +5,8 @@
 //!   block; then the head drops it and the WAL is checkpointed.
 //! - [`Tsdb::compact`]: adjacent blocks are merged into longer ranges.
 //! - [`Tsdb::apply_retention`]: expired blocks are deleted whole.
+//! - Cut and compaction leave out samples deleted by tombstones
+//!   (`series_deletion`); the WAL checkpoint does too.
 //!
 //! Crash safety, step by step (a crash leaves the old state or the new):
 //! 1. under the write lock the head starts refusing samples older than the
@@ -346,13 +348,14 @@ impl Tsdb {
         Ok(expired.len())
     }
 
-    /// One maintenance pass: cut blocks, compact, apply retention, and
-    /// drop the cached indexes of blocks no query used since the last pass.
+    /// One maintenance pass: cut blocks, compact, apply retention, rewrite
+    /// blocks that have tombstones (`series_deletion`), and drop the cached
+    /// indexes of blocks no query used since the last pass.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
         self.cut_blocks(now_ms)?;
         self.compact()?;
-        self.rewrite_tombstoned_blocks()?;
         self.apply_retention(now_ms)?;
+        self.rewrite_tombstoned_blocks()?;
         let blocks = self.blocks.read().clone();
         for b in blocks.iter() {
             b.release_idle_index();
