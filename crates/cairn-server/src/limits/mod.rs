@@ -5,10 +5,16 @@
 //! block or runtime overrides file carries over. The config file's `limits:`
 //! section is the default [`Limits`]; [`Overrides`] holds per-tenant
 //! overrides read from the runtime config file and re-read periodically.
+//! [`IngestionRateLimiter`] holds each tenant's token bucket; [`write`] has
+//! the write-path checks and messages.
 
 mod overrides;
+pub mod query;
+mod rate;
+pub mod write;
 
 pub use overrides::{Overrides, RuntimeConfigError, RuntimeConfigOptions};
+pub use rate::{retry_after_seconds, IngestionRateLimiter};
 
 use cairn_tsdb::{TenantStore, Tsdb};
 
@@ -137,6 +143,12 @@ impl Limits {
                 "ingestion_rate must be a non-negative number, got {}",
                 self.ingestion_rate
             ));
+        }
+        if self.ingestion_rate > 0.0 && self.ingestion_burst_size == 0 {
+            return Err(
+                "ingestion_burst_size must be positive while ingestion_rate is set (a burst of 0 refuses every request)"
+                    .into(),
+            );
         }
         for (name, value) in [
             ("creation_grace_period", self.creation_grace_period),
