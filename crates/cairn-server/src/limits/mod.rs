@@ -250,3 +250,59 @@ pub(crate) async fn runtime_config(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retention_comes_from_the_tenant_or_the_storage_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(dir.path(), cairn_tsdb::TsdbOptions::default()).unwrap();
+        let storage_default = Duration::from_secs(30 * 86_400);
+        ensure_retention(&db, &Limits::default(), storage_default);
+        assert_eq!(db.retention(), storage_default);
+        let tenant = Limits {
+            compactor_blocks_retention_period: PromDuration(3_600_000),
+            ..Limits::default()
+        };
+        ensure_retention(&db, &tenant, storage_default);
+        assert_eq!(db.retention(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn limits_validate_and_split_attribution_labels() {
+        assert!(Limits::default().validate().is_ok());
+        let no_burst = Limits {
+            ingestion_burst_size: 0,
+            ..Limits::default()
+        };
+        assert!(no_burst
+            .validate()
+            .unwrap_err()
+            .contains("ingestion_burst_size"));
+        let off = Limits {
+            ingestion_rate: 0.0,
+            ingestion_burst_size: 0,
+            ..Limits::default()
+        };
+        assert!(off.validate().is_ok());
+        let negative = Limits {
+            max_query_lookback: PromDuration(-1),
+            ..Limits::default()
+        };
+        assert!(negative
+            .validate()
+            .unwrap_err()
+            .contains("max_query_lookback"));
+        let labels = Limits {
+            cost_attribution_labels: " team, ,env ".into(),
+            ..Limits::default()
+        };
+        assert_eq!(labels.cost_attribution_label_names(), ["team", "env"]);
+        let validation = Limits::default().validation_limits();
+        assert_eq!(validation.max_label_names_per_series, 30);
+        assert_eq!(validation.creation_grace_period_ms, 600_000);
+    }
+}
