@@ -311,7 +311,7 @@ fn query_limits_refuse_long_and_wide_queries_per_tenant() {
     let runtime = dir.path().join("runtime.yaml");
     write_file(
         &runtime,
-        "overrides:\n  small:\n    max_total_query_length: 1h\n    max_fetched_series_per_query: 2\n",
+        "overrides:\n  small:\n    max_total_query_length: 1h\n    max_fetched_series_per_query: 2\n  recent:\n    max_query_lookback: 30s\n",
     );
     let cairn = Cairn::start(
         &dir.path().join("data"),
@@ -323,7 +323,7 @@ fn query_limits_refuse_long_and_wide_queries_per_tenant() {
             .map(|i| series(&[("__name__", "w"), ("i", &i.to_string())], &[(t, 1.0)]))
             .collect(),
     );
-    for tenant in ["small", "big"] {
+    for tenant in ["small", "big", "recent"] {
         assert_eq!(cairn.push(Some(tenant), &three).0, 200);
     }
     let end = (t / 1000) as f64;
@@ -361,4 +361,15 @@ fn query_limits_refuse_long_and_wide_queries_per_tenant() {
     let (status, _) = range("small", "count(w{i!=\"3\"})", 0.5);
     assert_eq!(status, 200);
     assert_eq!(range("big", "count(w)", 0.5).0, 200);
+
+    // The series API reads under the same limits.
+    let (status, json) = cairn.get_json(Some("small"), "/api/v1/series", &[("match[]", "w")]);
+    assert_eq!(status, 422, "{json}");
+    let (status, json) = cairn.get_json(Some("big"), "/api/v1/series", &[("match[]", "w")]);
+    assert_eq!((status, json["data"].as_array().unwrap().len()), (200, 3));
+
+    // A lookback of 30s hides the sample written a minute ago, without error.
+    let at = end + 1.0;
+    assert_eq!(cairn.query("recent", "count(w)", at), serde_json::json!([]));
+    assert_eq!(cairn.query("big", "count(w)", at)[0]["value"][1], "3");
 }

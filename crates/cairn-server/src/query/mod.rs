@@ -451,8 +451,9 @@ pub(crate) fn tenant_db(
     Ok(store.get(&tenant))
 }
 
-/// Runs a storage read for the request's tenant on the blocking pool. A
-/// tenant that has never written reads as an empty store.
+/// Runs a storage read for the request's tenant on the blocking pool, under
+/// the tenant's query limits. A tenant that has never written reads as an
+/// empty store.
 pub(crate) async fn run_on_tenant<T, F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -462,13 +463,20 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
 {
-    let db = tenant_db(state, headers)?;
+    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
+    let db = store.get(&tenant);
     tokio::task::spawn_blocking(move || {
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        read(queryable)
+        read(&query_limits::LimitedQueryable::new(
+            queryable,
+            &limits,
+            now_ms(),
+        ))
     })
     .await
     .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
