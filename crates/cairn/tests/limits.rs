@@ -25,9 +25,11 @@ fn numbered_request(sender: &str, base: i64, i: i64) -> cairn_ingest::prompb::Wr
     )])
 }
 
-/// Pushes `requests_per_second` numbered requests a second for `seconds`,
-/// paced on absolute deadlines. Returns the indexes of the 2xx requests and
-/// checks every refusal is a 429 with a Retry-After.
+/// Pushes `requests_per_second * seconds` numbered requests, each at least
+/// `1 / requests_per_second` after the previous one was sent, so the sender
+/// never goes over that rate, even catching up after a stall of a loaded
+/// machine. Returns the indexes of the 2xx requests and the number of 429s,
+/// each checked to carry a Retry-After.
 fn paced_sender(
     cairn: &Cairn,
     tenant: &str,
@@ -35,15 +37,15 @@ fn paced_sender(
     requests_per_second: u32,
     seconds: u32,
 ) -> (Vec<i64>, usize) {
-    let started = Instant::now();
     let interval = Duration::from_secs(1) / requests_per_second;
     let mut accepted = Vec::new();
     let mut refused = 0;
+    let mut next = Instant::now();
     for i in 0..(requests_per_second * seconds) as i64 {
-        let due = started + interval * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
+        next = Instant::now() + interval;
         let (status, body, retry_after) =
             cairn.push_with_retry_after(Some(tenant), &numbered_request(tenant, base, i));
         match status {
@@ -124,7 +126,7 @@ fn ingestion_rate_refuses_whole_requests_per_tenant_and_keeps_every_accepted_sam
     // of the time the sender ran can pass, no more.
     let most = 10.0 + 10.0 * elapsed;
     assert!(
-        fast_refused >= 10 && fast_ok.len() as f64 <= most && fast_ok.len() >= 10,
+        fast_refused >= 5 && fast_ok.len() as f64 <= most && fast_ok.len() >= 10,
         "fast: {} accepted (at most {most:.1}), {fast_refused} refused in {elapsed:.2}s",
         fast_ok.len()
     );
