@@ -221,6 +221,13 @@ fn overrides_reload_without_restart_and_a_broken_file_keeps_the_limits() {
         text.contains("max_global_series_per_user: 150000"),
         "{text}"
     );
+    let (status, json) = cairn.get_json(Some("a"), "/api/v1/user_limits", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(json["ingestion_rate"], 10.0);
+    assert_eq!(json["ingestion_burst_size"], 100);
+    assert_eq!(json["max_global_series_per_user"], 150000);
+    let (_, json) = cairn.get_json(Some("other"), "/api/v1/user_limits", &[]);
+    assert_eq!(json["ingestion_burst_size"], 200000);
     let (_, diff) = cairn.get_text("/runtime_config", &[("mode", "diff")]);
     assert_eq!(
         diff,

@@ -251,6 +251,40 @@ pub(crate) async fn runtime_config(
         .into_response())
 }
 
+/// `GET /api/v1/user_limits`: the calling tenant's main limits as JSON, in
+/// the shape of Mimir's (experimental) endpoint of that name
+/// (`pkg/util/validation/user_limits_handler.go`), limited to the limits
+/// Cairn has.
+pub(crate) async fn user_limits(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::app::AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    use axum::response::IntoResponse;
+    let tenant = crate::tenant::read_tenant(&crate::auth::AuthContext::current(), &headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    let retention = limits.retention(state.options.tsdb.retention).as_secs();
+    let body = format!(
+        concat!(
+            r#"{{"ingestion_rate":{},"ingestion_burst_size":{},"#,
+            r#""max_global_series_per_user":{},"max_global_series_per_metric":{},"#,
+            r#""max_fetched_series_per_query":{},"max_fetched_chunk_bytes_per_query":{},"#,
+            r#""compactor_blocks_retention_period_seconds":{}}}"#
+        ),
+        limits.ingestion_rate,
+        limits.ingestion_burst_size,
+        limits.max_global_series_per_user,
+        limits.max_global_series_per_metric,
+        limits.max_fetched_series_per_query,
+        limits.max_fetched_chunk_bytes_per_query,
+        retention,
+    );
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
