@@ -1064,6 +1064,36 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_appends_never_overshoot_the_series_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let limits = SeriesLimits {
+            max_series: 100,
+            max_series_per_metric: 0,
+        };
+        let created = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let (db, created) = (&db, &created);
+                scope.spawn(move || {
+                    for batch in 0..10 {
+                        let series_batch = (0..10)
+                            .map(|i| {
+                                let id = format!("{thread}-{batch}-{i}");
+                                series(&[("__name__", "m"), ("id", &id)], &[(1, 1.0)])
+                            })
+                            .collect();
+                        let outcome = db.append_limited(series_batch, limits).unwrap();
+                        created.fetch_add(outcome.series_created, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(created.load(Ordering::Relaxed), 100);
+        assert_eq!(db.stats().active_series, 100);
+    }
+
+    #[test]
     fn samples_older_than_a_truncated_head_are_too_old() {
         let mut head = Head::new();
         head.truncate_before(1000);
