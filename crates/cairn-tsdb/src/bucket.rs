@@ -74,9 +74,9 @@ pub struct S3Options {
     pub secret_access_key: Secret,
     /// Plain `http://` endpoints (S3-compatible servers on a private network).
     pub allow_http: bool,
-    /// `endpoint/bucket/key` instead of `bucket.endpoint/key` (most
-    /// S3-compatible servers need it).
-    pub force_path_style: bool,
+    /// `bucket.endpoint/key` URLs instead of `endpoint/bucket/key` (path
+    /// style, the default, which S3-compatible servers expect).
+    pub virtual_hosted_style: bool,
 }
 
 /// Google Cloud Storage. An empty service account path falls back to the
@@ -282,7 +282,7 @@ fn build_store(backend: &BucketBackend) -> Result<(Arc<dyn ObjectStore>, String)
                 .with_retry(http_retry())
                 .with_client_options(http_client_options(s3.allow_http))
                 .with_allow_http(s3.allow_http)
-                .with_virtual_hosted_style_request(!s3.force_path_style);
+                .with_virtual_hosted_style_request(s3.virtual_hosted_style);
             let set = |value: &str| (!value.is_empty()).then(|| value.to_string());
             if let Some(v) = set(&s3.bucket_name) {
                 builder = builder.with_bucket_name(v);
