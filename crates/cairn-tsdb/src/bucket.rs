@@ -442,7 +442,7 @@ impl Bucket {
             let mut tenants: Vec<String> = listed
                 .common_prefixes
                 .iter()
-                .filter_map(|p| p.parts().last().map(|part| part.as_ref().to_string()))
+                .filter_map(|p| p.parts().next_back().map(|part| part.as_ref().to_string()))
                 .collect();
             tenants.sort();
             Ok(tenants)
