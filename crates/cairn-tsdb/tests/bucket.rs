@@ -218,3 +218,44 @@ fn retention_per_tenant_deletes_from_disk_and_bucket() {
         .iter()
         .all(|s| s.samples.iter().all(|p| p.t >= 8 * HOUR)));
 }
+
+/// A block prefix without `meta.json` (an upload or deletion cut short) is
+/// never downloaded as a block, and the next pass deletes it; a download
+/// cut short leaves only a temporary directory, removed at open.
+#[test]
+fn partial_blocks_in_the_bucket_are_ignored_then_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let first_disk = tmp.path().join("disk1");
+    let shipped = {
+        let store = TenantStore::open(&first_disk, options(&bucket_dir)).unwrap();
+        let db = store.get_or_create(&tenant("t")).unwrap();
+        write(&db, 0, 6 * 60);
+        db.maintain(i64::MAX).unwrap();
+        local_blocks(&db)
+    };
+    assert_eq!(shipped.len(), 1);
+    // A second block whose meta.json never made it.
+    let whole = bucket_dir.join("t").join(shipped.first().unwrap());
+    let partial_id = "01JD5Q8R3ZC4W0E5N6S7T8V9XA";
+    let partial = bucket_dir.join("t").join(partial_id);
+    std::fs::create_dir_all(partial.join("chunks")).unwrap();
+    std::fs::copy(whole.join("index"), partial.join("index")).unwrap();
+    std::fs::copy(whole.join("chunks/000001"), partial.join("chunks/000001")).unwrap();
+    let listing = bucket_at(&bucket_dir).list_blocks("t").unwrap();
+    assert_eq!(listing.partial, vec![partial_id.to_string()]);
+
+    let second_disk = tmp.path().join("disk2");
+    // A download interrupted by a crash on the new disk.
+    let leftover = second_disk.join("tenants/t/blocks/01JD5Q8R3ZC4W0E5N6S7T8V9XB.tmp-for-creation");
+    std::fs::create_dir_all(&leftover).unwrap();
+    let store = TenantStore::open(&second_disk, options(&bucket_dir)).unwrap();
+    let db = store.get(&tenant("t")).unwrap();
+    assert_eq!(local_blocks(&db), shipped);
+    assert!(!leftover.exists());
+    assert_exactly(&db, TimeRange::all(), 4 * 60);
+    let report = db.sync_bucket().unwrap();
+    assert_eq!((report.uploaded, report.deleted), (0, 1));
+    assert!(!partial.exists());
+    assert_eq!(bucket_blocks(&bucket_at(&bucket_dir), "t"), shipped);
+}
