@@ -380,7 +380,11 @@ async fn observed<T>(
     metrics.observe(operation, started.elapsed(), result.is_ok());
     result.map_err(|source| BucketError::Store {
         operation,
-        key: key.to_string(),
+        key: if key.as_ref().is_empty() {
+            "the bucket root".to_string()
+        } else {
+            key.to_string()
+        },
         source,
     })
 }
