@@ -137,7 +137,7 @@ async fn delete_tenant_status(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (tenant, store) = admin_request(&state, &headers)?;
-    let status = store.tenant_deletion_status(&tenant);
+    let status = blocking(move || store.tenant_deletion_status(&tenant)).await?;
     let mut body = String::from(r#"{"tenant_id":"#);
     write_json_string(&mut body, &status.tenant_id);
     body.push_str(r#","blocks_deleted":"#);

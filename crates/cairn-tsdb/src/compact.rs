@@ -349,8 +349,9 @@ impl Tsdb {
     }
 
     /// One maintenance pass: cut blocks, compact, apply retention, rewrite
-    /// blocks that have tombstones (`series_deletion`), and drop the cached
-    /// indexes of blocks no query used since the last pass.
+    /// blocks that have tombstones (`series_deletion`), drop the cached
+    /// indexes of blocks no query used since the last pass, and bring the
+    /// bucket (if any) in line with the local blocks.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
         self.cut_blocks(now_ms)?;
         self.compact()?;
@@ -360,6 +361,7 @@ impl Tsdb {
         for b in blocks.iter() {
             b.release_idle_index();
         }
+        self.sync_bucket()?;
         Ok(())
     }
 

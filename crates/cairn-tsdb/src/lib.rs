@@ -37,10 +37,15 @@
 //! - `tenant_deletion`: deleting a whole tenant after a grace period
 //!   ([`TenantStore::mark_tenant_for_deletion`]).
 //! - `tenants`: [`TenantStore`].
+//! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
+//!   uploaded, listed, downloaded and deleted through `object_store`.
+//! - `shipper`: keeps each tenant's bucket a copy of its local blocks
+//!   ([`Tsdb::sync_bucket`]) and downloads the bucket's blocks at open.
 //!
 //! Byte formats are in `docs/format.md`.
 
 pub mod block;
+pub mod bucket;
 pub mod chunk;
 mod compact;
 mod db;
@@ -49,6 +54,7 @@ mod fault;
 pub mod head;
 mod idhash;
 mod series_deletion;
+mod shipper;
 mod tenant_deletion;
 mod tenants;
 pub mod tombstones;
@@ -58,6 +64,7 @@ use cairn_model::{DiscardReason, Labels};
 
 pub use db::Tsdb;
 pub use series_deletion::DeleteStats;
+pub use shipper::{SyncReport, SHIPPER_FILE};
 pub use tenant_deletion::TenantDeletionStatus;
 pub use tenants::TenantStore;
 
@@ -97,6 +104,9 @@ pub struct TsdbOptions {
     /// maintenance thread deletes the tenant's data (default 12h, Mimir's
     /// `-compactor.deletion-delay`).
     pub tenant_deletion_delay: std::time::Duration,
+    /// Where [`TenantStore`] ships blocks; `None`: local disk only (the
+    /// library's default; the server's is a local folder).
+    pub bucket: Option<bucket::BucketBackend>,
 }
 
 /// Two hours, Prometheus's block range.
@@ -117,6 +127,7 @@ impl Default for TsdbOptions {
             retention: std::time::Duration::ZERO,
             maintenance_interval: std::time::Duration::from_secs(60),
             tenant_deletion_delay: std::time::Duration::from_secs(12 * 60 * 60),
+            bucket: None,
         }
     }
 }
@@ -135,6 +146,8 @@ pub enum TsdbError {
         offset: u64,
         reason: String,
     },
+    #[error(transparent)]
+    Bucket(Box<bucket::BucketError>),
 }
 
 /// One sample that storage refused, for the client's error message.

@@ -9,7 +9,9 @@
 //!   samples out (`cut_blocks`), compaction leaves them out of merged blocks,
 //!   [`Tsdb::rewrite_tombstoned_blocks`] (every maintenance pass) rewrites
 //!   each block that still has tombstones, and WAL checkpoints leave deleted
-//!   samples out. [`Tsdb::clean_tombstones`] does the last two at once.
+//!   samples out. [`Tsdb::clean_tombstones`] does the last two at once. The
+//!   bucket follows at the same pass (`Tsdb::sync_bucket` uploads the
+//!   rewritten block, then deletes the replaced one there).
 //!
 //! As in Prometheus, a head series' range ends at the newest sample it held
 //! at the time of the call ("delete only until the current values"), so
@@ -104,14 +106,18 @@ impl Tsdb {
 
     /// Removes tombstoned data from disk now: rewrites every block with
     /// tombstones and, when head series have deleted ranges, checkpoints the
-    /// WAL without their samples. Returns the number of blocks rewritten or
-    /// dropped.
+    /// WAL without their samples; then brings the bucket (if any) in line:
+    /// the rewritten blocks are uploaded and the old ones deleted there.
+    /// Returns the number of blocks rewritten or dropped.
     pub fn clean_tombstones(&self) -> Result<usize, TsdbError> {
         let rewritten = self.rewrite_tombstoned_blocks()?;
-        let _maintenance = self.maintenance.lock();
-        if !self.head_tombstones.read().is_empty() {
-            self.checkpoint()?;
+        {
+            let _maintenance = self.maintenance.lock();
+            if !self.head_tombstones.read().is_empty() {
+                self.checkpoint()?;
+            }
         }
+        self.sync_bucket()?;
         Ok(rewritten)
     }
 

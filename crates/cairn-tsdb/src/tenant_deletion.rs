@@ -6,16 +6,20 @@
 //!   seconds>}`, Mimir's `TenantDeletionMark`) durably. A repeated request
 //!   keeps the first mark, so it never pushes the deletion back.
 //! - Once `tenant_deletion_delay` has passed, the maintenance thread (or
-//!   [`TenantStore::delete_due_tenants`]) removes the tenant from the store,
-//!   refuses further writes through the old handle, renames its directory
-//!   into `<data>/deleting-tenants/` (one atomic step: the tenant is gone)
-//!   and deletes it there; leftovers of a crash are deleted at open.
+//!   [`TenantStore::delete_due_tenants`]) first deletes the tenant's blocks
+//!   from the bucket, if one is configured (while the local mark still
+//!   exists, so a failure or crash is retried: otherwise the next start
+//!   would bring the tenant back from the bucket). Then it removes the
+//!   tenant from the store, refuses further writes through the old handle,
+//!   renames its directory into `<data>/deleting-tenants/` (one atomic step:
+//!   the tenant is gone) and deletes it there; leftovers of a crash are
+//!   deleted at open.
 //! - As in Mimir, writes are still accepted during the grace period, and the
 //!   deletion removes everything the tenant holds when it runs, including
 //!   those. Writes after it start a new, empty tenant.
 //! - [`TenantStore::tenant_deletion_status`] answers Mimir's
 //!   `{"tenant_id", "blocks_deleted"}`: `blocks_deleted` is true once the
-//!   tenant has no data directory.
+//!   tenant has no data directory and no block in the bucket.
 
 use std::collections::HashMap;
 use std::fs;
@@ -29,6 +33,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::block::{io_error, sync_dir};
+use crate::bucket::Bucket;
 use crate::{TenantStore, Tsdb, TsdbError};
 
 /// The mark's file name inside the tenant directory (Mimir's name).
@@ -59,6 +64,7 @@ pub(crate) struct TenantSweeper {
     /// The store's tenant-creation lock.
     pub creating: Arc<Mutex<()>>,
     pub delay: Duration,
+    pub bucket: Option<Arc<Bucket>>,
 }
 
 impl TenantSweeper {
@@ -99,6 +105,9 @@ impl TenantSweeper {
     }
 
     fn delete(&self, tenant: &TenantId) -> Result<(), TsdbError> {
+        if let Some(bucket) = &self.bucket {
+            delete_from_bucket(bucket, tenant)?;
+        }
         let staged = {
             // No request can open the tenant again until its directory is gone.
             let _creating = self.creating.lock();
@@ -119,11 +128,19 @@ impl TenantSweeper {
             sync_dir(&self.tenants_dir)?;
             staged
         };
-        // TODO(objstore): delete the tenant's prefix in the bucket too.
         fs::remove_dir_all(&staged).map_err(io_error(&staged))?;
         tracing::info!(tenant = %tenant, "tenant deleted after its grace period");
         Ok(())
     }
+}
+
+/// Deletes every block (complete or partial) of `tenant` from the bucket.
+fn delete_from_bucket(bucket: &Bucket, tenant: &TenantId) -> Result<(), TsdbError> {
+    let listing = bucket.list_blocks(tenant.as_str())?;
+    for ulid in listing.complete.iter().chain(&listing.partial) {
+        bucket.delete_block(tenant.as_str(), ulid)?;
+    }
+    Ok(())
 }
 
 /// Deletes what an interrupted tenant deletion left in `<data>/deleting-tenants/`.
@@ -186,12 +203,24 @@ impl TenantStore {
         Ok(true)
     }
 
-    /// Mimir's tenant deletion status: whether the tenant's data is gone.
-    pub fn tenant_deletion_status(&self, tenant: &TenantId) -> TenantDeletionStatus {
-        TenantDeletionStatus {
-            tenant_id: tenant.as_str().to_string(),
-            blocks_deleted: !self.tenants_dir.join(tenant.as_str()).exists(),
+    /// Mimir's tenant deletion status: whether the tenant's data is gone,
+    /// from disk and from the bucket (Mimir's `isBlocksForUserDeleted`
+    /// checks the bucket). Lists the bucket: call off the async threads.
+    pub fn tenant_deletion_status(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<TenantDeletionStatus, TsdbError> {
+        let mut blocks_deleted = !self.tenants_dir.join(tenant.as_str()).exists();
+        if blocks_deleted {
+            if let Some(bucket) = &self.bucket {
+                let listing = bucket.list_blocks(tenant.as_str())?;
+                blocks_deleted = listing.complete.is_empty() && listing.partial.is_empty();
+            }
         }
+        Ok(TenantDeletionStatus {
+            tenant_id: tenant.as_str().to_string(),
+            blocks_deleted,
+        })
     }
 
     /// Deletes every tenant whose grace period has ended by `now_ms` (the
@@ -206,6 +235,7 @@ impl TenantStore {
             tenants: self.tenants.clone(),
             creating: self.creating.clone(),
             delay: self.opts.tenant_deletion_delay,
+            bucket: self.bucket.clone(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use cairn_model::{
     Exemplar, Labels, Matcher, Queryable, Sample, SeriesSamples, TenantId, TimeRange,
 };
+use cairn_tsdb::bucket::BucketBackend;
 use cairn_tsdb::{TenantStore, Tsdb, TsdbOptions};
 
 const MINUTE: i64 = 60_000;
@@ -307,9 +308,9 @@ fn tenants_are_deleted_after_the_grace_period_only() {
     for tenant in [&a, &b] {
         write_minutes(&store.get_or_create(tenant).unwrap(), 0, 5);
     }
-    assert!(!store.tenant_deletion_status(&a).blocks_deleted);
+    assert!(!store.tenant_deletion_status(&a).unwrap().blocks_deleted);
     assert!(!store.mark_tenant_for_deletion(&ghost, 0).unwrap());
-    assert!(store.tenant_deletion_status(&ghost).blocks_deleted);
+    assert!(store.tenant_deletion_status(&ghost).unwrap().blocks_deleted);
 
     let now = 1_000_000_000_000;
     assert!(store.mark_tenant_for_deletion(&a, now).unwrap());
@@ -330,8 +331,8 @@ fn tenants_are_deleted_after_the_grace_period_only() {
     assert_eq!(store.delete_due_tenants(now + HOUR), vec![a.clone()]);
     assert!(store.get(&a).is_none());
     assert!(!tmp.path().join("tenants").join("a").exists());
-    assert!(store.tenant_deletion_status(&a).blocks_deleted);
-    assert!(!store.tenant_deletion_status(&b).blocks_deleted);
+    assert!(store.tenant_deletion_status(&a).unwrap().blocks_deleted);
+    assert!(!store.tenant_deletion_status(&b).unwrap().blocks_deleted);
     assert_eq!(
         timestamps(&store.get(&b).unwrap(), &[name("keep")]).len(),
         2
@@ -402,5 +403,71 @@ fn a_crash_between_rewrite_and_old_block_deletion_resolves_at_open() {
     assert_eq!(
         timestamps(&db, &[name("keep")]),
         vec![minutes(0..5 * 60); 2]
+    );
+}
+
+/// With a bucket, the tenant's blocks leave the bucket too (first), so a
+/// restart does not bring the tenant back from it; other tenants' blocks
+/// stay. A cleaned block is replaced in the bucket at once.
+#[test]
+fn tenant_deletion_and_clean_tombstones_reach_the_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let opts = TsdbOptions {
+        tenant_deletion_delay: std::time::Duration::ZERO,
+        bucket: Some(BucketBackend::Filesystem {
+            dir: bucket_dir.clone(),
+        }),
+        ..options()
+    };
+    let data = tmp.path().join("data");
+    let store = TenantStore::open(&data, opts.clone()).unwrap();
+    let a = TenantId::new("a").unwrap();
+    let b = TenantId::new("b").unwrap();
+    for tenant in [&a, &b] {
+        let db = store.get_or_create(tenant).unwrap();
+        write_minutes(&db, 0, 5 * 60);
+        db.maintain(i64::MAX).unwrap();
+        assert_eq!(db.blocks().len(), 1);
+        assert!(bucket_dir
+            .join(tenant.as_str())
+            .join(&db.blocks()[0].ulid)
+            .join("meta.json")
+            .exists());
+    }
+
+    // clean_tombstones: the bucket holds the rewritten block only.
+    let db_b = store.get(&b).unwrap();
+    db_b.delete_series(&[name("secret")], i64::MIN, i64::MAX)
+        .unwrap();
+    db_b.clean_tombstones().unwrap();
+    let new_block = db_b.blocks()[0].ulid.clone();
+    let in_bucket: Vec<String> = std::fs::read_dir(bucket_dir.join("b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(in_bucket, vec![new_block]);
+    assert!(!disk_contains(
+        &bucket_dir.join("b"),
+        SECRET_LABEL.as_bytes()
+    ));
+
+    assert!(store.mark_tenant_for_deletion(&a, 0).unwrap());
+    assert_eq!(store.delete_due_tenants(1000), vec![a.clone()]);
+    assert!(store.tenant_deletion_status(&a).unwrap().blocks_deleted);
+    assert!(!store.tenant_deletion_status(&b).unwrap().blocks_deleted);
+    let left: Vec<_> = std::fs::read_dir(bucket_dir.join("a"))
+        .map(|d| d.collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    drop(db_b);
+    drop(store);
+    let store = TenantStore::open(&data, opts).unwrap();
+    assert!(store
+        .get(&a)
+        .is_none_or(|db| db.select(&[], TimeRange::all()).unwrap().is_empty()));
+    assert_eq!(
+        timestamps(&store.get(&b).unwrap(), &[name("keep")]).len(),
+        2
     );
 }
