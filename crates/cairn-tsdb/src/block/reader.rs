@@ -31,6 +31,8 @@ pub struct Block {
     doomed: AtomicBool,
     /// Set by every index use; cleared by [`Block::release_idle_index`].
     used: AtomicBool,
+    /// Bytes of the block's files, measured at open (blocks are immutable).
+    size_bytes: u64,
 }
 
 impl Drop for Block {
@@ -54,7 +56,9 @@ impl std::fmt::Debug for Block {
 impl Block {
     pub fn open(dir: &Path) -> Result<Block, TsdbError> {
         let meta = BlockMeta::read(dir)?;
+        let size_bytes = crate::stats::dir_size(dir);
         Ok(Block {
+            size_bytes,
             dir: dir.to_path_buf(),
             meta,
             index: Mutex::new(None),
@@ -77,6 +81,11 @@ impl Block {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bytes of the block's files on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
     }
 
     /// Whether the block holds any time in the inclusive `[start, end]`.
