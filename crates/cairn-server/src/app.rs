@@ -72,7 +72,7 @@ impl Server {
         let store = Arc::new(OnceLock::new());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
-            metrics: Metrics::new(Arc::clone(&store)),
+            metrics: Metrics::new(Arc::clone(&store), options.data_dir.clone()),
             store,
             auth: Arc::new(auth),
             options,
@@ -102,6 +102,7 @@ impl Server {
             tls,
         } = self;
         let users_reloader = state.auth.spawn_reloader();
+        let rate_ticker = crate::tenant_stats::spawn_rate_ticker(Arc::clone(&state.store));
         let storage_failed = Arc::new(tokio::sync::Notify::new());
         let replay_state = Arc::clone(&state);
         let notify_failure = Arc::clone(&storage_failed);
@@ -132,6 +133,7 @@ impl Server {
         if let Some(reloader) = users_reloader {
             reloader.abort();
         }
+        rate_ticker.abort();
 
         replay
             .await

@@ -18,14 +18,18 @@
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
+//! - `tenant_stats` answers Mimir's `/api/v1/user_stats` and the admin
+//!   tenants overview; `cardinality` answers Mimir's cardinality API.
 
 pub mod auth;
+mod cardinality;
 pub mod error;
 pub mod metrics;
 pub mod push;
 pub mod query;
 pub mod remote_read;
 pub mod tenant;
+mod tenant_stats;
 pub mod tls;
 
 mod app;

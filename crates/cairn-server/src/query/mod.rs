@@ -32,6 +32,7 @@ use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 use crate::app::AppState;
 use crate::auth::AuthContext;
 use crate::error::ApiError;
+use crate::metrics::QueryOutcome;
 use crate::tenant;
 use params::{parse_duration, parse_time, Params};
 
@@ -49,9 +50,13 @@ pub(crate) async fn instant_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
-    let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
-        engine.instant_query(queryable, &expr, time, opts)
-    })
+    let result = evaluate(
+        &state,
+        &headers,
+        "query",
+        options,
+        move |engine, queryable, opts| engine.instant_query(queryable, &expr, time, opts),
+    )
     .await?;
     Ok(success(result, &output, started.elapsed()))
 }
@@ -89,9 +94,13 @@ pub(crate) async fn range_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
-    let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
-        engine.range_query(queryable, &expr, start, end, step, opts)
-    })
+    let result = evaluate(
+        &state,
+        &headers,
+        "query_range",
+        options,
+        move |engine, queryable, opts| engine.range_query(queryable, &expr, start, end, step, opts),
+    )
     .await?;
     Ok(success(result, &output, started.elapsed()))
 }
@@ -120,9 +129,12 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Evaluates on the blocking pool for the request's tenant, and records the
+/// evaluation in the query metrics under `endpoint`.
 async fn evaluate<F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
+    endpoint: &'static str,
     mut options: QueryOptions,
     run: F,
 ) -> Result<QueryResult, ApiError>
@@ -144,20 +156,35 @@ where
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     let guard = CancelOnDrop(cancel);
+    let metrics_state = Arc::clone(state);
+    let tenant_label = tenant.to_string();
     let state = Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         let db = store.get(&tenant);
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        run(&state.engine, queryable, &options)
+        let result = run(&state.engine, queryable, &options);
+        (result, started.elapsed())
     })
     .await
     .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
     // Raising the flag after the query finished is harmless.
     drop(guard);
-    outcome.map_err(query_error)
+    let (result, elapsed) = outcome;
+    let result = result.map_err(query_error);
+    metrics_state.metrics.observe_query(
+        endpoint,
+        &tenant_label,
+        QueryOutcome {
+            elapsed,
+            samples: result.as_ref().map_or(0, |r| r.stats.total_samples as u64),
+            error_type: result.as_ref().err().map(|e| e.error_type),
+        },
+    );
+    result
 }
 
 /// Maps engine errors as Prometheus's API does: errors from parsing are
