@@ -18,12 +18,15 @@
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
+//! - [`limits`] holds per-tenant limits: defaults from the config and
+//!   runtime overrides re-read from a file (`GET /runtime_config`).
 //! - `tenant_stats` answers Mimir's `/api/v1/user_stats` and the admin
 //!   tenants overview; `cardinality` answers Mimir's cardinality API.
 
 pub mod auth;
 mod cardinality;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod push;
 pub mod query;

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{auth, cardinality, push, query, remote_read, tenant_stats};
+use crate::{auth, cardinality, limits, push, query, remote_read, tenant_stats};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -75,6 +75,7 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/push", post(push::push))
         .route("/api/v1/user_stats", get(tenant_stats::user_stats))
         .route("/api/v1/admin/tenants", get(tenant_stats::admin_tenants))
+        .route("/runtime_config", get(limits::runtime_config))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
         .layer(middleware::from_fn_with_state(

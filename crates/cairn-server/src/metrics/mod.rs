@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::TenantStore;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -71,6 +72,11 @@ impl Metrics {
             ingest,
             query,
         }
+    }
+
+    /// Adds a collector read at scrape time (before the server starts).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
