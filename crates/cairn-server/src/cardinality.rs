@@ -41,18 +41,34 @@ const MAX_LABEL_NAMES_PER_REQUEST: usize = 100;
 /// response size limit).
 const MAX_ACTIVE_SERIES: usize = 1_000_000;
 
-type HandlerResult = Result<Response, Response>;
-
-fn bad_request(message: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, message.into()).into_response()
+/// An error of these endpoints: plain text for their own parameter errors
+/// (as Mimir answers them), the read API's envelope for the rest (tenant).
+pub(crate) enum CardinalityError {
+    Plain(StatusCode, String),
+    Api(ApiError),
 }
 
-fn api_error(error: ApiError) -> Response {
-    error.into_response()
+impl IntoResponse for CardinalityError {
+    fn into_response(self) -> Response {
+        match self {
+            CardinalityError::Plain(status, message) => (status, message).into_response(),
+            CardinalityError::Api(error) => error.into_response(),
+        }
+    }
+}
+
+type HandlerResult = Result<Response, CardinalityError>;
+
+fn bad_request(message: impl Into<String>) -> CardinalityError {
+    CardinalityError::Plain(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn api_error(error: ApiError) -> CardinalityError {
+    CardinalityError::Api(error)
 }
 
 /// `selector`: optional, at most once, a series selector.
-fn selector(params: &Params) -> Result<Vec<Matcher>, Response> {
+fn selector(params: &Params) -> Result<Vec<Matcher>, CardinalityError> {
     let selectors = params.get_all("selector");
     match selectors.as_slice() {
         [] => Ok(Vec::new()),
@@ -63,7 +79,7 @@ fn selector(params: &Params) -> Result<Vec<Matcher>, Response> {
 }
 
 /// `limit`: 20 by default, 0 to 500.
-fn limit(params: &Params) -> Result<usize, Response> {
+fn limit(params: &Params) -> Result<usize, CardinalityError> {
     let limits = params.get_all("limit");
     let value = match limits.as_slice() {
         [] => return Ok(DEFAULT_LIMIT),
@@ -83,7 +99,7 @@ fn limit(params: &Params) -> Result<usize, Response> {
 }
 
 /// `count_method`: `inmemory` (default) or `active`.
-fn count_method(params: &Params) -> Result<CountMethod, Response> {
+fn count_method(params: &Params) -> Result<CountMethod, CardinalityError> {
     match params.get("count_method") {
         None | Some("inmemory") => Ok(CountMethod::InMemory),
         Some("active") => Ok(active_since()),
@@ -114,7 +130,7 @@ async fn on_head<T: Default + Send + 'static>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     read: impl FnOnce(&cairn_tsdb::Tsdb) -> T + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, CardinalityError> {
     let db = tenant_db(state, headers).map_err(api_error)?;
     tokio::task::spawn_blocking(move || db.map(|db| read(&db)).unwrap_or_default())
         .await
@@ -294,11 +310,10 @@ pub(crate) async fn active_series(
     })
     .await?;
     let Some(series) = found.unwrap_or(Some(Vec::new())) else {
-        return Err((
+        return Err(CardinalityError::Plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the response is too large: more than {MAX_ACTIVE_SERIES} series match; narrow the selector"),
-        )
-            .into_response());
+        ));
     };
     let mut body = String::with_capacity(16 + series.len() * 64);
     body.push_str(r#"{"data":["#);
@@ -315,7 +330,7 @@ pub(crate) async fn active_series(
 fn json(value: &impl Serialize) -> Response {
     match serde_json::to_string(value) {
         Ok(body) => json_response(body),
-        Err(e) => api_error(ApiError::internal(format!("encoding failed: {e}"))),
+        Err(e) => ApiError::internal(format!("encoding failed: {e}")).into_response(),
     }
 }
 

@@ -180,7 +180,7 @@ where
         &tenant_label,
         QueryOutcome {
             elapsed,
-            samples: result.as_ref().map_or(0, |r| r.stats.total_samples as u64),
+            samples: result.as_ref().map_or(0, |r| r.stats.total_samples),
             error_type: result.as_ref().err().map(|e| e.error_type),
         },
     );
