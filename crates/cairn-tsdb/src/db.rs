@@ -457,6 +457,10 @@ impl Tsdb {
         only: Option<&BTreeSet<String>>,
     ) -> Cardinality {
         let head = self.head.read();
+        if matchers.is_empty() && method == CountMethod::InMemory {
+            // Every series: the inverted index has the answer.
+            return head.index_cardinality(only);
+        }
         let mut out = Cardinality::default();
         for id in head.select_ids(matchers) {
             let Some(series) = head.get(id) else {
@@ -1227,6 +1231,16 @@ mod tests {
         assert_eq!(all.values["env"]["prod"], 2);
         assert_eq!(all.values["env"]["dev"], 2);
         assert_eq!(all.values["pod"].len(), 2);
+        // The index's answer equals a walk over every series.
+        assert_eq!(
+            all,
+            db.head_cardinality(&[], CountMethod::ActiveSince(i64::MIN), None)
+        );
+        let env: BTreeSet<String> = ["env".to_string()].into();
+        assert_eq!(
+            db.head_cardinality(&[], CountMethod::InMemory, Some(&env)),
+            db.head_cardinality(&[], CountMethod::ActiveSince(i64::MIN), Some(&env))
+        );
         let a = [Matcher::equal("__name__", "a")];
         let only: BTreeSet<String> = ["env".to_string()].into();
         let selected = db.head_cardinality(&a, CountMethod::InMemory, Some(&only));
