@@ -76,6 +76,7 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/user_stats", get(tenant_stats::user_stats))
         .route("/api/v1/admin/tenants", get(tenant_stats::admin_tenants))
         .route("/runtime_config", get(limits::runtime_config))
+        .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
         .layer(middleware::from_fn_with_state(

@@ -32,6 +32,7 @@ use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 use crate::app::AppState;
 use crate::auth::AuthContext;
 use crate::error::ApiError;
+use crate::limits::query as query_limits;
 use crate::metrics::QueryOutcome;
 use crate::tenant;
 use params::{parse_duration, parse_time, Params};
@@ -55,6 +56,7 @@ pub(crate) async fn instant_query(
         &headers,
         "query",
         options,
+        None,
         move |engine, queryable, opts| engine.instant_query(queryable, &expr, time, opts),
     )
     .await?;
@@ -94,11 +96,13 @@ pub(crate) async fn range_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
+    let range = Some((start, end));
     let result = evaluate(
         &state,
         &headers,
         "query_range",
         options,
+        range,
         move |engine, queryable, opts| engine.range_query(queryable, &expr, start, end, step, opts),
     )
     .await?;
@@ -129,13 +133,15 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Evaluates on the blocking pool for the request's tenant, and records the
-/// evaluation in the query metrics under `endpoint`.
+/// Runs a query on the tenant's data under the tenant's query limits
+/// (`range`: a range query's start and end, for the length limits) on the
+/// blocking pool, and records it in the query metrics under `endpoint`.
 async fn evaluate<F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     endpoint: &'static str,
     mut options: QueryOptions,
+    range: Option<(i64, i64)>,
     run: F,
 ) -> Result<QueryResult, ApiError>
 where
@@ -148,6 +154,11 @@ where
         + 'static,
 {
     let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    if let Some((start, end)) = range {
+        query_limits::check_query_length(&limits, start, end)?;
+    }
+    options.timeout = query_limits::query_timeout(&limits, options.timeout);
     let store = state
         .store
         .get()
@@ -166,7 +177,8 @@ where
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        let result = run(&state.engine, queryable, &options);
+        let limited = query_limits::LimitedQueryable::new(queryable, &limits, now_ms());
+        let result = run(&state.engine, &limited, &options);
         (result, started.elapsed())
     })
     .await
@@ -194,7 +206,7 @@ fn query_error(err: QueryError) -> ApiError {
         QueryError::BadData(message) => ApiError::invalid_param("query", message),
         QueryError::Storage(storage) => {
             let error_type = match storage {
-                StorageError::TooManySeries { .. } => "execution",
+                StorageError::TooManySeries { .. } | StorageError::LimitExceeded(_) => "execution",
                 _ => "internal",
             };
             ApiError {
@@ -459,8 +471,9 @@ pub(crate) fn tenant_db(
     Ok(store.get(&tenant))
 }
 
-/// Runs a storage read for the request's tenant on the blocking pool. A
-/// tenant that has never written reads as an empty store.
+/// Runs a storage read for the request's tenant on the blocking pool, under
+/// the tenant's query limits. A tenant that has never written reads as an
+/// empty store.
 pub(crate) async fn run_on_tenant<T, F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -470,13 +483,20 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
 {
-    let db = tenant_db(state, headers)?;
+    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
+    let db = store.get(&tenant);
     tokio::task::spawn_blocking(move || {
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        read(queryable)
+        read(&query_limits::LimitedQueryable::new(
+            queryable,
+            &limits,
+            now_ms(),
+        ))
     })
     .await
     .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
