@@ -162,7 +162,15 @@ fn exercise(cairn: &Cairn) {
 #[test]
 fn every_expression_parses_and_names_real_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let cairn = Cairn::start(&dir.path().join("data"), "");
+    // An override, so that the per-tenant limit family is exported too.
+    let overrides = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &overrides,
+        "overrides:\n  team-a:\n    max_global_series_per_user: 1000\n",
+    )
+    .unwrap();
+    let config = format!("runtime_config:\n  file: {}\n", overrides.display());
+    let cairn = Cairn::start(&dir.path().join("data"), &config);
     exercise(&cairn);
     let text = cairn.metrics_text();
     let families: BTreeSet<String> = text
