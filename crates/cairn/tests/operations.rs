@@ -235,7 +235,10 @@ const CORE_PANELS: &[(&str, &str)] = &[
         "Queries and samples scanned per second by tenant",
     ),
     ("cairn-tenants.json", "Top 10 tenants by active series"),
-    ("cairn-tenants.json", "Active series as a share of the series limit"),
+    (
+        "cairn-tenants.json",
+        "Active series as a share of the series limit",
+    ),
     ("cairn-storage.json", "Head series"),
     ("cairn-storage.json", "Head chunks"),
     ("cairn-storage.json", "WAL segments and size"),
