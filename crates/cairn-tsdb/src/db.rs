@@ -46,6 +46,8 @@ pub struct Tsdb {
     pub(crate) retention_ms: std::sync::atomic::AtomicI64,
     pub(crate) counters: Counters,
     wal_counters: Arc<WalCounters>,
+    /// The bucket connection, when blocks are shipped (see `shipper`).
+    pub(crate) shipper: std::sync::OnceLock<crate::shipper::Shipper>,
     /// What the WAL replay at open found (and repaired).
     replay_report: wal::ReplayReport,
 }
@@ -134,6 +136,7 @@ impl Tsdb {
             metadata: RwLock::new(metadata),
             counters,
             wal_counters,
+            shipper: std::sync::OnceLock::new(),
             replay_report: report,
         })
     }

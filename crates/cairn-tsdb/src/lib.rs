@@ -34,10 +34,15 @@
 //! - `tenants`: [`TenantStore`].
 //! - [`stats`]: counters, duration histograms and the ingestion rate read
 //!   by self-monitoring, disk usage, and head cardinality.
+//! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
+//!   uploaded, listed, downloaded and deleted through `object_store`.
+//! - `shipper`: keeps each tenant's bucket a copy of its local blocks
+//!   ([`Tsdb::sync_bucket`]) and downloads the bucket's blocks at open.
 //!
 //! Byte formats are in `docs/format.md`.
 
 pub mod block;
+pub mod bucket;
 pub mod chunk;
 mod compact;
 mod db;
@@ -46,12 +51,14 @@ mod fault;
 pub mod head;
 mod idhash;
 pub mod stats;
+mod shipper;
 mod tenants;
 pub mod wal;
 
 use cairn_model::{DiscardReason, Labels};
 
 pub use db::Tsdb;
+pub use shipper::{SyncReport, SHIPPER_FILE};
 pub use tenants::TenantStore;
 
 /// When the WAL is fsynced.
@@ -86,6 +93,9 @@ pub struct TsdbOptions {
     /// and applies retention (default one minute; zero: no thread, call
     /// [`Tsdb::maintain`] yourself).
     pub maintenance_interval: std::time::Duration,
+    /// Where [`TenantStore`] ships blocks; `None`: local disk only (the
+    /// library's default; the server's is a local folder).
+    pub bucket: Option<bucket::BucketBackend>,
 }
 
 /// Two hours, Prometheus's block range.
@@ -105,6 +115,7 @@ impl Default for TsdbOptions {
             ],
             retention: std::time::Duration::ZERO,
             maintenance_interval: std::time::Duration::from_secs(60),
+            bucket: None,
         }
     }
 }
@@ -123,6 +134,8 @@ pub enum TsdbError {
         offset: u64,
         reason: String,
     },
+    #[error(transparent)]
+    Bucket(Box<bucket::BucketError>),
 }
 
 /// One sample that storage refused, for the client's error message.

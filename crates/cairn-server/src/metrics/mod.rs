@@ -9,11 +9,13 @@
 //!   samples scanned per tenant;
 //! - [`store`]: figures read from the tenant databases at scrape time (head,
 //!   WAL, blocks, compaction, retention, disk), so nothing is double-booked;
+//! - `bucket`: object-store requests by operation (`cairn_bucket_*`);
 //! - [`process`]: the `process_*` metrics of the Prometheus client libraries,
 //!   read from `/proc` at scrape time.
 //!
 //! The registry is built per server (no global state), so tests can read it.
 
+mod bucket;
 mod http;
 mod ingest;
 mod process;
@@ -64,6 +66,9 @@ impl Metrics {
             })
             .set(1);
         registry.register("cairn_build_info", "Cairn's version; always 1", build_info);
+        registry.register_collector(Box::new(bucket::BucketCollector {
+            store: Arc::clone(&store),
+        }));
         registry.register_collector(Box::new(store::StoreCollector::new(store, data_dir)));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
