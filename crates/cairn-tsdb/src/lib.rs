@@ -50,8 +50,8 @@ mod exemplars;
 mod fault;
 pub mod head;
 mod idhash;
-pub mod stats;
 mod shipper;
+pub mod stats;
 mod tenants;
 pub mod wal;
 
