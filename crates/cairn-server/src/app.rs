@@ -82,7 +82,7 @@ impl Server {
                 source,
             })?;
         let store = Arc::new(OnceLock::new());
-        let mut metrics = Metrics::new(Arc::clone(&store));
+        let mut metrics = Metrics::new(Arc::clone(&store), options.data_dir.clone());
         metrics.register_collector(overrides.collector());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
@@ -118,6 +118,7 @@ impl Server {
             tls,
         } = self;
         let users_reloader = state.auth.spawn_reloader();
+        let rate_ticker = crate::tenant_stats::spawn_rate_ticker(Arc::clone(&state.store));
         let reload_state = Arc::clone(&state);
         let overrides_reloader = state.overrides.spawn_reloader(move || {
             if let Some(store) = reload_state.store.get() {
@@ -158,6 +159,7 @@ impl Server {
         for reloader in [users_reloader, overrides_reloader].into_iter().flatten() {
             reloader.abort();
         }
+        rate_ticker.abort();
 
         replay
             .await

@@ -23,8 +23,11 @@
 //! - `admin`: series deletion (Prometheus's `admin/tsdb/delete_series`,
 //!   `clean_tombstones`) and tenant deletion (Mimir's
 //!   `/compactor/delete_tenant`), admin users only.
+//! - `tenant_stats` answers Mimir's `/api/v1/user_stats` and the admin
+//!   tenants overview; `cardinality` answers Mimir's cardinality API.
 
 pub mod auth;
+mod cardinality;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -32,6 +35,7 @@ pub mod push;
 pub mod query;
 pub mod remote_read;
 pub mod tenant;
+mod tenant_stats;
 pub mod tls;
 
 mod admin;

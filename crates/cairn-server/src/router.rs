@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{admin, auth, limits, push, query, remote_read};
+use crate::{admin, auth, cardinality, limits, push, query, remote_read, tenant_stats};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -51,6 +51,18 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/buildinfo", get(query::status::buildinfo))
         .route("/api/v1/status/config", get(query::status::config))
         .route("/api/v1/status/flags", get(query::status::flags))
+        .route(
+            "/api/v1/cardinality/label_names",
+            get(cardinality::label_names).post(cardinality::label_names),
+        )
+        .route(
+            "/api/v1/cardinality/label_values",
+            get(cardinality::label_values).post(cardinality::label_values),
+        )
+        .route(
+            "/api/v1/cardinality/active_series",
+            get(cardinality::active_series).post(cardinality::active_series),
+        )
         // JSON answers are gzipped when the client accepts it, as Prometheus
         // does; at the fastest level (a 44 MB range answer: 1.6 s against
         // 1.2 s plain; the default level took 2.7x the plain time).
@@ -61,6 +73,8 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
     // `/metrics` do not.
     let tenant_api = Router::new()
         .route("/api/v1/push", post(push::push))
+        .route("/api/v1/user_stats", get(tenant_stats::user_stats))
+        .route("/api/v1/admin/tenants", get(tenant_stats::admin_tenants))
         .route("/runtime_config", get(limits::runtime_config))
         .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())

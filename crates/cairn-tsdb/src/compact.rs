@@ -26,7 +26,9 @@
 //! lists them. Retention deletes the same way.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use cairn_model::Labels;
 
@@ -53,6 +55,17 @@ impl Tsdb {
     /// before `now_ms`; after each block the head drops the range and the
     /// WAL is checkpointed. Returns the blocks written.
     pub fn cut_blocks(&self, now_ms: i64) -> Result<Vec<BlockMeta>, TsdbError> {
+        let result = self.cut_blocks_timed(now_ms);
+        if result.is_err() {
+            self.counters
+                .block_cut_failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// [`Tsdb::cut_blocks`], counting and timing each block written.
+    fn cut_blocks_timed(&self, now_ms: i64) -> Result<Vec<BlockMeta>, TsdbError> {
         let _maintenance = self.maintenance.lock();
         let range = self.block_range();
         let blocks_dir = self.dir.join("blocks");
@@ -66,6 +79,7 @@ impl Tsdb {
             if head_max.saturating_sub(start) < range / 2 * 3 || end > now_ms {
                 break;
             }
+            let started = Instant::now();
             {
                 let _writer = self.writer.lock();
                 self.head.write().raise_min_valid_t(end);
@@ -115,6 +129,8 @@ impl Tsdb {
                 series = meta.stats.num_series,
                 "block written from the head"
             );
+            self.counters.block_cuts.fetch_add(1, Ordering::Relaxed);
+            self.counters.block_cut_duration.observe(started.elapsed());
             written.push(meta);
         }
         Ok(written)
@@ -206,7 +222,20 @@ impl Tsdb {
         let _maintenance = self.maintenance.lock();
         let mut written = Vec::new();
         while let Some(group) = self.plan_compaction() {
-            written.push(self.compact_group(&group)?);
+            let started = Instant::now();
+            match self.compact_group(&group) {
+                Ok(meta) => {
+                    self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+                    self.counters.compaction_duration.observe(started.elapsed());
+                    written.push(meta);
+                }
+                Err(error) => {
+                    self.counters
+                        .compaction_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
         }
         Ok(written)
     }
@@ -341,6 +370,9 @@ impl Tsdb {
             return Ok(0);
         }
         self.swap_blocks(&expired, None);
+        self.counters
+            .retention_blocks_deleted
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
         for b in &expired {
             b.delete_when_unused();
             tracing::info!(dir = %self.dir.display(), block = %b.meta().ulid, max_time = b.meta().max_time, "block deleted by retention");

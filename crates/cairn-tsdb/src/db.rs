@@ -23,6 +23,9 @@ use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
 use crate::tombstones::Tombstones;
+use crate::stats::{
+    self, Cardinality, CountMethod, Counters, DiskUsage, HistogramSnapshot, WalCounters,
+};
 use crate::wal::{self, OsFiles, Record, RefExemplar, RefSample, SegmentOpener, WalWriter};
 use crate::{AppendOutcome, Rejection, SeriesLimits, TsdbError, TsdbOptions, TsdbStats};
 
@@ -44,8 +47,8 @@ pub struct Tsdb {
     pub(crate) retention_ms: std::sync::atomic::AtomicI64,
     /// Deleted ranges of head series, by series ID (`Tsdb::delete_series`).
     pub(crate) head_tombstones: RwLock<Tombstones>,
-    wal_bytes_written: AtomicU64,
-    samples_appended: AtomicU64,
+    pub(crate) counters: Counters,
+    wal_counters: Arc<WalCounters>,
     /// The bucket connection, when blocks are shipped (see `shipper`).
     pub(crate) shipper: std::sync::OnceLock<crate::shipper::Shipper>,
     /// What the WAL replay at open found (and repaired).
@@ -120,6 +123,11 @@ impl Tsdb {
             "wal replayed"
         );
         let writer = WalWriter::open_with(&wal_dir, opts.wal_segment_size, opts.fsync, files)?;
+        let wal_counters = writer.counters();
+        let counters = Counters::default();
+        counters
+            .last_append_ms
+            .store(newest_mtime_ms(&wal_dir).unwrap_or(0), Ordering::Relaxed);
         let retention_ms = i64::try_from(opts.retention.as_millis()).unwrap_or(i64::MAX);
         Ok(Tsdb {
             dir: dir.to_path_buf(),
@@ -132,8 +140,8 @@ impl Tsdb {
             writer: Mutex::new(writer),
             exemplars: RwLock::new(exemplars),
             metadata: RwLock::new(metadata),
-            wal_bytes_written: AtomicU64::new(0),
-            samples_appended: AtomicU64::new(0),
+            counters,
+            wal_counters,
             shipper: std::sync::OnceLock::new(),
             replay_report: report,
         })
@@ -177,8 +185,14 @@ impl Tsdb {
         wal::record::encode_series(&plan.new_series, &mut framed);
         wal::record::encode_samples(&plan.samples, &mut framed);
         wal::record::encode_exemplars(&plan.exemplars, &mut framed);
-        writer.write(&framed)?;
-        self.wal_bytes_written
+        if let Err(error) = writer.write(&framed) {
+            self.counters
+                .wal_write_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+        self.counters
+            .wal_bytes_written
             .fetch_add(framed.len() as u64, Ordering::Relaxed);
         {
             let mut head = self.head.write();
@@ -198,8 +212,17 @@ impl Tsdb {
             }
         }
         drop(writer);
-        self.samples_appended
+        let counters = &self.counters;
+        counters
+            .samples_appended
             .fetch_add(plan.samples.len() as u64, Ordering::Relaxed);
+        counters
+            .series_created
+            .fetch_add(plan.new_series.len() as u64, Ordering::Relaxed);
+        counters.ingestion_rate.add(plan.outcome.samples_accepted);
+        if !framed.is_empty() {
+            counters.last_append_ms.store(wall_ms(), Ordering::Relaxed);
+        }
         Ok(plan.outcome)
     }
 
@@ -224,8 +247,14 @@ impl Tsdb {
         }
         let mut framed = Vec::new();
         wal::record::encode_metadata(&changed, &mut framed);
-        writer.write(&framed)?;
-        self.wal_bytes_written
+        if let Err(error) = writer.write(&framed) {
+            self.counters
+                .wal_write_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+        self.counters
+            .wal_bytes_written
             .fetch_add(framed.len() as u64, Ordering::Relaxed);
         let mut current = self.metadata.write();
         for m in changed {
@@ -362,11 +391,140 @@ impl Tsdb {
     }
 
     pub fn stats(&self) -> TsdbStats {
+        let c = &self.counters;
+        let w = &self.wal_counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let last_write = c.last_append_ms.load(Ordering::Relaxed);
         TsdbStats {
             active_series: self.head.read().num_series() as u64,
-            wal_bytes_written: self.wal_bytes_written.load(Ordering::Relaxed),
-            samples_appended: self.samples_appended.load(Ordering::Relaxed),
+            wal_bytes_written: load(&c.wal_bytes_written),
+            samples_appended: load(&c.samples_appended),
+            series_created: load(&c.series_created),
+            wal_write_failures: load(&c.wal_write_failures),
+            wal_fsyncs: load(&w.fsyncs),
+            wal_fsync_failures: load(&w.fsync_failures),
+            wal_segments_created: load(&w.segments_created),
+            block_cuts: load(&c.block_cuts),
+            block_cut_failures: load(&c.block_cut_failures),
+            compactions: load(&c.compactions),
+            compaction_failures: load(&c.compaction_failures),
+            retention_blocks_deleted: load(&c.retention_blocks_deleted),
+            last_write_ms: (last_write > 0).then_some(last_write),
+            ingestion_rate: c.ingestion_rate.rate(),
         }
+    }
+
+    /// Moves the ingestion rate on; call every [`stats::RATE_UPDATE_PERIOD`].
+    pub fn tick_ingestion_rate(&self) {
+        self.counters.ingestion_rate.tick();
+    }
+
+    /// Durations of block cuts and of compactions.
+    pub fn maintenance_durations(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        (
+            self.counters.block_cut_duration.snapshot(),
+            self.counters.compaction_duration.snapshot(),
+        )
+    }
+
+    /// Whether the WAL refuses writes after a write it could not undo.
+    pub fn wal_broken(&self) -> bool {
+        self.wal_counters.broken.load(Ordering::Relaxed)
+    }
+
+    /// Bytes and files on disk: WAL (segments and checkpoints) and blocks.
+    /// Lists the WAL directory; block sizes are known from their open.
+    pub fn disk_usage(&self) -> DiskUsage {
+        let wal_dir = self.dir.join("wal");
+        let wal_segments = wal::list_segments(&wal_dir).map_or(0, |s| s.len() as u64);
+        let blocks = self.blocks.read().clone();
+        DiskUsage {
+            wal_bytes: stats::dir_size(&wal_dir),
+            wal_segments,
+            block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
+            blocks: blocks.len() as u64,
+        }
+    }
+
+    /// Series in the head counted by `method`.
+    pub fn head_series_count(&self, method: CountMethod) -> u64 {
+        let head = self.head.read();
+        match method {
+            CountMethod::InMemory => head.num_series() as u64,
+            CountMethod::ActiveSince(since) => head
+                .iter_series()
+                .filter(|(_, s)| is_active(s, since))
+                .count() as u64,
+        }
+    }
+
+    /// Chunks in the head (closed and open).
+    pub fn head_chunks(&self) -> u64 {
+        self.head
+            .read()
+            .iter_series()
+            .map(|(_, s)| s.closed_chunks().len() as u64 + u64::from(s.last().is_some()))
+            .sum()
+    }
+
+    /// Label names, values and series counts over the head's series that
+    /// match `matchers` and are counted by `method` (Mimir's cardinality
+    /// API answers from the ingesters' heads, as this does); only the
+    /// label names in `only` when given. Copies under the head's read lock.
+    pub fn head_cardinality(
+        &self,
+        matchers: &[Matcher],
+        method: CountMethod,
+        only: Option<&BTreeSet<String>>,
+    ) -> Cardinality {
+        let head = self.head.read();
+        if matchers.is_empty() && method == CountMethod::InMemory {
+            // Every series: the inverted index has the answer.
+            return head.index_cardinality(only);
+        }
+        let mut out = Cardinality::default();
+        for id in head.select_ids(matchers) {
+            let Some(series) = head.get(id) else {
+                continue;
+            };
+            if let CountMethod::ActiveSince(since) = method {
+                if !is_active(series, since) {
+                    continue;
+                }
+            }
+            out.add_series(series.labels().iter(), only);
+        }
+        out
+    }
+
+    /// Labels of the head's series that match and are counted by `method`,
+    /// sorted; `None` if there are more than `max`.
+    pub fn head_series_labels(
+        &self,
+        matchers: &[Matcher],
+        method: CountMethod,
+        max: usize,
+    ) -> Option<Vec<Labels>> {
+        let mut out = Vec::new();
+        {
+            let head = self.head.read();
+            for id in head.select_ids(matchers) {
+                let Some(series) = head.get(id) else {
+                    continue;
+                };
+                if let CountMethod::ActiveSince(since) = method {
+                    if !is_active(series, since) {
+                        continue;
+                    }
+                }
+                if out.len() == max {
+                    return None;
+                }
+                out.push(series.to_labels());
+            }
+        }
+        out.sort();
+        Some(out)
     }
 
     /// Flushes and fsyncs the WAL; called on clean shutdown. The database
@@ -384,6 +542,28 @@ impl Tsdb {
         let snapshots = self.head.read().snapshot(matchers, range.start, range.end);
         self.without_deleted(snapshots)
     }
+}
+
+/// Whether the series' newest sample is at or after `since` (ms).
+fn is_active(series: &crate::head::MemSeries, since: i64) -> bool {
+    series.last().is_some_and(|(t, _)| t >= since)
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Modification time (ms) of the newest file directly in `dir`.
+fn newest_mtime_ms(dir: &Path) -> Option<i64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .max()
 }
 
 fn storage_error(error: TsdbError) -> StorageError {
@@ -929,7 +1109,13 @@ mod tests {
         let result = db.append(vec![series(&[("__name__", "a")], &[(1, 1.0)])]);
         assert!(matches!(result, Err(TsdbError::Io { .. })));
         assert!(db.select(&[], TimeRange::all()).unwrap().is_empty());
-        assert_eq!(db.stats(), TsdbStats::default());
+        assert_eq!(
+            db.stats(),
+            TsdbStats {
+                wal_write_failures: 1,
+                ..TsdbStats::default()
+            }
+        );
         // Once the WAL can be written again, the same samples are accepted.
         std::fs::create_dir_all(tmp.path().join("wal")).unwrap();
         let outcome = db
@@ -1198,5 +1384,92 @@ mod tests {
         assert!(db
             .exemplars(&[Matcher::equal("__name__", "x")], TimeRange::all())
             .is_empty());
+    }
+
+    #[test]
+    fn head_cardinality_counts_selected_and_active_series() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        db.append(vec![
+            series(
+                &[("__name__", "a"), ("env", "prod"), ("pod", "1")],
+                &[(1_000, 1.0)],
+            ),
+            series(
+                &[("__name__", "a"), ("env", "prod"), ("pod", "2")],
+                &[(5_000, 1.0)],
+            ),
+            series(&[("__name__", "a"), ("env", "dev")], &[(5_000, 1.0)]),
+            series(&[("__name__", "b"), ("env", "dev")], &[(9_000, 1.0)]),
+        ])
+        .unwrap();
+        let all = db.head_cardinality(&[], CountMethod::InMemory, None);
+        assert_eq!(all.series, 4);
+        assert_eq!(all.values["env"]["prod"], 2);
+        assert_eq!(all.values["env"]["dev"], 2);
+        assert_eq!(all.values["pod"].len(), 2);
+        // The index's answer equals a walk over every series.
+        assert_eq!(
+            all,
+            db.head_cardinality(&[], CountMethod::ActiveSince(i64::MIN), None)
+        );
+        let env: BTreeSet<String> = ["env".to_string()].into();
+        assert_eq!(
+            db.head_cardinality(&[], CountMethod::InMemory, Some(&env)),
+            db.head_cardinality(&[], CountMethod::ActiveSince(i64::MIN), Some(&env))
+        );
+        let a = [Matcher::equal("__name__", "a")];
+        let only: BTreeSet<String> = ["env".to_string()].into();
+        let selected = db.head_cardinality(&a, CountMethod::InMemory, Some(&only));
+        assert_eq!(selected.series, 3);
+        assert_eq!(selected.values.keys().collect::<Vec<_>>(), vec!["env"]);
+        assert_eq!(selected.values["env"]["dev"], 1);
+        let active = db.head_cardinality(&a, CountMethod::ActiveSince(5_000), None);
+        assert_eq!(active.series, 2);
+        assert_eq!(db.head_series_count(CountMethod::ActiveSince(5_001)), 1);
+        assert_eq!(db.head_series_count(CountMethod::InMemory), 4);
+        let labels = db
+            .head_series_labels(&a, CountMethod::ActiveSince(5_000), 10)
+            .unwrap();
+        assert_eq!(labels.len(), 2);
+        assert!(labels.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(db.head_series_labels(&a, CountMethod::InMemory, 2), None);
+        assert_eq!(db.head_chunks(), 4);
+
+        let stats = db.stats();
+        assert_eq!((stats.series_created, stats.samples_appended), (4, 4));
+        assert!(stats.last_write_ms.is_some());
+        db.tick_ingestion_rate();
+        assert!((db.stats().ingestion_rate - 4.0 / 15.0).abs() < 1e-12);
+        let disk = db.disk_usage();
+        assert_eq!((disk.wal_segments, disk.blocks), (1, 0));
+        assert!(disk.wal_bytes > 0);
+        // After a restart the last write time comes from the WAL files.
+        drop(db);
+        let reopened = open(tmp.path());
+        assert!(reopened.stats().last_write_ms.is_some());
+        assert!(open(&tmp.path().join("empty"))
+            .stats()
+            .last_write_ms
+            .is_none());
+    }
+
+    #[test]
+    fn block_cuts_are_counted_timed_and_sized() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let hour = 3_600_000;
+        let samples: Vec<(i64, f64)> = (0..8).map(|i| (i * hour / 2, i as f64)).collect();
+        db.append(vec![series(&[("__name__", "a")], &samples)])
+            .unwrap();
+        let written = db.cut_blocks(100 * hour).unwrap();
+        assert_eq!(written.len(), 1);
+        let stats = db.stats();
+        assert_eq!((stats.block_cuts, stats.block_cut_failures), (1, 0));
+        let (cuts, compactions) = db.maintenance_durations();
+        assert_eq!((cuts.count, compactions.count), (1, 0));
+        let disk = db.disk_usage();
+        assert_eq!(disk.blocks, 1);
+        assert!(disk.block_bytes > 0);
     }
 }

@@ -37,6 +37,8 @@
 //! - `tenant_deletion`: deleting a whole tenant after a grace period
 //!   ([`TenantStore::mark_tenant_for_deletion`]).
 //! - `tenants`: [`TenantStore`].
+//! - [`stats`]: counters, duration histograms and the ingestion rate read
+//!   by self-monitoring, disk usage, and head cardinality.
 //! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
 //!   uploaded, listed, downloaded and deleted through `object_store`.
 //! - `shipper`: keeps each tenant's bucket a copy of its local blocks
@@ -56,6 +58,7 @@ mod idhash;
 mod series_deletion;
 mod shipper;
 mod tenant_deletion;
+pub mod stats;
 mod tenants;
 pub mod tombstones;
 pub mod wal;
@@ -181,7 +184,7 @@ pub struct AppendOutcome {
     pub first_rejection: Option<Rejection>,
 }
 
-/// Point-in-time figures for self-monitoring.
+/// Point-in-time figures for self-monitoring and tenant statistics.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TsdbStats {
     /// Series in the head (every series with data since open or replay).
@@ -191,4 +194,24 @@ pub struct TsdbStats {
     /// Samples stored by appends since open (exact duplicates, accepted
     /// without being stored, and replayed samples are not counted).
     pub samples_appended: u64,
+    /// Series created by appends since open.
+    pub series_created: u64,
+    /// Appends refused because the WAL write failed.
+    pub wal_write_failures: u64,
+    pub wal_fsyncs: u64,
+    pub wal_fsync_failures: u64,
+    pub wal_segments_created: u64,
+    /// Blocks written from the head, and cut passes that failed.
+    pub block_cuts: u64,
+    pub block_cut_failures: u64,
+    /// Blocks written by compaction, and compaction passes that failed.
+    pub compactions: u64,
+    pub compaction_failures: u64,
+    pub retention_blocks_deleted: u64,
+    /// Wall-clock time (ms) of the last append that stored data; before any
+    /// since open, the modification time of the newest WAL file; `None` if
+    /// the tenant never wrote.
+    pub last_write_ms: Option<i64>,
+    /// Samples per second accepted, Mimir's EWMA (see [`stats::EwmaRate`]).
+    pub ingestion_rate: f64,
 }

@@ -1,8 +1,10 @@
 //! `cairn`: the one binary. `cairn serve` runs everything in one process;
 //! `cairn config defaults` prints the default configuration; `cairn users add`
-//! writes an entry of the basic-auth users file.
+//! writes an entry of the basic-auth users file; `cairn tenants` prints the
+//! tenants overview of a running server.
 
 mod config;
+mod tenants;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,9 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Print every tenant of a running server: active series, ingestion
+    /// rate, bytes stored, last write (needs an admin user when auth is on).
+    Tenants(tenants::TenantsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +105,13 @@ fn main() -> ExitCode {
         Command::Users {
             command: UsersCommand::Add(args),
         } => match users_add(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Tenants(args) => match tenants::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cairn: {message}");

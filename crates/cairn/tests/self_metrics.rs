@@ -24,6 +24,15 @@ fn metrics_pass_promtool_and_count_per_tenant() {
     )]);
     assert_eq!(cairn.push(Some("team-a"), &out_of_order).0, 400);
 
+    assert_eq!(
+        cairn
+            .query("team-a", "m", (t / 1000) as f64)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
     let text = cairn.metrics_text();
     for expected in [
         r#"cairn_received_samples_total{tenant="team-a"} 3"#,
@@ -33,6 +42,22 @@ fn metrics_pass_promtool_and_count_per_tenant() {
         r#"cairn_request_duration_seconds_count{method="POST",route="/api/v1/push",status_code="400"} 1"#,
         "cairn_wal_written_bytes_total{tenant=\"team-a\"}",
         "cairn_build_info{version=",
+        r#"cairn_created_series_total{tenant="team-a"} 1"#,
+        r#"cairn_head_chunks{tenant="team-a"} 1"#,
+        r#"cairn_wal_segments{tenant="team-a"} 1"#,
+        r#"cairn_wal_write_failures_total{tenant="team-a"} 0"#,
+        r#"cairn_blocks{tenant="team-a"} 0"#,
+        r#"cairn_last_write_timestamp_seconds{tenant="team-a"} "#,
+        "cairn_block_cut_duration_seconds_count 0",
+        "cairn_compaction_duration_seconds_bucket{le=\"+Inf\"} 0",
+        r#"cairn_queries_total{tenant="team-a",endpoint="query"} 1"#,
+        r#"cairn_query_samples_scanned_total{tenant="team-a"} 1"#,
+        r#"cairn_query_duration_seconds_count{endpoint="query"} 1"#,
+        "cairn_storage_filesystem_available_bytes ",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }

@@ -33,6 +33,7 @@ use crate::app::AppState;
 use crate::auth::AuthContext;
 use crate::error::ApiError;
 use crate::limits::query as query_limits;
+use crate::metrics::QueryOutcome;
 use crate::tenant;
 use params::{parse_duration, parse_time, Params};
 
@@ -53,6 +54,7 @@ pub(crate) async fn instant_query(
     let result = evaluate(
         &state,
         &headers,
+        "query",
         options,
         None,
         move |engine, queryable, opts| engine.instant_query(queryable, &expr, time, opts),
@@ -98,6 +100,7 @@ pub(crate) async fn range_query(
     let result = evaluate(
         &state,
         &headers,
+        "query_range",
         options,
         range,
         move |engine, queryable, opts| engine.range_query(queryable, &expr, start, end, step, opts),
@@ -131,10 +134,12 @@ impl Drop for CancelOnDrop {
 }
 
 /// Runs a query on the tenant's data under the tenant's query limits
-/// (`range`: a range query's start and end, for the length limits).
+/// (`range`: a range query's start and end, for the length limits) on the
+/// blocking pool, and records it in the query metrics under `endpoint`.
 async fn evaluate<F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
+    endpoint: &'static str,
     mut options: QueryOptions,
     range: Option<(i64, i64)>,
     run: F,
@@ -162,21 +167,36 @@ where
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     let guard = CancelOnDrop(cancel);
+    let metrics_state = Arc::clone(state);
+    let tenant_label = tenant.to_string();
     let state = Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         let db = store.get(&tenant);
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
         let limited = query_limits::LimitedQueryable::new(queryable, &limits, now_ms());
-        run(&state.engine, &limited, &options)
+        let result = run(&state.engine, &limited, &options);
+        (result, started.elapsed())
     })
     .await
     .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
     // Raising the flag after the query finished is harmless.
     drop(guard);
-    outcome.map_err(query_error)
+    let (result, elapsed) = outcome;
+    let result = result.map_err(query_error);
+    metrics_state.metrics.observe_query(
+        endpoint,
+        &tenant_label,
+        QueryOutcome {
+            elapsed,
+            samples: result.as_ref().map_or(0, |r| r.stats.total_samples),
+            error_type: result.as_ref().err().map(|e| e.error_type),
+        },
+    );
+    result
 }
 
 /// Maps engine errors as Prometheus's API does: errors from parsing are

@@ -35,6 +35,8 @@ pub struct Block {
     /// Deleted ranges per series position (the `tombstones` file); reads
     /// leave them out. Replaced whole by `Tsdb::delete_series`.
     pub(crate) tombstones: parking_lot::RwLock<Arc<Tombstones>>,
+    /// Bytes of the block's files, measured at open (blocks are immutable).
+    size_bytes: u64,
 }
 
 impl Drop for Block {
@@ -59,7 +61,9 @@ impl Block {
     pub fn open(dir: &Path) -> Result<Block, TsdbError> {
         let meta = BlockMeta::read(dir)?;
         let tombstones = crate::tombstones::read_file(dir)?;
+        let size_bytes = crate::stats::dir_size(dir);
         Ok(Block {
+            size_bytes,
             dir: dir.to_path_buf(),
             meta,
             index: Mutex::new(None),
@@ -83,6 +87,11 @@ impl Block {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bytes of the block's files on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
     }
 
     /// Whether the block holds any time in the inclusive `[start, end]`.

@@ -308,6 +308,31 @@ impl Head {
         out
     }
 
+    /// Names, values and series per value over every series, read from
+    /// the index (only the names in `only` when given).
+    pub fn index_cardinality(
+        &self,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) -> crate::stats::Cardinality {
+        let mut out = crate::stats::Cardinality {
+            series: self.num_series() as u64,
+            ..Default::default()
+        };
+        for name in self.postings.label_names() {
+            if only.is_some_and(|wanted| !wanted.contains(&**name)) {
+                continue;
+            }
+            let values = self
+                .postings
+                .label_values(name)
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(value, ids)| (value.to_string(), ids.len() as u64))
+                .collect();
+            out.values.insert(name.to_string(), values);
+        }
+        out
+    }
+
     /// Every value of label `name` in the index, unsorted.
     pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
         self.postings

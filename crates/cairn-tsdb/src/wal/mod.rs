@@ -12,8 +12,10 @@ pub mod record;
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::stats::WalCounters;
 use crate::{FsyncPolicy, TsdbError};
 pub use file::{OsFiles, SegmentFile, SegmentOpener};
 pub use record::{Record, RecordType, RefExemplar, RefSample};
@@ -179,6 +181,7 @@ pub struct WalWriter {
     /// fsyncs of finished segments running in the background
     /// ([`FsyncPolicy::Never`] only), joined by [`WalWriter::sync`].
     pending_fsyncs: Vec<(PathBuf, std::thread::JoinHandle<std::io::Result<()>>)>,
+    counters: Arc<WalCounters>,
 }
 
 impl WalWriter {
@@ -211,7 +214,13 @@ impl WalWriter {
             broken: false,
             retired: false,
             pending_fsyncs: Vec::new(),
+            counters: Arc::new(WalCounters::default()),
         })
+    }
+
+    /// The writer's fsync and segment counters (read without the writer).
+    pub fn counters(&self) -> Arc<WalCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Writes framed records (one or more) as one unit; returns once they are
@@ -244,9 +253,10 @@ impl WalWriter {
             self.start_segment()?;
         }
         let fsync = self.fsync;
+        let counters = &self.counters;
         let segment = self.current.as_mut().expect("a segment was started above");
         let result = segment.file.append(framed).and_then(|()| match fsync {
-            FsyncPolicy::Always => segment.file.sync_data(),
+            FsyncPolicy::Always => count_fsync(counters, segment.file.sync_data()),
             FsyncPolicy::Never => Ok(()),
         });
         match result {
@@ -258,6 +268,7 @@ impl WalWriter {
                 if let Err(undo) = segment.file.set_len(segment.len) {
                     tracing::error!(segment = segment.index, error = %undo, "cannot undo a failed wal write; refusing writes until restart");
                     self.broken = true;
+                    self.counters.broken.store(true, Ordering::Relaxed);
                 }
                 Err(TsdbError::Io {
                     path: segment.path.clone(),
@@ -280,6 +291,9 @@ impl WalWriter {
             len: 0,
         });
         self.next_index += 1;
+        self.counters
+            .segments_created
+            .fetch_add(1, Ordering::Relaxed);
         // The new name must survive a power loss too.
         sync_dir(&self.dir)
     }
@@ -295,9 +309,10 @@ impl WalWriter {
         self.reap_fsyncs();
         if self.fsync == FsyncPolicy::Never {
             let mut file = segment.file;
+            let counters = Arc::clone(&self.counters);
             let spawned = std::thread::Builder::new()
                 .name("cairn-wal-fsync".to_string())
-                .spawn(move || file.sync_all());
+                .spawn(move || count_fsync(&counters, file.sync_all()));
             match spawned {
                 Ok(handle) => {
                     self.pending_fsyncs.push((segment.path, handle));
@@ -309,7 +324,7 @@ impl WalWriter {
                 }
             }
         }
-        segment.file.sync_all().map_err(io_error(&segment.path))
+        count_fsync(&self.counters, segment.file.sync_all()).map_err(io_error(&segment.path))
     }
 
     /// Logs and forgets background fsyncs that have finished.
@@ -352,10 +367,21 @@ impl WalWriter {
             }
         }
         if let Some(segment) = &mut self.current {
-            segment.file.sync_all().map_err(io_error(&segment.path))?;
+            count_fsync(&self.counters, segment.file.sync_all())
+                .map_err(io_error(&segment.path))?;
         }
         Ok(())
     }
+}
+
+/// Counts one fsync (or its failure) and passes its result on.
+fn count_fsync(counters: &WalCounters, result: std::io::Result<()>) -> std::io::Result<()> {
+    let counter = match result {
+        Ok(()) => &counters.fsyncs,
+        Err(_) => &counters.fsync_failures,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    result
 }
 
 /// What a replay found.

@@ -2,7 +2,8 @@
 //! temporary data directory, and talks to it over HTTP.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -454,5 +455,91 @@ impl Drop for ChildPrometheus {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+
+/// Whether this Prometheus build sends `remote_write.headers` (the Debian
+/// 2.42 package does not; prometheus/prometheus#13030).
+pub fn sends_remote_write_headers(binary: &str) -> bool {
+    let output = Command::new(binary).arg("--version").output();
+    let version = output
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+        })
+        .unwrap_or_default();
+    !version.contains("version 2.42.0+ds")
+}
+
+/// A loopback HTTP/1.1 relay that forwards each request to `target` with
+/// `X-Scope-OrgID: tenant` added. Returns its address. Runs until the test
+/// process exits; it only ever connects to `target` on loopback.
+pub fn start_header_relay(target: &str, tenant: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let target = target.to_string();
+    let tenant = tenant.to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let target = target.clone();
+            let tenant = tenant.clone();
+            std::thread::spawn(move || {
+                let _ = relay_connection(stream, &target, &tenant);
+            });
+        }
+    });
+    address
+}
+
+fn relay_connection(client: TcpStream, target: &str, tenant: &str) -> std::io::Result<()> {
+    let http = reqwest::blocking::Client::new();
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut writer = client;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        let mut headers = Vec::new();
+        let mut content_length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end().to_string();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                }
+                headers.push((name.trim().to_string(), value.trim().to_string()));
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        reader.read_exact(&mut body)?;
+        let mut forward = http.post(format!("http://{target}{path}")).body(body);
+        for (name, value) in &headers {
+            if !name.eq_ignore_ascii_case("host") && !name.eq_ignore_ascii_case("content-length") {
+                forward = forward.header(name, value);
+            }
+        }
+        let response = forward
+            .header("X-Scope-OrgID", tenant)
+            .send()
+            .map_err(std::io::Error::other)?;
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        write!(
+            writer,
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        )?;
+        writer.flush()?;
     }
 }
