@@ -22,10 +22,10 @@ use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
-use crate::tombstones::Tombstones;
 use crate::stats::{
     self, Cardinality, CountMethod, Counters, DiskUsage, HistogramSnapshot, WalCounters,
 };
+use crate::tombstones::Tombstones;
 use crate::wal::{self, OsFiles, Record, RefExemplar, RefSample, SegmentOpener, WalWriter};
 use crate::{AppendOutcome, Rejection, SeriesLimits, TsdbError, TsdbOptions, TsdbStats};
 

@@ -458,7 +458,6 @@ impl Drop for ChildPrometheus {
     }
 }
 
-
 /// Whether this Prometheus build sends `remote_write.headers` (the Debian
 /// 2.42 package does not; prometheus/prometheus#13030).
 pub fn sends_remote_write_headers(binary: &str) -> bool {
