@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{AuthOptions, Authenticator};
 use crate::metrics::Metrics;
+use crate::query::scheduler::{QueryScheduler, SchedulerOptions};
 use crate::router;
 use crate::tenant::TenancyOptions;
 use crate::tls::{TlsOptions, TlsReloader};
@@ -31,6 +32,8 @@ pub struct ServerOptions {
     pub decode_limits: DecodeLimits,
     pub validation_limits: ValidationLimits,
     pub engine: EngineOptions,
+    /// Query workers and per-tenant queues.
+    pub scheduler: SchedulerOptions,
 }
 
 /// State shared by every handler.
@@ -42,6 +45,8 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
+    /// Where every storage read waits for its turn and runs.
+    pub scheduler: QueryScheduler,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -70,9 +75,13 @@ impl Server {
                 source,
             })?;
         let store = Arc::new(OnceLock::new());
+        let scheduler = QueryScheduler::new(&options.scheduler);
+        let mut metrics = Metrics::new(Arc::clone(&store));
+        scheduler.register_metrics(metrics.registry_mut());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
-            metrics: Metrics::new(Arc::clone(&store)),
+            metrics,
+            scheduler,
             store,
             auth: Arc::new(auth),
             options,

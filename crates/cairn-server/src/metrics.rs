@@ -161,6 +161,11 @@ impl Metrics {
         count_reason(&self.discarded_metadata, tenant, reason, entries);
     }
 
+    /// For modules that own their metrics (the query scheduler) to register them.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The whole registry in Prometheus text format 0.0.4.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(16 * 1024);

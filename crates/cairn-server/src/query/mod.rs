@@ -8,12 +8,14 @@
 //! - [`metadata`]: `/api/v1/metadata`, `/api/v1/query_exemplars`;
 //! - [`status`]: `/api/v1/status/*`, `/api/v1/format_query`.
 //!
-//! Evaluation and storage reads run on the blocking pool; if the client goes
-//! away, the engine's cancel flag is raised.
+//! Evaluation and storage reads run on the [`scheduler`]'s query workers,
+//! over the request's tenant or federated tenants ([`crate::federation`]);
+//! if the client goes away, the engine's cancel flag is raised.
 
 pub mod json;
 pub mod metadata;
 pub mod params;
+pub mod scheduler;
 pub mod series;
 pub mod status;
 
@@ -30,9 +32,8 @@ use cairn_model::{Matcher, Queryable, StorageError, TimeRange};
 use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 
 use crate::app::AppState;
-use crate::auth::AuthContext;
 use crate::error::ApiError;
-use crate::tenant;
+use crate::federation::ReadTarget;
 use params::{parse_duration, parse_time, Params};
 
 /// Prometheus's limit on points per series in a range query.
@@ -135,26 +136,16 @@ where
         + Send
         + 'static,
 {
-    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
-    let store = state
-        .store
-        .get()
-        .cloned()
-        .ok_or_else(ApiError::unavailable)?;
+    let target = ReadTarget::from_request(state, headers)?;
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     let guard = CancelOnDrop(cancel);
-    let state = Arc::clone(state);
-    let outcome = tokio::task::spawn_blocking(move || {
-        let db = store.get(&tenant);
-        let queryable: &dyn Queryable = match &db {
-            Some(db) => db.as_ref(),
-            None => &cairn_model::EmptyQueryable,
-        };
-        run(&state.engine, queryable, &options)
+    let engine_state = Arc::clone(state);
+    let outcome = scheduler::run_read(state, target, move |target| {
+        let queryable = target.queryable();
+        run(&engine_state.engine, queryable.as_ref(), &options)
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    .await?;
     // Raising the flag after the query finished is harmless.
     drop(guard);
     outcome.map_err(query_error)
@@ -422,18 +413,8 @@ pub(crate) fn selector_matchers(
     cairn_promql::selector_matchers(vs).map_err(|e| ApiError::bad_data(e.to_string()))
 }
 
-/// The tenant's store, or `None` when the tenant has never written.
-pub(crate) fn tenant_db(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<Arc<cairn_tsdb::Tsdb>>, ApiError> {
-    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
-    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
-    Ok(store.get(&tenant))
-}
-
-/// Runs a storage read for the request's tenant on the blocking pool. A
-/// tenant that has never written reads as an empty store.
+/// Runs a storage read for the request's tenant (or federated tenants) on
+/// the query workers. A tenant that has never written reads as an empty store.
 pub(crate) async fn run_on_tenant<T, F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -443,16 +424,11 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
 {
-    let db = tenant_db(state, headers)?;
-    tokio::task::spawn_blocking(move || {
-        let queryable: &dyn Queryable = match &db {
-            Some(db) => db.as_ref(),
-            None => &cairn_model::EmptyQueryable,
-        };
-        read(queryable)
+    let target = ReadTarget::from_request(state, headers)?;
+    scheduler::run_read(state, target, move |target| {
+        read(target.queryable().as_ref())
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
+    .await?
     .map_err(|e| query_error(QueryError::Storage(e)))
 }
 
