@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use cairn_ingest::{DecodeLimits, ValidationLimits};
+use cairn_ingest::DecodeLimits;
 use cairn_promql::{Engine, EngineOptions};
 use cairn_tsdb::{TenantStore, TsdbOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthOptions, Authenticator};
+use crate::limits::{Limits, Overrides, RuntimeConfigOptions};
 use crate::metrics::Metrics;
 use crate::query::scheduler::{QueryScheduler, SchedulerOptions};
 use crate::router;
@@ -30,7 +31,10 @@ pub struct ServerOptions {
     /// Largest compressed remote-write body accepted; larger is 413.
     pub max_write_body_bytes: usize,
     pub decode_limits: DecodeLimits,
-    pub validation_limits: ValidationLimits,
+    /// Every tenant's limits unless the runtime config overrides them.
+    pub limits: Limits,
+    /// The per-tenant overrides file and how often it is re-read.
+    pub runtime_config: RuntimeConfigOptions,
     pub engine: EngineOptions,
     /// Query workers and per-tenant queues.
     pub scheduler: SchedulerOptions,
@@ -47,6 +51,8 @@ pub(crate) struct AppState {
     pub auth: Arc<Authenticator>,
     /// Where every storage read waits for its turn and runs.
     pub scheduler: QueryScheduler,
+    /// Per-tenant limits in force (defaults plus runtime overrides).
+    pub overrides: Arc<Overrides>,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -68,6 +74,10 @@ impl Server {
             )),
             None => None,
         };
+        let overrides = Arc::new(
+            Overrides::new(options.limits.clone(), options.runtime_config.clone())
+                .map_err(ServeError::RuntimeConfig)?,
+        );
         let listener = TcpListener::bind(options.listen_address)
             .await
             .map_err(|source| ServeError::Bind {
@@ -77,6 +87,7 @@ impl Server {
         let store = Arc::new(OnceLock::new());
         let scheduler = QueryScheduler::new(&options.scheduler);
         let mut metrics = Metrics::new(Arc::clone(&store));
+        metrics.register_collector(overrides.collector());
         scheduler.register_metrics(metrics.registry_mut());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
@@ -84,6 +95,7 @@ impl Server {
             scheduler,
             store,
             auth: Arc::new(auth),
+            overrides,
             options,
         });
         Ok(Server {
@@ -111,6 +123,16 @@ impl Server {
             tls,
         } = self;
         let users_reloader = state.auth.spawn_reloader();
+        let reload_state = Arc::clone(&state);
+        let overrides_reloader = state.overrides.spawn_reloader(move || {
+            if let Some(store) = reload_state.store.get() {
+                crate::limits::apply_retention_all(
+                    store,
+                    &reload_state.overrides,
+                    reload_state.options.tsdb.retention,
+                );
+            }
+        });
         let storage_failed = Arc::new(tokio::sync::Notify::new());
         let replay_state = Arc::clone(&state);
         let notify_failure = Arc::clone(&storage_failed);
@@ -138,7 +160,7 @@ impl Server {
                 .await
                 .map_err(ServeError::Http)?,
         }
-        if let Some(reloader) = users_reloader {
+        for reloader in [users_reloader, overrides_reloader].into_iter().flatten() {
             reloader.abort();
         }
 
@@ -163,6 +185,7 @@ fn open_storage(state: &AppState) -> Result<(), ServeError> {
     let store = TenantStore::open(&state.options.data_dir, state.options.tsdb.clone())
         .map_err(ServeError::Storage)?;
     let tenants = store.tenants().len();
+    crate::limits::apply_retention_all(&store, &state.overrides, state.options.tsdb.retention);
     let store = Arc::new(store);
     if state.store.set(store).is_err() {
         unreachable!("storage is opened once");
@@ -185,6 +208,8 @@ pub enum ServeError {
     },
     #[error("authentication setup failed")]
     Auth(#[source] crate::auth::AuthError),
+    #[error("runtime config (per-tenant overrides) setup failed")]
+    RuntimeConfig(#[source] crate::limits::RuntimeConfigError),
     #[error("TLS setup failed")]
     Tls(#[source] crate::tls::TlsError),
     #[error("http server failed")]

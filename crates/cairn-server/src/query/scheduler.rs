@@ -96,18 +96,17 @@ impl From<ScheduleError> for ApiError {
     }
 }
 
-/// A tenant's query concurrency until per-tenant limits say otherwise
-/// (Mimir's `max_query_parallelism` default).
-const DEFAULT_TENANT_CONCURRENCY: usize = 14;
-
-/// The concurrency limit of a read: the smallest of its tenants' limits
-/// (for a federated read, as Mimir's `SmallestPositiveIntPerTenant`).
-fn concurrency_limit(_state: &AppState, target: &ReadTarget) -> usize {
+/// The concurrency limit of a read: its tenant's `max_query_parallelism`;
+/// for a federated read the smallest positive one among its tenants (Mimir's
+/// `SmallestPositiveIntPerTenant`). 0 means no per-tenant limit (the
+/// all-workers-but-one rule still holds).
+fn concurrency_limit(state: &AppState, target: &ReadTarget) -> usize {
     target
         .tenants()
-        .map(|_| DEFAULT_TENANT_CONCURRENCY)
+        .map(|tenant| state.overrides.for_tenant(tenant).max_query_parallelism)
+        .filter(|limit| *limit > 0)
         .min()
-        .unwrap_or(1)
+        .unwrap_or(usize::MAX)
 }
 
 /// Runs a storage read for `target` on the query workers, in the queue of
