@@ -179,34 +179,38 @@ impl ReadTarget {
                 out.extend(db.metadata());
             }
         }
-        out.sort_by(|a, b| {
-            (&a.metric_family_name, a.metric_type.as_str(), &a.help, &a.unit).cmp(&(
-                &b.metric_family_name,
-                b.metric_type.as_str(),
-                &b.help,
-                &b.unit,
-            ))
-        });
+        let key = |m: &MetricMetadata| {
+            (
+                m.metric_family_name.clone(),
+                m.metric_type.as_str(),
+                m.help.clone(),
+                m.unit.clone(),
+            )
+        };
+        out.sort_by_cached_key(key);
         out.dedup();
         out
     }
 }
 
+/// One tenant of a federation and its store.
+type Member = (TenantId, Arc<dyn Queryable>);
+
 /// Several tenants' stores read as one, each series labelled with its tenant.
 pub struct FederatedQueryable {
     /// Sorted by tenant.
-    members: Vec<(TenantId, Arc<dyn Queryable>)>,
+    members: Vec<Member>,
 }
 
 impl FederatedQueryable {
-    pub fn new(mut members: Vec<(TenantId, Arc<dyn Queryable>)>) -> FederatedQueryable {
+    pub fn new(mut members: Vec<Member>) -> FederatedQueryable {
         members.sort_by(|a, b| a.0.cmp(&b.0));
         members.dedup_by(|a, b| a.0 == b.0);
         FederatedQueryable { members }
     }
 
     /// The members the matchers choose, and the matchers to pass to them.
-    fn choose(&self, matchers: &[Matcher]) -> (Vec<&(TenantId, Arc<dyn Queryable>)>, Vec<Matcher>) {
+    fn choose(&self, matchers: &[Matcher]) -> (Vec<&Member>, Vec<Matcher>) {
         let (chosen, forwarded) =
             split_tenant_matchers(self.members.iter().map(|(tenant, _)| tenant), matchers);
         (
@@ -329,11 +333,7 @@ mod tests {
     struct Fixed(Vec<Labels>);
 
     impl Queryable for Fixed {
-        fn select(
-            &self,
-            matchers: &[Matcher],
-            _: TimeRange,
-        ) -> Result<Vec<Series>, StorageError> {
+        fn select(&self, matchers: &[Matcher], _: TimeRange) -> Result<Vec<Series>, StorageError> {
             let mut out: Vec<Series> = self
                 .0
                 .iter()
@@ -435,10 +435,7 @@ mod tests {
         // A tenant outside the list is never read, whatever the matcher says.
         assert!(selected(&f, &[m(MatchOp::Equal, "__tenant_id__", "z")]).is_empty());
         assert_eq!(
-            selected(
-                &f,
-                &[m(MatchOp::Equal, "original___tenant_id__", "stored")]
-            ),
+            selected(&f, &[m(MatchOp::Equal, "original___tenant_id__", "stored")]),
             [r#"up{__tenant_id__="a", original___tenant_id__="stored"}"#]
         );
     }

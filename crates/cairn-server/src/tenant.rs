@@ -92,10 +92,7 @@ pub fn read_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, 
 /// of `a|b|c`, sorted and de-duplicated (dskit's `TenantIDsFromOrgID`). Each
 /// is validated and authorised on its own; the first refused one (in sorted
 /// order) is named in the 403.
-pub fn read_tenants(
-    auth: &AuthContext,
-    headers: &HeaderMap,
-) -> Result<Vec<TenantId>, TenantError> {
+pub fn read_tenants(auth: &AuthContext, headers: &HeaderMap) -> Result<Vec<TenantId>, TenantError> {
     let federated = auth.tenancy.federation_enabled
         && auth.tenancy.multitenancy_enabled
         && auth.authenticated
@@ -345,7 +342,9 @@ mod tests {
         assert_eq!(names(&read_tenants(&on, &headers("a|a")).unwrap()), ["a"]);
         assert!(matches!(
             read_tenants(&on, &headers("a|../x")),
-            Err(TenantError::Invalid(TenantIdError::UnsupportedCharacter { .. }))
+            Err(TenantError::Invalid(
+                TenantIdError::UnsupportedCharacter { .. }
+            ))
         ));
         assert!(matches!(
             read_tenants(&on, &headers("a|..")),

@@ -67,7 +67,7 @@ fn heavy_params(start: i64) -> Vec<(&'static str, String)> {
 /// One request of tenant b: an instant query or a one-sample push.
 fn light_request(cairn: &Cairn, i: usize, start: i64) -> Duration {
     let began = Instant::now();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let (status, body) = cairn.get_json(
             Some("b"),
             "/api/v1/query",
