@@ -11,7 +11,7 @@ use cairn_tsdb::{TenantStore, TsdbOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthOptions, Authenticator};
-use crate::limits::{Limits, Overrides, RuntimeConfigOptions};
+use crate::limits::{IngestionRateLimiter, Limits, Overrides, RuntimeConfigOptions};
 use crate::metrics::Metrics;
 use crate::query::scheduler::{QueryScheduler, SchedulerOptions};
 use crate::router;
@@ -53,6 +53,8 @@ pub(crate) struct AppState {
     pub scheduler: QueryScheduler,
     /// Per-tenant limits in force (defaults plus runtime overrides).
     pub overrides: Arc<Overrides>,
+    /// Per-tenant ingestion token buckets.
+    pub ingestion_rate: IngestionRateLimiter,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -96,6 +98,7 @@ impl Server {
             store,
             auth: Arc::new(auth),
             overrides,
+            ingestion_rate: IngestionRateLimiter::new(),
             options,
         });
         Ok(Server {

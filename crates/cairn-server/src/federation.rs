@@ -29,6 +29,9 @@ use cairn_model::{
 };
 use cairn_tsdb::{TenantStore, Tsdb};
 
+use crate::limits::query::LimitedQueryable;
+use crate::limits::{Limits, Overrides};
+
 use axum::http::{HeaderMap, StatusCode};
 
 use crate::app::AppState;
@@ -42,9 +45,9 @@ pub const TENANT_LABEL: &str = "__tenant_id__";
 pub const ORIGINAL_TENANT_LABEL: &str = "original___tenant_id__";
 
 /// The tenants one read covers, sorted, each with its store (`None` for a
-/// tenant that never wrote).
+/// tenant that never wrote) and its limits.
 pub(crate) struct ReadTarget {
-    members: Vec<(TenantId, Option<Arc<Tsdb>>)>,
+    members: Vec<(TenantId, Option<Arc<Tsdb>>, Arc<Limits>)>,
 }
 
 /// Why a read has no target.
@@ -85,24 +88,32 @@ impl ReadTarget {
         let tenants = tenant::read_tenants(&AuthContext::current(), headers)
             .map_err(ReadTargetError::Tenant)?;
         let store = state.store.get().ok_or(ReadTargetError::Unavailable)?;
-        Ok(ReadTarget::new(store, tenants))
+        Ok(ReadTarget::new(store, &state.overrides, tenants))
     }
 
     /// `tenants` as [`crate::tenant::read_tenants`] returns them: validated,
     /// authorised, sorted and unique.
-    pub fn new(store: &TenantStore, tenants: Vec<TenantId>) -> ReadTarget {
+    pub fn new(store: &TenantStore, overrides: &Overrides, tenants: Vec<TenantId>) -> ReadTarget {
         let members = tenants
             .into_iter()
             .map(|tenant| {
                 let db = store.get(&tenant);
-                (tenant, db)
+                let limits = overrides.for_tenant(&tenant);
+                (tenant, db, limits)
             })
             .collect();
         ReadTarget { members }
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &TenantId> {
-        self.members.iter().map(|(tenant, _)| tenant)
+        self.members.iter().map(|(tenant, _, _)| tenant)
+    }
+
+    /// The limits of each tenant of the read. Checks on the whole query
+    /// (length, timeout) apply every tenant's, i.e. the strictest, as Mimir
+    /// does for federated queries.
+    pub fn limits(&self) -> impl Iterator<Item = &Limits> {
+        self.members.iter().map(|(_, _, limits)| limits.as_ref())
     }
 
     pub fn is_federated(&self) -> bool {
@@ -116,27 +127,34 @@ impl ReadTarget {
         names.join("|")
     }
 
-    /// The store the engine reads: the tenant's own (an empty one if it
-    /// never wrote), or the federation of all of them.
-    pub fn queryable(&self) -> Arc<dyn Queryable> {
+    /// Runs `read` over the store the engine reads: the tenant's own (an
+    /// empty one if it never wrote), or the federation of all of them; each
+    /// tenant's part under that tenant's query limits (lookback, fetched
+    /// series and bytes), as each tenant's querier in Mimir.
+    pub fn read<T>(&self, now_ms: i64, read: impl FnOnce(&dyn Queryable) -> T) -> T {
+        let limited: Vec<LimitedQueryable<'_>> = self
+            .members
+            .iter()
+            .map(|(_, db, limits)| {
+                let store: &dyn Queryable = match db {
+                    Some(db) => db.as_ref(),
+                    None => &EmptyQueryable,
+                };
+                LimitedQueryable::new(store, limits, now_ms)
+            })
+            .collect();
         if !self.is_federated() {
-            return match self.members.first() {
-                Some((_, Some(db))) => Arc::clone(db) as Arc<dyn Queryable>,
-                _ => Arc::new(EmptyQueryable),
+            return match limited.first() {
+                Some(single) => read(single),
+                None => read(&EmptyQueryable),
             };
         }
         let members = self
-            .members
-            .iter()
-            .map(|(tenant, db)| {
-                let queryable: Arc<dyn Queryable> = match db {
-                    Some(db) => Arc::clone(db) as Arc<dyn Queryable>,
-                    None => Arc::new(EmptyQueryable),
-                };
-                (tenant.clone(), queryable)
-            })
+            .tenants()
+            .cloned()
+            .zip(limited.iter().map(|q| q as &dyn Queryable))
             .collect();
-        Arc::new(FederatedQueryable::new(members))
+        read(&FederatedQueryable::new(members))
     }
 
     /// Exemplars of the series matching any of the sets, each series once,
@@ -154,7 +172,7 @@ impl ReadTarget {
                 ((0..self.members.len()).collect(), matchers.clone())
             };
             for index in chosen {
-                let (tenant, db) = &self.members[index];
+                let (tenant, db, _) = &self.members[index];
                 let Some(db) = db else { continue };
                 for (labels, exemplars) in db.exemplars(&forwarded, range) {
                     let labels = if self.is_federated() {
@@ -174,7 +192,7 @@ impl ReadTarget {
     /// `mergeMetadataSupplier`), differing ones each appear.
     pub fn metadata(&self) -> Vec<MetricMetadata> {
         let mut out: Vec<MetricMetadata> = Vec::new();
-        for (_, db) in &self.members {
+        for (_, db, _) in &self.members {
             if let Some(db) = db {
                 out.extend(db.metadata());
             }
@@ -194,23 +212,23 @@ impl ReadTarget {
 }
 
 /// One tenant of a federation and its store.
-type Member = (TenantId, Arc<dyn Queryable>);
+type Member<'a> = (TenantId, &'a dyn Queryable);
 
 /// Several tenants' stores read as one, each series labelled with its tenant.
-pub struct FederatedQueryable {
+pub struct FederatedQueryable<'a> {
     /// Sorted by tenant.
-    members: Vec<Member>,
+    members: Vec<Member<'a>>,
 }
 
-impl FederatedQueryable {
-    pub fn new(mut members: Vec<Member>) -> FederatedQueryable {
+impl<'a> FederatedQueryable<'a> {
+    pub fn new(mut members: Vec<Member<'a>>) -> FederatedQueryable<'a> {
         members.sort_by(|a, b| a.0.cmp(&b.0));
         members.dedup_by(|a, b| a.0 == b.0);
         FederatedQueryable { members }
     }
 
     /// The members the matchers choose, and the matchers to pass to them.
-    fn choose(&self, matchers: &[Matcher]) -> (Vec<&Member>, Vec<Matcher>) {
+    fn choose(&self, matchers: &[Matcher]) -> (Vec<&Member<'a>>, Vec<Matcher>) {
         let (chosen, forwarded) =
             split_tenant_matchers(self.members.iter().map(|(tenant, _)| tenant), matchers);
         (
@@ -220,7 +238,7 @@ impl FederatedQueryable {
     }
 }
 
-impl Queryable for FederatedQueryable {
+impl Queryable for FederatedQueryable<'_> {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
         let (chosen, forwarded) = self.choose(matchers);
         let mut out = Vec::new();
@@ -373,7 +391,7 @@ mod tests {
         }
     }
 
-    fn federation() -> FederatedQueryable {
+    fn federation() -> FederatedQueryable<'static> {
         let a = Fixed(vec![
             Labels::from_pairs(&[("__name__", "up"), ("job", "a-job")]),
             Labels::from_pairs(&[("__name__", "up"), ("__tenant_id__", "stored")]),
@@ -383,10 +401,11 @@ mod tests {
             ("job", "b-job"),
         ])]);
         let c = Fixed(vec![]);
+        let leak = |f: Fixed| -> &'static dyn Queryable { Box::leak(Box::new(f)) };
         FederatedQueryable::new(vec![
-            (TenantId::new("b").unwrap(), Arc::new(b)),
-            (TenantId::new("a").unwrap(), Arc::new(a)),
-            (TenantId::new("c").unwrap(), Arc::new(c)),
+            (TenantId::new("b").unwrap(), leak(b)),
+            (TenantId::new("a").unwrap(), leak(a)),
+            (TenantId::new("c").unwrap(), leak(c)),
         ])
     }
 

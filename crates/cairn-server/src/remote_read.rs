@@ -8,7 +8,8 @@
 //! a stream of `ChunkedReadResponse` frames of Prometheus XOR chunks
 //! (`STREAMED_XOR_CHUNKS`), whichever comes first in the client's
 //! `accepted_response_types` (empty means `SAMPLES`). Errors are plain text,
-//! as Prometheus's handler writes them.
+//! as Prometheus's handler writes them. The tenant's query limits
+//! ([`crate::limits::query`]) apply to the whole request (422 when reached).
 //!
 //! A stream frame is `uvarint(len) | crc32c(message), big-endian | message`,
 //! one series per message (`storage/remote/chunked.go`); chunks hold at most
@@ -43,9 +44,12 @@ pub(crate) async fn read(
     let request = decode_read_request(&body, max_decompressed)?;
     let response_type = negotiate(&request.accepted_response_types)?;
     let sample_limit = state.engine.options().max_samples;
+    let now = now_ms();
     if response_type == ResponseType::StreamedXorChunks {
         let body = run_read(&state, target, move |target| {
-            streamed::frames(target.queryable().as_ref(), &request, sample_limit)
+            target.read(now, |queryable| {
+                streamed::frames(queryable, &request, sample_limit)
+            })
         })
         .await
         .map_err(schedule_error)??;
@@ -57,7 +61,7 @@ pub(crate) async fn read(
             .into_response());
     }
     let encoded = run_read(&state, target, move |target| {
-        let response = answer(target.queryable().as_ref(), &request, sample_limit)?;
+        let response = target.read(now, |queryable| answer(queryable, &request, sample_limit))?;
         snap::raw::Encoder::new()
             .compress_vec(&response.encode_to_vec())
             .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
@@ -83,6 +87,12 @@ fn schedule_error(err: ScheduleError) -> WriteApiError {
         ScheduleError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     };
     WriteApiError::new(status, err.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn bad_request(message: impl Into<String>) -> WriteApiError {
@@ -174,8 +184,14 @@ fn select(
         .map(convert_matcher)
         .collect::<Result<Vec<Matcher>, WriteApiError>>()?;
     let range = TimeRange::new(query.start_timestamp_ms, query.end_timestamp_ms);
-    db.select(&matchers, range)
-        .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    db.select(&matchers, range).map_err(|e| {
+        // A per-tenant query limit is the client's to fix, as on the query API.
+        let status = match e {
+            cairn_model::StorageError::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        WriteApiError::new(status, e.to_string())
+    })
 }
 
 fn convert_matcher(m: &prompb::LabelMatcher) -> Result<Matcher, WriteApiError> {

@@ -62,6 +62,7 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
     let tenant_api = Router::new()
         .route("/api/v1/push", post(push::push))
         .route("/runtime_config", get(limits::runtime_config))
+        .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
         .layer(middleware::from_fn_with_state(

@@ -34,6 +34,7 @@ use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::federation::ReadTarget;
+use crate::limits::query as query_limits;
 use params::{parse_duration, parse_time, Params};
 
 /// Prometheus's limit on points per series in a range query.
@@ -50,9 +51,13 @@ pub(crate) async fn instant_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
-    let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
-        engine.instant_query(queryable, &expr, time, opts)
-    })
+    let result = evaluate(
+        &state,
+        &headers,
+        options,
+        None,
+        move |engine, queryable, opts| engine.instant_query(queryable, &expr, time, opts),
+    )
     .await?;
     Ok(success(result, &output, started.elapsed()))
 }
@@ -90,9 +95,14 @@ pub(crate) async fn range_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
-    let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
-        engine.range_query(queryable, &expr, start, end, step, opts)
-    })
+    let range = Some((start, end));
+    let result = evaluate(
+        &state,
+        &headers,
+        options,
+        range,
+        move |engine, queryable, opts| engine.range_query(queryable, &expr, start, end, step, opts),
+    )
     .await?;
     Ok(success(result, &output, started.elapsed()))
 }
@@ -121,10 +131,13 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Runs a query on the tenant's data under the tenant's query limits
+/// (`range`: a range query's start and end, for the length limits).
 async fn evaluate<F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     mut options: QueryOptions,
+    range: Option<(i64, i64)>,
     run: F,
 ) -> Result<QueryResult, ApiError>
 where
@@ -137,13 +150,20 @@ where
         + 'static,
 {
     let target = ReadTarget::from_request(state, headers)?;
+    for limits in target.limits() {
+        if let Some((start, end)) = range {
+            query_limits::check_query_length(limits, start, end)?;
+        }
+        options.timeout = query_limits::query_timeout(limits, options.timeout);
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     let guard = CancelOnDrop(cancel);
     let engine_state = Arc::clone(state);
     let outcome = scheduler::run_read(state, target, move |target| {
-        let queryable = target.queryable();
-        run(&engine_state.engine, queryable.as_ref(), &options)
+        target.read(now_ms(), |queryable| {
+            run(&engine_state.engine, queryable, &options)
+        })
     })
     .await?;
     // Raising the flag after the query finished is harmless.
@@ -158,7 +178,7 @@ fn query_error(err: QueryError) -> ApiError {
         QueryError::BadData(message) => ApiError::invalid_param("query", message),
         QueryError::Storage(storage) => {
             let error_type = match storage {
-                StorageError::TooManySeries { .. } => "execution",
+                StorageError::TooManySeries { .. } | StorageError::LimitExceeded(_) => "execution",
                 _ => "internal",
             };
             ApiError {
@@ -414,7 +434,8 @@ pub(crate) fn selector_matchers(
 }
 
 /// Runs a storage read for the request's tenant (or federated tenants) on
-/// the query workers. A tenant that has never written reads as an empty store.
+/// the query workers, under each tenant's query limits. A tenant that has
+/// never written reads as an empty store.
 pub(crate) async fn run_on_tenant<T, F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -425,11 +446,9 @@ where
     F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
 {
     let target = ReadTarget::from_request(state, headers)?;
-    scheduler::run_read(state, target, move |target| {
-        read(target.queryable().as_ref())
-    })
-    .await?
-    .map_err(|e| query_error(QueryError::Storage(e)))
+    scheduler::run_read(state, target, move |target| target.read(now_ms(), read))
+        .await?
+        .map_err(|e| query_error(QueryError::Storage(e)))
 }
 
 /// `{"status":"success","data":<data>}` with `warnings` when there are any.
