@@ -393,3 +393,27 @@ fn federation_is_off_by_default_and_the_tenant_count_can_be_capped() {
         "{body}"
     );
 }
+
+#[test]
+fn each_tenant_of_a_federated_query_reads_under_its_own_limits() {
+    // One series per query and tenant: a has two `up` series, b one.
+    let f = fixture(
+        "tenancy:\n  federation_enabled: true\nlimits:\n  max_fetched_series_per_query: 1\n",
+    );
+    // One series from each tenant: each is within its own limit.
+    assert_eq!(instant(&f, "a|b", r#"up{job="api"}"#).len(), 2);
+    assert_eq!(instant(&f, "a|b", r#"up{__tenant_id__="b"}"#).len(), 1);
+    let (status, body) = f.cairn.get_json(
+        Some("a|b"),
+        "/api/v1/query",
+        &[("query", "up"), ("time", &time(&f))],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("maximum number of series (limit: 1 series)"),
+        "{body}"
+    );
+}
