@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::{AuthOptions, Authenticator};
 use crate::limits::{IngestionRateLimiter, Limits, Overrides, RuntimeConfigOptions};
 use crate::metrics::Metrics;
+use crate::query::scheduler::{QueryScheduler, SchedulerOptions};
 use crate::router;
 use crate::tenant::TenancyOptions;
 use crate::tls::{TlsOptions, TlsReloader};
@@ -35,6 +36,8 @@ pub struct ServerOptions {
     /// The per-tenant overrides file and how often it is re-read.
     pub runtime_config: RuntimeConfigOptions,
     pub engine: EngineOptions,
+    /// Query workers and per-tenant queues.
+    pub scheduler: SchedulerOptions,
 }
 
 /// State shared by every handler.
@@ -46,6 +49,8 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
+    /// Where every storage read waits for its turn and runs.
+    pub scheduler: QueryScheduler,
     /// Per-tenant limits in force (defaults plus runtime overrides).
     pub overrides: Arc<Overrides>,
     /// Per-tenant ingestion token buckets.
@@ -82,11 +87,14 @@ impl Server {
                 source,
             })?;
         let store = Arc::new(OnceLock::new());
+        let scheduler = QueryScheduler::new(&options.scheduler);
         let mut metrics = Metrics::new(Arc::clone(&store), options.data_dir.clone());
         metrics.register_collector(overrides.collector());
+        scheduler.register_metrics(metrics.registry_mut());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
             metrics,
+            scheduler,
             store,
             auth: Arc::new(auth),
             overrides,

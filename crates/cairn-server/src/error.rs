@@ -60,6 +60,8 @@ impl ApiError {
             "not_acceptable" => 406,
             "unauthorized" => 401,
             "forbidden" => 403,
+            // Mimir's `apierror.TypeTooManyRequests` (a full query queue).
+            "too_many_requests" => 429,
             _ => 500,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

@@ -10,11 +10,14 @@
 //!   [`cairn_model::TenantId`] the caller may use (401/403 otherwise).
 //! - [`tls`] serves HTTPS (rustls, certificate reloaded on change, optional
 //!   mTLS, HTTP/2 and HTTP/1.1).
+//! - [`federation`] is what a read sees: one tenant's store, or several
+//!   tenants merged with a `__tenant_id__` label (`X-Scope-OrgID: a|b`).
 //! - [`push`] is the remote-write endpoint: size-capped body, decode,
 //!   validate, append to the tenant's WAL and head, answer.
 //! - [`query`] is the Prometheus HTTP read API (query, query_range, series,
 //!   labels, label values, metadata, exemplars, status) with Prometheus's
-//!   parameter rules and JSON envelope.
+//!   parameter rules and JSON envelope; its [`query::scheduler`] runs every
+//!   storage read on bounded workers, tenants served round-robin.
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
@@ -29,6 +32,7 @@
 pub mod auth;
 mod cardinality;
 pub mod error;
+pub mod federation;
 pub mod limits;
 pub mod metrics;
 pub mod push;

@@ -1,5 +1,6 @@
 //! `POST /api/v1/read`: Prometheus remote read (`storage/remote/read_handler.go`),
-//! so a Prometheus with a `remote_read` block can query a tenant's data.
+//! so a Prometheus with a `remote_read` block can query a tenant's data (or,
+//! with federation, several tenants' with `__tenant_id__`).
 //!
 //! The body is a snappy-compressed `ReadRequest`; each query's matchers and
 //! time range select raw samples (staleness markers included), answered as
@@ -28,10 +29,9 @@ use cairn_model::{MatchOp, Matcher, Queryable, TimeRange};
 use prost::Message;
 
 use crate::app::AppState;
-use crate::auth::AuthContext;
 use crate::error::WriteApiError;
-use crate::limits::query::LimitedQueryable;
-use crate::tenant;
+use crate::federation::ReadTarget;
+use crate::query::scheduler::{run_read, ScheduleError};
 
 /// `POST /api/v1/read`.
 pub(crate) async fn read(
@@ -39,30 +39,20 @@ pub(crate) async fn read(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WriteApiError> {
-    let tenant = tenant::read_tenant(&AuthContext::current(), &headers)?;
-    let store = state.store.get().cloned().ok_or_else(|| {
-        WriteApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage is still starting (replaying the write-ahead log)",
-        )
-    })?;
+    let target = ReadTarget::from_request(&state, &headers)?;
     let max_decompressed = state.options.decode_limits.max_decompressed_bytes;
     let request = decode_read_request(&body, max_decompressed)?;
     let response_type = negotiate(&request.accepted_response_types)?;
     let sample_limit = state.engine.options().max_samples;
-    let limits = state.overrides.for_tenant(&tenant);
     let now = now_ms();
     if response_type == ResponseType::StreamedXorChunks {
-        let body = tokio::task::spawn_blocking(move || match store.get(&tenant) {
-            Some(db) => streamed::frames(
-                &LimitedQueryable::new(db.as_ref(), &limits, now),
-                &request,
-                sample_limit,
-            ),
-            None => Ok(Vec::new()),
+        let body = run_read(&state, target, move |target| {
+            target.read(now, |queryable| {
+                streamed::frames(queryable, &request, sample_limit)
+            })
         })
         .await
-        .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        .map_err(schedule_error)??;
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, streamed::CONTENT_TYPE)],
@@ -70,23 +60,14 @@ pub(crate) async fn read(
         )
             .into_response());
     }
-    let encoded = tokio::task::spawn_blocking(move || {
-        let response = match store.get(&tenant) {
-            Some(db) => answer(
-                &LimitedQueryable::new(db.as_ref(), &limits, now),
-                &request,
-                sample_limit,
-            )?,
-            None => ReadResponse {
-                results: vec![prompb::QueryResult::default(); request.queries.len()],
-            },
-        };
+    let encoded = run_read(&state, target, move |target| {
+        let response = target.read(now, |queryable| answer(queryable, &request, sample_limit))?;
         snap::raw::Encoder::new()
             .compress_vec(&response.encode_to_vec())
             .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
     .await
-    .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(schedule_error)??;
     Ok((
         StatusCode::OK,
         [
@@ -96,6 +77,16 @@ pub(crate) async fn read(
         encoded,
     )
         .into_response())
+}
+
+/// A full queue is 429, as Mimir answers; the text is plain, as every
+/// remote-read error.
+fn schedule_error(err: ScheduleError) -> WriteApiError {
+    let status = match err {
+        ScheduleError::TooManyOutstanding => StatusCode::TOO_MANY_REQUESTS,
+        ScheduleError::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    WriteApiError::new(status, err.to_string())
 }
 
 fn now_ms() -> i64 {

@@ -14,6 +14,11 @@
 //!    cannot tell the two apart, and answers `no org id`).
 //! 3. No header, basic auth with `auth.user_as_tenant`: the user name.
 //! 4. Otherwise 401 `no org id`.
+//!
+//! Reads may name several tenants joined by `|` when tenant federation is on
+//! (Mimir's `-tenant-federation.enabled`, off by default): [`read_tenants`]
+//! validates and authorises each one separately. With federation off, `|` is
+//! an unsupported tenant character (400), as on writes.
 
 use axum::http::{HeaderMap, StatusCode};
 use cairn_model::{TenantId, TenantIdError};
@@ -29,6 +34,11 @@ pub struct TenancyOptions {
     /// When false every request belongs to `no_auth_tenant`.
     pub multitenancy_enabled: bool,
     pub no_auth_tenant: String,
+    /// Reads may name several tenants (`a|b`); off by default, as in Mimir.
+    pub federation_enabled: bool,
+    /// Most tenants one federated read may name; 0 = no limit (Mimir's
+    /// `-tenant-federation.max-tenants`, default 0).
+    pub federation_max_tenants: usize,
 }
 
 impl Default for TenancyOptions {
@@ -36,6 +46,8 @@ impl Default for TenancyOptions {
         TenancyOptions {
             multitenancy_enabled: true,
             no_auth_tenant: "anonymous".to_string(),
+            federation_enabled: false,
+            federation_max_tenants: 0,
         }
     }
 }
@@ -56,6 +68,12 @@ pub enum TenantError {
     /// The request did not pass through the authentication layer (401).
     #[error("unauthorized (err-cairn-unauthorized)")]
     Unauthenticated,
+    /// A federated tenant list with an empty member (`a||b`, `a|`) (400).
+    #[error("tenant ID list '{0}' contains an empty tenant ID")]
+    EmptyInList(String),
+    /// A federated read names more tenants than allowed (400).
+    #[error("too many tenant IDs present in the request: {actual} (limit: {limit}) (err-cairn-federation-max-tenants)")]
+    TooManyTenants { actual: usize, limit: usize },
 }
 
 /// The single tenant of a write request. Several tenants (`a|b`) are refused
@@ -64,8 +82,8 @@ pub fn write_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId,
     resolve(auth, headers, Right::Write)
 }
 
-/// The tenant of a read request. Tenant federation (`a|b`) is a later
-/// feature; until then a read names exactly one tenant, as for writes.
+/// The single tenant of a read request (`a|b` refused, as for writes); for
+/// endpoints that do not federate.
 pub fn read_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, TenantError> {
     resolve(auth, headers, Right::Read)
 }
@@ -77,17 +95,39 @@ pub fn admin_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId,
     named_tenant(auth, headers)
 }
 
+/// The tenants of a read request: one, or with federation on, every tenant
+/// of `a|b|c`, sorted and de-duplicated (dskit's `TenantIDsFromOrgID`). Each
+/// is validated and authorised on its own; the first refused one (in sorted
+/// order) is named in the 403.
+pub fn read_tenants(auth: &AuthContext, headers: &HeaderMap) -> Result<Vec<TenantId>, TenantError> {
+    let federated = auth.tenancy.federation_enabled
+        && auth.tenancy.multitenancy_enabled
+        && auth.authenticated
+        && header_tenant(headers)?.is_some_and(|value| value.contains('|'));
+    if !federated {
+        return resolve(auth, headers, Right::Read).map(|tenant| vec![tenant]);
+    }
+    let value = header_tenant(headers)?.unwrap_or_default();
+    if value.split('|').any(|part| part.is_empty()) {
+        return Err(TenantError::EmptyInList(value));
+    }
+    let tenants = cairn_model::parse_tenant_ids(&value)?;
+    let limit = auth.tenancy.federation_max_tenants;
+    if limit > 0 && tenants.len() > limit {
+        return Err(TenantError::TooManyTenants {
+            actual: tenants.len(),
+            limit,
+        });
+    }
+    for tenant in &tenants {
+        authorise(auth, tenant, Right::Read)?;
+    }
+    Ok(tenants)
+}
+
 fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<TenantId, TenantError> {
     let tenant = named_tenant(auth, headers)?;
-    if let Some(user) = &auth.user {
-        if !user.may(right, tenant.as_str()) {
-            return Err(TenantError::Forbidden {
-                user: user.name.clone(),
-                tenant: tenant.as_str().to_string(),
-                right,
-            });
-        }
-    }
+    authorise(auth, &tenant, right)?;
     Ok(tenant)
 }
 
@@ -108,6 +148,20 @@ fn named_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, Ten
         }
     };
     Ok(tenant)
+}
+
+/// 403 unless the authenticated user (if any) may use `tenant` this way.
+fn authorise(auth: &AuthContext, tenant: &TenantId, right: Right) -> Result<(), TenantError> {
+    if let Some(user) = &auth.user {
+        if !user.may(right, tenant.as_str()) {
+            return Err(TenantError::Forbidden {
+                user: user.name.clone(),
+                tenant: tenant.as_str().to_string(),
+                right,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The trimmed `X-Scope-OrgID` value; `None` when absent or empty.
@@ -132,6 +186,9 @@ impl From<TenantError> for ApiError {
     fn from(err: TenantError) -> ApiError {
         match err {
             TenantError::Invalid(invalid) => ApiError::from(invalid),
+            TenantError::TooManyTenants { .. } | TenantError::EmptyInList(_) => {
+                ApiError::bad_data(err.to_string())
+            }
             TenantError::Forbidden { .. } => ApiError {
                 error_type: "forbidden",
                 message: err.to_string(),
@@ -148,6 +205,9 @@ impl From<TenantError> for WriteApiError {
     fn from(err: TenantError) -> WriteApiError {
         match err {
             TenantError::Invalid(invalid) => WriteApiError::from(invalid),
+            TenantError::TooManyTenants { .. } | TenantError::EmptyInList(_) => {
+                WriteApiError::new(StatusCode::BAD_REQUEST, err.to_string())
+            }
             TenantError::Forbidden { .. } => {
                 WriteApiError::new(StatusCode::FORBIDDEN, err.to_string())
             }
@@ -193,6 +253,7 @@ mod tests {
         let options = TenancyOptions {
             multitenancy_enabled: false,
             no_auth_tenant: "anonymous".into(),
+            ..TenancyOptions::default()
         };
         let tenant = write_tenant(&AuthContext::anonymous(options), &headers("other")).unwrap();
         assert_eq!(tenant.as_str(), "anonymous");
@@ -260,6 +321,71 @@ mod tests {
             write_tenant(&hostile, &HeaderMap::new()),
             Err(TenantError::Invalid(_))
         ));
+    }
+
+    fn federated(mut context: AuthContext) -> AuthContext {
+        let mut tenancy = (*context.tenancy).clone();
+        tenancy.federation_enabled = true;
+        tenancy.federation_max_tenants = 3;
+        context.tenancy = std::sync::Arc::new(tenancy);
+        context
+    }
+
+    fn names(tenants: &[TenantId]) -> Vec<&str> {
+        tenants.iter().map(TenantId::as_str).collect()
+    }
+
+    #[test]
+    fn federation_off_refuses_several_tenants_on_reads() {
+        let err = read_tenants(&none(), &headers("a|b")).unwrap_err();
+        assert!(matches!(
+            err,
+            TenantError::Invalid(TenantIdError::UnsupportedCharacter { character: '|', .. })
+        ));
+        assert_eq!(names(&read_tenants(&none(), &headers("a")).unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn federation_sorts_dedupes_validates_and_caps_the_list() {
+        let on = federated(none());
+        assert_eq!(
+            names(&read_tenants(&on, &headers("b|a|b")).unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(names(&read_tenants(&on, &headers("a|a")).unwrap()), ["a"]);
+        assert!(matches!(
+            read_tenants(&on, &headers("a|../x")),
+            Err(TenantError::Invalid(
+                TenantIdError::UnsupportedCharacter { .. }
+            ))
+        ));
+        assert!(matches!(
+            read_tenants(&on, &headers("a|..")),
+            Err(TenantError::Invalid(TenantIdError::DotOrDotDot))
+        ));
+        for empty in ["a||b", "a|", "|a"] {
+            let err = read_tenants(&on, &headers(empty)).unwrap_err();
+            assert!(matches!(err, TenantError::EmptyInList(_)), "{empty}");
+            assert_eq!(ApiError::from(err).status(), StatusCode::BAD_REQUEST);
+        }
+        let err = read_tenants(&on, &headers("a|b|c|d")).unwrap_err();
+        assert_eq!(ApiError::from(err).status(), StatusCode::BAD_REQUEST);
+        // Writes never federate.
+        assert!(write_tenant(&on, &headers("a|b")).is_err());
+    }
+
+    #[test]
+    fn every_federated_tenant_is_authorised_and_the_first_refused_is_named() {
+        let reader = federated(user("r", &["a", "c"], &[], false));
+        assert_eq!(
+            names(&read_tenants(&reader, &headers("c|a")).unwrap()),
+            ["a", "c"]
+        );
+        let err = read_tenants(&reader, &headers("c|b|a")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user 'r' may not read tenant 'b' (err-cairn-tenant-forbidden)"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use cairn_promql::EngineOptions;
 use cairn_server::auth::{AuthMode, AuthOptions};
 pub use cairn_server::limits::PromDuration;
 use cairn_server::limits::{Limits, RuntimeConfigOptions};
+use cairn_server::query::scheduler::SchedulerOptions;
 use cairn_server::tenant::TenancyOptions;
 use cairn_server::tls::TlsOptions;
 use cairn_server::ServerOptions;
@@ -244,6 +245,8 @@ impl Default for StorageConfig {
 pub struct TenancyConfig {
     pub multitenancy_enabled: bool,
     pub no_auth_tenant: String,
+    pub federation_enabled: bool,
+    pub federation_max_tenants: usize,
 }
 
 impl Default for TenancyConfig {
@@ -252,6 +255,8 @@ impl Default for TenancyConfig {
         TenancyConfig {
             multitenancy_enabled: tenancy.multitenancy_enabled,
             no_auth_tenant: tenancy.no_auth_tenant,
+            federation_enabled: tenancy.federation_enabled,
+            federation_max_tenants: tenancy.federation_max_tenants,
         }
     }
 }
@@ -296,6 +301,8 @@ pub struct QuerierConfig {
     pub lookback_delta: PromDuration,
     pub timeout: PromDuration,
     pub max_samples: usize,
+    pub max_concurrent: usize,
+    pub max_outstanding_requests_per_tenant: usize,
 }
 
 impl Default for QuerierConfig {
@@ -305,6 +312,9 @@ impl Default for QuerierConfig {
             lookback_delta: PromDuration(engine.lookback_delta_ms),
             timeout: PromDuration(engine.default_timeout.as_millis() as i64),
             max_samples: engine.max_samples,
+            max_concurrent: 0,
+            max_outstanding_requests_per_tenant: SchedulerOptions::default()
+                .max_outstanding_per_tenant,
         }
     }
 }
@@ -350,6 +360,8 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("tenancy", "how requests map to tenants"),
     ("tenancy.multitenancy_enabled", "true: tenant from the X-Scope-OrgID header; false: every request belongs to no_auth_tenant"),
     ("tenancy.no_auth_tenant", "tenant used when multi-tenancy is disabled"),
+    ("tenancy.federation_enabled", "reads may name several tenants as X-Scope-OrgID: a|b; each series then carries __tenant_id__ (Mimir's tenant_federation.enabled)"),
+    ("tenancy.federation_max_tenants", "most tenants one federated read may name; 0: no limit"),
     ("auth", "authentication (see docs/auth.md)"),
     ("auth.mode", "none: X-Scope-OrgID is trusted; basic: HTTP basic auth against users_file, whose users list the tenants they may read and write"),
     ("auth.users_file", "YAML users file with argon2id password hashes (cairn users add writes it); reloaded when it changes"),
@@ -386,6 +398,8 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("querier.lookback_delta", "how far back an instant selector looks for the latest sample"),
     ("querier.timeout", "query timeout when the request sets none"),
     ("querier.max_samples", "most samples one query may hold in memory"),
+    ("querier.max_concurrent", "query worker threads: storage reads evaluated at once across all tenants; 0: CPU cores + 1. One tenant may use all but one"),
+    ("querier.max_outstanding_requests_per_tenant", "reads one tenant may have waiting for a worker; more get 429 (Mimir's query_scheduler.max_outstanding_requests_per_tenant)"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -457,6 +471,9 @@ impl Config {
         if self.querier.lookback_delta.0 <= 0 || self.querier.timeout.0 <= 0 {
             return invalid("querier.lookback_delta and querier.timeout must be positive".into());
         }
+        if self.querier.max_outstanding_requests_per_tenant == 0 {
+            return invalid("querier.max_outstanding_requests_per_tenant must be positive".into());
+        }
         if self.auth.mode == AuthMode::Basic && self.auth.users_file.is_empty() {
             return invalid("auth.mode basic needs auth.users_file".into());
         }
@@ -514,6 +531,8 @@ impl Config {
             tenancy: TenancyOptions {
                 multitenancy_enabled: self.tenancy.multitenancy_enabled,
                 no_auth_tenant: self.tenancy.no_auth_tenant.clone(),
+                federation_enabled: self.tenancy.federation_enabled,
+                federation_max_tenants: self.tenancy.federation_max_tenants,
             },
             auth: AuthOptions {
                 mode: self.auth.mode,
@@ -545,6 +564,13 @@ impl Config {
                 lookback_delta_ms: self.querier.lookback_delta.0,
                 max_samples: self.querier.max_samples,
                 default_timeout: std::time::Duration::from_millis(self.querier.timeout.0 as u64),
+            },
+            scheduler: SchedulerOptions {
+                max_concurrent: match self.querier.max_concurrent {
+                    0 => SchedulerOptions::default_max_concurrent(),
+                    n => n,
+                },
+                max_outstanding_per_tenant: self.querier.max_outstanding_requests_per_tenant,
             },
         })
     }

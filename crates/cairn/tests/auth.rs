@@ -470,3 +470,65 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn federated_reads_authorise_every_tenant_separately() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    std::fs::write(
+        &users,
+        users_yaml(&[
+            ("reader-ac", "pw", &["a", "c"], &[]),
+            ("admin", "pw-admin", &["*"], &["*"]),
+        ]),
+    )
+    .unwrap();
+    let config = format!(
+        "{}tenancy:\n  federation_enabled: true\n",
+        basic_config(&users, false)
+    );
+    let cairn = Cairn::start(&dir.path().join("data"), &config);
+    let reader = Some(("reader-ac", "pw"));
+    for path in [
+        "/api/v1/query",
+        "/prometheus/api/v1/series",
+        "/api/v1/labels",
+    ] {
+        for allowed in ["a|c", "c|a", "a|a"] {
+            let call = Call {
+                user: reader,
+                tenant: Some(allowed),
+            };
+            assert_eq!(query(&cairn, path, call).0, 200, "{path} {allowed}");
+        }
+        // The first tenant of the sorted list the user lacks is named.
+        let (status, body) = query(
+            &cairn,
+            path,
+            Call {
+                user: reader,
+                tenant: Some("c|z|b|a"),
+            },
+        );
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(
+            body,
+            "user 'reader-ac' may not read tenant 'b' (err-cairn-tenant-forbidden)"
+        );
+    }
+    let admin = Some(("admin", "pw-admin"));
+    let call = Call {
+        user: admin,
+        tenant: Some("a|b|z"),
+    };
+    assert_eq!(query(&cairn, "/api/v1/query", call).0, 200);
+    // Writes never federate, whoever asks.
+    let (status, body, _) = push(
+        &cairn,
+        Call {
+            user: admin,
+            tenant: Some("a|b"),
+        },
+    );
+    assert_eq!(status, 400, "{body}");
+}

@@ -1,9 +1,12 @@
 //! Tenant isolation: tenant `b` sees nothing of tenant `a` through any read
 //! endpoint (one test per endpoint in `router.rs`), with any matcher,
 //! including `{__tenant_id__="a"}` sent as `b`; each test first checks that
-//! `a` itself does see its data, so an empty answer is not vacuous. Hostile
-//! tenant IDs are refused with 400 (401 when empty) and create nothing on
-//! disk.
+//! `a` itself does see its data, so an empty answer is not vacuous. Every
+//! test runs twice: without federation (`b` reads as `b`) and with it (`b`
+//! reads as `b|c`, `a` as `a|c`, tenant `c` holding data of its own, including
+//! a stored `__tenant_id__="a"` label). Hostile tenant IDs, alone or inside a
+//! federated list, are refused with 400 (401 when empty) and create nothing
+//! on disk.
 
 mod support;
 
@@ -18,11 +21,25 @@ struct Fixture {
     _dir: tempfile::TempDir,
     cairn: Cairn,
     base: i64,
+    /// The `X-Scope-OrgID` that reads tenant a's data (`a`, or `a|c`).
+    reader_a: &'static str,
+    /// The `X-Scope-OrgID` of the tenant that must see nothing of a's.
+    reader_b: &'static str,
 }
 
-fn fixture() -> Fixture {
+/// Without federation, then with it.
+fn fixtures() -> [Fixture; 2] {
+    [fixture(false), fixture(true)]
+}
+
+fn fixture(federation: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let cairn = Cairn::start(&dir.path().join("data"), "");
+    let config = if federation {
+        "tenancy:\n  federation_enabled: true\n"
+    } else {
+        ""
+    };
+    let cairn = Cairn::start(&dir.path().join("data"), config);
     let base = now_minute_ms() - 5 * 60_000;
     let samples: Vec<(i64, f64)> = (0..5).map(|i| (base + i * 15_000, i as f64)).collect();
     let mut secret = series(
@@ -57,10 +74,25 @@ fn fixture() -> Fixture {
         unit: String::new(),
     });
     assert_eq!(cairn.push(Some("b"), &other).0, 200);
+    if federation {
+        // c's own data, with a stored label that claims to be tenant a.
+        let impostor = support::write_request(vec![series(
+            &[
+                ("__name__", "c_metric"),
+                ("__tenant_id__", "a"),
+                ("job", "c_job"),
+            ],
+            &samples,
+        )]);
+        let (status, body) = cairn.push(Some("c"), &impostor);
+        assert_eq!(status, 200, "{body}");
+    }
     Fixture {
         _dir: dir,
         cairn,
         base,
+        reader_a: if federation { "a|c" } else { "a" },
+        reader_b: if federation { "b|c" } else { "b" },
     }
 }
 
@@ -73,6 +105,9 @@ const SELECTORS: &[&str] = &[
     "secret_metric_a",
     r#"{secret_label="secret_value"}"#,
     r#"{job=~"secret.*"}"#,
+    r#"{__tenant_id__=~"a|b|c",__name__=~".+"}"#,
+    r#"{original___tenant_id__=~".*",__name__=~".+"}"#,
+    r#"{__tenant_id__!="b",__name__=~".+"}"#,
 ];
 
 /// GETs and POSTs `path` (with and without `/prometheus`) as `tenant`; returns
@@ -101,13 +136,20 @@ fn read_everywhere(
 fn assert_isolated(f: &Fixture, path: &str, param_sets: Vec<Vec<(&str, String)>>) {
     let mut a_saw = false;
     for params in &param_sets {
-        for body in read_everywhere(f, "a", path, params) {
+        for body in read_everywhere(f, f.reader_a, path, params) {
             a_saw |= body.contains(MARKER);
         }
-        for body in read_everywhere(f, "b", path, params) {
+        for body in read_everywhere(f, f.reader_b, path, params) {
             assert!(
                 !body.contains(MARKER),
-                "tenant b saw tenant a's data on {path} {params:?}: {body}"
+                "{} saw tenant a's data on {path} {params:?}: {body}",
+                f.reader_b
+            );
+            // A federated answer labels series with their tenants: never a.
+            assert!(
+                !body.contains(r#""__tenant_id__":"a""#),
+                "{} got a series labelled as tenant a on {path} {params:?}: {body}",
+                f.reader_b
             );
         }
     }
@@ -136,165 +178,173 @@ fn with_matches(f: &Fixture) -> Vec<Vec<(&'static str, String)>> {
 
 #[test]
 fn query_is_isolated() {
-    let f = fixture();
-    let time = ((f.base + 60_000) / 1000).to_string();
-    let mut sets = Vec::new();
-    for selector in SELECTORS {
-        for query in [
-            selector.to_string(),
-            format!("count by (__name__, secret_label, job) ({selector})"),
-            format!("{selector}[5m]"),
-            format!("label_replace({selector}, \"x\", \"$1\", \"__name__\", \"(.*)\")"),
-        ] {
-            sets.push(vec![("query", query), ("time", time.clone())]);
+    for f in fixtures() {
+        let time = ((f.base + 60_000) / 1000).to_string();
+        let mut sets = Vec::new();
+        for selector in SELECTORS {
+            for query in [
+                selector.to_string(),
+                format!("count by (__name__, secret_label, job) ({selector})"),
+                format!("{selector}[5m]"),
+                format!("label_replace({selector}, \"x\", \"$1\", \"__name__\", \"(.*)\")"),
+            ] {
+                sets.push(vec![("query", query), ("time", time.clone())]);
+            }
         }
+        assert_isolated(&f, "/api/v1/query", sets);
     }
-    assert_isolated(&f, "/api/v1/query", sets);
 }
 
 #[test]
 fn query_range_is_isolated() {
-    let f = fixture();
-    let mut sets = Vec::new();
-    for selector in SELECTORS {
-        let mut params = window(&f);
-        params.push(("query", selector.to_string()));
-        params.push(("step", "15".to_string()));
-        sets.push(params);
+    for f in fixtures() {
+        let mut sets = Vec::new();
+        for selector in SELECTORS {
+            let mut params = window(&f);
+            params.push(("query", selector.to_string()));
+            params.push(("step", "15".to_string()));
+            sets.push(params);
+        }
+        assert_isolated(&f, "/api/v1/query_range", sets);
     }
-    assert_isolated(&f, "/api/v1/query_range", sets);
 }
 
 #[test]
 fn series_is_isolated() {
-    let f = fixture();
-    let sets = with_matches(&f).into_iter().skip(1).collect();
-    assert_isolated(&f, "/api/v1/series", sets);
+    for f in fixtures() {
+        let sets = with_matches(&f).into_iter().skip(1).collect();
+        assert_isolated(&f, "/api/v1/series", sets);
+    }
 }
 
 #[test]
 fn labels_are_isolated() {
-    let f = fixture();
-    assert_isolated(&f, "/api/v1/labels", with_matches(&f));
+    for f in fixtures() {
+        assert_isolated(&f, "/api/v1/labels", with_matches(&f));
+    }
 }
 
 #[test]
 fn label_values_are_isolated() {
-    let f = fixture();
-    for name in ["__name__", "secret_label", "job", "__tenant_id__"] {
-        let path = format!("/api/v1/label/{name}/values");
-        let b_sets = with_matches(&f);
-        if name == "__tenant_id__" {
-            // Nothing to see for a either; b must just not learn "a".
-            for params in &b_sets {
-                for body in read_everywhere(&f, "b", &path, params) {
-                    assert!(!body.contains(MARKER), "{path}: {body}");
-                    assert!(!body.contains("\"a\""), "{path}: {body}");
+    for f in fixtures() {
+        for name in ["__name__", "secret_label", "job", "__tenant_id__"] {
+            let path = format!("/api/v1/label/{name}/values");
+            let b_sets = with_matches(&f);
+            if name == "__tenant_id__" {
+                // Nothing to see for a either; b must just not learn "a".
+                for params in &b_sets {
+                    for body in read_everywhere(&f, f.reader_b, &path, params) {
+                        assert!(!body.contains(MARKER), "{path}: {body}");
+                        assert!(!body.contains("\"a\""), "{path}: {body}");
+                    }
                 }
+                continue;
             }
-            continue;
+            assert_isolated(&f, &path, b_sets);
         }
-        assert_isolated(&f, &path, b_sets);
     }
 }
 
 #[test]
 fn metadata_is_isolated() {
-    let f = fixture();
-    let sets = vec![
-        vec![],
-        vec![("metric", "secret_metric_a".to_string())],
-        vec![("limit", "1000".to_string())],
-    ];
-    assert_isolated(&f, "/api/v1/metadata", sets);
+    for f in fixtures() {
+        let sets = vec![
+            vec![],
+            vec![("metric", "secret_metric_a".to_string())],
+            vec![("limit", "1000".to_string())],
+        ];
+        assert_isolated(&f, "/api/v1/metadata", sets);
+    }
 }
 
 #[test]
 fn exemplars_are_isolated() {
-    let f = fixture();
-    let mut sets = Vec::new();
-    for selector in SELECTORS {
-        let mut params = window(&f);
-        params.push(("query", selector.to_string()));
-        sets.push(params);
+    for f in fixtures() {
+        let mut sets = Vec::new();
+        for selector in SELECTORS {
+            let mut params = window(&f);
+            params.push(("query", selector.to_string()));
+            sets.push(params);
+        }
+        assert_isolated(&f, "/api/v1/query_exemplars", sets);
     }
-    assert_isolated(&f, "/api/v1/query_exemplars", sets);
 }
 
 #[test]
 fn remote_read_is_isolated() {
-    let f = fixture();
-    use prompb::label_matcher::Type;
-    let matcher = |r#type: Type, name: &str, value: &str| prompb::LabelMatcher {
-        r#type: r#type as i32,
-        name: name.into(),
-        value: value.into(),
-    };
-    let matcher_sets = vec![
-        vec![matcher(Type::Re, "__name__", ".+")],
-        vec![matcher(Type::Eq, "__tenant_id__", "a")],
-        vec![
-            matcher(Type::Eq, "__tenant_id__", "a"),
-            matcher(Type::Re, "__name__", ".*"),
-        ],
-        vec![matcher(Type::Eq, "__name__", "secret_metric_a")],
-        vec![matcher(Type::Re, "job", "secret.*")],
-    ];
-    let mut a_saw = false;
-    for matchers in matcher_sets {
-        for response_type in [
-            prompb::read_request::ResponseType::Samples,
-            prompb::read_request::ResponseType::StreamedXorChunks,
-        ] {
-            let request = prompb::ReadRequest {
-                queries: vec![prompb::Query {
-                    start_timestamp_ms: f.base - 60_000,
-                    end_timestamp_ms: f.base + 600_000,
-                    matchers: matchers.clone(),
-                    hints: None,
-                }],
-                accepted_response_types: vec![response_type as i32],
-            };
-            let body = snap::raw::Encoder::new()
-                .compress_vec(&request.encode_to_vec())
-                .unwrap();
-            for prefix in ["", "/prometheus"] {
-                for tenant in ["a", "b"] {
-                    let response = f
-                        .cairn
-                        .client()
-                        .post(f.cairn.url(&format!("{prefix}/api/v1/read")))
-                        .header("Content-Type", "application/x-protobuf")
-                        .header("Content-Encoding", "snappy")
-                        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-                        .header("X-Scope-OrgID", tenant)
-                        .body(body.clone())
-                        .send()
-                        .unwrap();
-                    assert_eq!(response.status().as_u16(), 200);
-                    let bytes = response.bytes().unwrap();
-                    // Samples responses are snappy blocks; streamed ones are
-                    // framed raw protobuf. Labels travel as plain bytes in both.
-                    let raw = match response_type {
-                        prompb::read_request::ResponseType::Samples => {
-                            snap::raw::Decoder::new().decompress_vec(&bytes).unwrap()
+    for f in fixtures() {
+        use prompb::label_matcher::Type;
+        let matcher = |r#type: Type, name: &str, value: &str| prompb::LabelMatcher {
+            r#type: r#type as i32,
+            name: name.into(),
+            value: value.into(),
+        };
+        let matcher_sets = vec![
+            vec![matcher(Type::Re, "__name__", ".+")],
+            vec![matcher(Type::Eq, "__tenant_id__", "a")],
+            vec![
+                matcher(Type::Eq, "__tenant_id__", "a"),
+                matcher(Type::Re, "__name__", ".*"),
+            ],
+            vec![matcher(Type::Eq, "__name__", "secret_metric_a")],
+            vec![matcher(Type::Re, "job", "secret.*")],
+        ];
+        let mut a_saw = false;
+        for matchers in matcher_sets {
+            for response_type in [
+                prompb::read_request::ResponseType::Samples,
+                prompb::read_request::ResponseType::StreamedXorChunks,
+            ] {
+                let request = prompb::ReadRequest {
+                    queries: vec![prompb::Query {
+                        start_timestamp_ms: f.base - 60_000,
+                        end_timestamp_ms: f.base + 600_000,
+                        matchers: matchers.clone(),
+                        hints: None,
+                    }],
+                    accepted_response_types: vec![response_type as i32],
+                };
+                let body = snap::raw::Encoder::new()
+                    .compress_vec(&request.encode_to_vec())
+                    .unwrap();
+                for prefix in ["", "/prometheus"] {
+                    for tenant in [f.reader_a, f.reader_b] {
+                        let response = f
+                            .cairn
+                            .client()
+                            .post(f.cairn.url(&format!("{prefix}/api/v1/read")))
+                            .header("Content-Type", "application/x-protobuf")
+                            .header("Content-Encoding", "snappy")
+                            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+                            .header("X-Scope-OrgID", tenant)
+                            .body(body.clone())
+                            .send()
+                            .unwrap();
+                        assert_eq!(response.status().as_u16(), 200);
+                        let bytes = response.bytes().unwrap();
+                        // Samples responses are snappy blocks; streamed ones are
+                        // framed raw protobuf. Labels travel as plain bytes in both.
+                        let raw = match response_type {
+                            prompb::read_request::ResponseType::Samples => {
+                                snap::raw::Decoder::new().decompress_vec(&bytes).unwrap()
+                            }
+                            _ => bytes.to_vec(),
+                        };
+                        let seen = raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes());
+                        if tenant == f.reader_a {
+                            a_saw |= seen;
+                        } else {
+                            assert!(
+                                !seen,
+                                "tenant b saw tenant a's data by remote read {matchers:?}"
+                            );
                         }
-                        _ => bytes.to_vec(),
-                    };
-                    let seen = raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes());
-                    if tenant == "a" {
-                        a_saw |= seen;
-                    } else {
-                        assert!(
-                            !seen,
-                            "tenant b saw tenant a's data by remote read {matchers:?}"
-                        );
                     }
                 }
             }
         }
+        assert!(a_saw, "tenant a never saw its own data by remote read");
     }
-    assert!(a_saw, "tenant a never saw its own data by remote read");
 }
 
 #[test]
@@ -329,10 +379,9 @@ fn hostile_tenant_ids_are_refused_and_create_nothing_on_disk() {
     for (tenant, expected) in hostile {
         let (status, body) = cairn.push(Some(tenant), &request);
         assert_eq!(status, *expected, "push as {tenant:?}: {body}");
-        let (status, body) = cairn.get_json(Some(tenant), "/api/v1/query", &[("query", "m")]);
-        assert_eq!(status, *expected, "query as {tenant:?}: {body}");
-        let (status, body) = cairn.get_json(Some(tenant), "/api/v1/series", &[("match[]", "m")]);
-        assert_eq!(status, *expected, "series as {tenant:?}: {body}");
+        for (path, status) in read_statuses(&cairn, tenant) {
+            assert_eq!(status, *expected, "{path} as {tenant:?}");
+        }
     }
     // Control characters that an HTTP client refuses to send in a header
     // (0x01, 0x7f) go over a raw socket.
@@ -345,6 +394,104 @@ fn hostile_tenant_ids_are_refused_and_create_nothing_on_disk() {
     if tenants_dir.exists() {
         assert_eq!(std::fs::read_dir(&tenants_dir).unwrap().count(), 0);
     }
+}
+
+#[test]
+fn hostile_tenant_ids_in_federated_lists_are_refused_and_create_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cairn = Cairn::start(&data, "tenancy:\n  federation_enabled: true\n");
+    let before = list_tree(&data);
+    let long = format!("a|{}", "b".repeat(200));
+    let hostile = [
+        "a|../x",
+        "../x|a",
+        "a|..",
+        "..|a",
+        "a|.",
+        "a|a/b",
+        "a|",
+        "|a",
+        "a||b",
+        "|",
+        long.as_str(),
+        "a|b\tc",
+        "a|__cairn_usage__",
+        "a|b\\c",
+    ];
+    for tenant in hostile {
+        for (path, status) in read_statuses(&cairn, tenant) {
+            assert_eq!(status, 400, "{path} as {tenant:?}");
+        }
+    }
+    // Writes never federate: `a|b` is one tenant ID with an unsupported
+    // character, whatever the read setting.
+    let request = support::write_request(vec![series(
+        &[("__name__", "m")],
+        &[(now_minute_ms(), 1.0)],
+    )]);
+    for tenant in ["a|b", "a|a", "a|../x"] {
+        let (status, body) = cairn.push(Some(tenant), &request);
+        assert_eq!(status, 400, "push as {tenant:?}: {body}");
+    }
+    assert_eq!(list_tree(&data), before, "hostile IDs created files");
+    assert!(!dir.path().join("x").exists());
+}
+
+/// The status of every read endpoint (GET, and remote read's POST) called as `tenant`.
+fn read_statuses(cairn: &Cairn, tenant: &str) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    let reads: &[(&str, &[(&str, &str)])] = &[
+        ("/api/v1/query", &[("query", "m")]),
+        (
+            "/api/v1/query_range",
+            &[
+                ("query", "m"),
+                ("start", "0"),
+                ("end", "60"),
+                ("step", "15"),
+            ],
+        ),
+        ("/api/v1/series", &[("match[]", "m")]),
+        ("/api/v1/labels", &[]),
+        ("/api/v1/label/__name__/values", &[]),
+        ("/api/v1/metadata", &[]),
+        ("/api/v1/query_exemplars", &[("query", "m")]),
+    ];
+    for (path, params) in reads {
+        for prefix in ["", "/prometheus"] {
+            let full = format!("{prefix}{path}");
+            let (status, _) = cairn.get_json(Some(tenant), &full, params);
+            out.push((full, status));
+        }
+    }
+    let request = prompb::ReadRequest {
+        queries: vec![prompb::Query {
+            start_timestamp_ms: 0,
+            end_timestamp_ms: 60_000,
+            matchers: vec![prompb::LabelMatcher {
+                r#type: prompb::label_matcher::Type::Eq as i32,
+                name: "__name__".into(),
+                value: "m".into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    let response = cairn
+        .client()
+        .post(cairn.url("/api/v1/read"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Scope-OrgID", tenant)
+        .body(body)
+        .send()
+        .unwrap();
+    out.push(("/api/v1/read".to_string(), response.status().as_u16()));
+    out
 }
 
 /// Sends a push with a raw header value; returns the status code.

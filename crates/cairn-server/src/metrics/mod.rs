@@ -79,6 +79,11 @@ impl Metrics {
         }
     }
 
+    /// For modules that own their metrics (the query scheduler) to register them.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Adds a collector read at scrape time (before the server starts).
     pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
         self.registry.register_collector(collector);

@@ -1,22 +1,25 @@
 //! `/api/v1/metadata` and `/api/v1/query_exemplars`, from the metadata and
 //! exemplars remote write carried for the tenant (Prometheus reads its scrape
 //! targets' metadata instead; the shape and parameters are the same:
-//! `web/api/v1/api.go` `metricMetadata`, `queryExemplars`).
+//! `web/api/v1/api.go` `metricMetadata`, `queryExemplars`). Both federate
+//! over `X-Scope-OrgID: a|b` ([`ReadTarget`]): metadata is merged, exemplar
+//! series carry `__tenant_id__`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use cairn_model::{Exemplar, Labels, Matcher, TimeRange};
+use cairn_model::{Matcher, MetricMetadata};
 use promql_parser::parser::Expr;
 use promql_parser::util::{walk_expr, ExprVisitor};
 
 use super::json::{write_float, write_json_string, write_labels, write_timestamp};
-use super::{go_atoi, selector_matchers, success_data, tenant_db, time_range, Params};
+use super::scheduler::run_read;
+use super::{go_atoi, selector_matchers, success_data, time_range, Params};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::federation::ReadTarget;
 
 /// `GET|POST /api/v1/metadata`: `{"<metric>":[{"type","help","unit"}]}`.
 pub(crate) async fn metadata(
@@ -26,39 +29,69 @@ pub(crate) async fn metadata(
 ) -> Result<Response, ApiError> {
     // As Prometheus: negative means no limit; 0 returns nothing.
     let limit = number_param(&params, "limit")?.unwrap_or(-1);
-    // Each metric has one entry here, so any positive per-metric limit keeps
-    // it; the parameter is still validated as Prometheus does.
-    let _limit_per_metric = number_param(&params, "limit_per_metric")?;
+    // As Prometheus: a non-positive per-metric limit means no limit.
+    let limit_per_metric = number_param(&params, "limit_per_metric")?.unwrap_or(-1);
     let metric = params.get("metric").map(str::to_string);
-    let db = tenant_db(&state, &headers)?;
-    let all = db.map(|db| db.metadata()).unwrap_or_default();
+    // An in-memory map per tenant: read here, without a query worker.
+    let all = ReadTarget::from_request(&state, &headers)?.metadata();
+    Ok(success_data(
+        &metadata_json(&all, metric.as_deref(), limit, limit_per_metric),
+        &[],
+    ))
+}
+
+/// `{"<metric>":[{"type","help","unit"},...],...}` from entries sorted by
+/// metric family name; a federated read may have several per metric.
+fn metadata_json(
+    all: &[MetricMetadata],
+    metric: Option<&str>,
+    limit: i64,
+    limit_per_metric: i64,
+) -> String {
     let mut data = String::from("{");
-    let mut written: i64 = 0;
-    for m in &all {
-        if metric
-            .as_deref()
-            .is_some_and(|wanted| wanted != m.metric_family_name)
-        {
+    let mut metrics_written: i64 = 0;
+    let mut i = 0;
+    while i < all.len() {
+        let name = &all[i].metric_family_name;
+        let end = i + all[i..]
+            .iter()
+            .take_while(|m| &m.metric_family_name == name)
+            .count();
+        let entries = &all[i..end];
+        i = end;
+        if metric.is_some_and(|wanted| wanted != name) {
             continue;
         }
-        if limit >= 0 && written >= limit {
+        if limit >= 0 && metrics_written >= limit {
             break;
         }
-        if written > 0 {
+        if metrics_written > 0 {
             data.push(',');
         }
-        written += 1;
-        write_json_string(&mut data, &m.metric_family_name);
-        data.push_str(r#":[{"type":"#);
-        write_json_string(&mut data, m.metric_type.as_str());
-        data.push_str(r#","help":"#);
-        write_json_string(&mut data, &m.help);
-        data.push_str(r#","unit":"#);
-        write_json_string(&mut data, &m.unit);
-        data.push_str("}]");
+        metrics_written += 1;
+        write_json_string(&mut data, name);
+        data.push_str(":[");
+        let keep = if limit_per_metric > 0 {
+            entries.len().min(limit_per_metric as usize)
+        } else {
+            entries.len()
+        };
+        for (j, m) in entries[..keep].iter().enumerate() {
+            if j > 0 {
+                data.push(',');
+            }
+            data.push_str(r#"{"type":"#);
+            write_json_string(&mut data, m.metric_type.as_str());
+            data.push_str(r#","help":"#);
+            write_json_string(&mut data, &m.help);
+            data.push_str(r#","unit":"#);
+            write_json_string(&mut data, &m.unit);
+            data.push('}');
+        }
+        data.push(']');
     }
     data.push('}');
-    Ok(success_data(&data, &[]))
+    data
 }
 
 /// `limit` and `limit_per_metric` of the metadata endpoint: Go's `Atoi`,
@@ -91,15 +124,11 @@ pub(crate) async fn query_exemplars(
         // Prometheus answers `data: null` for a query without selectors.
         return Ok(success_data("null", &[]));
     }
-    let db = tenant_db(&state, &headers)?;
-    let found = match db {
-        None => Vec::new(),
-        Some(db) => {
-            tokio::task::spawn_blocking(move || select_exemplars(&db, &matcher_sets, range))
-                .await
-                .map_err(|e| ApiError::internal(format!("exemplar task failed: {e}")))?
-        }
-    };
+    let target = ReadTarget::from_request(&state, &headers)?;
+    let found = run_read(&state, target, move |target| {
+        target.exemplars(&matcher_sets, range)
+    })
+    .await?;
     let mut data = String::from("[");
     for (i, (series, exemplars)) in found.iter().enumerate() {
         if i > 0 {
@@ -124,21 +153,6 @@ pub(crate) async fn query_exemplars(
     }
     data.push(']');
     Ok(success_data(&data, &[]))
-}
-
-/// Exemplars of series matching any of the sets, each series once, sorted by labels.
-fn select_exemplars(
-    db: &cairn_tsdb::Tsdb,
-    matcher_sets: &[Vec<Matcher>],
-    range: TimeRange,
-) -> Vec<(Labels, Vec<Exemplar>)> {
-    let mut by_series: BTreeMap<Labels, Vec<Exemplar>> = BTreeMap::new();
-    for matchers in matcher_sets {
-        for (labels, exemplars) in db.exemplars(matchers, range) {
-            by_series.entry(labels).or_insert(exemplars);
-        }
-    }
-    by_series.into_iter().collect()
 }
 
 /// Prometheus's `parser.ExtractSelectors`: the matchers of every vector

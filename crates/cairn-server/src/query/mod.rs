@@ -8,12 +8,14 @@
 //! - [`metadata`]: `/api/v1/metadata`, `/api/v1/query_exemplars`;
 //! - [`status`]: `/api/v1/status/*`, `/api/v1/format_query`.
 //!
-//! Evaluation and storage reads run on the blocking pool; if the client goes
-//! away, the engine's cancel flag is raised.
+//! Evaluation and storage reads run on the [`scheduler`]'s query workers,
+//! over the request's tenant or federated tenants ([`crate::federation`]);
+//! if the client goes away, the engine's cancel flag is raised.
 
 pub mod json;
 pub mod metadata;
 pub mod params;
+pub mod scheduler;
 pub mod series;
 pub mod status;
 
@@ -30,11 +32,10 @@ use cairn_model::{Matcher, Queryable, StorageError, TimeRange};
 use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 
 use crate::app::AppState;
-use crate::auth::AuthContext;
 use crate::error::ApiError;
+use crate::federation::ReadTarget;
 use crate::limits::query as query_limits;
 use crate::metrics::QueryOutcome;
-use crate::tenant;
 use params::{parse_duration, parse_time, Params};
 
 /// Prometheus's limit on points per series in a range query.
@@ -153,36 +154,28 @@ where
         + Send
         + 'static,
 {
-    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
-    let limits = state.overrides.for_tenant(&tenant);
-    if let Some((start, end)) = range {
-        query_limits::check_query_length(&limits, start, end)?;
+    let target = ReadTarget::from_request(state, headers)?;
+    for limits in target.limits() {
+        if let Some((start, end)) = range {
+            query_limits::check_query_length(limits, start, end)?;
+        }
+        options.timeout = query_limits::query_timeout(limits, options.timeout);
     }
-    options.timeout = query_limits::query_timeout(&limits, options.timeout);
-    let store = state
-        .store
-        .get()
-        .cloned()
-        .ok_or_else(ApiError::unavailable)?;
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     let guard = CancelOnDrop(cancel);
     let metrics_state = Arc::clone(state);
-    let tenant_label = tenant.to_string();
-    let state = Arc::clone(state);
-    let outcome = tokio::task::spawn_blocking(move || {
+    // A federated read is recorded under its joined `a|b` key.
+    let tenant_label = target.queue_key();
+    let engine_state = Arc::clone(state);
+    let outcome = scheduler::run_read(state, target, move |target| {
         let started = Instant::now();
-        let db = store.get(&tenant);
-        let queryable: &dyn Queryable = match &db {
-            Some(db) => db.as_ref(),
-            None => &cairn_model::EmptyQueryable,
-        };
-        let limited = query_limits::LimitedQueryable::new(queryable, &limits, now_ms());
-        let result = run(&state.engine, &limited, &options);
+        let result = target.read(now_ms(), |queryable| {
+            run(&engine_state.engine, queryable, &options)
+        });
         (result, started.elapsed())
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    .await?;
     // Raising the flag after the query finished is harmless.
     drop(guard);
     let (result, elapsed) = outcome;
@@ -461,19 +454,21 @@ pub(crate) fn selector_matchers(
     cairn_promql::selector_matchers(vs).map_err(|e| ApiError::bad_data(e.to_string()))
 }
 
-/// The tenant's store, or `None` when the tenant has never written.
+/// The tenant's store, or `None` when the tenant has never written; for
+/// endpoints that never federate (user_stats, cardinality: Mimir refuses a
+/// tenant list there too).
 pub(crate) fn tenant_db(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<cairn_tsdb::Tsdb>>, ApiError> {
-    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
+    let tenant = crate::tenant::read_tenant(&crate::auth::AuthContext::current(), headers)?;
     let store = state.store.get().ok_or_else(ApiError::unavailable)?;
     Ok(store.get(&tenant))
 }
 
-/// Runs a storage read for the request's tenant on the blocking pool, under
-/// the tenant's query limits. A tenant that has never written reads as an
-/// empty store.
+/// Runs a storage read for the request's tenant (or federated tenants) on
+/// the query workers, under each tenant's query limits. A tenant that has
+/// never written reads as an empty store.
 pub(crate) async fn run_on_tenant<T, F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -483,24 +478,10 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
 {
-    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
-    let limits = state.overrides.for_tenant(&tenant);
-    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
-    let db = store.get(&tenant);
-    tokio::task::spawn_blocking(move || {
-        let queryable: &dyn Queryable = match &db {
-            Some(db) => db.as_ref(),
-            None => &cairn_model::EmptyQueryable,
-        };
-        read(&query_limits::LimitedQueryable::new(
-            queryable,
-            &limits,
-            now_ms(),
-        ))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
-    .map_err(|e| query_error(QueryError::Storage(e)))
+    let target = ReadTarget::from_request(state, headers)?;
+    scheduler::run_read(state, target, move |target| target.read(now_ms(), read))
+        .await?
+        .map_err(|e| query_error(QueryError::Storage(e)))
 }
 
 /// `{"status":"success","data":<data>}` with `warnings` when there are any.
