@@ -31,6 +31,7 @@ pub struct ServerOptions {
     pub decode_limits: DecodeLimits,
     pub validation_limits: ValidationLimits,
     pub engine: EngineOptions,
+    pub usage: crate::usage::UsageOptions,
 }
 
 /// State shared by every handler.
@@ -42,6 +43,7 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
+    pub usage: crate::usage::Usage,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -75,6 +77,7 @@ impl Server {
             metrics: Metrics::new(Arc::clone(&store)),
             store,
             auth: Arc::new(auth),
+            usage: crate::usage::Usage::new(options.usage.clone()),
             options,
         });
         Ok(Server {
@@ -113,6 +116,7 @@ impl Server {
             result
         });
 
+        let usage_recorder = tokio::spawn(crate::usage::recorder::run(Arc::clone(&state)));
         let app = router::build(Arc::clone(&state));
         let stop = async move {
             tokio::select! {
@@ -132,13 +136,19 @@ impl Server {
         if let Some(reloader) = users_reloader {
             reloader.abort();
         }
+        usage_recorder.abort();
 
         replay
             .await
             .map_err(|e| ServeError::Task(e.to_string()))??;
         if let Some(store) = state.store.get() {
             let store = Arc::clone(store);
-            tokio::task::spawn_blocking(move || store.close_all())
+            let closing = Arc::clone(&state);
+            tokio::task::spawn_blocking(move || {
+                // The last usage record, so the report is exact up to here.
+                crate::usage::recorder::final_record(&closing.usage, &store);
+                store.close_all()
+            })
                 .await
                 .map_err(|e| ServeError::Task(e.to_string()))?
                 .map_err(ServeError::Storage)?;

@@ -18,6 +18,8 @@
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
+//! - [`usage`] accounts per-tenant usage, records it into the internal
+//!   tenant `__cairn_usage__` and serves `/api/v1/usage`.
 
 pub mod auth;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod query;
 pub mod remote_read;
 pub mod tenant;
 pub mod tls;
+pub mod usage;
 
 mod app;
 mod router;

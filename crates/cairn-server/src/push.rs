@@ -89,7 +89,9 @@ fn ingest(
         };
         WriteApiError::new(status, err.to_string())
     })?;
+    let mut usage = state.usage.begin_write(tenant, &request.timeseries);
     let validated = validate_write_request(request, &state.options.validation_limits, now_ms());
+    usage.validated(&validated);
     let metrics = &state.metrics;
     metrics.count_received(
         tenant,
@@ -116,6 +118,7 @@ fn ingest(
         }
         if !validated.series.is_empty() {
             let outcome = db.append(validated.series).map_err(storage_failed)?;
+            usage.appended(&outcome);
             for (reason, count) in &outcome.discarded {
                 metrics.count_discarded(tenant, *reason, *count);
             }

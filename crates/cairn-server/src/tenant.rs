@@ -14,6 +14,9 @@
 //!    cannot tell the two apart, and answers `no org id`).
 //! 3. No header, basic auth with `auth.user_as_tenant`: the user name.
 //! 4. Otherwise 401 `no org id`.
+//!
+//! `__cairn`-prefixed tenants are refused (400), except that an admin may
+//! read the internal usage tenant `__cairn_usage__` with PromQL.
 
 use axum::http::{HeaderMap, StatusCode};
 use cairn_model::{TenantId, TenantIdError};
@@ -78,6 +81,14 @@ fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<Tena
         TenantId::new(&auth.tenancy.no_auth_tenant)?
     } else {
         match header_tenant(headers)? {
+            // Admins may read (never write) the internal usage tenant.
+            Some(value)
+                if right == Right::Read
+                    && value == crate::usage::USAGE_TENANT
+                    && auth.is_admin() =>
+            {
+                return Ok(crate::usage::usage_tenant());
+            }
             Some(value) => TenantId::new(&value)?,
             None => match (&auth.user, auth.user_as_tenant) {
                 (Some(user), true) => TenantId::new(&user.name)?,

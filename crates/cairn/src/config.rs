@@ -13,6 +13,7 @@ use cairn_promql::EngineOptions;
 use cairn_server::auth::{AuthMode, AuthOptions};
 use cairn_server::tenant::TenancyOptions;
 use cairn_server::tls::TlsOptions;
+use cairn_server::usage::UsageOptions;
 use cairn_server::ServerOptions;
 use cairn_tsdb::{FsyncPolicy, TsdbOptions};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -27,6 +28,7 @@ pub struct Config {
     pub distributor: DistributorConfig,
     pub limits: LimitsConfig,
     pub querier: QuerierConfig,
+    pub usage: UsageConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -195,6 +197,25 @@ impl Default for QuerierConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    pub enabled: bool,
+    pub record_interval: PromDuration,
+    pub retention_period: PromDuration,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        let usage = UsageOptions::default();
+        UsageConfig {
+            enabled: usage.enabled,
+            record_interval: PromDuration(usage.record_interval.as_millis() as i64),
+            retention_period: PromDuration(usage.retention.as_millis() as i64),
+        }
+    }
+}
+
 /// One line of documentation per configuration key, in file order.
 pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("server", "HTTP server"),
@@ -232,6 +253,10 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("querier.lookback_delta", "how far back an instant selector looks for the latest sample"),
     ("querier.timeout", "query timeout when the request sets none"),
     ("querier.max_samples", "most samples one query may hold in memory"),
+    ("usage", "tenant usage accounting, recorded into the internal tenant __cairn_usage__ (see docs/usage.md)"),
+    ("usage.enabled", "count and record per-tenant usage; GET /api/v1/usage reports it"),
+    ("usage.record_interval", "how often usage counters are written to __cairn_usage__ (and once more at graceful shutdown)"),
+    ("usage.retention_period", "how long usage records are kept; 0s keeps them forever"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +319,12 @@ impl Config {
         if self.storage.retention_period.0 < 0 || self.storage.maintenance_interval.0 <= 0 {
             return invalid(
                 "storage.retention_period must not be negative and storage.maintenance_interval must be positive"
+                    .into(),
+            );
+        }
+        if self.usage.record_interval.0 < 1000 || self.usage.retention_period.0 < 0 {
+            return invalid(
+                "usage.record_interval must be at least 1s and usage.retention_period must not be negative"
                     .into(),
             );
         }
@@ -380,6 +411,13 @@ impl Config {
                 lookback_delta_ms: self.querier.lookback_delta.0,
                 max_samples: self.querier.max_samples,
                 default_timeout: std::time::Duration::from_millis(self.querier.timeout.0 as u64),
+            },
+            usage: UsageOptions {
+                enabled: self.usage.enabled,
+                record_interval: std::time::Duration::from_millis(
+                    self.usage.record_interval.0 as u64,
+                ),
+                retention: std::time::Duration::from_millis(self.usage.retention_period.0 as u64),
             },
         })
     }

@@ -151,7 +151,12 @@ where
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        run(&state.engine, queryable, &options)
+        let cpu = crate::usage::thread_cpu_time();
+        let result = run(&state.engine, queryable, &options);
+        let scanned = result.as_ref().map_or(0, |r| r.stats.total_samples);
+        let cpu = crate::usage::thread_cpu_time().saturating_sub(cpu);
+        state.usage.count_evaluation(&tenant, scanned, cpu);
+        result
     })
     .await
     .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;

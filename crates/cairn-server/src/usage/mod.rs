@@ -1,0 +1,404 @@
+//! Tenant usage accounting: what each tenant sent, stored and queried.
+//!
+//! - This module keeps the per-tenant counters in memory, fed by small hooks
+//!   on the write path ([`Usage::begin_write`]) and the read path
+//!   ([`count_query`] middleware, [`Usage::count_evaluation`]).
+//! - [`recorder`] writes them every `usage.record_interval` as series into
+//!   the reserved internal tenant [`USAGE_TENANT`] through the normal TSDB
+//!   append (so they are in the WAL and survive restarts), and on start
+//!   continues the cumulative counters from the last record.
+//! - [`report`] is `GET /api/v1/usage`, computed with the PromQL engine over
+//!   that tenant.
+//! - [`attribution`] folds series into cost-attribution keys.
+//!
+//! Counters are cumulative totals that never reset: after a graceful
+//! restart they continue from the final record written at shutdown. After a
+//! `kill -9`, what was counted since the last record is lost for the report
+//! (the samples themselves are stored, by the WAL).
+
+pub mod attribution;
+pub mod recorder;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use cairn_ingest::prompb;
+use cairn_ingest::ValidatedWrite;
+use cairn_model::TenantId;
+use cairn_tsdb::AppendOutcome;
+use parking_lot::{Mutex, RwLock};
+
+use crate::app::AppState;
+use crate::auth::AuthContext;
+use attribution::{AttrKey, AttributionSpec, Tracker};
+
+/// The reserved internal tenant usage records are written to.
+pub const USAGE_TENANT: &str = "__cairn_usage__";
+
+/// The internal tenant's ID.
+pub fn usage_tenant() -> TenantId {
+    TenantId::new_internal(USAGE_TENANT).expect("a valid internal tenant ID")
+}
+
+#[derive(Clone, Debug)]
+pub struct UsageOptions {
+    /// Off: nothing is counted or recorded and `/api/v1/usage` is empty.
+    pub enabled: bool,
+    /// How often the counters are written to the internal tenant.
+    pub record_interval: Duration,
+    /// Retention of the internal tenant (zero: forever).
+    pub retention: Duration,
+}
+
+impl Default for UsageOptions {
+    fn default() -> Self {
+        UsageOptions {
+            enabled: true,
+            record_interval: Duration::from_secs(60),
+            retention: Duration::ZERO,
+        }
+    }
+}
+
+/// A tenant's attribution configuration, looked up per write.
+pub type AttributionLookup = dyn Fn(&TenantId) -> Option<AttributionSpec> + Send + Sync;
+
+/// Cumulative counters of one attribution key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AttrCounters {
+    pub samples_received: u64,
+    pub samples_discarded: BTreeMap<String, u64>,
+    /// Integral of the key's active series over time, in series-seconds.
+    pub series_seconds: f64,
+}
+
+/// One tenant's figures. Counters are cumulative since the tenant's first
+/// record; `active_max` and the sampling state are per record interval.
+#[derive(Debug, Default)]
+pub struct TenantUsage {
+    pub samples_received: u64,
+    pub samples_ingested: u64,
+    pub samples_discarded: BTreeMap<String, u64>,
+    pub exemplars_received: u64,
+    pub metadata_received: u64,
+    pub series_created: u64,
+    pub queries: BTreeMap<String, u64>,
+    pub query_samples_scanned: u64,
+    pub query_cpu_seconds: f64,
+    /// Integral of active series over time, in series-seconds.
+    pub series_seconds: f64,
+    pub attributed: BTreeMap<AttrKey, AttrCounters>,
+    tracker: Tracker,
+    /// Highest active-series count sampled since the last record.
+    active_max: u64,
+    /// The last sample of active series: (time in ms, count).
+    last_active: Option<(i64, u64)>,
+    /// Active series per attribution key at the last record: (time, counts).
+    attr_active: Option<(i64, BTreeMap<AttrKey, u64>)>,
+}
+
+/// The accountant: every tenant's [`TenantUsage`].
+pub struct Usage {
+    options: UsageOptions,
+    tenants: RwLock<HashMap<TenantId, Arc<Mutex<TenantUsage>>>>,
+    attribution: RwLock<Option<Arc<AttributionLookup>>>,
+    /// Serialises records (the periodic one and the final one at shutdown).
+    recording: Mutex<recorder::RecordState>,
+}
+
+impl Usage {
+    pub fn new(options: UsageOptions) -> Usage {
+        Usage {
+            options,
+            tenants: RwLock::new(HashMap::new()),
+            attribution: RwLock::new(None),
+            recording: Mutex::new(recorder::RecordState::default()),
+        }
+    }
+
+    pub fn options(&self) -> &UsageOptions {
+        &self.options
+    }
+
+    /// Sets where per-tenant attribution labels come from.
+    pub fn set_attribution(&self, lookup: Arc<AttributionLookup>) {
+        *self.attribution.write() = Some(lookup);
+    }
+
+    fn attribution_spec(&self, tenant: &TenantId) -> Option<AttributionSpec> {
+        let lookup = self.attribution.read().clone()?;
+        lookup(tenant)
+    }
+
+    /// The tenant's entry, created on first use; `None` for internal
+    /// tenants and when usage accounting is off.
+    fn tenant(&self, tenant: &TenantId) -> Option<Arc<Mutex<TenantUsage>>> {
+        if !self.options.enabled || tenant.is_internal() {
+            return None;
+        }
+        if let Some(entry) = self.tenants.read().get(tenant) {
+            return Some(Arc::clone(entry));
+        }
+        Some(Arc::clone(
+            self.tenants.write().entry(tenant.clone()).or_default(),
+        ))
+    }
+
+    /// Every tenant with an entry, sorted.
+    fn entries(&self) -> Vec<(TenantId, Arc<Mutex<TenantUsage>>)> {
+        let mut all: Vec<_> = self
+            .tenants
+            .read()
+            .iter()
+            .map(|(id, entry)| (id.clone(), Arc::clone(entry)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Starts accounting one write request; call before validation
+    /// consumes `series`. The counts are committed when the returned
+    /// [`WriteUsage`] is dropped, whatever the request's outcome.
+    pub fn begin_write(&self, tenant: &TenantId, series: &[prompb::TimeSeries]) -> WriteUsage {
+        let entry = self.tenant(tenant);
+        let spec = entry
+            .as_ref()
+            .and_then(|_| self.attribution_spec(tenant));
+        let mut write = WriteUsage {
+            entry,
+            spec,
+            request_keys: Vec::new(),
+            stored_keys: Vec::new(),
+            delta: WriteDelta::default(),
+        };
+        if let (Some(entry), Some(spec)) = (&write.entry, &write.spec) {
+            let mut usage = entry.lock();
+            write.request_keys = series
+                .iter()
+                .map(|s| {
+                    let values: Vec<Option<&str>> = spec
+                        .labels
+                        .iter()
+                        .map(|name| {
+                            s.labels
+                                .iter()
+                                .find(|l| &l.name == name)
+                                .map(|l| l.value.as_str())
+                        })
+                        .collect();
+                    usage.tracker.key(spec, &values)
+                })
+                .collect();
+            for (key, s) in write.request_keys.iter().zip(series) {
+                *write.delta.attr_received.entry(key.clone()).or_default() +=
+                    s.samples.len() as u64;
+            }
+        }
+        write
+    }
+
+    /// Counts a query request on `endpoint` (`query`, `query_range`, ...).
+    pub fn count_query(&self, tenant: &TenantId, endpoint: &str) {
+        if let Some(entry) = self.tenant(tenant) {
+            *entry.lock().queries.entry(endpoint.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Counts what one PromQL evaluation scanned and the CPU it used.
+    pub fn count_evaluation(&self, tenant: &TenantId, samples: u64, cpu: Duration) {
+        if let Some(entry) = self.tenant(tenant) {
+            let mut usage = entry.lock();
+            usage.query_samples_scanned += samples;
+            usage.query_cpu_seconds += cpu.as_secs_f64();
+        }
+    }
+}
+
+/// What one write request adds, committed at once.
+#[derive(Default)]
+struct WriteDelta {
+    samples_received: u64,
+    samples_ingested: u64,
+    exemplars_received: u64,
+    metadata_received: u64,
+    series_created: u64,
+    discarded: BTreeMap<&'static str, u64>,
+    attr_received: HashMap<AttrKey, u64>,
+    attr_discarded: HashMap<(AttrKey, &'static str), u64>,
+}
+
+/// The accounting of one write request (see [`Usage::begin_write`]).
+pub struct WriteUsage {
+    entry: Option<Arc<Mutex<TenantUsage>>>,
+    spec: Option<AttributionSpec>,
+    /// Attribution key per series of the request.
+    request_keys: Vec<AttrKey>,
+    /// Attribution key per validated series (the append batch).
+    stored_keys: Vec<AttrKey>,
+    delta: WriteDelta,
+}
+
+impl WriteUsage {
+    /// Counts what validation received and discarded.
+    pub fn validated(&mut self, validated: &ValidatedWrite) {
+        if self.entry.is_none() {
+            return;
+        }
+        let delta = &mut self.delta;
+        delta.samples_received += validated.samples_received;
+        delta.exemplars_received += validated.exemplars_received;
+        delta.metadata_received += validated.metadata_received;
+        for (reason, count) in &validated.discarded {
+            *delta.discarded.entry(reason.as_label()).or_default() += count;
+        }
+        if let (Some(entry), Some(spec)) = (&self.entry, &self.spec) {
+            for (index, reason, count) in &validated.discarded_by_series {
+                if let Some(key) = self.request_keys.get(*index) {
+                    *delta
+                        .attr_discarded
+                        .entry((key.clone(), reason.as_label()))
+                        .or_default() += count;
+                }
+            }
+            let mut usage = entry.lock();
+            self.stored_keys = validated
+                .series
+                .iter()
+                .map(|s| usage.tracker.key_of(spec, &s.labels))
+                .collect();
+        }
+    }
+
+    /// Counts what storage kept, created and discarded.
+    pub fn appended(&mut self, outcome: &AppendOutcome) {
+        if self.entry.is_none() {
+            return;
+        }
+        let delta = &mut self.delta;
+        delta.samples_ingested += outcome.samples_accepted;
+        delta.series_created += outcome.series_created;
+        for (reason, count) in &outcome.discarded {
+            *delta.discarded.entry(reason.as_label()).or_default() += count;
+        }
+        for (index, reason, count) in &outcome.discarded_by_series {
+            if let Some(key) = self.stored_keys.get(*index) {
+                *delta
+                    .attr_discarded
+                    .entry((key.clone(), reason.as_label()))
+                    .or_default() += count;
+            }
+        }
+    }
+}
+
+impl Drop for WriteUsage {
+    fn drop(&mut self) {
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        let delta = std::mem::take(&mut self.delta);
+        let mut usage = entry.lock();
+        usage.samples_received += delta.samples_received;
+        usage.samples_ingested += delta.samples_ingested;
+        usage.exemplars_received += delta.exemplars_received;
+        usage.metadata_received += delta.metadata_received;
+        usage.series_created += delta.series_created;
+        for (reason, count) in delta.discarded {
+            *usage.samples_discarded.entry(reason.to_string()).or_default() += count;
+        }
+        for (key, count) in delta.attr_received {
+            usage.attributed.entry(key).or_default().samples_received += count;
+        }
+        for ((key, reason), count) in delta.attr_discarded {
+            *usage
+                .attributed
+                .entry(key)
+                .or_default()
+                .samples_discarded
+                .entry(reason.to_string())
+                .or_default() += count;
+        }
+    }
+}
+
+/// The `endpoint` label of a read route (without the `/prometheus`
+/// prefix); `None` for routes that are not tenant queries.
+fn endpoint_name(route: &str) -> Option<&'static str> {
+    let route = route.strip_prefix("/prometheus").unwrap_or(route);
+    Some(match route {
+        "/api/v1/query" => "query",
+        "/api/v1/query_range" => "query_range",
+        "/api/v1/series" => "series",
+        "/api/v1/labels" => "labels",
+        "/api/v1/label/{name}/values" => "label_values",
+        "/api/v1/metadata" => "metadata",
+        "/api/v1/query_exemplars" => "query_exemplars",
+        "/api/v1/read" => "remote_read",
+        _ => return None,
+    })
+}
+
+/// Middleware on the read API: counts each request whose tenant resolves
+/// (whatever its outcome) under its endpoint.
+pub(crate) async fn count_query(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| endpoint_name(p.as_str()));
+    if let Some(endpoint) = endpoint {
+        if let Ok(tenant) = crate::tenant::read_tenant(&AuthContext::current(), request.headers())
+        {
+            state.usage.count_query(&tenant, endpoint);
+        }
+    }
+    next.run(request).await
+}
+
+/// CPU time used by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cpu_time_advances_with_work() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_time() > before);
+    }
+
+    #[test]
+    fn endpoints_are_named_with_and_without_the_prefix() {
+        assert_eq!(endpoint_name("/api/v1/query"), Some("query"));
+        assert_eq!(
+            endpoint_name("/prometheus/api/v1/label/{name}/values"),
+            Some("label_values")
+        );
+        assert_eq!(endpoint_name("/api/v1/status/buildinfo"), None);
+    }
+}
