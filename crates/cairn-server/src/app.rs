@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use cairn_ingest::{DecodeLimits, ValidationLimits};
+use cairn_ingest::DecodeLimits;
 use cairn_promql::{Engine, EngineOptions};
 use cairn_tsdb::{TenantStore, TsdbOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthOptions, Authenticator};
+use crate::limits::{Limits, Overrides, RuntimeConfigOptions};
 use crate::metrics::Metrics;
 use crate::router;
 use crate::tenant::TenancyOptions;
@@ -29,7 +30,10 @@ pub struct ServerOptions {
     /// Largest compressed remote-write body accepted; larger is 413.
     pub max_write_body_bytes: usize,
     pub decode_limits: DecodeLimits,
-    pub validation_limits: ValidationLimits,
+    /// Every tenant's limits unless the runtime config overrides them.
+    pub limits: Limits,
+    /// The per-tenant overrides file and how often it is re-read.
+    pub runtime_config: RuntimeConfigOptions,
     pub engine: EngineOptions,
     pub usage: crate::usage::UsageOptions,
 }
@@ -44,6 +48,8 @@ pub(crate) struct AppState {
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
     pub usage: crate::usage::Usage,
+    /// Per-tenant limits in force (defaults plus runtime overrides).
+    pub overrides: Arc<Overrides>,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -65,19 +71,35 @@ impl Server {
             )),
             None => None,
         };
+        let overrides = Arc::new(
+            Overrides::new(options.limits.clone(), options.runtime_config.clone())
+                .map_err(ServeError::RuntimeConfig)?,
+        );
         let listener = TcpListener::bind(options.listen_address)
             .await
             .map_err(|source| ServeError::Bind {
                 address: options.listen_address,
                 source,
             })?;
+        let usage = crate::usage::Usage::new(options.usage.clone());
+        let attribution_limits = Arc::clone(&overrides);
+        usage.set_attribution(Arc::new(move |tenant| {
+            let limits = attribution_limits.for_tenant(tenant);
+            crate::usage::attribution::AttributionSpec::new(
+                limits.cost_attribution_label_names(),
+                limits.max_cost_attribution_cardinality,
+            )
+        }));
         let store = Arc::new(OnceLock::new());
+        let mut metrics = Metrics::new(Arc::clone(&store));
+        metrics.register_collector(overrides.collector());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
-            metrics: Metrics::new(Arc::clone(&store)),
+            metrics,
             store,
             auth: Arc::new(auth),
-            usage: crate::usage::Usage::new(options.usage.clone()),
+            usage,
+            overrides,
             options,
         });
         Ok(Server {
@@ -105,6 +127,16 @@ impl Server {
             tls,
         } = self;
         let users_reloader = state.auth.spawn_reloader();
+        let reload_state = Arc::clone(&state);
+        let overrides_reloader = state.overrides.spawn_reloader(move || {
+            if let Some(store) = reload_state.store.get() {
+                crate::limits::apply_retention_all(
+                    store,
+                    &reload_state.overrides,
+                    reload_state.options.tsdb.retention,
+                );
+            }
+        });
         let storage_failed = Arc::new(tokio::sync::Notify::new());
         let replay_state = Arc::clone(&state);
         let notify_failure = Arc::clone(&storage_failed);
@@ -133,7 +165,7 @@ impl Server {
                 .await
                 .map_err(ServeError::Http)?,
         }
-        if let Some(reloader) = users_reloader {
+        for reloader in [users_reloader, overrides_reloader].into_iter().flatten() {
             reloader.abort();
         }
         usage_recorder.abort();
@@ -149,9 +181,9 @@ impl Server {
                 crate::usage::recorder::final_record(&closing.usage, &store);
                 store.close_all()
             })
-                .await
-                .map_err(|e| ServeError::Task(e.to_string()))?
-                .map_err(ServeError::Storage)?;
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))?
+            .map_err(ServeError::Storage)?;
         }
         tracing::info!("shut down cleanly");
         Ok(())
@@ -164,6 +196,7 @@ fn open_storage(state: &AppState) -> Result<(), ServeError> {
     let store = TenantStore::open(&state.options.data_dir, state.options.tsdb.clone())
         .map_err(ServeError::Storage)?;
     let tenants = store.tenants().len();
+    crate::limits::apply_retention_all(&store, &state.overrides, state.options.tsdb.retention);
     let store = Arc::new(store);
     if state.store.set(store).is_err() {
         unreachable!("storage is opened once");
@@ -186,6 +219,8 @@ pub enum ServeError {
     },
     #[error("authentication setup failed")]
     Auth(#[source] crate::auth::AuthError),
+    #[error("runtime config (per-tenant overrides) setup failed")]
+    RuntimeConfig(#[source] crate::limits::RuntimeConfigError),
     #[error("TLS setup failed")]
     Tls(#[source] crate::tls::TlsError),
     #[error("http server failed")]

@@ -20,9 +20,12 @@
 //! - [`metrics`] owns Cairn's own `/metrics`.
 //! - [`usage`] accounts per-tenant usage, records it into the internal
 //!   tenant `__cairn_usage__` and serves `/api/v1/usage`.
+//! - [`limits`] holds per-tenant limits: defaults from the config and
+//!   runtime overrides re-read from a file (`GET /runtime_config`).
 
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod push;
 pub mod query;

@@ -89,8 +89,9 @@ fn ingest(
         };
         WriteApiError::new(status, err.to_string())
     })?;
+    let limits = state.overrides.for_tenant(tenant);
     let mut usage = state.usage.begin_write(tenant, &request.timeseries);
-    let validated = validate_write_request(request, &state.options.validation_limits, now_ms());
+    let validated = validate_write_request(request, &limits.validation_limits(), now_ms());
     usage.validated(&validated);
     let metrics = &state.metrics;
     metrics.count_received(
@@ -112,6 +113,7 @@ fn ingest(
     let mut storage_rejection = None;
     if !validated.series.is_empty() || !validated.metadata.is_empty() {
         let db = store.get_or_create(tenant).map_err(storage_failed)?;
+        crate::limits::ensure_retention(&db, &limits, state.options.tsdb.retention);
         if !validated.metadata.is_empty() {
             db.set_metadata(validated.metadata)
                 .map_err(storage_failed)?;

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{auth, push, query, remote_read, usage};
+use crate::{auth, limits, push, query, remote_read, usage};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -66,6 +66,7 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
     let tenant_api = Router::new()
         .route("/api/v1/push", post(push::push))
         .route("/api/v1/usage", get(usage::report::usage_report))
+        .route("/runtime_config", get(limits::runtime_config))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
         .layer(middleware::from_fn_with_state(

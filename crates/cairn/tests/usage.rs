@@ -13,6 +13,9 @@ use serde_json::Value;
 use support::{series, write_request, Cairn, DEADLINE};
 
 const CONFIG: &str = "usage:\n  record_interval: 1s\n";
+/// Cost attribution by `team`, at most two values per tenant.
+const ATTRIBUTION: &str =
+    "limits:\n  cost_attribution_labels: team\n  max_cost_attribution_cardinality: 2\n";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -82,9 +85,9 @@ fn wait_for_record(cairn: &Cairn, start_ms: i64, received: u64) -> Vec<Value> {
     let started = Instant::now();
     loop {
         let rows = report(cairn, start_ms);
-        let done = rows
-            .iter()
-            .any(|r| r["tenant"] == "a" && r["attribution"].is_null() && r["samples_received"] == received);
+        let done = rows.iter().any(|r| {
+            r["tenant"] == "a" && r["attribution"].is_null() && r["samples_received"] == received
+        });
         if done {
             // One more record, so every tenant's figures are in.
             std::thread::sleep(Duration::from_millis(1_500));
@@ -97,6 +100,35 @@ fn wait_for_record(cairn: &Cairn, start_ms: i64, received: u64) -> Vec<Value> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The attribution row `team=<team>` of `tenant`: samples received,
+/// discards by reason, peak active series.
+fn assert_attributed(
+    rows: &[Value],
+    tenant: &str,
+    team: &str,
+    received: u64,
+    discarded: &[(&str, u64)],
+    peak: u64,
+) {
+    let found: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["tenant"] == tenant && r["attribution"]["team"] == team)
+        .collect();
+    assert_eq!(found.len(), 1, "one row for {tenant}/{team}: {rows:?}");
+    let r = found[0];
+    assert_eq!(r["samples_received"], received, "{r}");
+    let by_reason: Vec<(String, u64)> = r["samples_discarded_by_reason"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(String, u64)> = discarded.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(by_reason, expected, "{r}");
+    assert_eq!(r["active_series_peak"], peak, "{r}");
+    assert!(r["series_hours"].as_f64().unwrap() >= 0.0);
 }
 
 fn assert_tenant(rows: &[Value], tenant: &str, mut expected: Expected) {
@@ -117,7 +149,7 @@ fn metadata(name: &str) -> prompb::MetricMetadata {
 fn usage_report_matches_the_workload_across_a_graceful_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cairn = Cairn::start(&data, CONFIG);
+    let cairn = Cairn::start(&data, &format!("{CONFIG}{ATTRIBUTION}"));
     let start_ms = now_ms() - 1_000;
     let t0 = now_ms() - 600_000;
     let future = now_ms() + 3_600_000;
@@ -128,8 +160,11 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     let mut a1 = good.clone();
     a1.extend([(future, 1.0), (future + 1000, 2.0)]);
     let mut request = write_request(vec![
-        series(&[("__name__", "m"), ("job", "x")], &a1),
-        series(&[("__name__", "m"), ("job", "y")], &good[..5]),
+        series(&[("__name__", "m"), ("job", "x"), ("team", "x")], &a1),
+        series(
+            &[("__name__", "m"), ("job", "y"), ("team", "y")],
+            &good[..5],
+        ),
     ]);
     request.metadata = vec![metadata("m")];
     assert_eq!(cairn.push(Some("a"), &request).0, 400);
@@ -157,8 +192,14 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     // Queries on a: the samples they scanned are what the engine reports.
     let mut scanned = 0;
     for (path, extra) in [
-        ("/api/v1/query", vec![("time", (t0 / 1000 + 20).to_string())]),
-        ("/prometheus/api/v1/query", vec![("time", (t0 / 1000 + 20).to_string())]),
+        (
+            "/api/v1/query",
+            vec![("time", (t0 / 1000 + 20).to_string())],
+        ),
+        (
+            "/prometheus/api/v1/query",
+            vec![("time", (t0 / 1000 + 20).to_string())],
+        ),
         (
             "/api/v1/query_range",
             vec![
@@ -168,7 +209,10 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
             ],
         ),
     ] {
-        let mut params = vec![("query", "count_over_time(m[1h])".to_string()), ("stats", "all".to_string())];
+        let mut params = vec![
+            ("query", "count_over_time(m[1h])".to_string()),
+            ("stats", "all".to_string()),
+        ];
         params.extend(extra.into_iter().map(|(k, v)| (k, v)));
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, json) = cairn.get_json(Some("a"), path, &params);
@@ -181,30 +225,42 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
 
     let rows = wait_for_record(&cairn, start_ms, 17);
     let phase1 = |rows: &[Value]| {
-        assert_tenant(rows, "a", Expected {
-            received: 17,
-            ingested: 15,
-            discarded: vec![("too_far_in_future", 2)],
-            series_created: 2,
-            active_peak: 2,
-            metadata: 1,
-        });
-        assert_tenant(rows, "b", Expected {
-            received: 6,
-            ingested: 3,
-            discarded: vec![("new_value_for_timestamp", 1), ("sample_out_of_order", 2)],
-            series_created: 1,
-            active_peak: 1,
-            metadata: 0,
-        });
-        assert_tenant(rows, "c", Expected {
-            received: 7,
-            ingested: 4,
-            discarded: vec![("label_invalid", 2), ("missing_metric_name", 1)],
-            series_created: 1,
-            active_peak: 1,
-            metadata: 0,
-        });
+        assert_tenant(
+            rows,
+            "a",
+            Expected {
+                received: 17,
+                ingested: 15,
+                discarded: vec![("too_far_in_future", 2)],
+                series_created: 2,
+                active_peak: 2,
+                metadata: 1,
+            },
+        );
+        assert_tenant(
+            rows,
+            "b",
+            Expected {
+                received: 6,
+                ingested: 3,
+                discarded: vec![("new_value_for_timestamp", 1), ("sample_out_of_order", 2)],
+                series_created: 1,
+                active_peak: 1,
+                metadata: 0,
+            },
+        );
+        assert_tenant(
+            rows,
+            "c",
+            Expected {
+                received: 7,
+                ingested: 4,
+                discarded: vec![("label_invalid", 2), ("missing_metric_name", 1)],
+                series_created: 1,
+                active_peak: 1,
+                metadata: 0,
+            },
+        );
         let a = row(rows, "a");
         assert_eq!(a["queries"], 3, "{a}");
         assert_eq!(a["queries_by_endpoint"]["query"], 2);
@@ -217,14 +273,39 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
             assert_eq!(r["bytes_stored_bucket"], 0);
         }
         assert_eq!(row(rows, "b")["queries"], 0);
+        assert_attributed(rows, "a", "x", 12, &[("too_far_in_future", 2)], 1);
+        assert_attributed(rows, "a", "y", 5, &[], 1);
+        assert_attributed(
+            rows,
+            "b",
+            "__missing__",
+            6,
+            &[("new_value_for_timestamp", 1), ("sample_out_of_order", 2)],
+            1,
+        );
+        assert_attributed(
+            rows,
+            "c",
+            "__missing__",
+            7,
+            &[("label_invalid", 2), ("missing_metric_name", 1)],
+            1,
+        );
     };
     phase1(&rows);
 
     // The internal tenant: readable by an admin (everyone is, without
     // auth), never writable, and it holds the same totals.
-    let result = cairn.query("__cairn_usage__", "cairn_usage_samples_received_total{tenant=\"b\"}", now_ms() as f64 / 1000.0);
+    let result = cairn.query(
+        "__cairn_usage__",
+        "cairn_usage_samples_received_total{tenant=\"b\"}",
+        now_ms() as f64 / 1000.0,
+    );
     assert_eq!(result[0]["value"][1], "6", "{result}");
-    let (status, body) = cairn.push(Some("__cairn_usage__"), &write_request(vec![series(&[("__name__", "x")], &good[..1])]));
+    let (status, body) = cairn.push(
+        Some("__cairn_usage__"),
+        &write_request(vec![series(&[("__name__", "x")], &good[..1])]),
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("reserved"), "{body}");
 
@@ -239,41 +320,79 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     // series (which is therefore not created).
     let later: Vec<(i64, f64)> = (10..13).map(|i| (t0 + i * 1000, i as f64)).collect();
     let request = write_request(vec![
-        series(&[("__name__", "m"), ("job", "x")], &later),
-        series(&[("__name__", "m"), ("job", "z")], &later[..2]),
+        series(&[("__name__", "m"), ("job", "x"), ("team", "x")], &later),
+        series(
+            &[("__name__", "m"), ("job", "z"), ("team", "z")],
+            &later[..2],
+        ),
     ]);
     assert_eq!(cairn.push(Some("a"), &request).0, 200);
-    let dup = write_request(vec![series(&b, &[(t0 + 1_000, 42.0)])]);
+    let dup = write_request(vec![series(&b, &[(t0 + 2_000, 42.0)])]);
     assert_eq!(cairn.push(Some("b"), &dup).0, 400);
-    let request = write_request(vec![series(&[("__name__", "m"), ("job", "c2")], &[(future, 1.0)])]);
+    let request = write_request(vec![series(
+        &[("__name__", "m"), ("job", "c2")],
+        &[(future, 1.0)],
+    )]);
     assert_eq!(cairn.push(Some("c"), &request).0, 400);
 
     let rows = wait_for_record(&cairn, start_ms, 22);
-    assert_tenant(&rows, "a", Expected {
-        received: 22,
-        ingested: 20,
-        discarded: vec![("too_far_in_future", 2)],
-        series_created: 3,
-        active_peak: 3,
-        metadata: 1,
-    });
-    assert_tenant(&rows, "b", Expected {
-        received: 7,
-        ingested: 3,
-        discarded: vec![("new_value_for_timestamp", 2), ("sample_out_of_order", 2)],
-        series_created: 1,
-        active_peak: 1,
-        metadata: 0,
-    });
-    assert_tenant(&rows, "c", Expected {
-        received: 8,
-        ingested: 4,
-        discarded: vec![("label_invalid", 2), ("missing_metric_name", 1), ("too_far_in_future", 1)],
-        series_created: 1,
-        active_peak: 1,
-        metadata: 0,
-    });
+    assert_tenant(
+        &rows,
+        "a",
+        Expected {
+            received: 22,
+            ingested: 20,
+            discarded: vec![("too_far_in_future", 2)],
+            series_created: 3,
+            active_peak: 3,
+            metadata: 1,
+        },
+    );
+    assert_tenant(
+        &rows,
+        "b",
+        Expected {
+            received: 7,
+            ingested: 3,
+            discarded: vec![("new_value_for_timestamp", 2), ("sample_out_of_order", 2)],
+            series_created: 1,
+            active_peak: 1,
+            metadata: 0,
+        },
+    );
+    assert_tenant(
+        &rows,
+        "c",
+        Expected {
+            received: 8,
+            ingested: 4,
+            discarded: vec![
+                ("label_invalid", 2),
+                ("missing_metric_name", 1),
+                ("too_far_in_future", 1),
+            ],
+            series_created: 1,
+            active_peak: 1,
+            metadata: 0,
+        },
+    );
     assert_eq!(row(&rows, "a")["queries"], 3);
+    // A third team is beyond the cap of two (also after the restart).
+    assert_attributed(&rows, "a", "x", 15, &[("too_far_in_future", 2)], 1);
+    assert_attributed(&rows, "a", "y", 5, &[], 1);
+    assert_attributed(&rows, "a", "__overflow__", 2, &[], 1);
+    assert_attributed(
+        &rows,
+        "c",
+        "__missing__",
+        8,
+        &[
+            ("label_invalid", 2),
+            ("missing_metric_name", 1),
+            ("too_far_in_future", 1),
+        ],
+        1,
+    );
 
     // Only the asked-for tenants, and the same figures as CSV.
     let (status, json) = cairn.get_json(
@@ -287,13 +406,24 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
         ],
     );
     assert_eq!(status, 200);
-    let tenants: Vec<&str> = json["data"]["rows"]
+    let tenants: Vec<(&str, &str)> = json["data"]["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["tenant"].as_str().unwrap())
+        .map(|r| {
+            let team = r["attribution"]["team"].as_str().unwrap_or("total");
+            (r["tenant"].as_str().unwrap(), team)
+        })
         .collect();
-    assert_eq!(tenants, ["b", "c"]);
+    assert_eq!(
+        tenants,
+        [
+            ("b", "total"),
+            ("b", "__missing__"),
+            ("c", "total"),
+            ("c", "__missing__")
+        ]
+    );
     let csv = cairn
         .client()
         .get(cairn.url("/api/v1/usage"))
@@ -310,7 +440,9 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let values: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let attributed: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(lines.next(), None, "{csv}");
+    assert_eq!(attributed[..2], ["b", "team=__missing__"], "{csv}");
     let column = |name: &str| values[header.iter().position(|h| *h == name).unwrap()];
     assert_eq!(column("tenant"), "b");
     assert_eq!(column("samples_received"), "7");
@@ -319,7 +451,11 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     assert_eq!(column("discarded_sample_out_of_order"), "2");
 
     // Bad parameters are 400.
-    for params in [[("step", "0s")], [("format", "xml")], [("start", "yesterday")]] {
+    for params in [
+        [("step", "0s")],
+        [("format", "xml")],
+        [("start", "yesterday")],
+    ] {
         let (status, json) = cairn.get_json(None, "/api/v1/usage", &params);
         assert_eq!(status, 400, "{params:?}: {json}");
     }
@@ -329,9 +465,16 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
 fn hash(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
     use argon2::{Algorithm, Argon2, Params, Version};
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap());
+    let argon = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(64, 1, 1, None).unwrap(),
+    );
     let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
-    argon.hash_password(password.as_bytes(), &salt).unwrap().to_string()
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
 }
 
 #[test]

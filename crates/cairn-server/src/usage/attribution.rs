@@ -45,9 +45,7 @@ impl AttributionSpec {
         let mut labels: Vec<String> = labels
             .into_iter()
             .map(|l| l.trim().to_string())
-            .filter(|l| {
-                !l.is_empty() && !l.starts_with("__") && !RESERVED.contains(&l.as_str())
-            })
+            .filter(|l| !l.is_empty() && !l.starts_with("__") && !RESERVED.contains(&l.as_str()))
             .collect();
         labels.sort();
         labels.dedup();
@@ -130,7 +128,10 @@ mod tests {
         assert_eq!(values(&tracker.key(&spec, &[Some("d")])), [OVERFLOW]);
         // Admitted keys keep their own values after the cap is reached.
         assert_eq!(values(&tracker.key(&spec, &[Some("a")])), ["a"]);
-        assert_eq!(tracker.key(&spec, &[Some("b")]), vec![("team".into(), "b".into())]);
+        assert_eq!(
+            tracker.key(&spec, &[Some("b")]),
+            vec![("team".into(), "b".into())]
+        );
     }
 
     #[test]
@@ -138,9 +139,18 @@ mod tests {
         let spec = spec(&["team", "env"], 2);
         let mut tracker = Tracker::default();
         // Names are sorted: env, team.
-        assert_eq!(values(&tracker.key(&spec, &[None, Some("x")])), [MISSING, "x"]);
-        assert_eq!(values(&tracker.key(&spec, &[Some(""), Some("x")])), [MISSING, "x"]);
-        assert_eq!(values(&tracker.key(&spec, &[Some("p"), None])), ["p", MISSING]);
+        assert_eq!(
+            values(&tracker.key(&spec, &[None, Some("x")])),
+            [MISSING, "x"]
+        );
+        assert_eq!(
+            values(&tracker.key(&spec, &[Some(""), Some("x")])),
+            [MISSING, "x"]
+        );
+        assert_eq!(
+            values(&tracker.key(&spec, &[Some("p"), None])),
+            ["p", MISSING]
+        );
         assert_eq!(
             values(&tracker.key(&spec, &[Some("p"), Some("y")])),
             [OVERFLOW, OVERFLOW]
@@ -152,7 +162,10 @@ mod tests {
         let spec = spec(&["team"], 10);
         let mut tracker = Tracker::default();
         let labels = Labels::from_pairs(&[("__name__", "up"), ("team", "db")]);
-        assert_eq!(tracker.key_of(&spec, &labels), vec![("team".into(), "db".into())]);
+        assert_eq!(
+            tracker.key_of(&spec, &labels),
+            vec![("team".into(), "db".into())]
+        );
         let labels = Labels::from_pairs(&[("__name__", "up")]);
         assert_eq!(values(&tracker.key_of(&spec, &labels)), [MISSING]);
     }
@@ -170,7 +183,13 @@ mod tests {
     #[test]
     fn spec_drops_unusable_names_and_sorts() {
         let s = AttributionSpec::new(
-            vec!["team".into(), " env ".into(), "tenant".into(), "__name__".into(), "team".into()],
+            vec![
+                "team".into(),
+                " env ".into(),
+                "tenant".into(),
+                "__name__".into(),
+                "team".into(),
+            ],
             5,
         )
         .unwrap();

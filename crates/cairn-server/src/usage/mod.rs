@@ -166,9 +166,7 @@ impl Usage {
     /// [`WriteUsage`] is dropped, whatever the request's outcome.
     pub fn begin_write(&self, tenant: &TenantId, series: &[prompb::TimeSeries]) -> WriteUsage {
         let entry = self.tenant(tenant);
-        let spec = entry
-            .as_ref()
-            .and_then(|_| self.attribution_spec(tenant));
+        let spec = entry.as_ref().and_then(|_| self.attribution_spec(tenant));
         let mut write = WriteUsage {
             entry,
             spec,
@@ -205,7 +203,11 @@ impl Usage {
     /// Counts a query request on `endpoint` (`query`, `query_range`, ...).
     pub fn count_query(&self, tenant: &TenantId, endpoint: &str) {
         if let Some(entry) = self.tenant(tenant) {
-            *entry.lock().queries.entry(endpoint.to_string()).or_default() += 1;
+            *entry
+                .lock()
+                .queries
+                .entry(endpoint.to_string())
+                .or_default() += 1;
         }
     }
 
@@ -309,7 +311,10 @@ impl Drop for WriteUsage {
         usage.metadata_received += delta.metadata_received;
         usage.series_created += delta.series_created;
         for (reason, count) in delta.discarded {
-            *usage.samples_discarded.entry(reason.to_string()).or_default() += count;
+            *usage
+                .samples_discarded
+                .entry(reason.to_string())
+                .or_default() += count;
         }
         for (key, count) in delta.attr_received {
             usage.attributed.entry(key).or_default().samples_received += count;
@@ -355,8 +360,7 @@ pub(crate) async fn count_query(
         .get::<MatchedPath>()
         .and_then(|p| endpoint_name(p.as_str()));
     if let Some(endpoint) = endpoint {
-        if let Ok(tenant) = crate::tenant::read_tenant(&AuthContext::current(), request.headers())
-        {
+        if let Ok(tenant) = crate::tenant::read_tenant(&AuthContext::current(), request.headers()) {
             state.usage.count_query(&tenant, endpoint);
         }
     }
@@ -374,7 +378,10 @@ pub fn thread_cpu_time() -> Duration {
     if rc != 0 {
         return Duration::ZERO;
     }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_model::{Label, Labels, MatchOp, Matcher, Queryable, Sample, SeriesSamples, TenantId, TimeRange};
+use cairn_model::{
+    Label, Labels, MatchOp, Matcher, Queryable, Sample, SeriesSamples, TenantId, TimeRange,
+};
 use cairn_tsdb::{TenantStore, TsdbError};
 
 use super::attribution::AttrKey;
@@ -146,8 +148,10 @@ pub(crate) fn restore(usage: &Usage, store: &TenantStore) -> Result<(), TsdbErro
     };
     // Every record holds every series, so the last one is in this window.
     let window = (usage.options().record_interval.as_millis() as i64 * 10).max(600_000);
-    let matchers = [Matcher::new(MatchOp::RegexMatch, "__name__", "cairn_usage_.+_total")
-        .expect("a valid regex")];
+    let matchers = [
+        Matcher::new(MatchOp::RegexMatch, "__name__", "cairn_usage_.+_total")
+            .expect("a valid regex"),
+    ];
     let series = db
         .select(&matchers, TimeRange::new(last - window, last))
         .map_err(|e| TsdbError::Io {
@@ -159,7 +163,10 @@ pub(crate) fn restore(usage: &Usage, store: &TenantStore) -> Result<(), TsdbErro
         let Some(value) = s.samples.last().map(|sample| sample.v) else {
             continue;
         };
-        let Some(tenant) = s.labels.get("tenant").and_then(|t| TenantId::new_internal(t).ok())
+        let Some(tenant) = s
+            .labels
+            .get("tenant")
+            .and_then(|t| TenantId::new_internal(t).ok())
         else {
             continue;
         };
@@ -171,7 +178,11 @@ pub(crate) fn restore(usage: &Usage, store: &TenantStore) -> Result<(), TsdbErro
     }
     recording.restored = true;
     recording.last_record_ms = last;
-    tracing::info!(series = restored, last_record_ms = last, "usage counters restored");
+    tracing::info!(
+        series = restored,
+        last_record_ms = last,
+        "usage counters restored"
+    );
     Ok(())
 }
 
@@ -228,7 +239,11 @@ fn restore_series(usage: &mut TenantUsage, labels: &Labels, value: f64) {
 fn tenants(
     usage: &Usage,
     store: &TenantStore,
-) -> Vec<(TenantId, Option<Arc<cairn_tsdb::Tsdb>>, Arc<parking_lot::Mutex<TenantUsage>>)> {
+) -> Vec<(
+    TenantId,
+    Option<Arc<cairn_tsdb::Tsdb>>,
+    Arc<parking_lot::Mutex<TenantUsage>>,
+)> {
     let mut dbs: BTreeMap<TenantId, Arc<cairn_tsdb::Tsdb>> = store
         .tenants()
         .into_iter()
@@ -348,21 +363,37 @@ fn append_tenant(
     push(names::SAMPLES_RECEIVED, &[], u.samples_received as f64);
     push(names::SAMPLES_INGESTED, &[], u.samples_ingested as f64);
     for (reason, count) in &u.samples_discarded {
-        push(names::SAMPLES_DISCARDED, &[("reason", reason)], *count as f64);
+        push(
+            names::SAMPLES_DISCARDED,
+            &[("reason", reason)],
+            *count as f64,
+        );
     }
     push(names::EXEMPLARS_RECEIVED, &[], u.exemplars_received as f64);
     push(names::METADATA_RECEIVED, &[], u.metadata_received as f64);
     push(names::SERIES_CREATED, &[], u.series_created as f64);
     push(names::ACTIVE_SERIES, &[], active as f64);
-    push(names::ACTIVE_SERIES_MAX, &[], u.active_max.max(active) as f64);
+    push(
+        names::ACTIVE_SERIES_MAX,
+        &[],
+        u.active_max.max(active) as f64,
+    );
     push(names::SERIES_SECONDS, &[], u.series_seconds);
-    push(names::BYTES_STORED, &[("location", "disk")], disk_bytes as f64);
+    push(
+        names::BYTES_STORED,
+        &[("location", "disk")],
+        disk_bytes as f64,
+    );
     // No object storage yet: bucket bytes are 0 (see docs/usage.md).
     push(names::BYTES_STORED, &[("location", "bucket")], 0.0);
     for (endpoint, count) in &u.queries {
         push(names::QUERIES, &[("endpoint", endpoint)], *count as f64);
     }
-    push(names::QUERY_SAMPLES_SCANNED, &[], u.query_samples_scanned as f64);
+    push(
+        names::QUERY_SAMPLES_SCANNED,
+        &[],
+        u.query_samples_scanned as f64,
+    );
     push(names::QUERY_CPU_SECONDS, &[], u.query_cpu_seconds);
     for (key, counters) in &u.attributed {
         let attrs: Vec<(&str, &str)> = key.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -371,7 +402,11 @@ fn append_tenant(
             samples_discarded,
             series_seconds,
         } = counters;
-        push(names::ATTR_SAMPLES_RECEIVED, &attrs, *samples_received as f64);
+        push(
+            names::ATTR_SAMPLES_RECEIVED,
+            &attrs,
+            *samples_received as f64,
+        );
         for (reason, count) in samples_discarded {
             let mut with_reason = attrs.clone();
             with_reason.push(("reason", reason));

@@ -129,7 +129,11 @@ pub(crate) async fn usage_report(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    let store = state.store.get().cloned().ok_or_else(ApiError::unavailable)?;
+    let store = state
+        .store
+        .get()
+        .cloned()
+        .ok_or_else(ApiError::unavailable)?;
     let task_state = Arc::clone(&state);
     let rows = tokio::task::spawn_blocking(move || {
         let Some(db) = store.get(&usage_tenant()) else {
@@ -179,7 +183,9 @@ fn row_key(labels: &Labels) -> RowKey {
     let tenant = labels.get("tenant").unwrap_or_default().to_string();
     let attrs = labels
         .iter()
-        .filter(|l| !OWN_LABELS.contains(&l.name.as_str()) && l.name != "endpoint" && l.name != "location")
+        .filter(|l| {
+            !OWN_LABELS.contains(&l.name.as_str()) && l.name != "endpoint" && l.name != "location"
+        })
         .map(|l| (l.name.clone(), l.value.clone()))
         .collect();
     (tenant, attrs)
@@ -212,10 +218,16 @@ pub(crate) fn compute(
     // Cumulative counters at every boundary; the first looks further back.
     let mut counters: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
     for (i, &t) in bounds.iter().enumerate() {
-        let window = if i == 0 { step.max(BASELINE_LOOKBACK_MS) } else { step };
+        let window = if i == 0 {
+            step.max(BASELINE_LOOKBACK_MS)
+        } else {
+            step
+        };
         let expr = format!("last_over_time({{__name__=~\"cairn_usage_.+_total\"}}[{window}ms])");
         for (labels, v) in instant(engine, db, &expr, t)? {
-            counters.entry(labels).or_insert_with(|| vec![None; bounds.len()])[i] = Some(v);
+            counters
+                .entry(labels)
+                .or_insert_with(|| vec![None; bounds.len()])[i] = Some(v);
         }
     }
     let mut rows: BTreeMap<(RowKey, usize), Row> = BTreeMap::new();
@@ -260,7 +272,9 @@ pub(crate) fn compute(
                 names::SAMPLES_INGESTED => *r.samples_ingested.get_or_insert(0) += n,
                 names::SAMPLES_DISCARDED | names::ATTR_SAMPLES_DISCARDED => {
                     r.samples_discarded += n;
-                    *r.samples_discarded_by_reason.entry(reason.clone()).or_default() += n;
+                    *r.samples_discarded_by_reason
+                        .entry(reason.clone())
+                        .or_default() += n;
                 }
                 names::EXEMPLARS_RECEIVED => *r.exemplars_received.get_or_insert(0) += n,
                 names::METADATA_RECEIVED => *r.metadata_received.get_or_insert(0) += n,
@@ -287,12 +301,22 @@ pub(crate) fn compute(
         let (from, to) = (bounds[i], bounds[i + 1]);
         let window = (to - from).max(1);
         for metric in [names::ACTIVE_SERIES, names::ATTR_ACTIVE_SERIES] {
-            for (labels, v) in instant(engine, db, &format!("avg_over_time({metric}[{window}ms])"), to)? {
+            for (labels, v) in instant(
+                engine,
+                db,
+                &format!("avg_over_time({metric}[{window}ms])"),
+                to,
+            )? {
                 row(&mut rows, &bounds, &row_key(&labels), i).active_series_avg = v;
             }
         }
         for metric in [names::ACTIVE_SERIES_MAX, names::ATTR_ACTIVE_SERIES] {
-            for (labels, v) in instant(engine, db, &format!("max_over_time({metric}[{window}ms])"), to)? {
+            for (labels, v) in instant(
+                engine,
+                db,
+                &format!("max_over_time({metric}[{window}ms])"),
+                to,
+            )? {
                 row(&mut rows, &bounds, &row_key(&labels), i).active_series_peak = v.round() as u64;
             }
         }
@@ -342,9 +366,7 @@ pub(crate) fn to_csv(rows: &[Row]) -> String {
         .collect();
     let mut out = String::new();
     let mut header: Vec<String> = CSV_HEAD.iter().map(|s| s.to_string()).collect();
-    header.extend(
-        ["samples_received", "samples_ingested", "samples_discarded"].map(String::from),
-    );
+    header.extend(["samples_received", "samples_ingested", "samples_discarded"].map(String::from));
     header.extend(reasons.iter().map(|r| format!("discarded_{r}")));
     header.extend(
         [
