@@ -235,15 +235,15 @@ fn restore_series(usage: &mut TenantUsage, labels: &Labels, value: f64) {
     }
 }
 
-/// Every ordinary tenant: those with storage and those with counters.
-fn tenants(
-    usage: &Usage,
-    store: &TenantStore,
-) -> Vec<(
+/// A tenant to record: its database (if open) and its counters.
+type RecordedTenant = (
     TenantId,
     Option<Arc<cairn_tsdb::Tsdb>>,
     Arc<parking_lot::Mutex<TenantUsage>>,
-)> {
+);
+
+/// Every ordinary tenant: those with storage and those with counters.
+fn tenants(usage: &Usage, store: &TenantStore) -> Vec<RecordedTenant> {
     let mut dbs: BTreeMap<TenantId, Arc<cairn_tsdb::Tsdb>> = store
         .tenants()
         .into_iter()
