@@ -349,7 +349,9 @@ fn endpoint_name(route: &str) -> Option<&'static str> {
 }
 
 /// Middleware on the read API: counts each request whose tenant resolves
-/// (whatever its outcome) under its endpoint.
+/// (whatever its outcome) under its endpoint. Tenants that have never
+/// written are not counted, so reads of made-up tenant names cannot grow
+/// the usage records.
 pub(crate) async fn count_query(
     State(state): State<Arc<AppState>>,
     request: Request,
