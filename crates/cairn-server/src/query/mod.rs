@@ -151,11 +151,15 @@ where
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        let cpu = crate::usage::thread_cpu_time();
+        cairn_promql::take_worker_cpu_time();
+        let cpu = cairn_promql::thread_cpu_time();
         let result = run(&state.engine, queryable, &options);
-        let scanned = result.as_ref().map_or(0, |r| r.stats.total_samples);
-        let cpu = crate::usage::thread_cpu_time().saturating_sub(cpu);
-        state.usage.count_evaluation(&tenant, scanned, cpu);
+        if db.is_some() {
+            let scanned = result.as_ref().map_or(0, |r| r.stats.total_samples);
+            let cpu = cairn_promql::thread_cpu_time().saturating_sub(cpu)
+                + cairn_promql::take_worker_cpu_time();
+            state.usage.count_evaluation(&tenant, scanned, cpu);
+        }
         result
     })
     .await

@@ -363,27 +363,13 @@ pub(crate) async fn count_query(
         .and_then(|p| endpoint_name(p.as_str()));
     if let Some(endpoint) = endpoint {
         if let Ok(tenant) = crate::tenant::read_tenant(&AuthContext::current(), request.headers()) {
-            state.usage.count_query(&tenant, endpoint);
+            let exists = state.store.get().is_some_and(|s| s.get(&tenant).is_some());
+            if exists {
+                state.usage.count_query(&tenant, endpoint);
+            }
         }
     }
     next.run(request).await
-}
-
-/// CPU time used by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
-pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
 }
 
 #[cfg(test)]
@@ -392,13 +378,13 @@ mod tests {
 
     #[test]
     fn thread_cpu_time_advances_with_work() {
-        let before = thread_cpu_time();
+        let before = cairn_promql::thread_cpu_time();
         let mut x = 0u64;
         for i in 0..20_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         std::hint::black_box(x);
-        assert!(thread_cpu_time() > before);
+        assert!(cairn_promql::thread_cpu_time() > before);
     }
 
     #[test]
