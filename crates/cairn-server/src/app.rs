@@ -197,6 +197,8 @@ fn open_storage(state: &AppState) -> Result<(), ServeError> {
         .map_err(ServeError::Storage)?;
     let tenants = store.tenants().len();
     crate::limits::apply_retention_all(&store, &state.overrides, state.options.tsdb.retention);
+    // Before the first write is accepted, so counts continue from the record.
+    crate::usage::recorder::restore(&state.usage, &store);
     let store = Arc::new(store);
     if state.store.set(store).is_err() {
         unreachable!("storage is opened once");

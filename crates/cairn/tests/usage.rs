@@ -79,19 +79,20 @@ fn actual(row: &Value) -> Expected<String> {
     }
 }
 
-/// Waits (bounded) until the report shows `received` samples for tenant
-/// `a`, i.e. a record after the last push was written.
-fn wait_for_record(cairn: &Cairn, start_ms: i64, received: u64) -> Vec<Value> {
+/// Waits (bounded) until the report shows the `received` samples of every
+/// tenant, i.e. a record after the last push was written; a count that
+/// overshoots never matches and fails at the deadline.
+fn wait_for_record(cairn: &Cairn, start_ms: i64, received: &[(&str, u64)]) -> Vec<Value> {
     let started = Instant::now();
     loop {
         let rows = report(cairn, start_ms);
-        let done = rows.iter().any(|r| {
-            r["tenant"] == "a" && r["attribution"].is_null() && r["samples_received"] == received
+        let done = received.iter().all(|(tenant, n)| {
+            rows.iter().any(|r| {
+                r["tenant"] == *tenant && r["attribution"].is_null() && r["samples_received"] == *n
+            })
         });
         if done {
-            // One more record, so every tenant's figures are in.
-            std::thread::sleep(Duration::from_millis(1_500));
-            return report(cairn, start_ms);
+            return rows;
         }
         assert!(
             started.elapsed() < DEADLINE,
@@ -236,7 +237,7 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     }
     assert!(scanned > 0);
 
-    let rows = wait_for_record(&cairn, start_ms, 17);
+    let rows = wait_for_record(&cairn, start_ms, &[("a", 17), ("b", 6), ("c", 7)]);
     let phase1 = |rows: &[Value]| {
         assert_tenant(
             rows,
@@ -348,7 +349,7 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     )]);
     assert_eq!(cairn.push(Some("c"), &request).0, 400);
 
-    let rows = wait_for_record(&cairn, start_ms, 22);
+    let rows = wait_for_record(&cairn, start_ms, &[("a", 22), ("b", 7), ("c", 8)]);
     assert_tenant(
         &rows,
         "a",

@@ -64,33 +64,19 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The background task: waits for storage, restores, then samples every
+/// The background task: waits for storage, then samples every
 /// second and records every `record_interval` until aborted.
 pub(crate) async fn run(state: Arc<AppState>) {
     if !state.usage.options().enabled {
         return;
     }
+    // Storage is set once it is open and the counters are restored.
     let store = loop {
         if let Some(store) = state.store.get() {
             break Arc::clone(store);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let restore_state = Arc::clone(&state);
-    let restore_store = Arc::clone(&store);
-    let restored =
-        tokio::task::spawn_blocking(move || restore(&restore_state.usage, &restore_store)).await;
-    match restored {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::error!(%error, "cannot read the last usage record; usage is not recorded");
-            return;
-        }
-        Err(error) => {
-            tracing::error!(%error, "usage restore task failed");
-            return;
-        }
-    }
     let interval = state.usage.options().record_interval;
     let tick = SAMPLE_EVERY.min(interval);
     let mut last_record = tokio::time::Instant::now();
@@ -129,9 +115,20 @@ pub(crate) fn final_record(usage: &Usage, store: &TenantStore) {
     }
 }
 
-/// Reads the last record from the internal tenant and adds its counters to
-/// the in-memory ones (which hold what was counted since start).
-pub(crate) fn restore(usage: &Usage, store: &TenantStore) -> Result<(), TsdbError> {
+/// Reads the last record from the internal tenant into the counters; runs
+/// while storage opens, before any write is accepted. On failure nothing is
+/// recorded until restart (a record from zero would look like a reset).
+pub(crate) fn restore(usage: &Usage, store: &TenantStore) {
+    if !usage.options().enabled {
+        return;
+    }
+    if let Err(error) = read_last_record(usage, store) {
+        tracing::error!(%error, "cannot read the last usage record; usage is not recorded");
+    }
+}
+
+/// Adds the last record's counters to the in-memory ones.
+fn read_last_record(usage: &Usage, store: &TenantStore) -> Result<(), TsdbError> {
     let mut recording = usage.recording.lock();
     if recording.restored {
         return Ok(());
