@@ -15,8 +15,10 @@
 //! 3. No header, basic auth with `auth.user_as_tenant`: the user name.
 //! 4. Otherwise 401 `no org id`.
 //!
-//! `__cairn`-prefixed tenants are refused (400), except that an admin may
-//! read the internal usage tenant `__cairn_usage__` with PromQL.
+//! `__cairn`-prefixed tenants are refused (400), except that a basic-auth
+//! user with `admin: true` may read the internal usage tenant
+//! `__cairn_usage__`. Without authentication no caller is known, so nobody
+//! may (the usage report `/api/v1/usage` stays available).
 
 use axum::http::{HeaderMap, StatusCode};
 use cairn_model::{TenantId, TenantIdError};
@@ -81,11 +83,11 @@ fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<Tena
         TenantId::new(&auth.tenancy.no_auth_tenant)?
     } else {
         match header_tenant(headers)? {
-            // Admins may read (never write) the internal usage tenant.
+            // Admin users may read (never write) the internal usage tenant.
             Some(value)
                 if right == Right::Read
                     && value == crate::usage::USAGE_TENANT
-                    && auth.is_admin() =>
+                    && auth.user.as_ref().is_some_and(|user| user.admin) =>
             {
                 return Ok(crate::usage::usage_tenant());
             }

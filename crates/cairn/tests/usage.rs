@@ -308,14 +308,13 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     };
     phase1(&rows);
 
-    // The internal tenant: readable by an admin (everyone is, without
-    // auth), never writable, and it holds the same totals.
-    let result = cairn.query(
-        "__cairn_usage__",
-        "cairn_usage_samples_received_total{tenant=\"b\"}",
-        now_ms() as f64 / 1000.0,
+    // The internal tenant: without auth nobody may read or write it.
+    let (status, body) = cairn.get_json(
+        Some("__cairn_usage__"),
+        "/api/v1/query",
+        &[("query", "cairn_usage_samples_received_total")],
     );
-    assert_eq!(result[0]["value"][1], "6", "{result}");
+    assert_eq!(status, 400, "{body}");
     let (status, body) = cairn.push(
         Some("__cairn_usage__"),
         &write_request(vec![series(&[("__name__", "x")], &good[..1])]),
@@ -513,7 +512,7 @@ fn the_report_and_the_usage_tenant_are_for_admins_only_under_basic_auth() {
         let mut builder = cairn
             .client()
             .get(cairn.url(path))
-            .query(&[("query", "cairn_usage_active_series")])
+            .query(&[("query", "cairn_usage_samples_received_total{tenant=\"a\"}")])
             .basic_auth(user, Some(password));
         if let Some(tenant) = tenant {
             builder = builder.header("X-Scope-OrgID", tenant);
@@ -529,8 +528,37 @@ fn the_report_and_the_usage_tenant_are_for_admins_only_under_basic_auth() {
     let (status, body) = get("team", "pw-team", "/api/v1/query", Some("__cairn_usage__"));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("reserved"), "{body}");
-    let (status, body) = get("ops", "pw-ops", "/api/v1/query", Some("__cairn_usage__"));
-    assert_eq!(status, 200, "{body}");
+    // The admin reads it with PromQL (whatever its read list says) and
+    // sees the 3 samples the team sent to tenant a.
+    let request = write_request(vec![series(
+        &[("__name__", "m")],
+        &[
+            (now_ms() - 3000, 1.0),
+            (now_ms() - 2000, 2.0),
+            (now_ms() - 1000, 3.0),
+        ],
+    )]);
+    let response = cairn
+        .client()
+        .post(cairn.url("/api/v1/push"))
+        .header("Content-Encoding", "snappy")
+        .header("X-Scope-OrgID", "a")
+        .basic_auth("team", Some("pw-team"))
+        .body(cairn_ingest::encode_write_request(&request))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let started = Instant::now();
+    loop {
+        let (status, body) = get("ops", "pw-ops", "/api/v1/query", Some("__cairn_usage__"));
+        assert_eq!(status, 200, "{body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        if json["data"]["result"][0]["value"][1] == "3" {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "never recorded: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let request = write_request(vec![series(&[("__name__", "x")], &[(now_ms(), 1.0)])]);
     let response = cairn
         .client()
