@@ -375,6 +375,148 @@ pub(crate) async fn count_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_ingest::{validate_write_request, ValidationLimits};
+    use cairn_tsdb::{TenantStore, TsdbOptions};
+
+    fn series(labels: &[(&str, &str)], samples: &[i64]) -> prompb::TimeSeries {
+        prompb::TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| prompb::Label::new(*n, *v))
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|t| prompb::Sample {
+                    value: 1.0,
+                    timestamp: *t,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn team(value: &str) -> AttrKey {
+        vec![("team".to_string(), value.to_string())]
+    }
+
+    /// Writes through the same hooks as the push handler.
+    fn write(
+        usage: &Usage,
+        store: &TenantStore,
+        tenant: &TenantId,
+        request: Vec<prompb::TimeSeries>,
+    ) {
+        let mut write = usage.begin_write(tenant, &request);
+        let request = prompb::WriteRequest {
+            timeseries: request,
+            ..Default::default()
+        };
+        let validated = validate_write_request(request, &ValidationLimits::default(), 10_000_000);
+        write.validated(&validated);
+        let db = store.get_or_create(tenant).unwrap();
+        let outcome = db.append(validated.series).unwrap();
+        write.appended(&outcome);
+    }
+
+    #[test]
+    fn writes_are_counted_per_tenant_and_attribution_key_and_survive_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = TsdbOptions {
+            maintenance_interval: Duration::ZERO,
+            ..TsdbOptions::default()
+        };
+        let store = TenantStore::open(dir.path(), options.clone()).unwrap();
+        let usage = Usage::new(UsageOptions::default());
+        usage.set_attribution(Arc::new(|_: &TenantId| {
+            AttributionSpec::new(vec!["team".into()], 2)
+        }));
+        recorder::restore(&usage, &store);
+        let tenant = TenantId::new("t").unwrap();
+        write(
+            &usage,
+            &store,
+            &tenant,
+            vec![
+                series(&[("__name__", "m"), ("team", "a")], &[1000, 2000]),
+                series(
+                    &[("__name__", "m"), ("bad-name", "x"), ("team", "a")],
+                    &[1000],
+                ),
+                series(&[("__name__", "m"), ("job", "j")], &[1000]),
+                series(&[("__name__", "m"), ("team", "c")], &[1000]),
+            ],
+        );
+        // Out of order on team a, accepted on the missing key.
+        write(
+            &usage,
+            &store,
+            &tenant,
+            vec![
+                series(&[("__name__", "m"), ("team", "a")], &[1500, 3000]),
+                series(&[("__name__", "m"), ("job", "j")], &[2000]),
+            ],
+        );
+        let check = |usage: &Usage| {
+            let entry = usage.tenant(&tenant).unwrap();
+            let u = entry.lock();
+            assert_eq!(u.samples_received, 8);
+            assert_eq!(u.samples_ingested, 6);
+            assert_eq!(u.series_created, 3);
+            let discarded: Vec<(&str, u64)> = u
+                .samples_discarded
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .collect();
+            assert_eq!(
+                discarded,
+                [("label_invalid", 1), ("sample_out_of_order", 1)]
+            );
+            let a = &u.attributed[&team("a")];
+            assert_eq!(a.samples_received, 5);
+            assert_eq!(a.samples_discarded["label_invalid"], 1);
+            assert_eq!(a.samples_discarded["sample_out_of_order"], 1);
+            // `__missing__` took the second slot; team c overflowed.
+            assert_eq!(
+                u.attributed[&team(attribution::MISSING)].samples_received,
+                2
+            );
+            assert_eq!(
+                u.attributed[&team(attribution::OVERFLOW)].samples_received,
+                1
+            );
+            assert_eq!(u.attributed.len(), 3);
+        };
+        check(&usage);
+
+        // A record, read back by a fresh accountant, continues exactly.
+        recorder::record(&usage, &store, 20_000_000).unwrap();
+        drop(usage);
+        let again = Usage::new(UsageOptions::default());
+        again.set_attribution(Arc::new(|_: &TenantId| {
+            AttributionSpec::new(vec!["team".into()], 2)
+        }));
+        recorder::restore(&again, &store);
+        check(&again);
+        // The restored keys still fill the cap.
+        write(
+            &again,
+            &store,
+            &tenant,
+            vec![series(&[("__name__", "m"), ("team", "d")], &[5000])],
+        );
+        let entry = again.tenant(&tenant).unwrap();
+        assert_eq!(
+            entry.lock().attributed[&team(attribution::OVERFLOW)].samples_received,
+            2
+        );
+    }
+
+    #[test]
+    fn internal_tenants_are_not_accounted() {
+        let usage = Usage::new(UsageOptions::default());
+        usage.count_query(&usage_tenant(), "query");
+        assert!(usage.entries().is_empty());
+    }
 
     #[test]
     fn thread_cpu_time_advances_with_work() {
