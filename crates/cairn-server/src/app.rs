@@ -11,7 +11,7 @@ use cairn_tsdb::{TenantStore, TsdbOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthOptions, Authenticator};
-use crate::limits::{Limits, Overrides, RuntimeConfigOptions};
+use crate::limits::{IngestionRateLimiter, Limits, Overrides, RuntimeConfigOptions};
 use crate::metrics::Metrics;
 use crate::router;
 use crate::tenant::TenancyOptions;
@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     pub usage: crate::usage::Usage,
     /// Per-tenant limits in force (defaults plus runtime overrides).
     pub overrides: Arc<Overrides>,
+    /// Per-tenant ingestion token buckets.
+    pub ingestion_rate: IngestionRateLimiter,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -100,6 +102,7 @@ impl Server {
             auth: Arc::new(auth),
             usage,
             overrides,
+            ingestion_rate: IngestionRateLimiter::new(),
             options,
         });
         Ok(Server {

@@ -67,6 +67,7 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/push", post(push::push))
         .route("/api/v1/usage", get(usage::report::usage_report))
         .route("/runtime_config", get(limits::runtime_config))
+        .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
         .layer(middleware::from_fn_with_state(

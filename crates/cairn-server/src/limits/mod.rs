@@ -5,10 +5,16 @@
 //! block or runtime overrides file carries over. The config file's `limits:`
 //! section is the default [`Limits`]; [`Overrides`] holds per-tenant
 //! overrides read from the runtime config file and re-read periodically.
+//! [`IngestionRateLimiter`] holds each tenant's token bucket; [`write`] has
+//! the write-path checks and messages.
 
 mod overrides;
+pub mod query;
+mod rate;
+pub mod write;
 
 pub use overrides::{Overrides, RuntimeConfigError, RuntimeConfigOptions};
+pub use rate::{retry_after_seconds, IngestionRateLimiter};
 
 use cairn_tsdb::{TenantStore, Tsdb};
 
@@ -138,6 +144,12 @@ impl Limits {
                 self.ingestion_rate
             ));
         }
+        if self.ingestion_rate > 0.0 && self.ingestion_burst_size == 0 {
+            return Err(
+                "ingestion_burst_size must be positive while ingestion_rate is set (a burst of 0 refuses every request)"
+                    .into(),
+            );
+        }
         for (name, value) in [
             ("creation_grace_period", self.creation_grace_period),
             ("past_grace_period", self.past_grace_period),
@@ -241,4 +253,94 @@ pub(crate) async fn runtime_config(
         state.overrides.to_yaml(diff),
     )
         .into_response())
+}
+
+/// `GET /api/v1/user_limits`: the calling tenant's main limits as JSON, in
+/// the shape of Mimir's (experimental) endpoint of that name
+/// (`pkg/util/validation/user_limits_handler.go`), limited to the limits
+/// Cairn has.
+pub(crate) async fn user_limits(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::app::AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    use axum::response::IntoResponse;
+    let tenant = crate::tenant::read_tenant(&crate::auth::AuthContext::current(), &headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    let retention = limits.retention(state.options.tsdb.retention).as_secs();
+    let body = format!(
+        concat!(
+            r#"{{"ingestion_rate":{},"ingestion_burst_size":{},"#,
+            r#""max_global_series_per_user":{},"max_global_series_per_metric":{},"#,
+            r#""max_fetched_series_per_query":{},"max_fetched_chunk_bytes_per_query":{},"#,
+            r#""compactor_blocks_retention_period_seconds":{}}}"#
+        ),
+        limits.ingestion_rate,
+        limits.ingestion_burst_size,
+        limits.max_global_series_per_user,
+        limits.max_global_series_per_metric,
+        limits.max_fetched_series_per_query,
+        limits.max_fetched_chunk_bytes_per_query,
+        retention,
+    );
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retention_comes_from_the_tenant_or_the_storage_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(dir.path(), cairn_tsdb::TsdbOptions::default()).unwrap();
+        let storage_default = Duration::from_secs(30 * 86_400);
+        ensure_retention(&db, &Limits::default(), storage_default);
+        assert_eq!(db.retention(), storage_default);
+        let tenant = Limits {
+            compactor_blocks_retention_period: PromDuration(3_600_000),
+            ..Limits::default()
+        };
+        ensure_retention(&db, &tenant, storage_default);
+        assert_eq!(db.retention(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn limits_validate_and_split_attribution_labels() {
+        assert!(Limits::default().validate().is_ok());
+        let no_burst = Limits {
+            ingestion_burst_size: 0,
+            ..Limits::default()
+        };
+        assert!(no_burst
+            .validate()
+            .unwrap_err()
+            .contains("ingestion_burst_size"));
+        let off = Limits {
+            ingestion_rate: 0.0,
+            ingestion_burst_size: 0,
+            ..Limits::default()
+        };
+        assert!(off.validate().is_ok());
+        let negative = Limits {
+            max_query_lookback: PromDuration(-1),
+            ..Limits::default()
+        };
+        assert!(negative
+            .validate()
+            .unwrap_err()
+            .contains("max_query_lookback"));
+        let labels = Limits {
+            cost_attribution_labels: " team, ,env ".into(),
+            ..Limits::default()
+        };
+        assert_eq!(labels.cost_attribution_label_names(), ["team", "env"]);
+        let validation = Limits::default().validation_limits();
+        assert_eq!(validation.max_label_names_per_series, 30);
+        assert_eq!(validation.creation_grace_period_ms, 600_000);
+    }
 }

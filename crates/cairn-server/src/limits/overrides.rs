@@ -14,7 +14,9 @@
 //! parsed (unknown key, bad value, invalid tenant ID) keeps the limits in
 //! force, logs an error and sets `cairn_runtime_config_last_reload_successful`
 //! to 0 (Mimir: `cortex_runtime_config_last_reload_successful`). At start-up
-//! a broken file is fatal, as in Mimir.
+//! a broken file is fatal, as in Mimir. The numeric limits in force are
+//! exported as `cairn_limits_defaults{limit_name}` and
+//! `cairn_limits_overrides{limit_name,tenant}` (Mimir's overrides-exporter).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -324,6 +326,37 @@ struct HashLabels {
     sha256: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DefaultLimitLabels {
+    limit_name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OverrideLimitLabels {
+    limit_name: String,
+    tenant: String,
+}
+
+/// The numeric limits of `limits` by key, durations in seconds (what
+/// Mimir's overrides-exporter publishes); text limits are left out.
+fn numeric_limits(limits: &Limits) -> Vec<(String, f64)> {
+    limits_mapping(limits)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let key = key.as_str()?.to_string();
+            let number = match &value {
+                serde_yaml::Value::Number(n) => n.as_f64()?,
+                // Durations serialize as Prometheus duration strings.
+                serde_yaml::Value::String(text) => {
+                    cairn_model::parse_duration_ms(text).ok()? as f64 / 1000.0
+                }
+                _ => return None,
+            };
+            Some((key, number))
+        })
+        .collect()
+}
+
 struct RuntimeConfigCollector {
     overrides: Arc<Overrides>,
 }
@@ -334,11 +367,9 @@ impl std::fmt::Debug for RuntimeConfigCollector {
     }
 }
 
-impl Collector for RuntimeConfigCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        if self.overrides.options.file.is_none() {
-            return Ok(());
-        }
+impl RuntimeConfigCollector {
+    /// `cairn_runtime_config_last_reload_successful` and `_hash`.
+    fn encode_reload_state(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let ok = ConstGauge::new(i64::from(self.overrides.last_reload_successful()));
         ok.encode(encoder.encode_descriptor(
             "cairn_runtime_config_last_reload_successful",
@@ -356,6 +387,44 @@ impl Collector for RuntimeConfigCollector {
         hash.encode(family.encode_family(&HashLabels {
             sha256: self.overrides.hash(),
         })?)?;
+        Ok(())
+    }
+}
+
+impl Collector for RuntimeConfigCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.overrides.options.file.is_some() {
+            self.encode_reload_state(&mut encoder)?;
+        }
+        let gauge = ConstGauge::new(0.0f64);
+        let mut family = encoder.encode_descriptor(
+            "cairn_limits_defaults",
+            "Default per-tenant limits (the config's limits:), durations in seconds",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (limit_name, value) in numeric_limits(&self.overrides.defaults) {
+            ConstGauge::new(value)
+                .encode(family.encode_family(&DefaultLimitLabels { limit_name })?)?;
+        }
+        let overridden = self.overrides.overridden();
+        if overridden.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "cairn_limits_overrides",
+            "Limits of tenants with runtime overrides, durations in seconds",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (tenant, limits) in overridden {
+            for (limit_name, value) in numeric_limits(&limits) {
+                ConstGauge::new(value).encode(family.encode_family(&OverrideLimitLabels {
+                    limit_name,
+                    tenant: tenant.clone(),
+                })?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -471,6 +540,41 @@ mod tests {
             Overrides::new(defaults(), options),
             Err(RuntimeConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn metrics_export_the_limits_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.yaml");
+        std::fs::write(&path, "overrides:\n  a:\n    ingestion_rate: 5\n").unwrap();
+        let overrides = Arc::new(
+            Overrides::new(
+                defaults(),
+                RuntimeConfigOptions {
+                    file: Some(path),
+                    period: Duration::from_secs(10),
+                },
+            )
+            .unwrap(),
+        );
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(overrides.collector());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "cairn_runtime_config_last_reload_successful 1",
+            "cairn_limits_defaults{limit_name=\"ingestion_rate\"} 100.0",
+            "cairn_limits_defaults{limit_name=\"creation_grace_period\"} 600.0",
+            "cairn_limits_overrides{limit_name=\"ingestion_rate\",tenant=\"a\"} 5.0",
+            "cairn_limits_overrides{limit_name=\"max_global_series_per_user\",tenant=\"a\"} 150000.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("cost_attribution_labels\""));
+        assert!(text.contains(&format!(
+            "cairn_runtime_config_hash{{sha256=\"{}\"}} 1",
+            overrides.hash()
+        )));
     }
 
     #[test]

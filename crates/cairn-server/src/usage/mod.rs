@@ -29,7 +29,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use cairn_ingest::prompb;
 use cairn_ingest::ValidatedWrite;
-use cairn_model::TenantId;
+use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::AppendOutcome;
 use parking_lot::{Mutex, RwLock};
 
@@ -246,7 +246,9 @@ pub struct WriteUsage {
 }
 
 impl WriteUsage {
-    /// Counts what validation received and discarded.
+    /// Counts what validation (and any check after it that drops samples
+    /// from `validated`, such as the past grace period) received and
+    /// discarded. Call it once `validated.series` is what will be appended.
     pub fn validated(&mut self, validated: &ValidatedWrite) {
         if self.entry.is_none() {
             return;
@@ -258,21 +260,85 @@ impl WriteUsage {
         for (reason, count) in &validated.discarded {
             *delta.discarded.entry(reason.as_label()).or_default() += count;
         }
-        if let (Some(entry), Some(spec)) = (&self.entry, &self.spec) {
-            for (index, reason, count) in &validated.discarded_by_series {
-                if let Some(key) = self.request_keys.get(*index) {
-                    *delta
-                        .attr_discarded
-                        .entry((key.clone(), reason.as_label()))
-                        .or_default() += count;
-                }
+        let (Some(entry), Some(spec)) = (&self.entry, &self.spec) else {
+            return;
+        };
+        // Discards validation reported per series.
+        let mut covered: BTreeMap<DiscardReason, u64> = BTreeMap::new();
+        let mut accounted: HashMap<AttrKey, u64> = HashMap::new();
+        for (index, reason, count) in &validated.discarded_by_series {
+            *covered.entry(*reason).or_default() += count;
+            if let Some(key) = self.request_keys.get(*index) {
+                *delta
+                    .attr_discarded
+                    .entry((key.clone(), reason.as_label()))
+                    .or_default() += count;
+                *accounted.entry(key.clone()).or_default() += count;
             }
+        }
+        {
             let mut usage = entry.lock();
             self.stored_keys = validated
                 .series
                 .iter()
                 .map(|s| usage.tracker.key_of(spec, &s.labels))
                 .collect();
+        }
+        for (key, series) in self.stored_keys.iter().zip(&validated.series) {
+            *accounted.entry(key.clone()).or_default() += series.samples.len() as u64;
+        }
+        // Samples dropped after validation without a per-series report:
+        // per key, what was received but neither kept nor reported, charged
+        // to the reasons not reported per series (exact when there is one).
+        let mut uncovered: Vec<(DiscardReason, u64)> = validated
+            .discarded
+            .iter()
+            .map(|(r, n)| (*r, n.saturating_sub(covered.get(r).copied().unwrap_or(0))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let mut gaps: Vec<(&AttrKey, u64)> = delta
+            .attr_received
+            .iter()
+            .map(|(key, received)| {
+                let gap = received.saturating_sub(accounted.get(key).copied().unwrap_or(0));
+                (key, gap)
+            })
+            .filter(|(_, gap)| *gap > 0)
+            .collect();
+        gaps.sort();
+        for (key, mut gap) in gaps {
+            for (reason, left) in uncovered.iter_mut() {
+                let n = gap.min(*left);
+                if n > 0 {
+                    *delta
+                        .attr_discarded
+                        .entry((key.clone(), reason.as_label()))
+                        .or_default() += n;
+                    *left -= n;
+                    gap -= n;
+                }
+            }
+        }
+    }
+
+    /// Counts every sample about to be appended as discarded for `reason`
+    /// (a request refused whole after validation, e.g. by the rate limit).
+    pub fn discard_all(&mut self, validated: &ValidatedWrite, reason: DiscardReason) {
+        if self.entry.is_none() {
+            return;
+        }
+        let total = validated.samples_accepted();
+        if total > 0 {
+            *self.delta.discarded.entry(reason.as_label()).or_default() += total;
+        }
+        for (key, series) in self.stored_keys.iter().zip(&validated.series) {
+            if !series.samples.is_empty() {
+                *self
+                    .delta
+                    .attr_discarded
+                    .entry((key.clone(), reason.as_label()))
+                    .or_default() += series.samples.len() as u64;
+            }
         }
     }
 
@@ -508,6 +574,47 @@ mod tests {
         assert_eq!(
             entry.lock().attributed[&team(attribution::OVERFLOW)].samples_received,
             2
+        );
+    }
+
+    #[test]
+    fn drops_after_validation_and_refused_requests_are_attributed() {
+        let usage = Usage::new(UsageOptions::default());
+        usage.set_attribution(Arc::new(|_: &TenantId| {
+            AttributionSpec::new(vec!["team".into()], 10)
+        }));
+        let tenant = TenantId::new("t").unwrap();
+        let request = vec![
+            series(&[("__name__", "m"), ("team", "a")], &[1000, 2000, 3000]),
+            series(&[("__name__", "m"), ("team", "b")], &[1000]),
+        ];
+        let mut write = usage.begin_write(&tenant, &request);
+        let request = prompb::WriteRequest {
+            timeseries: request,
+            ..Default::default()
+        };
+        let mut validated =
+            validate_write_request(request, &ValidationLimits::default(), 10_000_000);
+        // A check after validation (as the past grace period) drops team
+        // a's two oldest samples and team b's series.
+        validated.series[0].samples.drain(..2);
+        validated.series.remove(1);
+        validated.discarded.insert(DiscardReason::TooFarInPast, 3);
+        write.validated(&validated);
+        // Then the whole rest is refused (as by the rate limit).
+        write.discard_all(&validated, DiscardReason::RateLimited);
+        drop(write);
+        let entry = usage.tenant(&tenant).unwrap();
+        let u = entry.lock();
+        assert_eq!(u.samples_received, 4);
+        assert_eq!(u.samples_discarded["too_far_in_past"], 3);
+        assert_eq!(u.samples_discarded["rate_limited"], 1);
+        let a = &u.attributed[&team("a")];
+        assert_eq!(a.samples_discarded["too_far_in_past"], 2);
+        assert_eq!(a.samples_discarded["rate_limited"], 1);
+        assert_eq!(
+            u.attributed[&team("b")].samples_discarded["too_far_in_past"],
+            1
         );
     }
 
