@@ -572,3 +572,62 @@ fn the_report_and_the_usage_tenant_are_for_admins_only_under_basic_auth() {
     assert_eq!(response.status().as_u16(), 400);
     assert!(cairn.terminate().success());
 }
+
+/// Bytes of every file under `dir` (0 when it does not exist).
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn bucket_bytes_are_what_the_tenant_has_in_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The default bucket is the folder <storage.path>/bucket.
+    let cairn = Cairn::start(
+        &data,
+        &format!("{CONFIG}storage:\n  maintenance_interval: 1s\n"),
+    );
+    let start_ms = now_ms() - 1_000;
+    // Five hours of samples: the oldest two-hour range is cut into a block
+    // and shipped to the bucket.
+    let now = now_ms();
+    let samples: Vec<(i64, f64)> = (0..300)
+        .map(|i| (now - 5 * 3_600_000 + i * 60_000, i as f64))
+        .collect();
+    let request = write_request(vec![series(&[("__name__", "m")], &samples)]);
+    assert_eq!(cairn.push(Some("d"), &request).0, 200);
+    let bucket = data.join("bucket").join("d");
+    let started = Instant::now();
+    loop {
+        let rows = report(&cairn, start_ms);
+        let reported = rows
+            .iter()
+            .find(|r| r["tenant"] == "d")
+            .and_then(|r| r["bytes_stored_bucket"].as_u64())
+            .unwrap_or(0);
+        let in_bucket = tree_bytes(&bucket);
+        if reported > 0 && reported == in_bucket {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "bucket bytes never matched: reported {reported}, bucket holds {in_bucket}\n{}",
+            cairn.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cairn.terminate().success());
+}

@@ -98,6 +98,8 @@ pub struct TenantUsage {
     active_max: u64,
     /// The last sample of active series: (time in ms, count).
     last_active: Option<(i64, u64)>,
+    /// Bytes of the tenant's blocks in the bucket at the last measurement.
+    bucket_bytes: u64,
     /// Active series per attribution key at the last record: (time, counts).
     attr_active: Option<(i64, BTreeMap<AttrKey, u64>)>,
 }

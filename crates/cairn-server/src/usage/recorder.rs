@@ -292,12 +292,21 @@ pub(crate) fn record(usage: &Usage, store: &TenantStore, now: i64) -> Result<(),
     for (tenant, db, entry) in tenants(usage, store) {
         let active = db.as_ref().map_or(0, |db| db.stats().active_series);
         let disk_bytes = db.as_ref().map_or(0, |db| dir_size(db.dir()));
+        // While a bucket sync runs, the previous measurement stands.
+        let bucket_dirs = match &db {
+            Some(db) => db.bucket_block_dirs(),
+            None => Some(Vec::new()),
+        };
+        let bucket_bytes = bucket_dirs.map(|dirs| dirs.iter().map(|d| dir_size(d)).sum::<u64>());
         let spec = db.as_ref().and_then(|_| usage.attribution_spec(&tenant));
         let attr_counts = match (&db, &spec) {
             (Some(db), Some(spec)) => Some(db.head_series_by_labels(&spec.labels)),
             _ => None,
         };
         let mut u = entry.lock();
+        if let Some(bytes) = bucket_bytes {
+            u.bucket_bytes = bytes;
+        }
         sample_one(&mut u, active, t);
         // Active series per attribution key, folded like writes are.
         let mut attr_active: BTreeMap<AttrKey, u64> = BTreeMap::new();
@@ -381,8 +390,11 @@ fn append_tenant(
         &[("location", "disk")],
         disk_bytes as f64,
     );
-    // No object storage yet: bucket bytes are 0 (see docs/usage.md).
-    push(names::BYTES_STORED, &[("location", "bucket")], 0.0);
+    push(
+        names::BYTES_STORED,
+        &[("location", "bucket")],
+        u.bucket_bytes as f64,
+    );
     for (endpoint, count) in &u.queries {
         push(names::QUERIES, &[("endpoint", endpoint)], *count as f64);
     }
