@@ -22,6 +22,9 @@
 //!   tenant `__cairn_usage__` and serves `/api/v1/usage`.
 //! - [`limits`] holds per-tenant limits: defaults from the config and
 //!   runtime overrides re-read from a file (`GET /runtime_config`).
+//! - `admin`: series deletion (Prometheus's `admin/tsdb/delete_series`,
+//!   `clean_tombstones`) and tenant deletion (Mimir's
+//!   `/compactor/delete_tenant`), admin users only.
 
 pub mod auth;
 pub mod error;
@@ -34,6 +37,7 @@ pub mod tenant;
 pub mod tls;
 pub mod usage;
 
+mod admin;
 mod app;
 mod router;
 

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{auth, limits, push, query, remote_read, usage};
+use crate::{admin, auth, limits, push, query, remote_read, usage};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -70,6 +70,8 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
+        // Series and tenant deletion (admin only).
+        .merge(admin::routes())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::authenticate,
