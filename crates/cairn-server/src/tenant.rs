@@ -83,6 +83,15 @@ pub fn admin_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId,
 }
 
 fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<TenantId, TenantError> {
+    // Admin users may read (never write) the internal usage tenant.
+    if right == Right::Read
+        && auth.authenticated
+        && auth.tenancy.multitenancy_enabled
+        && auth.user.as_ref().is_some_and(|user| user.admin)
+        && header_tenant(headers)?.as_deref() == Some(crate::usage::USAGE_TENANT)
+    {
+        return Ok(crate::usage::usage_tenant());
+    }
     let tenant = named_tenant(auth, headers)?;
     if let Some(user) = &auth.user {
         if !user.may(right, tenant.as_str()) {
@@ -105,14 +114,6 @@ fn named_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, Ten
         TenantId::new(&auth.tenancy.no_auth_tenant)?
     } else {
         match header_tenant(headers)? {
-            // Admin users may read (never write) the internal usage tenant.
-            Some(value)
-                if right == Right::Read
-                    && value == crate::usage::USAGE_TENANT
-                    && auth.user.as_ref().is_some_and(|user| user.admin) =>
-            {
-                return Ok(crate::usage::usage_tenant());
-            }
             Some(value) => TenantId::new(&value)?,
             None => match (&auth.user, auth.user_as_tenant) {
                 (Some(user), true) => TenantId::new(&user.name)?,
