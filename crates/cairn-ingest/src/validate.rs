@@ -216,6 +216,9 @@ pub struct ValidatedWrite {
     pub discarded_exemplars: BTreeMap<ExemplarDiscardReason, u64>,
     /// Discarded metadata by reason.
     pub discarded_metadata: BTreeMap<MetadataDiscardReason, u64>,
+    /// Discarded samples as (index of the series in the request, reason,
+    /// count), for per-series accounting (usage cost attribution).
+    pub discarded_by_series: Vec<(usize, DiscardReason, u64)>,
     /// The first problem, for the response body (400). The rest of the
     /// request was still processed: valid series are in `series`.
     pub first_error: Option<WriteError>,
@@ -253,6 +256,13 @@ impl ValidatedWrite {
         }
     }
 
+    fn discard_series_samples(&mut self, index: usize, reason: DiscardReason, count: u64) {
+        if count > 0 {
+            self.discard_samples(reason, count);
+            self.discarded_by_series.push((index, reason, count));
+        }
+    }
+
     fn discard_exemplars(&mut self, reason: ExemplarDiscardReason, count: u64) {
         if count > 0 {
             *self.discarded_exemplars.entry(reason).or_insert(0) += count;
@@ -281,7 +291,7 @@ pub fn validate_write_request(
         ..ValidatedWrite::default()
     };
 
-    for series in request.timeseries {
+    for (index, series) in request.timeseries.into_iter().enumerate() {
         let sample_count = series.samples.len() as u64;
         let exemplar_count = series.exemplars.len() as u64;
         out.samples_received += sample_count;
@@ -291,7 +301,7 @@ pub fn validate_write_request(
         let mut labels = series.labels;
         if let Err(rejection) = clean_and_validate_labels(&mut labels, limits) {
             let reason = rejection.reason();
-            out.discard_samples(reason, sample_count);
+            out.discard_series_samples(index, reason, sample_count);
             out.discard_exemplars(ExemplarDiscardReason::SeriesInvalid, exemplar_count);
             if sample_count > 0 {
                 out.record_error(|| rejection.to_write_error(&labels, limits));
@@ -316,7 +326,7 @@ pub fn validate_write_request(
             })
             .collect();
         if let Some(timestamp) = first_too_far {
-            out.discard_samples(DiscardReason::TooFarInFuture, too_far_in_future);
+            out.discard_series_samples(index, DiscardReason::TooFarInFuture, too_far_in_future);
             out.record_error(|| too_far_in_future_error(&labels, timestamp));
         }
 

@@ -30,6 +30,7 @@ mod parallel;
 mod selector;
 mod value;
 
+pub use parallel::{take_worker_cpu_time, thread_cpu_time};
 pub use selector::selector_matchers;
 
 #[cfg(test)]

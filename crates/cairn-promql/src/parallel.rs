@@ -4,7 +4,9 @@
 //! functions, instant selectors); results keep the input order. Small
 //! queries stay on the calling thread, so the common case pays nothing.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::QueryError;
 
@@ -21,6 +23,36 @@ fn available() -> usize {
             .unwrap_or(1)
             .min(MAX_THREADS)
     })
+}
+
+thread_local! {
+    /// CPU time worker threads spent for evaluations run on this thread,
+    /// not yet taken by [`take_worker_cpu_time`].
+    static WORKER_CPU: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// CPU time used by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// The CPU time evaluation worker threads spent on behalf of this thread
+/// since the previous call (usage accounting adds it to the evaluating
+/// thread's own [`thread_cpu_time`]).
+pub fn take_worker_cpu_time() -> Duration {
+    WORKER_CPU.with(|c| c.replace(Duration::ZERO))
 }
 
 /// Applies `f` to chunks of `items` and concatenates the results in order;
@@ -44,15 +76,25 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
             .chunks(chunk)
             .map(|c| {
                 let f = &f;
-                scope.spawn(move || f(c))
+                scope.spawn(move || {
+                    let started = thread_cpu_time();
+                    let result = f(c);
+                    let used = thread_cpu_time().saturating_sub(started) + take_worker_cpu_time();
+                    (result, used)
+                })
             })
             .collect();
         let mut out = Vec::new();
         let mut first_err = None;
+        let mut worker_cpu = Duration::ZERO;
         for h in handles {
             match h.join() {
-                Ok(Ok(part)) => out.extend(part),
-                Ok(Err(e)) => {
+                Ok((Ok(part), used)) => {
+                    worker_cpu += used;
+                    out.extend(part);
+                }
+                Ok((Err(e), used)) => {
+                    worker_cpu += used;
                     first_err.get_or_insert(e);
                 }
                 Err(_) => {
@@ -62,6 +104,7 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
                 }
             }
         }
+        WORKER_CPU.with(|c| c.set(c.get() + worker_cpu));
         match first_err {
             Some(e) => Err(e),
             None => Ok(out),
@@ -89,5 +132,26 @@ mod tests {
             }
         });
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn worker_cpu_time_is_handed_to_the_calling_thread() {
+        take_worker_cpu_time();
+        let items: Vec<u64> = (0..4).collect();
+        map_chunks(&items, usize::MAX, |c| {
+            let mut x = 0u64;
+            for i in 0..5_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            Ok(vec![std::hint::black_box(x) + c.len() as u64])
+        })
+        .unwrap();
+        let taken = take_worker_cpu_time();
+        if available() > 1 {
+            assert!(taken > Duration::ZERO);
+        } else {
+            assert_eq!(taken, Duration::ZERO);
+        }
+        assert_eq!(take_worker_cpu_time(), Duration::ZERO);
     }
 }

@@ -38,6 +38,7 @@ pub struct ServerOptions {
     pub engine: EngineOptions,
     /// Query workers and per-tenant queues.
     pub scheduler: SchedulerOptions,
+    pub usage: crate::usage::UsageOptions,
 }
 
 /// State shared by every handler.
@@ -51,6 +52,7 @@ pub(crate) struct AppState {
     pub auth: Arc<Authenticator>,
     /// Where every storage read waits for its turn and runs.
     pub scheduler: QueryScheduler,
+    pub usage: crate::usage::Usage,
     /// Per-tenant limits in force (defaults plus runtime overrides).
     pub overrides: Arc<Overrides>,
     /// Per-tenant ingestion token buckets.
@@ -86,6 +88,15 @@ impl Server {
                 address: options.listen_address,
                 source,
             })?;
+        let usage = crate::usage::Usage::new(options.usage.clone());
+        let attribution_limits = Arc::clone(&overrides);
+        usage.set_attribution(Arc::new(move |tenant| {
+            let limits = attribution_limits.for_tenant(tenant);
+            crate::usage::attribution::AttributionSpec::new(
+                limits.cost_attribution_label_names(),
+                limits.max_cost_attribution_cardinality,
+            )
+        }));
         let store = Arc::new(OnceLock::new());
         let scheduler = QueryScheduler::new(&options.scheduler);
         let mut metrics = Metrics::new(Arc::clone(&store), options.data_dir.clone());
@@ -97,6 +108,7 @@ impl Server {
             scheduler,
             store,
             auth: Arc::new(auth),
+            usage,
             overrides,
             ingestion_rate: IngestionRateLimiter::new(),
             options,
@@ -148,6 +160,7 @@ impl Server {
             result
         });
 
+        let usage_recorder = tokio::spawn(crate::usage::recorder::run(Arc::clone(&state)));
         let app = router::build(Arc::clone(&state));
         let stop = async move {
             tokio::select! {
@@ -168,16 +181,22 @@ impl Server {
             reloader.abort();
         }
         rate_ticker.abort();
+        usage_recorder.abort();
 
         replay
             .await
             .map_err(|e| ServeError::Task(e.to_string()))??;
         if let Some(store) = state.store.get() {
             let store = Arc::clone(store);
-            tokio::task::spawn_blocking(move || store.close_all())
-                .await
-                .map_err(|e| ServeError::Task(e.to_string()))?
-                .map_err(ServeError::Storage)?;
+            let closing = Arc::clone(&state);
+            tokio::task::spawn_blocking(move || {
+                // The last usage record, so the report is exact up to here.
+                crate::usage::recorder::final_record(&closing.usage, &store);
+                store.close_all()
+            })
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))?
+            .map_err(ServeError::Storage)?;
         }
         tracing::info!("shut down cleanly");
         Ok(())
@@ -191,6 +210,8 @@ fn open_storage(state: &AppState) -> Result<(), ServeError> {
         .map_err(ServeError::Storage)?;
     let tenants = store.tenants().len();
     crate::limits::apply_retention_all(&store, &state.overrides, state.options.tsdb.retention);
+    // Before the first write is accepted, so counts continue from the record.
+    crate::usage::recorder::restore(&state.usage, &store);
     let store = Arc::new(store);
     if state.store.set(store).is_err() {
         unreachable!("storage is opened once");

@@ -116,6 +116,16 @@ impl ReadTarget {
         self.members.iter().map(|(_, _, limits)| limits.as_ref())
     }
 
+    /// The tenants of the read that have data (tenants that never wrote
+    /// are not charged for reads in the usage report).
+    pub fn stored_tenants(&self) -> Vec<&TenantId> {
+        self.members
+            .iter()
+            .filter(|(_, db, _)| db.is_some())
+            .map(|(tenant, _, _)| tenant)
+            .collect()
+    }
+
     pub fn is_federated(&self) -> bool {
         self.members.len() > 1
     }

@@ -21,6 +21,8 @@
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
+//! - [`usage`] accounts per-tenant usage, records it into the internal
+//!   tenant `__cairn_usage__` and serves `/api/v1/usage`.
 //! - [`limits`] holds per-tenant limits: defaults from the config and
 //!   runtime overrides re-read from a file (`GET /runtime_config`).
 //! - `admin`: series deletion (Prometheus's `admin/tsdb/delete_series`,
@@ -41,6 +43,7 @@ pub mod remote_read;
 pub mod tenant;
 mod tenant_stats;
 pub mod tls;
+pub mod usage;
 
 mod admin;
 mod app;

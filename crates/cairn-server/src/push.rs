@@ -96,8 +96,10 @@ fn ingest(
     })?;
     let limits = state.overrides.for_tenant(tenant);
     let now = now_ms();
+    let mut usage = state.usage.begin_write(tenant, &request.timeseries);
     let mut validated = validate_write_request(request, &limits.validation_limits(), now);
     limits::write::enforce_past_grace(&mut validated, &limits, now);
+    usage.validated(&validated);
     let metrics = &state.metrics;
     metrics.count_received(
         tenant,
@@ -128,6 +130,7 @@ fn ingest(
             .map(|s| s.exemplars.len() as u64)
             .sum();
         let rate_limited = DiscardReason::RateLimited;
+        usage.discard_all(&validated, rate_limited);
         metrics.count_discarded(tenant, rate_limited, validated.samples_accepted());
         metrics.count_discarded_exemplars(tenant, rate_limited.as_label(), exemplars);
         metrics.count_discarded_metadata(
@@ -154,6 +157,7 @@ fn ingest(
             let outcome = db
                 .append_limited(validated.series, limits::write::series_limits(&limits))
                 .map_err(storage_failed)?;
+            usage.appended(&outcome);
             for (reason, count) in &outcome.discarded {
                 metrics.count_discarded(tenant, *reason, *count);
             }

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{admin, auth, cardinality, limits, push, query, remote_read, tenant_stats};
+use crate::{admin, auth, cardinality, limits, push, query, remote_read, tenant_stats, usage};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -68,13 +68,18 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         // 1.2 s plain; the default level took 2.7x the plain time).
         .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
         // Remote read answers are snappy-compressed already.
-        .route("/api/v1/read", post(remote_read::read));
+        .route("/api/v1/read", post(remote_read::read))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            usage::count_query,
+        ));
     // Every tenant endpoint sits behind authentication; `/ready` and
     // `/metrics` do not.
     let tenant_api = Router::new()
         .route("/api/v1/push", post(push::push))
         .route("/api/v1/user_stats", get(tenant_stats::user_stats))
         .route("/api/v1/admin/tenants", get(tenant_stats::admin_tenants))
+        .route("/api/v1/usage", get(usage::report::usage_report))
         .route("/runtime_config", get(limits::runtime_config))
         .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())

@@ -19,6 +19,11 @@
 //! (Mimir's `-tenant-federation.enabled`, off by default): [`read_tenants`]
 //! validates and authorises each one separately. With federation off, `|` is
 //! an unsupported tenant character (400), as on writes.
+//!
+//! `__cairn`-prefixed tenants are refused (400), except that a basic-auth
+//! user with `admin: true` may read the internal usage tenant
+//! `__cairn_usage__`. Without authentication no caller is known, so nobody
+//! may (the usage report `/api/v1/usage` stays available).
 
 use axum::http::{HeaderMap, StatusCode};
 use cairn_model::{TenantId, TenantIdError};
@@ -126,6 +131,15 @@ pub fn read_tenants(auth: &AuthContext, headers: &HeaderMap) -> Result<Vec<Tenan
 }
 
 fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<TenantId, TenantError> {
+    // Admin users may read (never write) the internal usage tenant.
+    if right == Right::Read
+        && auth.authenticated
+        && auth.tenancy.multitenancy_enabled
+        && auth.user.as_ref().is_some_and(|user| user.admin)
+        && header_tenant(headers)?.as_deref() == Some(crate::usage::USAGE_TENANT)
+    {
+        return Ok(crate::usage::usage_tenant());
+    }
     let tenant = named_tenant(auth, headers)?;
     authorise(auth, &tenant, right)?;
     Ok(tenant)

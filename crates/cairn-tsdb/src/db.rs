@@ -356,6 +356,23 @@ impl Tsdb {
             .collect()
     }
 
+    /// Head series counted by the values of `names` (`None` where a series
+    /// lacks the label), for usage cost attribution. Walks every series:
+    /// call it at record rate, not per request.
+    pub fn head_series_by_labels(&self, names: &[String]) -> HashMap<Vec<Option<String>>, u64> {
+        let head = self.head.read();
+        let mut out: HashMap<Vec<Option<String>>, u64> = HashMap::new();
+        for (_, series) in head.iter_series() {
+            let labels = series.labels();
+            let key = names
+                .iter()
+                .map(|name| labels.get(name).map(str::to_string))
+                .collect();
+            *out.entry(key).or_default() += 1;
+        }
+        out
+    }
+
     /// Oldest and newest sample time in the head, if it holds any.
     pub fn head_time_range(&self) -> Option<(i64, i64)> {
         self.head.read().time_bounds()
@@ -796,11 +813,14 @@ fn plan_append(
     let mut batch_last: IdMap<(i64, u64)> = IdMap::default();
     batch_last.reserve(batch.len());
     let mut batch_newest_exemplar: IdMap<i64> = IdMap::default();
-    for SeriesSamples {
-        labels,
-        samples,
-        exemplars,
-    } in batch
+    for (
+        index,
+        SeriesSamples {
+            labels,
+            samples,
+            exemplars,
+        },
+    ) in batch.into_iter().enumerate()
     {
         let existing = head
             .lookup(&labels)
@@ -833,6 +853,10 @@ fn plan_append(
                 AppendDecision::SilentDuplicate => plan.outcome.samples_accepted += 1,
                 AppendDecision::Reject(reason) => {
                     *plan.discarded.entry(reason).or_default() += 1;
+                    match plan.outcome.discarded_by_series.last_mut() {
+                        Some((i, r, n)) if *i == index && *r == reason => *n += 1,
+                        _ => plan.outcome.discarded_by_series.push((index, reason, 1)),
+                    }
                     if plan.outcome.first_rejection.is_none() {
                         plan.outcome.first_rejection = Some(Rejection {
                             reason,
@@ -867,6 +891,7 @@ fn plan_append(
                     plan.outcome.samples_accepted = accepted_before;
                     if kept > 0 {
                         *plan.discarded.entry(reason).or_default() += kept;
+                        plan.outcome.discarded_by_series.push((index, reason, kept));
                     }
                     if plan.outcome.first_rejection.is_none() {
                         plan.outcome.first_rejection = Some(Rejection {

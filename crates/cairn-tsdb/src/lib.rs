@@ -182,6 +182,9 @@ pub struct AppendOutcome {
     pub discarded: Vec<(DiscardReason, u64)>,
     /// The first refused sample, if any.
     pub first_rejection: Option<Rejection>,
+    /// Discarded samples as (index of the series in the batch, reason,
+    /// count), for per-series accounting (usage cost attribution).
+    pub discarded_by_series: Vec<(usize, DiscardReason, u64)>,
 }
 
 /// Point-in-time figures for self-monitoring and tenant statistics.

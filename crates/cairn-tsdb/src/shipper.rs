@@ -201,6 +201,25 @@ impl Tsdb {
         self.shipper.get().is_some()
     }
 
+    /// The local directories of the blocks that are complete in the bucket
+    /// (an upload is the block directory byte for byte), for usage
+    /// accounting of bucket bytes. `Some(empty)` without a bucket; `None`
+    /// while a bucket sync holds the shipper (try again later).
+    pub fn bucket_block_dirs(&self) -> Option<Vec<PathBuf>> {
+        let Some(shipper) = self.shipper.get() else {
+            return Some(Vec::new());
+        };
+        let blocks = self.blocks.read().clone();
+        let state = shipper.state.try_lock()?;
+        Some(
+            blocks
+                .iter()
+                .filter(|b| state.in_bucket.contains(&b.meta().ulid))
+                .map(|b| b.dir().to_path_buf())
+                .collect(),
+        )
+    }
+
     /// Uploads every local block not yet in the bucket; then, if none is
     /// left, deletes the bucket's blocks that are no longer local. Run at
     /// the end of every [`Tsdb::maintain`]; a no-op without a bucket.

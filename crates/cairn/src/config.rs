@@ -15,6 +15,7 @@ use cairn_server::limits::{Limits, RuntimeConfigOptions};
 use cairn_server::query::scheduler::SchedulerOptions;
 use cairn_server::tenant::TenancyOptions;
 use cairn_server::tls::TlsOptions;
+use cairn_server::usage::UsageOptions;
 use cairn_server::ServerOptions;
 use cairn_tsdb::bucket::{AzureOptions, BucketBackend, GcsOptions, S3Options, Secret};
 use cairn_tsdb::{FsyncPolicy, TsdbOptions};
@@ -31,6 +32,7 @@ pub struct Config {
     pub limits: Limits,
     pub runtime_config: RuntimeConfigConfig,
     pub querier: QuerierConfig,
+    pub usage: UsageConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -319,6 +321,25 @@ impl Default for QuerierConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    pub enabled: bool,
+    pub record_interval: PromDuration,
+    pub retention_period: PromDuration,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        let usage = UsageOptions::default();
+        UsageConfig {
+            enabled: usage.enabled,
+            record_interval: PromDuration(usage.record_interval.as_millis() as i64),
+            retention_period: PromDuration(usage.retention.as_millis() as i64),
+        }
+    }
+}
+
 /// One line of documentation per configuration key, in file order.
 pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("server", "HTTP server"),
@@ -400,6 +421,10 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("querier.max_samples", "most samples one query may hold in memory"),
     ("querier.max_concurrent", "query worker threads: storage reads evaluated at once across all tenants; 0: CPU cores + 1. One tenant may use all but one"),
     ("querier.max_outstanding_requests_per_tenant", "reads one tenant may have waiting for a worker; more get 429 (Mimir's query_scheduler.max_outstanding_requests_per_tenant)"),
+    ("usage", "tenant usage accounting, recorded into the internal tenant __cairn_usage__ (see docs/usage.md)"),
+    ("usage.enabled", "count and record per-tenant usage; GET /api/v1/usage reports it"),
+    ("usage.record_interval", "how often usage counters are written to __cairn_usage__ (and once more at graceful shutdown)"),
+    ("usage.retention_period", "how long usage records are kept; 0s keeps them forever"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +487,12 @@ impl Config {
         if self.storage.retention_period.0 < 0 || self.storage.maintenance_interval.0 <= 0 {
             return invalid(
                 "storage.retention_period must not be negative and storage.maintenance_interval must be positive"
+                    .into(),
+            );
+        }
+        if self.usage.record_interval.0 < 1000 || self.usage.retention_period.0 < 0 {
+            return invalid(
+                "usage.record_interval must be at least 1s and usage.retention_period must not be negative"
                     .into(),
             );
         }
@@ -571,6 +602,13 @@ impl Config {
                     n => n,
                 },
                 max_outstanding_per_tenant: self.querier.max_outstanding_requests_per_tenant,
+            },
+            usage: UsageOptions {
+                enabled: self.usage.enabled,
+                record_interval: std::time::Duration::from_millis(
+                    self.usage.record_interval.0 as u64,
+                ),
+                retention: std::time::Duration::from_millis(self.usage.retention_period.0 as u64),
             },
         })
     }

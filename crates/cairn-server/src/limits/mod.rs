@@ -188,6 +188,10 @@ pub(crate) fn apply_retention_all(
     storage_default: std::time::Duration,
 ) {
     for (tenant, db) in store.tenants() {
+        // Internal tenants have their own retention (`usage.retention_period`).
+        if tenant.is_internal() {
+            continue;
+        }
         ensure_retention(&db, &overrides.for_tenant(&tenant), storage_default);
     }
 }

@@ -154,6 +154,7 @@ mod tests {
             discarded: Default::default(),
             discarded_exemplars: Default::default(),
             discarded_metadata: Default::default(),
+            discarded_by_series: Vec::new(),
             first_error: None,
             samples_received: 0,
             exemplars_received: 0,

@@ -170,9 +170,17 @@ where
     let engine_state = Arc::clone(state);
     let outcome = scheduler::run_read(state, target, move |target| {
         let started = Instant::now();
+        cairn_promql::take_worker_cpu_time();
+        let cpu = cairn_promql::thread_cpu_time();
         let result = target.read(now_ms(), |queryable| {
             run(&engine_state.engine, queryable, &options)
         });
+        let scanned = result.as_ref().map_or(0, |r| r.stats.total_samples);
+        let cpu = cairn_promql::thread_cpu_time().saturating_sub(cpu)
+            + cairn_promql::take_worker_cpu_time();
+        engine_state
+            .usage
+            .count_read(target.stored_tenants(), scanned, cpu);
         (result, started.elapsed())
     })
     .await?;
