@@ -32,9 +32,13 @@
 //!   retention ([`Tsdb::apply_retention`]); [`TenantStore`] runs it every
 //!   `maintenance_interval` on a background thread.
 //! - `tenants`: [`TenantStore`].
+//! - [`backfill`]: imported blocks (`cairn import`) written with bounded
+//!   memory, and [`Tsdb::load_new_blocks`], which picks them up while
+//!   the database runs.
 //!
 //! Byte formats are in `docs/format.md`.
 
+pub mod backfill;
 pub mod block;
 pub mod chunk;
 mod compact;

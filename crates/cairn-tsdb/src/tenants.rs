@@ -23,8 +23,10 @@ pub struct TenantStore {
     tenants_dir: PathBuf,
     opts: TsdbOptions,
     tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
-    /// Serializes opening tenants, so one directory is never opened twice.
-    creating: Mutex<()>,
+    /// Serializes opening tenants, so one directory is never opened twice
+    /// (shared with the maintenance thread, which opens tenants that
+    /// `cairn import` created).
+    creating: Arc<Mutex<()>>,
     maintenance: Option<Maintenance>,
 }
 
@@ -52,9 +54,46 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Opens tenant directories that appeared under `tenants_dir` since the
+/// store opened (a `cairn import` into a new tenant).
+fn discover_tenants(
+    tenants_dir: &Path,
+    opts: &TsdbOptions,
+    tenants: &RwLock<HashMap<TenantId, Arc<Tsdb>>>,
+    creating: &Mutex<()>,
+) {
+    let Ok(entries) = std::fs::read_dir(tenants_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(Ok(tenant)) = entry.file_name().to_str().map(TenantId::new_internal) else {
+            continue;
+        };
+        if tenants.read().contains_key(&tenant) || !entry.path().join("blocks").is_dir() {
+            continue;
+        }
+        let _creating = creating.lock();
+        if tenants.read().contains_key(&tenant) {
+            continue;
+        }
+        match Tsdb::open(&entry.path(), opts.clone()) {
+            Ok(tsdb) => {
+                tracing::info!(tenant = %tenant, blocks = tsdb.blocks().len(), "new tenant directory picked up");
+                tenants.write().insert(tenant, Arc::new(tsdb));
+            }
+            Err(error) => {
+                tracing::error!(tenant = %tenant, %error, "cannot open a new tenant directory; retrying next pass");
+            }
+        }
+    }
+}
+
 fn spawn_maintenance(
     tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
     interval: std::time::Duration,
+    tenants_dir: PathBuf,
+    opts: TsdbOptions,
+    creating: Arc<Mutex<()>>,
 ) -> Option<Maintenance> {
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let signal = stop.clone();
@@ -70,6 +109,7 @@ fn spawn_maintenance(
                     return;
                 }
             }
+            discover_tenants(&tenants_dir, &opts, &tenants, &creating);
             let all: Vec<(TenantId, Arc<Tsdb>)> = tenants
                 .read()
                 .iter()
@@ -127,16 +167,23 @@ impl TenantStore {
             }
         }
         let tenants = Arc::new(RwLock::new(open_all(&tenants_dir, found, &opts)?));
+        let creating = Arc::new(Mutex::new(()));
         let maintenance = if opts.maintenance_interval.is_zero() {
             None
         } else {
-            spawn_maintenance(tenants.clone(), opts.maintenance_interval)
+            spawn_maintenance(
+                tenants.clone(),
+                opts.maintenance_interval,
+                tenants_dir.clone(),
+                opts.clone(),
+                creating.clone(),
+            )
         };
         Ok(TenantStore {
             tenants_dir,
             opts,
             tenants,
-            creating: Mutex::new(()),
+            creating,
             maintenance,
         })
     }
