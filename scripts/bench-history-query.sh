@@ -34,7 +34,7 @@ start=$(( end - days * day ))
 history=("$bench" history --workload promql --series "$series" --start-ms "$start" --end-ms "$end" --interval "$interval")
 echo "== $series series x $days days at ${interval}s, $start..$end ms"
 
-printf 'storage:\n  maintenance_interval: 1s\n' >"$dir/cairn.yaml"
+printf 'storage:\n  maintenance_interval: 1s\nlimits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
 "$cairn" serve --config "$dir/cairn.yaml" --storage.path "$dir/cairn" \
   --http.listen-address 127.0.0.1:18391 --log.level warn &
 cairn_pid=$!; pids+=("$cairn_pid")

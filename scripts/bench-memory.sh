@@ -31,7 +31,7 @@ live1_end=$(( now - 2 * hour ))
 live2_end=$(( now - hour ))
 hist_end=$(( (live1_end - 2 * hour) / (2 * hour) * (2 * hour) ))
 hist_start=$(( hist_end - days * 24 * hour ))
-printf 'storage:\n  maintenance_interval: 5s\n' >"$dir/cairn.yaml"
+printf 'storage:\n  maintenance_interval: 5s\nlimits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
 "$cairn" serve --config "$dir/cairn.yaml" --storage.path "$dir/cairn" \
   --http.listen-address 127.0.0.1:18491 --log.level warn &
 pid=$!; pids+=("$pid")

@@ -34,7 +34,7 @@ echo "== $series series x $hours h at ${interval}s = $samples samples, $start..$
 echo "-- cairn import (stdin)"
 "${history[@]}" | /usr/bin/time -f 'import: %e s wall, %U s user, max RSS %M KB' \
   "$cairn" import --storage.path "$dir/cairn" --tenant bench -
-printf 'storage:\n  maintenance_interval: 1s\n' >"$dir/cairn.yaml"
+printf 'storage:\n  maintenance_interval: 1s\nlimits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
 "$cairn" serve --config "$dir/cairn.yaml" --storage.path "$dir/cairn" \
   --http.listen-address 127.0.0.1:18291 --log.level warn &
 cairn_pid=$!; pids+=("$cairn_pid")

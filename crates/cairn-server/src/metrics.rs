@@ -120,6 +120,11 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector read at scrape time (before the server starts).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
+    }
+
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         self.request_duration
             .get_or_create(&RequestLabels {

@@ -134,6 +134,17 @@ pub struct Rejection {
     pub t: i64,
 }
 
+/// Limits on creating series, checked under the tenant's write lock when an
+/// append would create a new series; existing series keep accepting samples.
+/// 0 means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Most series in the head (Mimir `max_global_series_per_user`).
+    pub max_series: u64,
+    /// Most head series per metric name (Mimir `max_global_series_per_metric`).
+    pub max_series_per_metric: u64,
+}
+
 /// What an append kept and what it refused.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AppendOutcome {

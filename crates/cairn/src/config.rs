@@ -7,15 +7,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use cairn_ingest::{DecodeLimits, ValidationLimits};
-use cairn_model::{parse_duration_ms, DisplayDuration};
+use cairn_ingest::DecodeLimits;
 use cairn_promql::EngineOptions;
 use cairn_server::auth::{AuthMode, AuthOptions};
+pub use cairn_server::limits::PromDuration;
+use cairn_server::limits::{Limits, RuntimeConfigOptions};
 use cairn_server::tenant::TenancyOptions;
 use cairn_server::tls::TlsOptions;
 use cairn_server::ServerOptions;
 use cairn_tsdb::{FsyncPolicy, TsdbOptions};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -25,7 +26,8 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     pub auth: AuthConfig,
     pub distributor: DistributorConfig,
-    pub limits: LimitsConfig,
+    pub limits: Limits,
+    pub runtime_config: RuntimeConfigConfig,
     pub querier: QuerierConfig,
 }
 
@@ -155,23 +157,19 @@ impl Default for DistributorConfig {
     }
 }
 
+/// Mimir's `runtime_config:` block: the per-tenant overrides file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub max_label_name_length: usize,
-    pub max_label_value_length: usize,
-    pub max_label_names_per_series: usize,
-    pub creation_grace_period: PromDuration,
+pub struct RuntimeConfigConfig {
+    pub file: String,
+    pub period: PromDuration,
 }
 
-impl Default for LimitsConfig {
+impl Default for RuntimeConfigConfig {
     fn default() -> Self {
-        let limits = ValidationLimits::default();
-        LimitsConfig {
-            max_label_name_length: limits.max_label_name_length,
-            max_label_value_length: limits.max_label_value_length,
-            max_label_names_per_series: limits.max_label_names_per_series,
-            creation_grace_period: PromDuration(limits.creation_grace_period_ms),
+        RuntimeConfigConfig {
+            file: String::new(),
+            period: PromDuration(RuntimeConfigOptions::default().period.as_millis() as i64),
         }
     }
 }
@@ -223,11 +221,30 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("distributor", "write path"),
     ("distributor.max_recv_msg_size_bytes", "largest compressed remote-write body accepted (larger: 413)"),
     ("distributor.max_decompressed_msg_size_bytes", "largest decompressed remote-write message, checked before decompressing (larger: 413)"),
-    ("limits", "validation limits applied to every tenant"),
-    ("limits.max_label_name_length", "longest label name accepted, in bytes"),
-    ("limits.max_label_value_length", "longest label value accepted, in bytes"),
+    ("limits", "per-tenant limits (Mimir's key names and defaults); every tenant's unless runtime_config.file overrides them; 0 disables a limit"),
+    ("limits.ingestion_rate", "samples, exemplars and metadata entries per second a tenant may push (token bucket refill); above it: 429"),
+    ("limits.ingestion_burst_size", "token bucket size: most items accepted at once (also the largest request)"),
+    ("limits.max_global_series_per_user", "most in-memory series per tenant; new series beyond it are refused"),
+    ("limits.max_global_series_per_metric", "most in-memory series per metric name"),
     ("limits.max_label_names_per_series", "most labels (the metric name included) a series may have"),
+    ("limits.max_label_name_length", "longest label name accepted, in bytes"),
+    ("limits.max_label_value_length", "longest label value (and metric name) accepted, in bytes"),
     ("limits.creation_grace_period", "how far in the future a sample timestamp may be"),
+    ("limits.past_grace_period", "how far in the past a sample timestamp may be; 0s: no limit"),
+    ("limits.out_of_order_time_window", "Mimir's out-of-order window; Cairn does not accept out-of-order samples yet, so it only widens past_grace_period's bound (as in Mimir)"),
+    ("limits.max_fetched_series_per_query", "most distinct series one query may read"),
+    ("limits.max_fetched_chunk_bytes_per_query", "most chunk bytes one query may read"),
+    ("limits.max_query_lookback", "how far back queries may look; an earlier start is clamped"),
+    ("limits.max_partial_query_length", "longest time range one query's selectors may cover"),
+    ("limits.max_total_query_length", "longest end - start of a range query"),
+    ("limits.max_query_parallelism", "most queries of one tenant evaluated at once"),
+    ("limits.query_timeout", "per-tenant query timeout; 0s: querier.timeout"),
+    ("limits.compactor_blocks_retention_period", "per-tenant retention; 0s: storage.retention_period"),
+    ("limits.cost_attribution_labels", "comma-separated label names usage is attributed to"),
+    ("limits.max_cost_attribution_cardinality", "most distinct attribution label-value combinations tracked per tenant"),
+    ("runtime_config", "per-tenant overrides file (Mimir's shape: overrides: {tenant: {limit: value}})"),
+    ("runtime_config.file", "YAML overrides file; empty: no overrides. Re-read every period; a broken file keeps the limits in force"),
+    ("runtime_config.period", "how often the overrides file is re-read"),
     ("querier", "PromQL evaluation"),
     ("querier.lookback_delta", "how far back an instant selector looks for the latest sample"),
     ("querier.timeout", "query timeout when the request sets none"),
@@ -314,6 +331,12 @@ impl Config {
         if self.server.tls.cert_file.is_empty() && !self.server.tls.client_ca_file.is_empty() {
             return invalid("server.tls.client_ca_file needs server.tls.cert_file".into());
         }
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("limits: {e}")))?;
+        if self.runtime_config.period.0 <= 0 {
+            return invalid("runtime_config.period must be positive".into());
+        }
         if !self.tenancy.multitenancy_enabled {
             cairn_model::TenantId::new(&self.tenancy.no_auth_tenant)
                 .map_err(|e| ConfigError::Invalid(format!("tenancy.no_auth_tenant: {e}")))?;
@@ -369,12 +392,10 @@ impl Config {
                 max_compressed_bytes: self.distributor.max_recv_msg_size_bytes,
                 max_decompressed_bytes: self.distributor.max_decompressed_msg_size_bytes,
             },
-            validation_limits: ValidationLimits {
-                max_label_name_length: self.limits.max_label_name_length,
-                max_label_value_length: self.limits.max_label_value_length,
-                max_label_names_per_series: self.limits.max_label_names_per_series,
-                creation_grace_period_ms: self.limits.creation_grace_period.0,
-                ..ValidationLimits::default()
+            limits: self.limits.clone(),
+            runtime_config: RuntimeConfigOptions {
+                file: non_empty_path(&self.runtime_config.file),
+                period: self.runtime_config.period.as_std(),
             },
             engine: EngineOptions {
                 lookback_delta_ms: self.querier.lookback_delta.0,
@@ -424,27 +445,6 @@ fn write_commented(out: &mut String, value: &serde_yaml::Value, path: &str, dept
                 out.push_str(&format!("{indent}{key}: {}\n", text.trim_end()));
             }
         }
-    }
-}
-
-/// A duration in Prometheus's notation (`10m`, `1h30m`), held in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PromDuration(pub i64);
-
-impl Serialize for PromDuration {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&DisplayDuration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for PromDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration_ms(&text).map(PromDuration).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?} (use Prometheus notation such as 30s, 10m, 1h30m)"
-            ))
-        })
     }
 }
 
