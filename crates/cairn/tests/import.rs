@@ -106,26 +106,32 @@ fn imports_reach_a_running_server_and_survive_kill_9() {
     let (status, stderr) = cairn_import(&data, &["--tenant", "t2", "-"], Some(recent.as_bytes()));
     assert!(status.success(), "{stderr}");
 
-    let check_all = |cairn: &Cairn| -> bool {
+    // Blocks are picked up one by one: poll until everything is there,
+    // then check it exactly.
+    let check_all = |cairn: &Cairn, strict: bool| -> bool {
         let old = raw(cairn, "t1", "imported_total", old_to - 1, 13);
         let recent_t1 = raw(cairn, "t1", "recent_total", now, 3);
         let recent_t2 = raw(cairn, "t2", "recent_total", now, 3);
         let live_got = raw(cairn, "t1", "live", now, 1);
-        if old.len() < 5 || recent_t1.len() < 2 || recent_t2.len() < 2 {
-            return false;
+        let want_old: Vec<_> = (0..5).map(|s| expected(s, old_from, old_to)).collect();
+        let want_recent: Vec<_> = (0..2)
+            .map(|s| expected(s, recent_from, now - 5 * MINUTE))
+            .collect();
+        if strict {
+            assert_eq!(old, want_old);
+            assert_eq!(recent_t1, want_recent);
+            assert_eq!(recent_t2, want_recent);
+            assert_eq!(live_got, vec![live.clone()]);
         }
-        for (s, got) in old.iter().enumerate() {
-            assert_eq!(got, &expected(s, old_from, old_to), "imported series {s}");
-        }
-        for got in [&recent_t1, &recent_t2] {
-            for (s, points) in got.iter().enumerate() {
-                assert_eq!(points, &expected(s, recent_from, now - 5 * MINUTE));
-            }
-        }
-        assert_eq!(live_got, vec![live.clone()]);
-        true
+        old == want_old
+            && recent_t1 == want_recent
+            && recent_t2 == want_recent
+            && live_got == vec![live.clone()]
     };
-    eventually("the imported blocks to be picked up", || check_all(&cairn));
+    eventually("the imported blocks to be picked up", || {
+        check_all(&cairn, false)
+    });
+    assert!(check_all(&cairn, true));
     assert!(cairn.log().contains("new block picked up"));
     assert!(cairn.log().contains("new tenant directory picked up"));
 
@@ -133,7 +139,7 @@ fn imports_reach_a_running_server_and_survive_kill_9() {
     // (the imported block that ends after it must not hide it).
     cairn.kill9();
     let cairn = Cairn::restart_after_kill(&data);
-    assert!(check_all(&cairn), "after restart");
+    assert!(check_all(&cairn, true), "after restart");
     assert!(dir_names(&data.join("import")).iter().all(|n| n == "lock"));
 }
 
