@@ -337,8 +337,10 @@ impl Tsdb {
         Ok(expired.len())
     }
 
-    /// One maintenance pass: pick up blocks `cairn import` added, cut blocks, compact, apply retention, and
-    /// drop the cached indexes of blocks no query used since the last pass.
+    /// One maintenance pass: pick up blocks `cairn import` added, cut
+    /// blocks, compact, apply retention, drop the cached indexes of blocks
+    /// no query used since the last pass, and bring the bucket (if any) in
+    /// line with the local blocks.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
         self.load_new_blocks()?;
         self.cut_blocks(now_ms)?;
@@ -348,6 +350,7 @@ impl Tsdb {
         for b in blocks.iter() {
             b.release_idle_index();
         }
+        self.sync_bucket()?;
         Ok(())
     }
 

@@ -47,6 +47,8 @@ pub struct Tsdb {
     pub(crate) retention_ms: std::sync::atomic::AtomicI64,
     wal_bytes_written: AtomicU64,
     samples_appended: AtomicU64,
+    /// The bucket connection, when blocks are shipped (see `shipper`).
+    pub(crate) shipper: std::sync::OnceLock<crate::shipper::Shipper>,
     /// What the WAL replay at open found (and repaired).
     replay_report: wal::ReplayReport,
 }
@@ -132,6 +134,7 @@ impl Tsdb {
             metadata: RwLock::new(metadata),
             wal_bytes_written: AtomicU64::new(0),
             samples_appended: AtomicU64::new(0),
+            shipper: std::sync::OnceLock::new(),
             replay_report: report,
         })
     }

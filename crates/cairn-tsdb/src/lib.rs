@@ -35,11 +35,16 @@
 //! - [`backfill`]: imported blocks (`cairn import`) written with bounded
 //!   memory, and [`Tsdb::load_new_blocks`], which picks them up while
 //!   the database runs.
+//! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
+//!   uploaded, listed, downloaded and deleted through `object_store`.
+//! - `shipper`: keeps each tenant's bucket a copy of its local blocks
+//!   ([`Tsdb::sync_bucket`]) and downloads the bucket's blocks at open.
 //!
 //! Byte formats are in `docs/format.md`.
 
 pub mod backfill;
 pub mod block;
+pub mod bucket;
 pub mod chunk;
 mod compact;
 mod db;
@@ -47,12 +52,14 @@ mod exemplars;
 mod fault;
 pub mod head;
 mod idhash;
+mod shipper;
 mod tenants;
 pub mod wal;
 
 use cairn_model::{DiscardReason, Labels};
 
 pub use db::Tsdb;
+pub use shipper::{SyncReport, SHIPPER_FILE};
 pub use tenants::TenantStore;
 
 /// When the WAL is fsynced.
@@ -87,6 +94,9 @@ pub struct TsdbOptions {
     /// and applies retention (default one minute; zero: no thread, call
     /// [`Tsdb::maintain`] yourself).
     pub maintenance_interval: std::time::Duration,
+    /// Where [`TenantStore`] ships blocks; `None`: local disk only (the
+    /// library's default; the server's is a local folder).
+    pub bucket: Option<bucket::BucketBackend>,
 }
 
 /// Two hours, Prometheus's block range.
@@ -106,6 +116,7 @@ impl Default for TsdbOptions {
             ],
             retention: std::time::Duration::ZERO,
             maintenance_interval: std::time::Duration::from_secs(60),
+            bucket: None,
         }
     }
 }
@@ -124,6 +135,8 @@ pub enum TsdbError {
         offset: u64,
         reason: String,
     },
+    #[error(transparent)]
+    Bucket(Box<bucket::BucketError>),
 }
 
 /// One sample that storage refused, for the client's error message.
