@@ -109,6 +109,8 @@ impl Tsdb {
                     max_time: end,
                     level: 1,
                     sources: Vec::new(),
+                    imported: false,
+                    head_end: None,
                 },
             )?;
             let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
@@ -205,6 +207,9 @@ impl Tsdb {
     /// Replaces `remove` with `add` in the block list (a short write lock).
     pub(crate) fn swap_blocks(&self, remove: &[Arc<Block>], add: Option<Arc<Block>>) {
         let mut list = self.blocks.write();
+        self.retired_blocks
+            .lock()
+            .extend(remove.iter().map(|b| b.meta().ulid.clone()));
         let mut next: Vec<Arc<Block>> = list
             .iter()
             .filter(|b| !remove.iter().any(|r| Arc::ptr_eq(r, b)))
@@ -323,6 +328,12 @@ impl Tsdb {
             }
             Ok(BlockSeries { labels, chunks })
         });
+        // Imported sources hold no head data: the merged block must not
+        // move the WAL replay floor past what the head really handed over.
+        let head_end = sources
+            .iter()
+            .filter_map(|b| b.meta().head_data_end())
+            .max();
         let meta = block::write_block(
             &blocks_dir,
             merged,
@@ -331,6 +342,8 @@ impl Tsdb {
                 max_time,
                 level,
                 sources: source_ids,
+                imported: head_end.is_none(),
+                head_end: head_end.filter(|&end| end != max_time),
             },
         )?;
         let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
@@ -380,11 +393,13 @@ impl Tsdb {
         Ok(expired.len())
     }
 
-    /// One maintenance pass: cut blocks, compact, apply retention, rewrite
-    /// blocks that have tombstones (`series_deletion`), drop the cached
-    /// indexes of blocks no query used since the last pass, and bring the
-    /// bucket (if any) in line with the local blocks.
+    /// One maintenance pass: pick up blocks `cairn import` added, cut
+    /// blocks, compact, apply retention, rewrite blocks that have tombstones
+    /// (`series_deletion`), drop the cached indexes of blocks no query used
+    /// since the last pass, and bring the bucket (if any) in line with the
+    /// local blocks.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
+        self.load_new_blocks()?;
         self.cut_blocks(now_ms)?;
         self.compact()?;
         self.apply_retention(now_ms)?;

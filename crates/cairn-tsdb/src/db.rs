@@ -43,6 +43,10 @@ pub struct Tsdb {
     pub(crate) blocks: RwLock<Arc<Vec<Arc<Block>>>>,
     /// Serializes block cuts, compactions and retention.
     pub(crate) maintenance: Mutex<()>,
+    /// IDs of blocks that left the block list (compacted or expired): their
+    /// directories may linger while a query reads them, and
+    /// [`Tsdb::load_new_blocks`] must not take them for new ones.
+    pub(crate) retired_blocks: Mutex<std::collections::HashSet<String>>,
     /// Retention in milliseconds (0: forever); see [`Tsdb::set_retention`].
     pub(crate) retention_ms: std::sync::atomic::AtomicI64,
     /// Deleted ranges of head series, by series ID (`Tsdb::delete_series`).
@@ -88,7 +92,8 @@ impl Tsdb {
         // Samples older than the newest block's end are in a block already
         // (a crash between a block's rename and the WAL checkpoint leaves
         // them in both): replay drops them.
-        let blocks_end = blocks.iter().map(|b| b.meta().max_time).max();
+        // Imported blocks hold no head data and do not count.
+        let blocks_end = blocks.iter().filter_map(|b| b.meta().head_data_end()).max();
         let mut head = Head::new();
         let mut exemplars = ExemplarStore::new(opts.max_exemplars);
         let mut metadata = BTreeMap::new();
@@ -134,6 +139,7 @@ impl Tsdb {
             opts,
             blocks: RwLock::new(Arc::new(blocks.into_iter().map(Arc::new).collect())),
             maintenance: Mutex::new(()),
+            retired_blocks: Mutex::new(std::collections::HashSet::new()),
             retention_ms: std::sync::atomic::AtomicI64::new(retention_ms),
             head_tombstones: RwLock::new(head_tombstones),
             head: RwLock::new(head),

@@ -39,6 +39,9 @@
 //! - `tenants`: [`TenantStore`].
 //! - [`stats`]: counters, duration histograms and the ingestion rate read
 //!   by self-monitoring, disk usage, and head cardinality.
+//! - [`backfill`]: imported blocks (`cairn import`) written with bounded
+//!   memory, and [`Tsdb::load_new_blocks`], which picks them up while
+//!   the database runs.
 //! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
 //!   uploaded, listed, downloaded and deleted through `object_store`.
 //! - `shipper`: keeps each tenant's bucket a copy of its local blocks
@@ -46,6 +49,7 @@
 //!
 //! Byte formats are in `docs/format.md`.
 
+pub mod backfill;
 pub mod block;
 pub mod bucket;
 pub mod chunk;

@@ -165,6 +165,8 @@ impl Tsdb {
                 max_time: b.meta().max_time,
                 level: b.meta().compaction.level + 1,
                 sources: b.meta().compaction.sources.clone(),
+                imported: b.meta().imported,
+                head_end: b.meta().head_end,
             },
         )?;
         let new_dir = blocks_dir.join(&meta.ulid);

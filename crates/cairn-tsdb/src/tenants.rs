@@ -31,7 +31,8 @@ pub struct TenantStore {
     pub(crate) bucket: Option<Arc<Bucket>>,
     pub(crate) tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
     /// Serializes opening (and deleting) tenants, so one directory is never
-    /// opened twice.
+    /// opened twice (shared with the maintenance thread, which deletes
+    /// tenants and opens tenants that `cairn import` created).
     pub(crate) creating: Arc<Mutex<()>>,
     maintenance: Option<Maintenance>,
 }
@@ -60,10 +61,47 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Opens tenant directories that appeared under `tenants_dir` since the
+/// store opened (a `cairn import` into a new tenant).
+fn discover_tenants(sweeper: &TenantSweeper, opts: &TsdbOptions) {
+    let TenantSweeper {
+        tenants_dir,
+        tenants,
+        creating,
+        bucket,
+        ..
+    } = sweeper;
+    let Ok(entries) = std::fs::read_dir(tenants_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(Ok(tenant)) = entry.file_name().to_str().map(TenantId::new_internal) else {
+            continue;
+        };
+        if tenants.read().contains_key(&tenant) || !entry.path().join("blocks").is_dir() {
+            continue;
+        }
+        let _creating = creating.lock();
+        if tenants.read().contains_key(&tenant) {
+            continue;
+        }
+        match open_tenant(tenants_dir, &tenant, opts, bucket.as_ref()) {
+            Ok(tsdb) => {
+                tracing::info!(tenant = %tenant, blocks = tsdb.blocks().len(), "new tenant directory picked up");
+                tenants.write().insert(tenant, Arc::new(tsdb));
+            }
+            Err(error) => {
+                tracing::error!(tenant = %tenant, %error, "cannot open a new tenant directory; retrying next pass");
+            }
+        }
+    }
+}
+
 fn spawn_maintenance(
     tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
     interval: std::time::Duration,
     sweeper: TenantSweeper,
+    opts: TsdbOptions,
 ) -> Option<Maintenance> {
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let signal = stop.clone();
@@ -80,6 +118,7 @@ fn spawn_maintenance(
                 }
             }
             sweeper.run(now_ms());
+            discover_tenants(&sweeper, &opts);
             let all: Vec<(TenantId, Arc<Tsdb>)> = tenants
                 .read()
                 .iter()
@@ -171,6 +210,7 @@ impl TenantStore {
                 store.tenants.clone(),
                 store.opts.maintenance_interval,
                 store.sweeper(),
+                store.opts.clone(),
             );
         }
         Ok(store)

@@ -1,9 +1,11 @@
 //! `cairn`: the one binary. `cairn serve` runs everything in one process;
 //! `cairn config defaults` prints the default configuration; `cairn users add`
 //! writes an entry of the basic-auth users file; `cairn tenants` prints the
-//! tenants overview of a running server.
+//! tenants overview of a running server; `cairn import` backfills a tenant
+//! from OpenMetrics text.
 
 mod config;
+mod import;
 mod tenants;
 
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Backfill a tenant from OpenMetrics (or Prometheus) text with
+    /// timestamps, into blocks that a running server picks up within one
+    /// maintenance interval.
+    Import(ImportArgs),
     /// Basic-auth users file helpers.
     Users {
         #[command(subcommand)]
@@ -87,6 +93,26 @@ struct ServeArgs {
     log_level: Option<String>,
 }
 
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The tenant to import into.
+    #[arg(long)]
+    tenant: String,
+    /// YAML configuration file, as for `serve` (its `storage.path` is where
+    /// the data goes); without it `./data`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Overrides `storage.path`.
+    #[arg(long = "storage.path")]
+    storage_path: Option<PathBuf>,
+    /// Input syntax: `openmetrics` (timestamps in seconds, `# EOF` at the
+    /// end; what promtool takes) or `prometheus` (timestamps in ms).
+    #[arg(long, value_enum, default_value = "openmetrics")]
+    format: import::Format,
+    /// The input file; `-` reads standard input.
+    file: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Print the whole default configuration, one comment per field.
@@ -115,6 +141,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cairn: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Import(args) => match import_command(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn: import refused, nothing imported: {message}");
                 ExitCode::FAILURE
             }
         },
@@ -167,6 +200,40 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| error_chain(&e))
     })
+}
+
+fn import_command(args: ImportArgs) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(path) = args.storage_path {
+        config.storage.path = path;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    let tenant = cairn_model::TenantId::new(&args.tenant)
+        .map_err(|e| format!("invalid tenant {:?}: {e}", args.tenant))?;
+    let options = config.server_options().map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let report = import::run(
+        &options.data_dir,
+        &tenant,
+        &args.file,
+        args.format,
+        options.tsdb.block_range_ms,
+    )
+    .map_err(|e| error_chain(&e))?;
+    eprintln!(
+        "imported {} samples of {} series into {} blocks ({} to {} ms) of tenant {} in {:.1}s",
+        report.samples,
+        report.series,
+        report.blocks,
+        report.min_time.unwrap_or(0),
+        report.max_time.unwrap_or(0),
+        tenant,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// An error and its sources, joined by `: `.

@@ -35,6 +35,14 @@ pub struct BlockMeta {
     pub stats: BlockStats,
     pub compaction: Compaction,
     pub version: u32,
+    /// True when no sample of the block came from this tenant's head (a
+    /// block written by `cairn import`, or compacted only from such).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
+    /// On a compacted block that mixes imported and head data: the largest
+    /// `maxTime` of its head-cut sources. Absent: `maxTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_end: Option<i64>,
 }
 
 impl BlockMeta {
@@ -50,6 +58,17 @@ impl BlockMeta {
             ));
         }
         Ok(meta)
+    }
+
+    /// Where the data this block took from the head ends: WAL replay skips
+    /// samples older than the largest of these (they are in a block
+    /// already). `None` for an imported block, which holds no head data.
+    pub fn head_data_end(&self) -> Option<i64> {
+        if self.imported {
+            None
+        } else {
+            Some(self.head_end.unwrap_or(self.max_time))
+        }
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -302,6 +302,7 @@ mod tests {
                 max_time: 1000,
                 level: 1,
                 sources: Vec::new(),
+                ..NewBlock::default()
             },
         )
         .unwrap();

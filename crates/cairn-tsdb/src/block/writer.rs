@@ -29,6 +29,7 @@ pub struct BlockSeries {
 }
 
 /// What the new block is: its range and lineage.
+#[derive(Clone, Debug, Default)]
 pub struct NewBlock {
     pub min_time: i64,
     pub max_time: i64,
@@ -36,6 +37,10 @@ pub struct NewBlock {
     /// Level-1 blocks it holds; empty for a block cut from the head (its
     /// own ID is used).
     pub sources: Vec<String>,
+    /// See [`BlockMeta::imported`].
+    pub imported: bool,
+    /// See [`BlockMeta::head_end`].
+    pub head_end: Option<i64>,
 }
 
 struct ChunkFiles {
@@ -197,6 +202,8 @@ fn write_into(
             sources,
         },
         version: FORMAT_VERSION,
+        imported: new.imported,
+        head_end: new.head_end,
     };
     write_synced(&tmp.join("meta.json"), &meta.to_json())?;
     sync_dir(tmp)?;

@@ -21,6 +21,8 @@ pub struct Cairn {
     pub data_dir: PathBuf,
     config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// Standard output lines (only with [`Cairn::start_with_env`]).
+    stdout: Arc<Mutex<Vec<String>>>,
     client: reqwest::blocking::Client,
 }
 
@@ -31,11 +33,39 @@ impl Cairn {
         std::fs::create_dir_all(data_dir).unwrap();
         let config_path = data_dir.with_extension("yaml");
         std::fs::write(&config_path, config_yaml).unwrap();
-        Cairn::spawn(data_dir, &config_path)
+        Cairn::spawn(data_dir, &config_path, &[])
     }
 
-    fn spawn(data_dir: &Path, config_path: &Path) -> Cairn {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+    /// [`Cairn::start`] with extra environment variables (for example
+    /// `CAIRN_TSDB_FAULT`), keeping standard output for
+    /// [`Cairn::wait_for_stdout`].
+    pub fn start_with_env(data_dir: &Path, config_yaml: &str, env: &[(&str, &str)]) -> Cairn {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let config_path = data_dir.with_extension("yaml");
+        std::fs::write(&config_path, config_yaml).unwrap();
+        Cairn::spawn(data_dir, &config_path, env)
+    }
+
+    /// Waits (bounded by [`DEADLINE`]) until standard output has a line
+    /// equal to `line`.
+    pub fn wait_for_stdout(&self, line: &str) {
+        let started = Instant::now();
+        while !self.stdout.lock().unwrap().iter().any(|l| l == line) {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "cairn never printed {line:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(data_dir: &Path, config_path: &Path, env: &[(&str, &str)]) -> Cairn {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(config_path)
@@ -45,11 +75,25 @@ impl Cairn {
             .arg(data_dir)
             .arg("--log.level")
             .arg("info")
-            .stdout(Stdio::null())
+            .stdout(if env.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .expect("start cairn");
         let stderr = child.stderr.take().unwrap();
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let lines = Arc::clone(&stdout_lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
         let log = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let log_writer = Arc::clone(&log);
@@ -81,6 +125,7 @@ impl Cairn {
             data_dir: data_dir.to_path_buf(),
             config_path: config_path.to_path_buf(),
             log,
+            stdout: stdout_lines,
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -151,7 +196,7 @@ impl Cairn {
     /// Starts a new process on the same data directory and config.
     pub fn restart_after_kill(data_dir: &Path) -> Cairn {
         let config_path = data_dir.with_extension("yaml");
-        Cairn::spawn(data_dir, &config_path)
+        Cairn::spawn(data_dir, &config_path, &[])
     }
 
     /// Pushes a remote-write request; returns status and body text.
@@ -315,6 +360,52 @@ impl Drop for Cairn {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `cairn import --storage.path <data_dir> <args...>`, feeding `stdin`
+/// to it when given; returns its exit status and standard error.
+pub fn cairn_import(
+    data_dir: &Path,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("import")
+        .arg("--storage.path")
+        .arg(data_dir)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cairn import");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(bytes).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Names of the entries of `dir` (empty when it does not exist), sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// The value of `name=value` in a tracing log line.

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Memory bounded by active series, not history: RSS of `cairn serve` with
+# SERIES live series and no history, then after `cairn import` of DAYS days
+# of history for the same series (INTERVAL s apart) into the running server
+# (picked up and compacted to 24h blocks), then after a query over the whole
+# range.
+# 1. `cairn serve` on a fresh data dir; `cairn-bench ingest` sends the live
+#    workload (SERIES node-exporter-like series x 240 samples 15 s apart,
+#    the last hour); RSS = "no history".
+# 2. `cairn-bench history | cairn import -` (the history ends 2h before the
+#    live hour starts), wait until the server compacted it; the same live
+#    workload is sent again, an hour later in time; RSS = "after import".
+# 3. `sum(rate(node_metric_0_total[1h]))` over the whole history at 1h steps
+#    (SERIES/100 series); RSS = "after query".
+# Usage: scripts/bench-memory.sh   Env: SERIES (10000), DAYS (30), INTERVAL (300),
+# CARGO_TARGET_DIR, TMPDIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh
+series=${SERIES:-10000}
+days=${DAYS:-30}
+interval=${INTERVAL:-300}
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p cairn -p cairn-bench
+bench="$target/release/cairn-bench"
+cairn="$target/release/cairn"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/bench-memory.XXXXXX")
+hour=3600000
+now=$(( $(date +%s) / 3600 * hour ))
+live1_end=$(( now - 2 * hour ))
+live2_end=$(( now - hour ))
+hist_end=$(( (live1_end - 2 * hour) / (2 * hour) * (2 * hour) ))
+hist_start=$(( hist_end - days * 24 * hour ))
+printf 'storage:\n  maintenance_interval: 5s\nlimits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
+"$cairn" serve --config "$dir/cairn.yaml" --storage.path "$dir/cairn" \
+  --http.listen-address 127.0.0.1:18491 --log.level warn &
+pid=$!; pids+=("$pid")
+wait_ready http://127.0.0.1:18491/ready
+echo "idle: RSS $(rss_kb "$pid") KB"
+
+live() {
+  "$bench" ingest --url http://127.0.0.1:18491/api/v1/push --pid "$pid" --tenant bench \
+    --series "$series" --scrapes 240 --interval 15 --end-ms "$1" | grep -E 'samples|RSS|failed' || true
+}
+live "$live1_end"
+echo "no history, $series active series: RSS $(rss_kb "$pid") KB (peak $(hwm_kb "$pid") KB)"
+
+echo "-- import: $series series x $days days at ${interval}s, $hist_start..$hist_end ms"
+"$bench" history --series "$series" --start-ms "$hist_start" --end-ms "$hist_end" --interval "$interval" |
+  /usr/bin/time -f 'cairn import: %e s wall, max RSS %M KB' \
+    "$cairn" import --storage.path "$dir/cairn" --tenant bench -
+wait_blocks "$dir/cairn/tenants/bench/blocks" $(( days + 2 )) 1800
+echo "blocks: $(count_blocks "$dir/cairn/tenants/bench/blocks"), $(du -sh "$dir/cairn/tenants/bench/blocks" | cut -f1)"
+echo "after import: RSS $(rss_kb "$pid") KB (peak $(hwm_kb "$pid") KB)"
+live "$live2_end"
+echo "after import + live: RSS $(rss_kb "$pid") KB (peak $(hwm_kb "$pid") KB)"
+
+"$bench" query --url http://127.0.0.1:18491/api/v1/query_range --tenant bench \
+  --query 'sum(rate(node_metric_0_total[1h]))' --start $(( hist_start / 1000 )) \
+  --end $(( live2_end / 1000 )) --step 3600 --runs 1
+echo "after query: RSS $(rss_kb "$pid") KB (peak $(hwm_kb "$pid") KB)"
