@@ -16,6 +16,7 @@
 //!   labels, label values, metadata, exemplars, status) with Prometheus's
 //!   parameter rules and JSON envelope.
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
+//! - `flush` is Mimir's `/ingester/flush` (admin): heads written into blocks now.
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
 
@@ -29,6 +30,7 @@ pub mod tenant;
 pub mod tls;
 
 mod app;
+mod flush;
 mod router;
 
 pub use app::{ServeError, Server, ServerOptions};
