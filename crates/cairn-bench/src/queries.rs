@@ -294,11 +294,12 @@ pub fn compare(reference: &Answer, other: &Answer, tolerance: f64) -> Check {
         check.timestamp_mismatches += theirs.keys().filter(|t| !mine.contains_key(t)).count();
     }
     check.extra_series = other.keys().filter(|k| !reference.contains_key(*k)).count();
-    if check.extra_series > 0 {
-        let key = other.keys().find(|k| !reference.contains_key(*k));
-        check
-            .example
-            .get_or_insert_with(|| format!("extra series {}", key.unwrap()));
+    if let Some(key) = other.keys().find(|k| !reference.contains_key(*k)) {
+        let extra = format!("extra series {key}");
+        check.example = Some(match check.example.take() {
+            Some(first) => format!("{first}; {extra}"),
+            None => extra,
+        });
     }
     check.matches = check.missing_series == 0
         && check.extra_series == 0
