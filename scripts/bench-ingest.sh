@@ -13,7 +13,9 @@ cargo build --release -q -p cairn -p cairn-bench
 port=18190
 for run in $(seq 1 "$runs"); do
   dir=$(mktemp -d)
-  "$target/release/cairn" serve --http.listen-address "127.0.0.1:$port" \
+  # The benchmark measures throughput: per-tenant ingestion and series limits off.
+  printf 'limits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
+  "$target/release/cairn" serve --config "$dir/cairn.yaml" --http.listen-address "127.0.0.1:$port" \
     --storage.path "$dir/data" --log.level warn &
   pid=$!
   for _ in $(seq 1 100); do

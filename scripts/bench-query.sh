@@ -42,7 +42,9 @@ wait_ready() {
   return 1
 }
 
-"$target/release/cairn" serve --http.listen-address "127.0.0.1:$cairn_port" \
+# The benchmark pushes as fast as it can: per-tenant ingestion and series limits off.
+printf 'limits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
+"$target/release/cairn" serve --config "$dir/cairn.yaml" --http.listen-address "127.0.0.1:$cairn_port" \
   --storage.path "$dir/cairn" --log.level warn &
 cairn_pid=$!
 printf 'global:\n  scrape_interval: 15s\n' >"$dir/prometheus.yml"

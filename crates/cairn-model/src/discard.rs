@@ -20,10 +20,18 @@ pub enum DiscardReason {
     SampleOutOfOrder,
     SampleDuplicateTimestamp,
     SampleTooOld,
+    /// Older than `past_grace_period` before now.
+    TooFarInPast,
+    /// A new series over the tenant's `max_global_series_per_user`.
+    PerUserSeriesLimit,
+    /// A new series over the tenant's `max_global_series_per_metric`.
+    PerMetricSeriesLimit,
+    /// The whole request was over the tenant's ingestion rate (429).
+    RateLimited,
 }
 
 impl DiscardReason {
-    pub const ALL: [DiscardReason; 12] = [
+    pub const ALL: [DiscardReason; 16] = [
         DiscardReason::MissingMetricName,
         DiscardReason::MetricNameInvalid,
         DiscardReason::LabelNameInvalid,
@@ -36,6 +44,10 @@ impl DiscardReason {
         DiscardReason::SampleOutOfOrder,
         DiscardReason::SampleDuplicateTimestamp,
         DiscardReason::SampleTooOld,
+        DiscardReason::TooFarInPast,
+        DiscardReason::PerUserSeriesLimit,
+        DiscardReason::PerMetricSeriesLimit,
+        DiscardReason::RateLimited,
     ];
 
     /// The `reason` label value on discard counters.
@@ -53,6 +65,10 @@ impl DiscardReason {
             DiscardReason::SampleOutOfOrder => "sample_out_of_order",
             DiscardReason::SampleDuplicateTimestamp => "new_value_for_timestamp",
             DiscardReason::SampleTooOld => "sample_too_old",
+            DiscardReason::TooFarInPast => "too_far_in_past",
+            DiscardReason::PerUserSeriesLimit => "per_user_series_limit",
+            DiscardReason::PerMetricSeriesLimit => "per_metric_series_limit",
+            DiscardReason::RateLimited => "rate_limited",
         }
     }
 
@@ -71,6 +87,10 @@ impl DiscardReason {
             DiscardReason::SampleOutOfOrder => "sample-out-of-order",
             DiscardReason::SampleDuplicateTimestamp => "sample-duplicate-timestamp",
             DiscardReason::SampleTooOld => "sample-timestamp-too-old",
+            DiscardReason::TooFarInPast => "too-far-in-past",
+            DiscardReason::PerUserSeriesLimit => "max-series-per-user",
+            DiscardReason::PerMetricSeriesLimit => "max-series-per-metric",
+            DiscardReason::RateLimited => "tenant-max-ingestion-rate",
         }
     }
 }

@@ -40,6 +40,10 @@ pub enum StorageError {
     /// The query would load more series than the caller's limit.
     #[error("the query exceeded the maximum number of series (limit: {limit})")]
     TooManySeries { limit: usize },
+    /// A per-tenant query limit was reached; the message is complete (it
+    /// names the limit, its value and its error ID).
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
     #[error("storage i/o error")]

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use cairn_ingest::{DecodeLimits, ValidationLimits};
+use cairn_ingest::DecodeLimits;
 use cairn_promql::{Engine, EngineOptions};
 use cairn_tsdb::{TenantStore, TsdbOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthOptions, Authenticator};
+use crate::limits::{IngestionRateLimiter, Limits, Overrides, RuntimeConfigOptions};
 use crate::metrics::Metrics;
 use crate::router;
 use crate::tenant::TenancyOptions;
@@ -29,7 +30,10 @@ pub struct ServerOptions {
     /// Largest compressed remote-write body accepted; larger is 413.
     pub max_write_body_bytes: usize,
     pub decode_limits: DecodeLimits,
-    pub validation_limits: ValidationLimits,
+    /// Every tenant's limits unless the runtime config overrides them.
+    pub limits: Limits,
+    /// The per-tenant overrides file and how often it is re-read.
+    pub runtime_config: RuntimeConfigOptions,
     pub engine: EngineOptions,
 }
 
@@ -42,6 +46,10 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub metrics: Metrics,
     pub auth: Arc<Authenticator>,
+    /// Per-tenant limits in force (defaults plus runtime overrides).
+    pub overrides: Arc<Overrides>,
+    /// Per-tenant ingestion token buckets.
+    pub ingestion_rate: IngestionRateLimiter,
 }
 
 /// A bound, running Cairn HTTP server.
@@ -63,6 +71,10 @@ impl Server {
             )),
             None => None,
         };
+        let overrides = Arc::new(
+            Overrides::new(options.limits.clone(), options.runtime_config.clone())
+                .map_err(ServeError::RuntimeConfig)?,
+        );
         let listener = TcpListener::bind(options.listen_address)
             .await
             .map_err(|source| ServeError::Bind {
@@ -70,11 +82,15 @@ impl Server {
                 source,
             })?;
         let store = Arc::new(OnceLock::new());
+        let mut metrics = Metrics::new(Arc::clone(&store));
+        metrics.register_collector(overrides.collector());
         let state = Arc::new(AppState {
             engine: Engine::new(options.engine.clone()),
-            metrics: Metrics::new(Arc::clone(&store)),
+            metrics,
             store,
             auth: Arc::new(auth),
+            overrides,
+            ingestion_rate: IngestionRateLimiter::new(),
             options,
         });
         Ok(Server {
@@ -102,6 +118,16 @@ impl Server {
             tls,
         } = self;
         let users_reloader = state.auth.spawn_reloader();
+        let reload_state = Arc::clone(&state);
+        let overrides_reloader = state.overrides.spawn_reloader(move || {
+            if let Some(store) = reload_state.store.get() {
+                crate::limits::apply_retention_all(
+                    store,
+                    &reload_state.overrides,
+                    reload_state.options.tsdb.retention,
+                );
+            }
+        });
         let storage_failed = Arc::new(tokio::sync::Notify::new());
         let replay_state = Arc::clone(&state);
         let notify_failure = Arc::clone(&storage_failed);
@@ -129,7 +155,7 @@ impl Server {
                 .await
                 .map_err(ServeError::Http)?,
         }
-        if let Some(reloader) = users_reloader {
+        for reloader in [users_reloader, overrides_reloader].into_iter().flatten() {
             reloader.abort();
         }
 
@@ -154,6 +180,7 @@ fn open_storage(state: &AppState) -> Result<(), ServeError> {
     let store = TenantStore::open(&state.options.data_dir, state.options.tsdb.clone())
         .map_err(ServeError::Storage)?;
     let tenants = store.tenants().len();
+    crate::limits::apply_retention_all(&store, &state.overrides, state.options.tsdb.retention);
     let store = Arc::new(store);
     if state.store.set(store).is_err() {
         unreachable!("storage is opened once");
@@ -176,6 +203,8 @@ pub enum ServeError {
     },
     #[error("authentication setup failed")]
     Auth(#[source] crate::auth::AuthError),
+    #[error("runtime config (per-tenant overrides) setup failed")]
+    RuntimeConfig(#[source] crate::limits::RuntimeConfigError),
     #[error("TLS setup failed")]
     Tls(#[source] crate::tls::TlsError),
     #[error("http server failed")]

@@ -105,6 +105,8 @@ impl IntoResponse for ApiError {
 pub struct WriteApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 from the ingestion rate limit).
+    pub retry_after: Option<u64>,
 }
 
 impl WriteApiError {
@@ -112,7 +114,13 @@ impl WriteApiError {
         WriteApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> WriteApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -131,6 +139,14 @@ impl IntoResponse for WriteApiError {
         if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), error = %self.message, "write failed");
         }
-        (self.status, self.message).into_response()
+        match self.retry_after {
+            Some(seconds) => (
+                self.status,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                self.message,
+            )
+                .into_response(),
+            None => (self.status, self.message).into_response(),
+        }
     }
 }

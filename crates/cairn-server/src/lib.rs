@@ -19,9 +19,12 @@
 //! - `flush` is Mimir's `/ingester/flush` (admin): heads written into blocks now.
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
+//! - [`limits`] holds per-tenant limits: defaults from the config and
+//!   runtime overrides re-read from a file (`GET /runtime_config`).
 
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod push;
 pub mod query;

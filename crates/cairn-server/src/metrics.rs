@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod bucket;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
@@ -107,6 +109,9 @@ impl Metrics {
             })
             .set(1);
         registry.register("cairn_build_info", "Cairn's version; always 1", build_info);
+        registry.register_collector(Box::new(bucket::BucketCollector {
+            store: Arc::clone(&store),
+        }));
         registry.register_collector(Box::new(StoreCollector { store }));
         Metrics {
             registry,
@@ -118,6 +123,11 @@ impl Metrics {
             discarded_exemplars,
             discarded_metadata,
         }
+    }
+
+    /// Adds a collector read at scrape time (before the server starts).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {

@@ -5,6 +5,11 @@
 //! of a request are stored even when others are rejected; the request then
 //! answers 400 with the first rejection. The 2xx is sent only after the
 //! tenant's WAL holds the samples.
+//!
+//! Per-tenant limits ([`crate::limits`]): validation limits and the past
+//! grace period drop series and samples (400); the ingestion rate refuses a
+//! whole request before anything is stored (429 with `Retry-After`); series
+//! limits refuse new series inside storage (400).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,14 +20,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use cairn_ingest::{
     decode_write_request, storage_rejection_message, validate_write_request, DecodeError,
 };
-use cairn_model::TenantId;
+use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::TenantStore;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::app::AppState;
 use crate::auth::AuthContext;
 use crate::error::WriteApiError;
-use crate::tenant;
+use crate::{limits, tenant};
 
 pub(crate) async fn push(
     State(state): State<Arc<AppState>>,
@@ -89,7 +94,10 @@ fn ingest(
         };
         WriteApiError::new(status, err.to_string())
     })?;
-    let validated = validate_write_request(request, &state.options.validation_limits, now_ms());
+    let limits = state.overrides.for_tenant(tenant);
+    let now = now_ms();
+    let mut validated = validate_write_request(request, &limits.validation_limits(), now);
+    limits::write::enforce_past_grace(&mut validated, &limits, now);
     let metrics = &state.metrics;
     metrics.count_received(
         tenant,
@@ -107,15 +115,45 @@ fn ingest(
         metrics.count_discarded_metadata(tenant, reason.as_label(), *count);
     }
 
+    // The rate limit is checked before anything is stored: a refused request
+    // leaves no trace but its discard counts.
+    if let Err(wait) =
+        state
+            .ingestion_rate
+            .allow(tenant, &limits, limits::write::rate_cost(&validated))
+    {
+        let exemplars: u64 = validated
+            .series
+            .iter()
+            .map(|s| s.exemplars.len() as u64)
+            .sum();
+        let rate_limited = DiscardReason::RateLimited;
+        metrics.count_discarded(tenant, rate_limited, validated.samples_accepted());
+        metrics.count_discarded_exemplars(tenant, rate_limited.as_label(), exemplars);
+        metrics.count_discarded_metadata(
+            tenant,
+            rate_limited.as_label(),
+            validated.metadata.len() as u64,
+        );
+        return Err(WriteApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            limits::write::rate_limited_message(&limits),
+        )
+        .with_retry_after(limits::retry_after_seconds(wait)));
+    }
+
     let mut storage_rejection = None;
     if !validated.series.is_empty() || !validated.metadata.is_empty() {
         let db = store.get_or_create(tenant).map_err(storage_failed)?;
+        limits::ensure_retention(&db, &limits, state.options.tsdb.retention);
         if !validated.metadata.is_empty() {
             db.set_metadata(validated.metadata)
                 .map_err(storage_failed)?;
         }
         if !validated.series.is_empty() {
-            let outcome = db.append(validated.series).map_err(storage_failed)?;
+            let outcome = db
+                .append_limited(validated.series, limits::write::series_limits(&limits))
+                .map_err(storage_failed)?;
             for (reason, count) in &outcome.discarded {
                 metrics.count_discarded(tenant, *reason, *count);
             }
@@ -127,10 +165,12 @@ fn ingest(
         return Err(WriteApiError::new(StatusCode::BAD_REQUEST, err.message));
     }
     if let Some(rejection) = storage_rejection {
-        return Err(WriteApiError::new(
-            StatusCode::BAD_REQUEST,
-            storage_rejection_message(rejection.reason, &rejection.labels, rejection.t),
-        ));
+        let message =
+            limits::write::series_limit_message(rejection.reason, &limits, &rejection.labels)
+                .unwrap_or_else(|| {
+                    storage_rejection_message(rejection.reason, &rejection.labels, rejection.t)
+                });
+        return Err(WriteApiError::new(StatusCode::BAD_REQUEST, message));
     }
     Ok(StatusCode::OK)
 }

@@ -7,7 +7,8 @@
 //! a stream of `ChunkedReadResponse` frames of Prometheus XOR chunks
 //! (`STREAMED_XOR_CHUNKS`), whichever comes first in the client's
 //! `accepted_response_types` (empty means `SAMPLES`). Errors are plain text,
-//! as Prometheus's handler writes them.
+//! as Prometheus's handler writes them. The tenant's query limits
+//! ([`crate::limits::query`]) apply to the whole request (422 when reached).
 //!
 //! A stream frame is `uvarint(len) | crc32c(message), big-endian | message`,
 //! one series per message (`storage/remote/chunked.go`); chunks hold at most
@@ -29,6 +30,7 @@ use prost::Message;
 use crate::app::AppState;
 use crate::auth::AuthContext;
 use crate::error::WriteApiError;
+use crate::limits::query::LimitedQueryable;
 use crate::tenant;
 
 /// `POST /api/v1/read`.
@@ -48,9 +50,15 @@ pub(crate) async fn read(
     let request = decode_read_request(&body, max_decompressed)?;
     let response_type = negotiate(&request.accepted_response_types)?;
     let sample_limit = state.engine.options().max_samples;
+    let limits = state.overrides.for_tenant(&tenant);
+    let now = now_ms();
     if response_type == ResponseType::StreamedXorChunks {
         let body = tokio::task::spawn_blocking(move || match store.get(&tenant) {
-            Some(db) => streamed::frames(db.as_ref(), &request, sample_limit),
+            Some(db) => streamed::frames(
+                &LimitedQueryable::new(db.as_ref(), &limits, now),
+                &request,
+                sample_limit,
+            ),
             None => Ok(Vec::new()),
         })
         .await
@@ -64,7 +72,11 @@ pub(crate) async fn read(
     }
     let encoded = tokio::task::spawn_blocking(move || {
         let response = match store.get(&tenant) {
-            Some(db) => answer(db.as_ref(), &request, sample_limit)?,
+            Some(db) => answer(
+                &LimitedQueryable::new(db.as_ref(), &limits, now),
+                &request,
+                sample_limit,
+            )?,
             None => ReadResponse {
                 results: vec![prompb::QueryResult::default(); request.queries.len()],
             },
@@ -84,6 +96,12 @@ pub(crate) async fn read(
         encoded,
     )
         .into_response())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn bad_request(message: impl Into<String>) -> WriteApiError {
@@ -175,8 +193,14 @@ fn select(
         .map(convert_matcher)
         .collect::<Result<Vec<Matcher>, WriteApiError>>()?;
     let range = TimeRange::new(query.start_timestamp_ms, query.end_timestamp_ms);
-    db.select(&matchers, range)
-        .map_err(|e| WriteApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    db.select(&matchers, range).map_err(|e| {
+        // A per-tenant query limit is the client's to fix, as on the query API.
+        let status = match e {
+            cairn_model::StorageError::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        WriteApiError::new(status, e.to_string())
+    })
 }
 
 fn convert_matcher(m: &prompb::LabelMatcher) -> Result<Matcher, WriteApiError> {

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{auth, flush, push, query, remote_read};
+use crate::{auth, flush, limits, push, query, remote_read};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -62,6 +62,8 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
     let tenant_api = Router::new()
         .route("/api/v1/push", post(push::push))
         .route("/ingester/flush", get(flush::flush).post(flush::flush))
+        .route("/runtime_config", get(limits::runtime_config))
+        .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
         .layer(middleware::from_fn_with_state(

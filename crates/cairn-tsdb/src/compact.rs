@@ -360,8 +360,9 @@ impl Tsdb {
         Ok(expired.len())
     }
 
-    /// One maintenance pass: cut blocks, compact, apply retention, and
-    /// drop the cached indexes of blocks no query used since the last pass.
+    /// One maintenance pass: cut blocks, compact, apply retention, drop
+    /// the cached indexes of blocks no query used since the last pass, and
+    /// bring the bucket (if any) in line with the local blocks.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
         self.cut_blocks(now_ms)?;
         self.compact()?;
@@ -370,6 +371,7 @@ impl Tsdb {
         for b in blocks.iter() {
             b.release_idle_index();
         }
+        self.sync_bucket()?;
         Ok(())
     }
 

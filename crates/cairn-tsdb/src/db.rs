@@ -23,7 +23,7 @@ use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
 use crate::wal::{self, OsFiles, Record, RefExemplar, RefSample, SegmentOpener, WalWriter};
-use crate::{AppendOutcome, Rejection, TsdbError, TsdbOptions, TsdbStats};
+use crate::{AppendOutcome, Rejection, SeriesLimits, TsdbError, TsdbOptions, TsdbStats};
 
 /// One tenant's database.
 pub struct Tsdb {
@@ -43,6 +43,8 @@ pub struct Tsdb {
     pub(crate) retention_ms: std::sync::atomic::AtomicI64,
     wal_bytes_written: AtomicU64,
     samples_appended: AtomicU64,
+    /// The bucket connection, when blocks are shipped (see `shipper`).
+    pub(crate) shipper: std::sync::OnceLock<crate::shipper::Shipper>,
     /// What the WAL replay at open found (and repaired).
     replay_report: wal::ReplayReport,
 }
@@ -126,6 +128,7 @@ impl Tsdb {
             metadata: RwLock::new(metadata),
             wal_bytes_written: AtomicU64::new(0),
             samples_appended: AtomicU64::new(0),
+            shipper: std::sync::OnceLock::new(),
             replay_report: report,
         })
     }
@@ -146,11 +149,23 @@ impl Tsdb {
     /// rules, writes the accepted ones to the WAL, then makes them visible.
     /// On a WAL error nothing is applied and the error is returned.
     pub fn append(&self, batch: Vec<SeriesSamples>) -> Result<AppendOutcome, TsdbError> {
+        self.append_limited(batch, SeriesLimits::default())
+    }
+
+    /// [`Tsdb::append`] refusing new series beyond `limits` (their samples
+    /// are discarded as `per_user_series_limit` / `per_metric_series_limit`;
+    /// series that exist keep accepting). The check runs under the tenant's
+    /// write lock, so concurrent appends cannot overshoot a limit.
+    pub fn append_limited(
+        &self,
+        batch: Vec<SeriesSamples>,
+        limits: SeriesLimits,
+    ) -> Result<AppendOutcome, TsdbError> {
         let mut writer = self.writer.lock();
         let plan = {
             let head = self.head.read();
             let exemplars = self.exemplars.read();
-            plan_append(&head, &exemplars, batch)
+            plan_append(&head, &exemplars, batch, limits)
         };
         let mut framed = Vec::new();
         wal::record::encode_series(&plan.new_series, &mut framed);
@@ -572,8 +587,11 @@ fn plan_append(
     head: &Head,
     exemplar_store: &ExemplarStore,
     batch: Vec<SeriesSamples>,
+    limits: SeriesLimits,
 ) -> AppendPlan {
     let mut plan = AppendPlan::default();
+    // New series of this batch per metric name (only with a per-metric limit).
+    let mut batch_per_metric: HashMap<String, u64> = HashMap::new();
     let mut next_id = head.next_id();
     let mut batch_series: HashMap<Labels, u64> = HashMap::new();
     let mut batch_last: IdMap<(i64, u64)> = IdMap::default();
@@ -597,6 +615,7 @@ fn plan_append(
         // Accepted samples go straight into the plan under a placeholder ID
         // (the series may not exist yet), fixed up or rolled back below.
         let first_planned = plan.samples.len();
+        let accepted_before = plan.outcome.samples_accepted;
         for sample in &samples {
             let decision = if sample.t < head.min_valid_t() {
                 AppendDecision::Reject(DiscardReason::SampleTooOld)
@@ -640,6 +659,25 @@ fn plan_append(
         let id = match existing {
             Some(id) => id,
             None => {
+                if let Some(reason) =
+                    series_limit_reached(head, &plan, &mut batch_per_metric, &labels, limits)
+                {
+                    // Nothing of the series is kept: roll back its samples.
+                    plan.samples.truncate(first_planned);
+                    let kept = plan.outcome.samples_accepted - accepted_before;
+                    plan.outcome.samples_accepted = accepted_before;
+                    if kept > 0 {
+                        *plan.discarded.entry(reason).or_default() += kept;
+                    }
+                    if plan.outcome.first_rejection.is_none() {
+                        plan.outcome.first_rejection = Some(Rejection {
+                            reason,
+                            t: samples.first().map_or(0, |s| s.t),
+                            labels,
+                        });
+                    }
+                    continue;
+                }
                 let id = next_id;
                 next_id += 1;
                 batch_series.insert(labels.clone(), id);
@@ -665,6 +703,32 @@ fn plan_append(
     }
     plan.outcome.discarded = plan.discarded.iter().map(|(r, n)| (*r, *n)).collect();
     plan
+}
+
+/// Whether creating `labels` as a new series would exceed `limits`, counting
+/// the head's series and the new series planned so far; on success the
+/// series is counted in `batch_per_metric`.
+fn series_limit_reached(
+    head: &Head,
+    plan: &AppendPlan,
+    batch_per_metric: &mut HashMap<String, u64>,
+    labels: &Labels,
+    limits: SeriesLimits,
+) -> Option<DiscardReason> {
+    if limits.max_series > 0
+        && (head.num_series() + plan.new_series.len()) as u64 >= limits.max_series
+    {
+        return Some(DiscardReason::PerUserSeriesLimit);
+    }
+    if limits.max_series_per_metric > 0 {
+        let name = labels.get(cairn_model::METRIC_NAME).unwrap_or("");
+        let in_batch = batch_per_metric.get(name).copied().unwrap_or(0);
+        if head.series_count_for_metric(name) as u64 + in_batch >= limits.max_series_per_metric {
+            return Some(DiscardReason::PerMetricSeriesLimit);
+        }
+        *batch_per_metric.entry(name.to_string()).or_default() += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -940,6 +1004,99 @@ mod tests {
     }
 
     #[test]
+    fn series_limits_refuse_new_series_and_keep_existing_ones_accepting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let limits = SeriesLimits {
+            max_series: 3,
+            max_series_per_metric: 2,
+        };
+        let outcome = db
+            .append_limited(
+                vec![
+                    series(&[("__name__", "a"), ("i", "1")], &[(1, 1.0), (2, 2.0)]),
+                    series(&[("__name__", "a"), ("i", "2")], &[(1, 1.0)]),
+                    // Third `a` series: over the per-metric limit of 2.
+                    series(&[("__name__", "a"), ("i", "3")], &[(1, 1.0), (2, 2.0)]),
+                    series(&[("__name__", "b")], &[(1, 1.0)]),
+                    // Fourth series: over the per-tenant limit of 3.
+                    series(&[("__name__", "c")], &[(1, 1.0), (1, 1.0)]),
+                ],
+                limits,
+            )
+            .unwrap();
+        assert_eq!(outcome.samples_accepted, 4);
+        assert_eq!(outcome.series_created, 3);
+        assert_eq!(
+            outcome.discarded,
+            vec![
+                (DiscardReason::PerUserSeriesLimit, 2),
+                (DiscardReason::PerMetricSeriesLimit, 2)
+            ]
+        );
+        let rejection = outcome.first_rejection.unwrap();
+        assert_eq!(rejection.reason, DiscardReason::PerMetricSeriesLimit);
+        assert_eq!(
+            rejection.labels,
+            Labels::from_pairs(&[("__name__", "a"), ("i", "3")])
+        );
+        assert_eq!(db.stats().active_series, 3);
+
+        // Existing series keep accepting; new ones are still refused.
+        let outcome = db
+            .append_limited(
+                vec![
+                    series(&[("__name__", "a"), ("i", "1")], &[(3, 3.0)]),
+                    series(&[("__name__", "b")], &[(2, 2.0)]),
+                    series(&[("__name__", "d")], &[(2, 2.0)]),
+                ],
+                limits,
+            )
+            .unwrap();
+        assert_eq!(outcome.samples_accepted, 2);
+        assert_eq!(
+            outcome.discarded,
+            vec![(DiscardReason::PerUserSeriesLimit, 1)]
+        );
+        assert!(all_samples(&db, &[Matcher::equal("__name__", "d")]).is_empty());
+        // Without limits (or with higher ones) the series is created.
+        let outcome = db
+            .append(vec![series(&[("__name__", "d")], &[(2, 2.0)])])
+            .unwrap();
+        assert_eq!(outcome.series_created, 1);
+    }
+
+    #[test]
+    fn concurrent_appends_never_overshoot_the_series_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let limits = SeriesLimits {
+            max_series: 100,
+            max_series_per_metric: 0,
+        };
+        let created = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let (db, created) = (&db, &created);
+                scope.spawn(move || {
+                    for batch in 0..10 {
+                        let series_batch = (0..10)
+                            .map(|i| {
+                                let id = format!("{thread}-{batch}-{i}");
+                                series(&[("__name__", "m"), ("id", &id)], &[(1, 1.0)])
+                            })
+                            .collect();
+                        let outcome = db.append_limited(series_batch, limits).unwrap();
+                        created.fetch_add(outcome.series_created, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(created.load(Ordering::Relaxed), 100);
+        assert_eq!(db.stats().active_series, 100);
+    }
+
+    #[test]
     fn samples_older_than_a_truncated_head_are_too_old() {
         let mut head = Head::new();
         head.truncate_before(1000);
@@ -948,6 +1105,7 @@ mod tests {
             &head,
             &store,
             vec![series(&[("__name__", "a")], &[(999, 1.0), (1000, 1.0)])],
+            SeriesLimits::default(),
         );
         assert_eq!(plan.outcome.samples_accepted, 1);
         assert_eq!(

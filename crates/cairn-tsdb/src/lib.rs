@@ -32,10 +32,15 @@
 //!   retention ([`Tsdb::apply_retention`]); [`TenantStore`] runs it every
 //!   `maintenance_interval` on a background thread.
 //! - `tenants`: [`TenantStore`].
+//! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
+//!   uploaded, listed, downloaded and deleted through `object_store`.
+//! - `shipper`: keeps each tenant's bucket a copy of its local blocks
+//!   ([`Tsdb::sync_bucket`]) and downloads the bucket's blocks at open.
 //!
 //! Byte formats are in `docs/format.md`.
 
 pub mod block;
+pub mod bucket;
 pub mod chunk;
 mod compact;
 mod db;
@@ -43,12 +48,14 @@ mod exemplars;
 mod fault;
 pub mod head;
 mod idhash;
+mod shipper;
 mod tenants;
 pub mod wal;
 
 use cairn_model::{DiscardReason, Labels};
 
 pub use db::Tsdb;
+pub use shipper::{SyncReport, SHIPPER_FILE};
 pub use tenants::TenantStore;
 
 /// When the WAL is fsynced.
@@ -83,6 +90,9 @@ pub struct TsdbOptions {
     /// and applies retention (default one minute; zero: no thread, call
     /// [`Tsdb::maintain`] yourself).
     pub maintenance_interval: std::time::Duration,
+    /// Where [`TenantStore`] ships blocks; `None`: local disk only (the
+    /// library's default; the server's is a local folder).
+    pub bucket: Option<bucket::BucketBackend>,
 }
 
 /// Two hours, Prometheus's block range.
@@ -102,6 +112,7 @@ impl Default for TsdbOptions {
             ],
             retention: std::time::Duration::ZERO,
             maintenance_interval: std::time::Duration::from_secs(60),
+            bucket: None,
         }
     }
 }
@@ -120,6 +131,8 @@ pub enum TsdbError {
         offset: u64,
         reason: String,
     },
+    #[error(transparent)]
+    Bucket(Box<bucket::BucketError>),
 }
 
 /// One sample that storage refused, for the client's error message.
@@ -128,6 +141,17 @@ pub struct Rejection {
     pub reason: DiscardReason,
     pub labels: Labels,
     pub t: i64,
+}
+
+/// Limits on creating series, checked under the tenant's write lock when an
+/// append would create a new series; existing series keep accepting samples.
+/// 0 means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Most series in the head (Mimir `max_global_series_per_user`).
+    pub max_series: u64,
+    /// Most head series per metric name (Mimir `max_global_series_per_metric`).
+    pub max_series_per_metric: u64,
 }
 
 /// What an append kept and what it refused.

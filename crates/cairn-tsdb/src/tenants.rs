@@ -8,6 +8,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use cairn_model::TenantId;
 
+use crate::bucket::{Bucket, OperationStats};
+use crate::shipper::Shipper;
 use crate::{Tsdb, TsdbError, TsdbOptions};
 
 /// All tenants' databases under `<data>/tenants/`.
@@ -19,9 +21,13 @@ use crate::{Tsdb, TsdbError, TsdbOptions};
 /// A background thread runs [`Tsdb::maintain`] on every tenant each
 /// `maintenance_interval` (cutting blocks, compacting, retention); it stops
 /// when the store is dropped.
+///
+/// With a bucket configured, every tenant found in the bucket is opened
+/// too, after its blocks missing on disk are downloaded (see `shipper`).
 pub struct TenantStore {
     tenants_dir: PathBuf,
     opts: TsdbOptions,
+    bucket: Option<Arc<Bucket>>,
     tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
     /// Serializes opening tenants, so one directory is never opened twice.
     creating: Mutex<()>,
@@ -126,7 +132,27 @@ impl TenantStore {
                 }
             }
         }
-        let tenants = Arc::new(RwLock::new(open_all(&tenants_dir, found, &opts)?));
+        let bucket = match &opts.bucket {
+            Some(backend) => Some(Arc::new(Bucket::new(backend)?)),
+            None => None,
+        };
+        if let Some(bucket) = &bucket {
+            for name in bucket.list_tenants()? {
+                match TenantId::new_internal(&name) {
+                    Ok(tenant) if !found.contains(&tenant) => found.push(tenant),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(prefix = %name, %error, "skipping a bucket prefix that is not a tenant ID");
+                    }
+                }
+            }
+        }
+        let tenants = Arc::new(RwLock::new(open_all(
+            &tenants_dir,
+            found,
+            &opts,
+            bucket.as_ref(),
+        )?));
         let maintenance = if opts.maintenance_interval.is_zero() {
             None
         } else {
@@ -135,6 +161,7 @@ impl TenantStore {
         Ok(TenantStore {
             tenants_dir,
             opts,
+            bucket,
             tenants,
             creating: Mutex::new(()),
             maintenance,
@@ -154,12 +181,24 @@ impl TenantStore {
         if let Some(tsdb) = self.get(tenant) {
             return Ok(tsdb);
         }
-        // Only a validated TenantId becomes a path component.
-        let dir = self.tenants_dir.join(tenant.as_str());
-        let tsdb = Arc::new(Tsdb::open(&dir, self.opts.clone())?);
+        // Only a validated TenantId becomes a path component. With a
+        // bucket, the tenant's blocks there (another node's) are listed
+        // first: creation fails while the bucket is unreachable, and the
+        // client retries, rather than hiding data.
+        let tsdb = Arc::new(open_tenant(
+            &self.tenants_dir,
+            tenant,
+            &self.opts,
+            self.bucket.as_ref(),
+        )?);
         self.tenants.write().insert(tenant.clone(), tsdb.clone());
         tracing::info!(tenant = %tenant, "tenant database created");
         Ok(tsdb)
+    }
+
+    /// Object-store request figures since start-up; `None` without a bucket.
+    pub fn bucket_stats(&self) -> Option<Vec<OperationStats>> {
+        self.bucket.as_ref().map(|b| b.metrics().stats())
     }
 
     /// Every open tenant, sorted by ID.
@@ -190,10 +229,29 @@ impl TenantStore {
 
 /// Opens (replays) the given tenants, several at a time: replay is CPU work
 /// and start-up time is downtime.
+/// Opens one tenant; with a bucket, first downloads its blocks missing on
+/// disk, and attaches the shipper.
+fn open_tenant(
+    tenants_dir: &Path,
+    tenant: &TenantId,
+    opts: &TsdbOptions,
+    bucket: Option<&Arc<Bucket>>,
+) -> Result<Tsdb, TsdbError> {
+    let dir = tenants_dir.join(tenant.as_str());
+    let Some(bucket) = bucket else {
+        return Tsdb::open(&dir, opts.clone());
+    };
+    let shipper = Shipper::prepare(Arc::clone(bucket), tenant.as_str(), &dir)?;
+    let tsdb = Tsdb::open(&dir, opts.clone())?;
+    tsdb.attach_shipper(shipper);
+    Ok(tsdb)
+}
+
 fn open_all(
     tenants_dir: &Path,
     tenants: Vec<TenantId>,
     opts: &TsdbOptions,
+    bucket: Option<&Arc<Bucket>>,
 ) -> Result<HashMap<TenantId, Arc<Tsdb>>, TsdbError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -210,7 +268,7 @@ fn open_all(
                 let Some(tenant) = queue.lock().pop() else {
                     return;
                 };
-                match Tsdb::open(&tenants_dir.join(tenant.as_str()), opts.clone()) {
+                match open_tenant(tenants_dir, &tenant, opts, bucket) {
                     Ok(tsdb) => {
                         opened.lock().insert(tenant, Arc::new(tsdb));
                     }

@@ -7,15 +7,17 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use cairn_ingest::{DecodeLimits, ValidationLimits};
-use cairn_model::{parse_duration_ms, DisplayDuration};
+use cairn_ingest::DecodeLimits;
 use cairn_promql::EngineOptions;
 use cairn_server::auth::{AuthMode, AuthOptions};
+pub use cairn_server::limits::PromDuration;
+use cairn_server::limits::{Limits, RuntimeConfigOptions};
 use cairn_server::tenant::TenancyOptions;
 use cairn_server::tls::TlsOptions;
 use cairn_server::ServerOptions;
+use cairn_tsdb::bucket::{AzureOptions, BucketBackend, GcsOptions, S3Options, Secret};
 use cairn_tsdb::{FsyncPolicy, TsdbOptions};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -25,7 +27,8 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     pub auth: AuthConfig,
     pub distributor: DistributorConfig,
-    pub limits: LimitsConfig,
+    pub limits: Limits,
+    pub runtime_config: RuntimeConfigConfig,
     pub querier: QuerierConfig,
 }
 
@@ -105,6 +108,118 @@ pub struct StorageConfig {
     pub max_exemplars_per_tenant: usize,
     pub retention_period: PromDuration,
     pub maintenance_interval: PromDuration,
+    pub bucket: BucketConfig,
+}
+
+/// Where blocks are uploaded (Mimir's `blocks_storage` backends).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BucketConfig {
+    pub backend: Backend,
+    pub filesystem: FilesystemBucketConfig,
+    pub s3: S3BucketConfig,
+    pub gcs: GcsBucketConfig,
+    pub azure: AzureBucketConfig,
+}
+
+impl Default for BucketConfig {
+    fn default() -> Self {
+        BucketConfig {
+            backend: Backend::Filesystem,
+            filesystem: FilesystemBucketConfig::default(),
+            s3: S3BucketConfig::default(),
+            gcs: GcsBucketConfig::default(),
+            azure: AzureBucketConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    None,
+    Filesystem,
+    S3,
+    Gcs,
+    Azure,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemBucketConfig {
+    pub dir: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3BucketConfig {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket_name: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub insecure: bool,
+    pub bucket_lookup_type: BucketLookup,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BucketLookup {
+    #[default]
+    Path,
+    VirtualHosted,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsBucketConfig {
+    pub bucket_name: String,
+    pub service_account_path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureBucketConfig {
+    pub account_name: String,
+    pub account_key: String,
+    pub container_name: String,
+    pub endpoint: String,
+}
+
+impl BucketConfig {
+    /// The tsdb's backend; a relative or empty filesystem dir is resolved
+    /// against `data_dir` (empty: `<data_dir>/bucket`).
+    pub fn backend(&self, data_dir: &Path) -> Option<BucketBackend> {
+        Some(match self.backend {
+            Backend::None => return None,
+            Backend::Filesystem => BucketBackend::Filesystem {
+                dir: if self.filesystem.dir.is_empty() {
+                    data_dir.join("bucket")
+                } else {
+                    PathBuf::from(&self.filesystem.dir)
+                },
+            },
+            Backend::S3 => BucketBackend::S3(S3Options {
+                bucket_name: self.s3.bucket_name.clone(),
+                endpoint: self.s3.endpoint.clone(),
+                region: self.s3.region.clone(),
+                access_key_id: self.s3.access_key_id.clone(),
+                secret_access_key: Secret(self.s3.secret_access_key.clone()),
+                allow_http: self.s3.insecure,
+                virtual_hosted_style: self.s3.bucket_lookup_type == BucketLookup::VirtualHosted,
+            }),
+            Backend::Gcs => BucketBackend::Gcs(GcsOptions {
+                bucket_name: self.gcs.bucket_name.clone(),
+                service_account_path: self.gcs.service_account_path.clone(),
+            }),
+            Backend::Azure => BucketBackend::Azure(AzureOptions {
+                account_name: self.azure.account_name.clone(),
+                account_key: Secret(self.azure.account_key.clone()),
+                container_name: self.azure.container_name.clone(),
+                endpoint: self.azure.endpoint.clone(),
+            }),
+        })
+    }
 }
 
 impl Default for StorageConfig {
@@ -117,6 +232,7 @@ impl Default for StorageConfig {
             max_exemplars_per_tenant: tsdb.max_exemplars,
             retention_period: PromDuration(tsdb.retention.as_millis() as i64),
             maintenance_interval: PromDuration(tsdb.maintenance_interval.as_millis() as i64),
+            bucket: BucketConfig::default(),
         }
     }
 }
@@ -155,23 +271,19 @@ impl Default for DistributorConfig {
     }
 }
 
+/// Mimir's `runtime_config:` block: the per-tenant overrides file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub max_label_name_length: usize,
-    pub max_label_value_length: usize,
-    pub max_label_names_per_series: usize,
-    pub creation_grace_period: PromDuration,
+pub struct RuntimeConfigConfig {
+    pub file: String,
+    pub period: PromDuration,
 }
 
-impl Default for LimitsConfig {
+impl Default for RuntimeConfigConfig {
     fn default() -> Self {
-        let limits = ValidationLimits::default();
-        LimitsConfig {
-            max_label_name_length: limits.max_label_name_length,
-            max_label_value_length: limits.max_label_value_length,
-            max_label_names_per_series: limits.max_label_names_per_series,
-            creation_grace_period: PromDuration(limits.creation_grace_period_ms),
+        RuntimeConfigConfig {
+            file: String::new(),
+            period: PromDuration(RuntimeConfigOptions::default().period.as_millis() as i64),
         }
     }
 }
@@ -211,7 +323,27 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("storage.wal_segment_size_bytes", "size at which a WAL segment file is closed and a new one started"),
     ("storage.max_exemplars_per_tenant", "exemplars kept in memory per tenant (oldest dropped first)"),
     ("storage.retention_period", "blocks whose newest sample is older than this are deleted whole; 0s keeps data forever"),
-    ("storage.maintenance_interval", "how often each tenant cuts 2h blocks from the head, compacts them (2h, 12h, 24h) and applies retention"),
+    ("storage.maintenance_interval", "how often each tenant cuts 2h blocks from the head, compacts them (2h, 12h, 24h), applies retention and uploads new blocks to the bucket"),
+    ("storage.bucket", "object storage the blocks are uploaded to; local disk then acts as a cache (see README, Object storage)"),
+    ("storage.bucket.backend", "none (local disk only), filesystem, s3, gcs or azure"),
+    ("storage.bucket.filesystem", "backend filesystem: a local (or mounted) folder"),
+    ("storage.bucket.filesystem.dir", "the folder; empty: <storage.path>/bucket"),
+    ("storage.bucket.s3", "backend s3: Amazon S3 or an S3-compatible server; empty fields fall back to the AWS_* environment variables"),
+    ("storage.bucket.s3.endpoint", "e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000"),
+    ("storage.bucket.s3.region", "bucket region (AWS_REGION)"),
+    ("storage.bucket.s3.bucket_name", "bucket name (AWS_BUCKET_NAME)"),
+    ("storage.bucket.s3.access_key_id", "access key (AWS_ACCESS_KEY_ID)"),
+    ("storage.bucket.s3.secret_access_key", "secret key (AWS_SECRET_ACCESS_KEY; prefer the variable to the file)"),
+    ("storage.bucket.s3.insecure", "allow a plain http:// endpoint"),
+    ("storage.bucket.s3.bucket_lookup_type", "path (endpoint/bucket/key, what S3-compatible servers expect) or virtual-hosted (bucket.endpoint/key)"),
+    ("storage.bucket.gcs", "backend gcs: Google Cloud Storage; empty fields fall back to the GOOGLE_* variables and application default credentials"),
+    ("storage.bucket.gcs.bucket_name", "bucket name"),
+    ("storage.bucket.gcs.service_account_path", "service account JSON key file"),
+    ("storage.bucket.azure", "backend azure: Azure Blob Storage; empty fields fall back to the AZURE_* environment variables"),
+    ("storage.bucket.azure.account_name", "storage account name"),
+    ("storage.bucket.azure.account_key", "storage account key (prefer AZURE_STORAGE_ACCOUNT_KEY to the file)"),
+    ("storage.bucket.azure.container_name", "container name"),
+    ("storage.bucket.azure.endpoint", "custom endpoint (e.g. an emulator); empty for Azure's own"),
     ("tenancy", "how requests map to tenants"),
     ("tenancy.multitenancy_enabled", "true: tenant from the X-Scope-OrgID header; false: every request belongs to no_auth_tenant"),
     ("tenancy.no_auth_tenant", "tenant used when multi-tenancy is disabled"),
@@ -223,11 +355,30 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("distributor", "write path"),
     ("distributor.max_recv_msg_size_bytes", "largest compressed remote-write body accepted (larger: 413)"),
     ("distributor.max_decompressed_msg_size_bytes", "largest decompressed remote-write message, checked before decompressing (larger: 413)"),
-    ("limits", "validation limits applied to every tenant"),
-    ("limits.max_label_name_length", "longest label name accepted, in bytes"),
-    ("limits.max_label_value_length", "longest label value accepted, in bytes"),
+    ("limits", "per-tenant limits (Mimir's key names and defaults); every tenant's unless runtime_config.file overrides them; 0 disables a limit"),
+    ("limits.ingestion_rate", "samples, exemplars and metadata entries per second a tenant may push (token bucket refill); above it: 429"),
+    ("limits.ingestion_burst_size", "token bucket size: most items accepted at once (also the largest request)"),
+    ("limits.max_global_series_per_user", "most in-memory series per tenant; new series beyond it are refused"),
+    ("limits.max_global_series_per_metric", "most in-memory series per metric name"),
     ("limits.max_label_names_per_series", "most labels (the metric name included) a series may have"),
+    ("limits.max_label_name_length", "longest label name accepted, in bytes"),
+    ("limits.max_label_value_length", "longest label value (and metric name) accepted, in bytes"),
     ("limits.creation_grace_period", "how far in the future a sample timestamp may be"),
+    ("limits.past_grace_period", "how far in the past a sample timestamp may be; 0s: no limit"),
+    ("limits.out_of_order_time_window", "Mimir's out-of-order window; Cairn does not accept out-of-order samples yet, so it only widens past_grace_period's bound (as in Mimir)"),
+    ("limits.max_fetched_series_per_query", "most distinct series one query may read"),
+    ("limits.max_fetched_chunk_bytes_per_query", "most chunk bytes one query may read"),
+    ("limits.max_query_lookback", "how far back queries may look; an earlier start is clamped"),
+    ("limits.max_partial_query_length", "longest time range one query's selectors may cover"),
+    ("limits.max_total_query_length", "longest end - start of a range query"),
+    ("limits.max_query_parallelism", "most queries of one tenant evaluated at once"),
+    ("limits.query_timeout", "per-tenant query timeout; 0s: querier.timeout"),
+    ("limits.compactor_blocks_retention_period", "per-tenant retention; 0s: storage.retention_period"),
+    ("limits.cost_attribution_labels", "comma-separated label names usage is attributed to"),
+    ("limits.max_cost_attribution_cardinality", "most distinct attribution label-value combinations tracked per tenant"),
+    ("runtime_config", "per-tenant overrides file (Mimir's shape: overrides: {tenant: {limit: value}})"),
+    ("runtime_config.file", "YAML overrides file; empty: no overrides. Re-read every period; a broken file keeps the limits in force"),
+    ("runtime_config.period", "how often the overrides file is re-read"),
     ("querier", "PromQL evaluation"),
     ("querier.lookback_delta", "how far back an instant selector looks for the latest sample"),
     ("querier.timeout", "query timeout when the request sets none"),
@@ -314,6 +465,12 @@ impl Config {
         if self.server.tls.cert_file.is_empty() && !self.server.tls.client_ca_file.is_empty() {
             return invalid("server.tls.client_ca_file needs server.tls.cert_file".into());
         }
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("limits: {e}")))?;
+        if self.runtime_config.period.0 <= 0 {
+            return invalid("runtime_config.period must be positive".into());
+        }
         if !self.tenancy.multitenancy_enabled {
             cairn_model::TenantId::new(&self.tenancy.no_auth_tenant)
                 .map_err(|e| ConfigError::Invalid(format!("tenancy.no_auth_tenant: {e}")))?;
@@ -342,6 +499,7 @@ impl Config {
                 maintenance_interval: std::time::Duration::from_millis(
                     self.storage.maintenance_interval.0 as u64,
                 ),
+                bucket: self.storage.bucket.backend(&self.storage.path),
                 ..TsdbOptions::default()
             },
             tenancy: TenancyOptions {
@@ -369,12 +527,10 @@ impl Config {
                 max_compressed_bytes: self.distributor.max_recv_msg_size_bytes,
                 max_decompressed_bytes: self.distributor.max_decompressed_msg_size_bytes,
             },
-            validation_limits: ValidationLimits {
-                max_label_name_length: self.limits.max_label_name_length,
-                max_label_value_length: self.limits.max_label_value_length,
-                max_label_names_per_series: self.limits.max_label_names_per_series,
-                creation_grace_period_ms: self.limits.creation_grace_period.0,
-                ..ValidationLimits::default()
+            limits: self.limits.clone(),
+            runtime_config: RuntimeConfigOptions {
+                file: non_empty_path(&self.runtime_config.file),
+                period: self.runtime_config.period.as_std(),
             },
             engine: EngineOptions {
                 lookback_delta_ms: self.querier.lookback_delta.0,
@@ -424,27 +580,6 @@ fn write_commented(out: &mut String, value: &serde_yaml::Value, path: &str, dept
                 out.push_str(&format!("{indent}{key}: {}\n", text.trim_end()));
             }
         }
-    }
-}
-
-/// A duration in Prometheus's notation (`10m`, `1h30m`), held in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PromDuration(pub i64);
-
-impl Serialize for PromDuration {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&DisplayDuration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for PromDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration_ms(&text).map(PromDuration).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?} (use Prometheus notation such as 30s, 10m, 1h30m)"
-            ))
-        })
     }
 }
 
@@ -504,6 +639,34 @@ mod tests {
         let config = Config::parse("server:\n  tls:\n    cert_file: c.pem\n").unwrap();
         assert!(config.validate().is_err());
         assert!(Config::parse("auth:\n  mode: digest\n").is_err());
+    }
+
+    #[test]
+    fn bucket_backends_resolve() {
+        let data = Path::new("/data");
+        let default = Config::default().storage.bucket.backend(data);
+        assert_eq!(
+            default,
+            Some(BucketBackend::Filesystem {
+                dir: PathBuf::from("/data/bucket")
+            })
+        );
+        let config = Config::parse(
+            "storage:\n  bucket:\n    backend: s3\n    s3:\n      endpoint: http://127.0.0.1:9000\n      bucket_name: blocks\n      secret_access_key: s3cr3t\n      insecure: true\n",
+        )
+        .unwrap();
+        let Some(BucketBackend::S3(s3)) = config.storage.bucket.backend(data) else {
+            panic!("not s3");
+        };
+        assert_eq!(s3.bucket_name, "blocks");
+        assert!(s3.allow_http && !s3.virtual_hosted_style);
+        assert!(
+            !format!("{s3:?}").contains("s3cr3t"),
+            "secrets stay out of logs"
+        );
+        let none = Config::parse("storage:\n  bucket:\n    backend: none\n").unwrap();
+        assert_eq!(none.storage.bucket.backend(data), None);
+        assert!(Config::parse("storage:\n  bucket:\n    backend: swift\n").is_err());
     }
 
     #[test]

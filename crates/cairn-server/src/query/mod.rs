@@ -32,6 +32,7 @@ use cairn_promql::{QueryError, QueryOptions, QueryResult, Value};
 use crate::app::AppState;
 use crate::auth::AuthContext;
 use crate::error::ApiError;
+use crate::limits::query as query_limits;
 use crate::tenant;
 use params::{parse_duration, parse_time, Params};
 
@@ -49,9 +50,13 @@ pub(crate) async fn instant_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
-    let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
-        engine.instant_query(queryable, &expr, time, opts)
-    })
+    let result = evaluate(
+        &state,
+        &headers,
+        options,
+        None,
+        move |engine, queryable, opts| engine.instant_query(queryable, &expr, time, opts),
+    )
     .await?;
     Ok(success(result, &output, started.elapsed()))
 }
@@ -89,9 +94,14 @@ pub(crate) async fn range_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
-    let result = evaluate(&state, &headers, options, move |engine, queryable, opts| {
-        engine.range_query(queryable, &expr, start, end, step, opts)
-    })
+    let range = Some((start, end));
+    let result = evaluate(
+        &state,
+        &headers,
+        options,
+        range,
+        move |engine, queryable, opts| engine.range_query(queryable, &expr, start, end, step, opts),
+    )
     .await?;
     Ok(success(result, &output, started.elapsed()))
 }
@@ -120,10 +130,13 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Runs a query on the tenant's data under the tenant's query limits
+/// (`range`: a range query's start and end, for the length limits).
 async fn evaluate<F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     mut options: QueryOptions,
+    range: Option<(i64, i64)>,
     run: F,
 ) -> Result<QueryResult, ApiError>
 where
@@ -136,6 +149,11 @@ where
         + 'static,
 {
     let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    if let Some((start, end)) = range {
+        query_limits::check_query_length(&limits, start, end)?;
+    }
+    options.timeout = query_limits::query_timeout(&limits, options.timeout);
     let store = state
         .store
         .get()
@@ -151,7 +169,8 @@ where
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        run(&state.engine, queryable, &options)
+        let limited = query_limits::LimitedQueryable::new(queryable, &limits, now_ms());
+        run(&state.engine, &limited, &options)
     })
     .await
     .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
@@ -167,7 +186,7 @@ fn query_error(err: QueryError) -> ApiError {
         QueryError::BadData(message) => ApiError::invalid_param("query", message),
         QueryError::Storage(storage) => {
             let error_type = match storage {
-                StorageError::TooManySeries { .. } => "execution",
+                StorageError::TooManySeries { .. } | StorageError::LimitExceeded(_) => "execution",
                 _ => "internal",
             };
             ApiError {
@@ -432,8 +451,9 @@ pub(crate) fn tenant_db(
     Ok(store.get(&tenant))
 }
 
-/// Runs a storage read for the request's tenant on the blocking pool. A
-/// tenant that has never written reads as an empty store.
+/// Runs a storage read for the request's tenant on the blocking pool, under
+/// the tenant's query limits. A tenant that has never written reads as an
+/// empty store.
 pub(crate) async fn run_on_tenant<T, F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -443,13 +463,20 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Queryable) -> Result<T, StorageError> + Send + 'static,
 {
-    let db = tenant_db(state, headers)?;
+    let tenant = tenant::read_tenant(&AuthContext::current(), headers)?;
+    let limits = state.overrides.for_tenant(&tenant);
+    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
+    let db = store.get(&tenant);
     tokio::task::spawn_blocking(move || {
         let queryable: &dyn Queryable = match &db {
             Some(db) => db.as_ref(),
             None => &cairn_model::EmptyQueryable,
         };
-        read(queryable)
+        read(&query_limits::LimitedQueryable::new(
+            queryable,
+            &limits,
+            now_ms(),
+        ))
     })
     .await
     .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?

@@ -90,6 +90,11 @@ impl Head {
         self.series.len()
     }
 
+    /// Series whose metric name is `name` (from the index, no scan).
+    pub fn series_count_for_metric(&self, name: &str) -> usize {
+        self.postings.count(cairn_model::METRIC_NAME, name)
+    }
+
     /// Bytes of encoded sample data in all chunks of all series.
     pub fn chunk_bytes(&self) -> u64 {
         self.series.values().map(|s| s.chunk_bytes() as u64).sum()

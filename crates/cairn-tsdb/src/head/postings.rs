@@ -54,6 +54,14 @@ impl Postings {
         }
     }
 
+    /// How many series have label `name` = `value`.
+    pub fn count(&self, name: &str, value: &str) -> usize {
+        self.by_label
+            .get(name)
+            .and_then(|values| values.get(value))
+            .map_or(0, Vec::len)
+    }
+
     pub fn all(&self) -> &[u64] {
         &self.all
     }

@@ -159,6 +159,25 @@ impl Cairn {
     }
 
     pub fn push_raw(&self, tenant: Option<&str>, body: Vec<u8>) -> (u16, String) {
+        let (status, text, _) = self.push_raw_with_retry_after(tenant, body);
+        (status, text)
+    }
+
+    /// Pushes a remote-write request; returns status, body text and the
+    /// `Retry-After` header, if any.
+    pub fn push_with_retry_after(
+        &self,
+        tenant: Option<&str>,
+        request: &prompb::WriteRequest,
+    ) -> (u16, String, Option<String>) {
+        self.push_raw_with_retry_after(tenant, cairn_ingest::encode_write_request(request))
+    }
+
+    fn push_raw_with_retry_after(
+        &self,
+        tenant: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, Option<String>) {
         let mut builder = self
             .client
             .post(self.url("/api/v1/push"))
@@ -171,7 +190,12 @@ impl Cairn {
         }
         let response = builder.send().expect("push request");
         let status = response.status().as_u16();
-        (status, response.text().unwrap_or_default())
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (status, response.text().unwrap_or_default(), retry_after)
     }
 
     /// GET on a read path with query parameters; returns status and JSON.
@@ -259,6 +283,18 @@ impl Cairn {
         );
         assert_eq!(status, 200, "query {query}: {json}");
         json["data"]["result"].clone()
+    }
+
+    /// GET `path` with query parameters; returns status and body text.
+    pub fn get_text(&self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .query(params)
+            .send()
+            .expect("GET request");
+        let status = response.status().as_u16();
+        (status, response.text().unwrap_or_default())
     }
 
     pub fn metrics_text(&self) -> String {
