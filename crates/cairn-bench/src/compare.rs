@@ -222,8 +222,18 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
                 checks = run_checks;
             }
         }
-        for mut server in servers {
+        for (i, mut server) in servers.into_iter().enumerate() {
             server.stop();
+            if let Some(bytes) = server.bytes_at_rest() {
+                figures[i].flush.bytes_after_stop = Some(bytes);
+                figures[i].bytes_per_sample = bytes as f64 / encoded.samples as f64;
+                eprintln!(
+                    "{:<16} after stop: {} bytes ({:.3} bytes/sample)",
+                    server.kind.name(),
+                    bytes,
+                    figures[i].bytes_per_sample
+                );
+            }
             let _ = std::fs::remove_dir_all(&server.dir);
         }
         for (i, f) in figures.into_iter().enumerate() {

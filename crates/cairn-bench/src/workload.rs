@@ -314,7 +314,6 @@ fn instance(host: u64) -> String {
     )
 }
 
-
 #[derive(Clone, Copy)]
 enum Metric {
     /// Counter climbing at about this many units per second.
