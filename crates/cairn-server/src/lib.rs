@@ -21,6 +21,9 @@
 //! - [`metrics`] owns Cairn's own `/metrics`.
 //! - [`limits`] holds per-tenant limits: defaults from the config and
 //!   runtime overrides re-read from a file (`GET /runtime_config`).
+//! - `admin`: series deletion (Prometheus's `admin/tsdb/delete_series`,
+//!   `clean_tombstones`) and tenant deletion (Mimir's
+//!   `/compactor/delete_tenant`), admin users only.
 
 pub mod auth;
 pub mod error;
@@ -32,6 +35,7 @@ pub mod remote_read;
 pub mod tenant;
 pub mod tls;
 
+mod admin;
 mod app;
 mod flush;
 mod router;

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{auth, flush, limits, push, query, remote_read};
+use crate::{admin, auth, flush, limits, push, query, remote_read};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -66,6 +66,8 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())
         .nest("/prometheus", read_api)
+        // Series and tenant deletion (admin only).
+        .merge(admin::routes())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::authenticate,

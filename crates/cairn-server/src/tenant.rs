@@ -70,7 +70,29 @@ pub fn read_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, 
     resolve(auth, headers, Right::Read)
 }
 
+/// The tenant an admin endpoint acts on, by the same rules; an admin
+/// (checked first with [`AuthContext::require_admin`]) may name any tenant,
+/// whatever its read and write rights.
+pub fn admin_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, TenantError> {
+    named_tenant(auth, headers)
+}
+
 fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<TenantId, TenantError> {
+    let tenant = named_tenant(auth, headers)?;
+    if let Some(user) = &auth.user {
+        if !user.may(right, tenant.as_str()) {
+            return Err(TenantError::Forbidden {
+                user: user.name.clone(),
+                tenant: tenant.as_str().to_string(),
+                right,
+            });
+        }
+    }
+    Ok(tenant)
+}
+
+/// The tenant a request names (rules 1 to 4 above), rights unchecked.
+fn named_tenant(auth: &AuthContext, headers: &HeaderMap) -> Result<TenantId, TenantError> {
     if !auth.authenticated {
         return Err(TenantError::Unauthenticated);
     }
@@ -85,15 +107,6 @@ fn resolve(auth: &AuthContext, headers: &HeaderMap, right: Right) -> Result<Tena
             },
         }
     };
-    if let Some(user) = &auth.user {
-        if !user.may(right, tenant.as_str()) {
-            return Err(TenantError::Forbidden {
-                user: user.name.clone(),
-                tenant: tenant.as_str().to_string(),
-                right,
-            });
-        }
-    }
     Ok(tenant)
 }
 

@@ -5,6 +5,8 @@
 //!   block; then the head drops it and the WAL is checkpointed.
 //! - [`Tsdb::compact`]: adjacent blocks are merged into longer ranges.
 //! - [`Tsdb::apply_retention`]: expired blocks are deleted whole.
+//! - Cut and compaction leave out samples deleted by tombstones
+//!   (`series_deletion`); the WAL checkpoint does too.
 //!
 //! Crash safety, step by step (a crash leaves the old state or the new):
 //! 1. under the write lock the head starts refusing samples older than the
@@ -107,6 +109,7 @@ impl Tsdb {
             self.head.write().raise_min_valid_t(end);
         }
         let snapshots = self.head.read().snapshot(&[], start, end - 1);
+        let snapshots = self.without_deleted(snapshots);
         let mut series: Vec<BlockSeries> = snapshots
             .into_iter()
             .filter_map(|snapshot| {
@@ -138,6 +141,7 @@ impl Tsdb {
             let _writer = self.writer.lock();
             self.head.write().truncate_before(end);
         }
+        self.prune_head_tombstones();
         crate::fault::point("block-before-checkpoint");
         self.checkpoint()?;
         tracing::info!(
@@ -155,8 +159,8 @@ impl Tsdb {
     /// Replaces the WAL up to its newest segment with a checkpoint of the
     /// head (see `docs/format.md`, "Checkpoints"). Holds the write lock only
     /// to close the segment and copy the head.
-    fn checkpoint(&self) -> Result<(), TsdbError> {
-        let (index, min_t, series, exemplars, metadata) = {
+    pub(crate) fn checkpoint(&self) -> Result<(), TsdbError> {
+        let (index, min_t, series, exemplars, metadata, tombstones) = {
             let mut writer = self.writer.lock();
             let Some(index) = writer.cut_segment()? else {
                 return Ok(());
@@ -170,13 +174,21 @@ impl Tsdb {
             drop(head);
             let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
             let metadata: Vec<_> = self.metadata.read().values().cloned().collect();
-            (index, min_t, series, exemplars, metadata)
+            let tombstones = self.head_tombstones.read().clone();
+            (index, min_t, series, exemplars, metadata, tombstones)
         };
         let live: HashSet<u64> = series.iter().map(|(id, _, _)| *id).collect();
         let exemplars: Vec<RefExemplar> = exemplars
             .into_iter()
             .filter(|(id, _)| live.contains(id))
             .map(|(id, exemplar)| RefExemplar { id, exemplar })
+            .collect();
+        // Deleted samples stay out of the checkpoint (their bytes leave the
+        // disk with the segments it replaces); the tombstones stay in, for
+        // the head's copy of them until the range is cut into a block.
+        let stones: Vec<(u64, crate::tombstones::Interval)> = tombstones
+            .iter()
+            .filter(|(id, iv)| live.contains(id) && iv.max_t >= min_t)
             .collect();
         let series_parts = series.chunks(CHECKPOINT_BATCH).map(move |batch| {
             let mut framed = Vec::new();
@@ -188,8 +200,9 @@ impl Tsdb {
             let mut samples = Vec::new();
             for (id, _, chunks) in batch {
                 for chunk in chunks {
+                    let deleted = tombstones.get(*id);
                     for (t, v) in chunk.iter() {
-                        if t >= min_t {
+                        if t >= min_t && !deleted.is_some_and(|d| d.contains(t)) {
                             samples.push(RefSample { id: *id, t, v });
                         }
                     }
@@ -201,6 +214,7 @@ impl Tsdb {
         let mut tail = Vec::new();
         wal::record::encode_exemplars(&exemplars, &mut tail);
         wal::record::encode_metadata(&metadata, &mut tail);
+        wal::record::encode_tombstones(&stones, &mut tail);
         wal::write_checkpoint(
             &self.dir.join("wal"),
             index,
@@ -209,7 +223,7 @@ impl Tsdb {
     }
 
     /// Replaces `remove` with `add` in the block list (a short write lock).
-    fn swap_blocks(&self, remove: &[Arc<Block>], add: Option<Arc<Block>>) {
+    pub(crate) fn swap_blocks(&self, remove: &[Arc<Block>], add: Option<Arc<Block>>) {
         let mut list = self.blocks.write();
         let mut next: Vec<Arc<Block>> = list
             .iter()
@@ -282,6 +296,10 @@ impl Tsdb {
             .iter()
             .map(|b| b.index())
             .collect::<Result<Vec<_>, _>>()?;
+        let tombstones: Vec<_> = sources
+            .iter()
+            .map(|b| b.tombstones.read().clone())
+            .collect();
         let mut by_labels: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
         for (block_position, index) in indexes.iter().enumerate() {
             for (series_position, s) in index.series.iter().enumerate() {
@@ -296,8 +314,14 @@ impl Tsdb {
             let mut chunks = Vec::new();
             for (block_position, series_position) in refs {
                 let index = &indexes[block_position];
+                let mut from_block = Vec::new();
                 for meta in &index.series[series_position].chunks {
-                    chunks.push(sources[block_position].read_chunk(meta)?);
+                    from_block.push(sources[block_position].read_chunk(meta)?);
+                }
+                // Tombstoned samples are not carried over.
+                match tombstones[block_position].get(series_position as u64) {
+                    Some(deleted) => chunks.extend(deleted.filter_chunks(from_block)),
+                    None => chunks.extend(from_block),
                 }
             }
             chunks.sort_by_key(|c| c.min_t);
@@ -360,13 +384,15 @@ impl Tsdb {
         Ok(expired.len())
     }
 
-    /// One maintenance pass: cut blocks, compact, apply retention, drop
-    /// the cached indexes of blocks no query used since the last pass, and
-    /// bring the bucket (if any) in line with the local blocks.
+    /// One maintenance pass: cut blocks, compact, apply retention, rewrite
+    /// blocks that have tombstones (`series_deletion`), drop the cached
+    /// indexes of blocks no query used since the last pass, and bring the
+    /// bucket (if any) in line with the local blocks.
     pub fn maintain(&self, now_ms: i64) -> Result<(), TsdbError> {
         self.cut_blocks(now_ms)?;
         self.compact()?;
         self.apply_retention(now_ms)?;
+        self.rewrite_tombstoned_blocks()?;
         let blocks = self.blocks.read().clone();
         for b in blocks.iter() {
             b.release_idle_index();

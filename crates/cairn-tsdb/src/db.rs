@@ -22,6 +22,7 @@ use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
 use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
+use crate::tombstones::Tombstones;
 use crate::wal::{self, OsFiles, Record, RefExemplar, RefSample, SegmentOpener, WalWriter};
 use crate::{AppendOutcome, Rejection, SeriesLimits, TsdbError, TsdbOptions, TsdbStats};
 
@@ -41,6 +42,8 @@ pub struct Tsdb {
     pub(crate) maintenance: Mutex<()>,
     /// Retention in milliseconds (0: forever); see [`Tsdb::set_retention`].
     pub(crate) retention_ms: std::sync::atomic::AtomicI64,
+    /// Deleted ranges of head series, by series ID (`Tsdb::delete_series`).
+    pub(crate) head_tombstones: RwLock<Tombstones>,
     wal_bytes_written: AtomicU64,
     samples_appended: AtomicU64,
     /// The bucket connection, when blocks are shipped (see `shipper`).
@@ -96,6 +99,8 @@ impl Tsdb {
         if let Some(end) = blocks_end {
             head.truncate_before(end);
         }
+        let mut head_tombstones = std::mem::take(&mut replay.tombstones);
+        head_tombstones.retain(head.min_valid_t(), |id| head.get(id).is_some());
         if replay.unknown_series_samples > 0 || replay.refused_samples > 0 {
             tracing::warn!(
                 dir = %dir.display(),
@@ -122,6 +127,7 @@ impl Tsdb {
             blocks: RwLock::new(Arc::new(blocks.into_iter().map(Arc::new).collect())),
             maintenance: Mutex::new(()),
             retention_ms: std::sync::atomic::AtomicI64::new(retention_ms),
+            head_tombstones: RwLock::new(head_tombstones),
             head: RwLock::new(head),
             writer: Mutex::new(writer),
             exemplars: RwLock::new(exemplars),
@@ -375,7 +381,8 @@ impl Tsdb {
         if range.start > range.end {
             return Vec::new();
         }
-        self.head.read().snapshot(matchers, range.start, range.end)
+        let snapshots = self.head.read().snapshot(matchers, range.start, range.end);
+        self.without_deleted(snapshots)
     }
 }
 
@@ -452,7 +459,7 @@ impl Queryable for Tsdb {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, StorageError> {
-        if matchers.is_empty() && range == TimeRange::all() {
+        if matchers.is_empty() && range == TimeRange::all() && !self.has_tombstones() {
             let mut names: BTreeSet<String> = self
                 .head
                 .read()
@@ -482,7 +489,7 @@ impl Queryable for Tsdb {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, StorageError> {
-        if matchers.is_empty() && range == TimeRange::all() {
+        if matchers.is_empty() && range == TimeRange::all() && !self.has_tombstones() {
             let mut values: BTreeSet<String> = self
                 .head
                 .read()
@@ -526,6 +533,8 @@ struct ReplayState {
     aliases: HashMap<u64, u64>,
     unknown_series_samples: u64,
     refused_samples: u64,
+    /// Deleted ranges of head series, by (de-aliased) series ID.
+    tombstones: Tombstones,
 }
 
 impl ReplayState {
@@ -577,6 +586,16 @@ impl ReplayState {
                 for m in list {
                     metadata.insert(m.metric_family_name.clone(), m);
                 }
+            }
+            Record::Tombstones(list) => {
+                let mut stones = Tombstones::default();
+                for (id, interval) in list {
+                    let id = self.aliases.get(&id).copied().unwrap_or(id);
+                    stones.add(id, interval);
+                    self.tombstones.add(id, interval);
+                }
+                // Exemplars logged before the deletion go, as they went then.
+                exemplars.retain(|id, e| !stones.get(id).is_some_and(|d| d.contains(e.t)));
             }
         }
     }

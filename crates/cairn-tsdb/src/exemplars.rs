@@ -68,6 +68,11 @@ impl ExemplarStore {
             .collect()
     }
 
+    /// Drops the exemplars `keep` refuses (series deletion).
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, &Exemplar) -> bool) {
+        self.ring.retain(|(id, e)| keep(*id, e));
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ring.len()

@@ -31,6 +31,11 @@
 //!   ([`Tsdb::cut_blocks`]), merging blocks ([`Tsdb::compact`]) and
 //!   retention ([`Tsdb::apply_retention`]); [`TenantStore`] runs it every
 //!   `maintenance_interval` on a background thread.
+//! - `tombstones`, `series_deletion`: deleting series
+//!   ([`Tsdb::delete_series`]): tombstones hide samples at once, block
+//!   rewrites and checkpoints remove their bytes.
+//! - `tenant_deletion`: deleting a whole tenant after a grace period
+//!   ([`TenantStore::mark_tenant_for_deletion`]).
 //! - `tenants`: [`TenantStore`].
 //! - [`bucket`]: the object-store seam ([`bucket::Bucket`]): blocks
 //!   uploaded, listed, downloaded and deleted through `object_store`.
@@ -48,14 +53,19 @@ mod exemplars;
 mod fault;
 pub mod head;
 mod idhash;
+mod series_deletion;
 mod shipper;
+mod tenant_deletion;
 mod tenants;
+pub mod tombstones;
 pub mod wal;
 
 use cairn_model::{DiscardReason, Labels};
 
 pub use db::Tsdb;
+pub use series_deletion::DeleteStats;
 pub use shipper::{SyncReport, SHIPPER_FILE};
+pub use tenant_deletion::TenantDeletionStatus;
 pub use tenants::TenantStore;
 
 /// When the WAL is fsynced.
@@ -90,6 +100,10 @@ pub struct TsdbOptions {
     /// and applies retention (default one minute; zero: no thread, call
     /// [`Tsdb::maintain`] yourself).
     pub maintenance_interval: std::time::Duration,
+    /// How long after [`TenantStore::mark_tenant_for_deletion`] the
+    /// maintenance thread deletes the tenant's data (default 12h, Mimir's
+    /// `-compactor.deletion-delay`).
+    pub tenant_deletion_delay: std::time::Duration,
     /// Where [`TenantStore`] ships blocks; `None`: local disk only (the
     /// library's default; the server's is a local folder).
     pub bucket: Option<bucket::BucketBackend>,
@@ -112,6 +126,7 @@ impl Default for TsdbOptions {
             ],
             retention: std::time::Duration::ZERO,
             maintenance_interval: std::time::Duration::from_secs(60),
+            tenant_deletion_delay: std::time::Duration::from_secs(12 * 60 * 60),
             bucket: None,
         }
     }

@@ -10,6 +10,7 @@ use cairn_model::TenantId;
 
 use crate::bucket::{Bucket, OperationStats};
 use crate::shipper::Shipper;
+use crate::tenant_deletion::TenantSweeper;
 use crate::{Tsdb, TsdbError, TsdbOptions};
 
 /// All tenants' databases under `<data>/tenants/`.
@@ -25,12 +26,13 @@ use crate::{Tsdb, TsdbError, TsdbOptions};
 /// With a bucket configured, every tenant found in the bucket is opened
 /// too, after its blocks missing on disk are downloaded (see `shipper`).
 pub struct TenantStore {
-    tenants_dir: PathBuf,
-    opts: TsdbOptions,
-    bucket: Option<Arc<Bucket>>,
-    tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
-    /// Serializes opening tenants, so one directory is never opened twice.
-    creating: Mutex<()>,
+    pub(crate) tenants_dir: PathBuf,
+    pub(crate) opts: TsdbOptions,
+    pub(crate) bucket: Option<Arc<Bucket>>,
+    pub(crate) tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
+    /// Serializes opening (and deleting) tenants, so one directory is never
+    /// opened twice.
+    pub(crate) creating: Arc<Mutex<()>>,
     maintenance: Option<Maintenance>,
 }
 
@@ -61,6 +63,7 @@ fn now_ms() -> i64 {
 fn spawn_maintenance(
     tenants: Arc<RwLock<HashMap<TenantId, Arc<Tsdb>>>>,
     interval: std::time::Duration,
+    sweeper: TenantSweeper,
 ) -> Option<Maintenance> {
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let signal = stop.clone();
@@ -76,6 +79,7 @@ fn spawn_maintenance(
                     return;
                 }
             }
+            sweeper.run(now_ms());
             let all: Vec<(TenantId, Arc<Tsdb>)> = tenants
                 .read()
                 .iter()
@@ -115,6 +119,7 @@ impl TenantStore {
             source,
         };
         std::fs::create_dir_all(&tenants_dir).map_err(io_error)?;
+        crate::tenant_deletion::remove_leftovers(data_dir)?;
         let mut found: Vec<TenantId> = Vec::new();
         for entry in std::fs::read_dir(&tenants_dir).map_err(io_error)? {
             let entry = entry.map_err(io_error)?;
@@ -153,19 +158,22 @@ impl TenantStore {
             &opts,
             bucket.as_ref(),
         )?));
-        let maintenance = if opts.maintenance_interval.is_zero() {
-            None
-        } else {
-            spawn_maintenance(tenants.clone(), opts.maintenance_interval)
-        };
-        Ok(TenantStore {
+        let mut store = TenantStore {
             tenants_dir,
             opts,
             bucket,
             tenants,
-            creating: Mutex::new(()),
-            maintenance,
-        })
+            creating: Arc::new(Mutex::new(())),
+            maintenance: None,
+        };
+        if !store.opts.maintenance_interval.is_zero() {
+            store.maintenance = spawn_maintenance(
+                store.tenants.clone(),
+                store.opts.maintenance_interval,
+                store.sweeper(),
+            );
+        }
+        Ok(store)
     }
 
     pub fn get(&self, tenant: &TenantId) -> Option<Arc<Tsdb>> {

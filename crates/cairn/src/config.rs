@@ -108,6 +108,7 @@ pub struct StorageConfig {
     pub max_exemplars_per_tenant: usize,
     pub retention_period: PromDuration,
     pub maintenance_interval: PromDuration,
+    pub tenant_deletion_delay: PromDuration,
     pub bucket: BucketConfig,
 }
 
@@ -232,6 +233,7 @@ impl Default for StorageConfig {
             max_exemplars_per_tenant: tsdb.max_exemplars,
             retention_period: PromDuration(tsdb.retention.as_millis() as i64),
             maintenance_interval: PromDuration(tsdb.maintenance_interval.as_millis() as i64),
+            tenant_deletion_delay: PromDuration(tsdb.tenant_deletion_delay.as_millis() as i64),
             bucket: BucketConfig::default(),
         }
     }
@@ -324,6 +326,7 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("storage.max_exemplars_per_tenant", "exemplars kept in memory per tenant (oldest dropped first)"),
     ("storage.retention_period", "blocks whose newest sample is older than this are deleted whole; 0s keeps data forever"),
     ("storage.maintenance_interval", "how often each tenant cuts 2h blocks from the head, compacts them (2h, 12h, 24h), applies retention and uploads new blocks to the bucket"),
+    ("storage.tenant_deletion_delay", "grace period between POST /compactor/delete_tenant and the removal of the tenant's data (Mimir's compactor.deletion-delay)"),
     ("storage.bucket", "object storage the blocks are uploaded to; local disk then acts as a cache (see README, Object storage)"),
     ("storage.bucket.backend", "none (local disk only), filesystem, s3, gcs or azure"),
     ("storage.bucket.filesystem", "backend filesystem: a local (or mounted) folder"),
@@ -448,6 +451,9 @@ impl Config {
                     .into(),
             );
         }
+        if self.storage.tenant_deletion_delay.0 < 0 {
+            return invalid("storage.tenant_deletion_delay must not be negative".into());
+        }
         if self.querier.lookback_delta.0 <= 0 || self.querier.timeout.0 <= 0 {
             return invalid("querier.lookback_delta and querier.timeout must be positive".into());
         }
@@ -498,6 +504,9 @@ impl Config {
                 retention: std::time::Duration::from_millis(self.storage.retention_period.0 as u64),
                 maintenance_interval: std::time::Duration::from_millis(
                     self.storage.maintenance_interval.0 as u64,
+                ),
+                tenant_deletion_delay: std::time::Duration::from_millis(
+                    self.storage.tenant_deletion_delay.0 as u64,
                 ),
                 bucket: self.storage.bucket.backend(&self.storage.path),
                 ..TsdbOptions::default()

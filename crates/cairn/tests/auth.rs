@@ -10,24 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use support::{now_minute_ms, series, Cairn};
-
-/// A cheap argon2id hash: debug builds of argon2 take seconds at the default
-/// cost, and these tests only check the plumbing.
-fn cheap_hash(password: &str) -> String {
-    let argon = Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(64, 1, 1, None).unwrap(),
-    );
-    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .unwrap()
-        .to_string()
-}
+use support::{cheap_hash, now_minute_ms, series, Cairn};
 
 fn users_yaml(users: &[(&str, &str, &[&str], &[&str])]) -> String {
     let mut out = String::from("users:\n");

@@ -15,6 +15,7 @@ use super::meta::BlockMeta;
 use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_XOR};
 use super::{corrupt_block, io_error, Decbuf};
 use crate::chunk::ClosedChunk;
+use crate::tombstones::Tombstones;
 use crate::TsdbError;
 
 /// One immutable block. The index is read on first use (a block outside
@@ -31,6 +32,9 @@ pub struct Block {
     doomed: AtomicBool,
     /// Set by every index use; cleared by [`Block::release_idle_index`].
     used: AtomicBool,
+    /// Deleted ranges per series position (the `tombstones` file); reads
+    /// leave them out. Replaced whole by `Tsdb::delete_series`.
+    pub(crate) tombstones: parking_lot::RwLock<Arc<Tombstones>>,
 }
 
 impl Drop for Block {
@@ -54,6 +58,7 @@ impl std::fmt::Debug for Block {
 impl Block {
     pub fn open(dir: &Path) -> Result<Block, TsdbError> {
         let meta = BlockMeta::read(dir)?;
+        let tombstones = crate::tombstones::read_file(dir)?;
         Ok(Block {
             dir: dir.to_path_buf(),
             meta,
@@ -61,6 +66,7 @@ impl Block {
             files: Mutex::new(HashMap::new()),
             doomed: AtomicBool::new(false),
             used: AtomicBool::new(false),
+            tombstones: parking_lot::RwLock::new(Arc::new(tombstones)),
         })
     }
 
@@ -177,9 +183,26 @@ impl Block {
         end: i64,
     ) -> Result<Vec<Labels>, TsdbError> {
         let index = self.index()?;
+        let tombstones = self.tombstones.read().clone();
         let mut out = Vec::new();
         for position in index.select(matchers) {
             let series = &index.series[position as usize];
+            if let Some(deleted) = tombstones.get(u64::from(position)) {
+                let mut chunks = Vec::new();
+                for meta in &series.chunks {
+                    if meta.min_t <= end && start <= meta.max_t {
+                        chunks.push(self.read_chunk(meta)?);
+                    }
+                }
+                let found = deleted
+                    .filter_chunks(chunks)
+                    .iter()
+                    .any(|c| c.iter().any(|(t, _)| start <= t && t <= end));
+                if found {
+                    out.push(series.labels.clone());
+                }
+                continue;
+            }
             let mut found = false;
             for meta in &series.chunks {
                 if start <= meta.min_t && meta.max_t <= end {
@@ -202,7 +225,8 @@ impl Block {
     }
 
     /// Matching series with their chunks overlapping `[start, end]`
-    /// (series without such chunks are left out), sorted by labels.
+    /// (series without such chunks are left out), sorted by labels; deleted
+    /// samples are left out.
     pub fn select(
         &self,
         matchers: &[Matcher],
@@ -210,6 +234,7 @@ impl Block {
         end: i64,
     ) -> Result<Vec<(Labels, Vec<ClosedChunk>)>, TsdbError> {
         let index = self.index()?;
+        let tombstones = self.tombstones.read().clone();
         let mut out = Vec::new();
         for position in index.select(matchers) {
             let series = &index.series[position as usize];
@@ -218,6 +243,9 @@ impl Block {
                 if meta.min_t <= end && start <= meta.max_t {
                     chunks.push(self.read_chunk(meta)?);
                 }
+            }
+            if let Some(deleted) = tombstones.get(u64::from(position)) {
+                chunks = deleted.filter_chunks(chunks);
             }
             if !chunks.is_empty() {
                 out.push((series.labels.clone(), chunks));

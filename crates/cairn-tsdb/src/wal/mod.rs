@@ -174,6 +174,8 @@ pub struct WalWriter {
     /// Set when a failed write could not be undone: the log's tail is
     /// unknown, so further writes are refused until a restart repairs it.
     broken: bool,
+    /// Set when the tenant was deleted: every later write fails.
+    retired: bool,
     /// fsyncs of finished segments running in the background
     /// ([`FsyncPolicy::Never`] only), joined by [`WalWriter::sync`].
     pending_fsyncs: Vec<(PathBuf, std::thread::JoinHandle<std::io::Result<()>>)>,
@@ -207,6 +209,7 @@ impl WalWriter {
             current: None,
             next_index,
             broken: false,
+            retired: false,
             pending_fsyncs: Vec::new(),
         })
     }
@@ -217,6 +220,12 @@ impl WalWriter {
     pub fn write(&mut self, framed: &[u8]) -> Result<(), TsdbError> {
         if framed.is_empty() {
             return Ok(());
+        }
+        if self.retired {
+            return Err(TsdbError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the tenant was deleted"),
+            });
         }
         if self.broken {
             return Err(TsdbError::Io {
@@ -322,6 +331,14 @@ impl WalWriter {
     pub fn cut_segment(&mut self) -> Result<Option<u64>, TsdbError> {
         self.finish_segment()?;
         Ok(self.next_index.checked_sub(1))
+    }
+
+    /// Refuses every later write (the tenant's data is being deleted), so
+    /// a request still holding the database cannot write into a directory
+    /// that a new tenant of the same name may reuse.
+    pub fn retire(&mut self) {
+        self.retired = true;
+        self.current = None;
     }
 
     /// fsyncs the current segment (on clean shutdown).

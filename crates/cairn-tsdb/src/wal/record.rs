@@ -2,6 +2,8 @@
 
 use cairn_model::{Exemplar, Label, Labels, MetricMetadata, MetricType};
 
+use crate::tombstones::Interval;
+
 /// `type u8 | length u32 LE | crc32 u32 LE`.
 pub const HEADER_LEN: usize = 9;
 
@@ -15,6 +17,7 @@ pub enum RecordType {
     Samples = 2,
     Exemplars = 3,
     Metadata = 4,
+    Tombstones = 5,
 }
 
 impl RecordType {
@@ -24,6 +27,7 @@ impl RecordType {
             2 => Some(RecordType::Samples),
             3 => Some(RecordType::Exemplars),
             4 => Some(RecordType::Metadata),
+            5 => Some(RecordType::Tombstones),
             _ => None,
         }
     }
@@ -50,6 +54,8 @@ pub enum Record {
     Samples(Vec<RefSample>),
     Exemplars(Vec<RefExemplar>),
     Metadata(Vec<MetricMetadata>),
+    /// Deleted ranges of head series: `(series ID, interval)`.
+    Tombstones(Vec<(u64, Interval)>),
 }
 
 /// The CRC32 of a record: IEEE polynomial (`crc32fast`), over the type byte,
@@ -86,6 +92,7 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
         Record::Samples(samples) => encode_samples(samples, out),
         Record::Exemplars(exemplars) => encode_exemplars(exemplars, out),
         Record::Metadata(metadata) => encode_metadata(metadata, out),
+        Record::Tombstones(stones) => encode_tombstones(stones, out),
     }
 }
 
@@ -185,6 +192,19 @@ pub fn encode_metadata(metadata: &[MetricMetadata], out: &mut Vec<u8>) {
     builder.flush();
 }
 
+pub fn encode_tombstones(stones: &[(u64, Interval)], out: &mut Vec<u8>) {
+    let mut builder = RecordBuilder::new(RecordType::Tombstones, out);
+    for (id, interval) in stones {
+        if builder.is_full() {
+            builder.flush();
+        }
+        put_uvarint(&mut builder.payload, *id);
+        put_varint(&mut builder.payload, interval.min_t);
+        put_varint(&mut builder.payload, interval.max_t);
+    }
+    builder.flush();
+}
+
 /// Why a payload failed to decode.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
@@ -242,6 +262,16 @@ pub fn decode(record_type: RecordType, payload: &[u8]) -> Result<Record, DecodeE
                 });
             }
             Ok(Record::Metadata(metadata))
+        }
+        RecordType::Tombstones => {
+            let mut stones = Vec::new();
+            while !reader.is_empty() {
+                let id = reader.uvarint()?;
+                let min_t = reader.varint()?;
+                let max_t = reader.varint()?;
+                stones.push((id, Interval::new(min_t, max_t)));
+            }
+            Ok(Record::Tombstones(stones))
         }
     }
 }
@@ -451,6 +481,10 @@ mod tests {
                 help: "is it up".into(),
                 unit: "".into(),
             }]),
+            Record::Tombstones(vec![
+                (7, Interval::new(-10, 20)),
+                (3, Interval::new(i64::MIN, i64::MAX)),
+            ]),
         ];
         for record in records {
             let mut framed = Vec::new();

@@ -377,6 +377,23 @@ pub fn points(series: &serde_json::Value) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// A cheap argon2id hash for users files: debug builds of argon2 take
+/// seconds at the default cost, and the tests only check the plumbing.
+pub fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let argon = Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(64, 1, 1, None).unwrap(),
+    );
+    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
 /// `application/x-www-form-urlencoded` escaping of one key or value.
 pub fn form_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
