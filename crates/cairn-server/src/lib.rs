@@ -19,6 +19,7 @@
 //!   parameter rules and JSON envelope; its [`query::scheduler`] runs every
 //!   storage read on bounded workers, tenants served round-robin.
 //! - [`remote_read`] is remote read (`/api/v1/read`, `SAMPLES` responses).
+//! - `flush` is Mimir's `/ingester/flush` (admin): heads written into blocks now.
 //! - [`error::ApiError`] is the one place where errors become HTTP statuses.
 //! - [`metrics`] owns Cairn's own `/metrics`.
 //! - [`usage`] accounts per-tenant usage, records it into the internal
@@ -47,6 +48,7 @@ pub mod usage;
 
 mod admin;
 mod app;
+mod flush;
 mod router;
 
 pub use app::{ServeError, Server, ServerOptions};

@@ -12,7 +12,9 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::app::AppState;
-use crate::{admin, auth, cardinality, limits, push, query, remote_read, tenant_stats, usage};
+use crate::{
+    admin, auth, cardinality, flush, limits, push, query, remote_read, tenant_stats, usage,
+};
 
 pub(crate) fn build(state: Arc<AppState>) -> Router {
     let read_api = Router::new()
@@ -80,6 +82,7 @@ pub(crate) fn build(state: Arc<AppState>) -> Router {
         .route("/api/v1/user_stats", get(tenant_stats::user_stats))
         .route("/api/v1/admin/tenants", get(tenant_stats::admin_tenants))
         .route("/api/v1/usage", get(usage::report::usage_report))
+        .route("/ingester/flush", get(flush::flush).post(flush::flush))
         .route("/runtime_config", get(limits::runtime_config))
         .route("/api/v1/user_limits", get(limits::user_limits))
         .merge(read_api.clone())

@@ -68,7 +68,6 @@ impl Tsdb {
     fn cut_blocks_timed(&self, now_ms: i64) -> Result<Vec<BlockMeta>, TsdbError> {
         let _maintenance = self.maintenance.lock();
         let range = self.block_range();
-        let blocks_dir = self.dir.join("blocks");
         let mut written = Vec::new();
         loop {
             let Some((head_min, head_max)) = self.head.read().time_bounds() else {
@@ -79,63 +78,100 @@ impl Tsdb {
             if head_max.saturating_sub(start) < range / 2 * 3 || end > now_ms {
                 break;
             }
-            let started = Instant::now();
-            {
-                let _writer = self.writer.lock();
-                self.head.write().raise_min_valid_t(end);
-            }
-            let snapshots = self.head.read().snapshot(&[], start, end - 1);
-            let snapshots = self.without_deleted(snapshots);
-            let mut series: Vec<BlockSeries> = snapshots
-                .into_iter()
-                .filter_map(|snapshot| {
-                    let chunks: Vec<ClosedChunk> = snapshot
-                        .chunks
-                        .into_iter()
-                        .filter(|c| c.max_t < end)
-                        .collect();
-                    (!chunks.is_empty()).then(|| BlockSeries {
-                        labels: snapshot.labels.to_labels(),
-                        chunks,
-                    })
-                })
-                .collect();
-            series.sort_by(|a, b| a.labels.cmp(&b.labels));
-            let meta = block::write_block(
-                &blocks_dir,
-                series.into_iter().map(Ok),
-                NewBlock {
-                    min_time: start,
-                    max_time: end,
-                    level: 1,
-                    sources: Vec::new(),
-                    imported: false,
-                    head_end: None,
-                },
-            )?;
-            let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
-            self.swap_blocks(&[], Some(opened));
-            {
-                let _writer = self.writer.lock();
-                self.head.write().truncate_before(end);
-            }
-            self.prune_head_tombstones();
-            crate::fault::point("block-before-checkpoint");
-            self.checkpoint()?;
-            tracing::info!(
-                dir = %self.dir.display(),
-                block = %meta.ulid,
-                min_time = meta.min_time,
-                max_time = meta.max_time,
-                samples = meta.stats.num_samples,
-                series = meta.stats.num_series,
-                "block written from the head"
-            );
-            self.counters.block_cuts.fetch_add(1, Ordering::Relaxed);
-            self.counters.block_cut_duration.observe(started.elapsed());
-            written.push(meta);
+            written.push(self.cut_range(start, end)?);
         }
         Ok(written)
+    }
+
+    /// Writes everything the head holds into blocks now, as Mimir's
+    /// `/ingester/flush` (a forced head compaction): each block-range
+    /// aligned range becomes a block, the last one ending just after the
+    /// head's newest sample; the head drops what was written and refuses
+    /// samples older than that end from then on. Returns the blocks written.
+    pub fn flush_head(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let _maintenance = self.maintenance.lock();
+        let range = self.block_range();
+        let mut written = Vec::new();
+        let mut cut_up_to = i64::MIN;
+        loop {
+            // Bound first: a read guard in the loop's condition would live
+            // through the body and deadlock with the cut's write lock.
+            let bounds = self.head.read().time_bounds();
+            let Some((head_min, head_max)) = bounds else {
+                break;
+            };
+            // Each pass drops everything before its end; stop rather than
+            // cut the same range twice should the head not shrink.
+            if head_min < cut_up_to {
+                break;
+            }
+            let start = head_min.div_euclid(range) * range;
+            let end = (start + range).min(head_max.saturating_add(1));
+            written.push(self.cut_range(start, end)?);
+            cut_up_to = end;
+        }
+        Ok(written)
+    }
+
+    /// Cuts `[start, end)` of the head into a block (steps 1–4 of the
+    /// module doc). The caller holds the maintenance lock.
+    fn cut_range(&self, start: i64, end: i64) -> Result<BlockMeta, TsdbError> {
+        let started = Instant::now();
+        let blocks_dir = self.dir.join("blocks");
+        {
+            let _writer = self.writer.lock();
+            self.head.write().raise_min_valid_t(end);
+        }
+        let snapshots = self.head.read().snapshot(&[], start, end - 1);
+        let snapshots = self.without_deleted(snapshots);
+        let mut series: Vec<BlockSeries> = snapshots
+            .into_iter()
+            .filter_map(|snapshot| {
+                let chunks: Vec<ClosedChunk> = snapshot
+                    .chunks
+                    .into_iter()
+                    .filter(|c| c.max_t < end)
+                    .collect();
+                (!chunks.is_empty()).then(|| BlockSeries {
+                    labels: snapshot.labels.to_labels(),
+                    chunks,
+                })
+            })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let meta = block::write_block(
+            &blocks_dir,
+            series.into_iter().map(Ok),
+            NewBlock {
+                min_time: start,
+                max_time: end,
+                level: 1,
+                sources: Vec::new(),
+                imported: false,
+                head_end: None,
+            },
+        )?;
+        let opened = Arc::new(Block::open(&blocks_dir.join(&meta.ulid))?);
+        self.swap_blocks(&[], Some(opened));
+        {
+            let _writer = self.writer.lock();
+            self.head.write().truncate_before(end);
+        }
+        self.prune_head_tombstones();
+        crate::fault::point("block-before-checkpoint");
+        self.checkpoint()?;
+        tracing::info!(
+            dir = %self.dir.display(),
+            block = %meta.ulid,
+            min_time = meta.min_time,
+            max_time = meta.max_time,
+            samples = meta.stats.num_samples,
+            series = meta.stats.num_series,
+            "block written from the head"
+        );
+        self.counters.block_cuts.fetch_add(1, Ordering::Relaxed);
+        self.counters.block_cut_duration.observe(started.elapsed());
+        Ok(meta)
     }
 
     /// Replaces the WAL up to its newest segment with a checkpoint of the

@@ -1,0 +1,625 @@
+//! `cairn-bench compare`: Cairn, Prometheus and VictoriaMetrics side by side
+//! on the same machine in the same run. For each run every target is started
+//! on a fresh data directory, sent the same pre-encoded workload (one target
+//! at a time, the order rotating between runs), flushed, and then asked the
+//! dashboard queries, the targets taking turns query by query. The figures
+//! of a run are taken from `/proc/<pid>` of each server, so the load
+//! generator's CPU is not counted; the report gives the median over runs and
+//! the ratios Cairn/VictoriaMetrics and Cairn/Prometheus.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::procstat;
+use crate::queries::{self, Endpoint, Window, QUERIES};
+use crate::send::{self, Target};
+use crate::targets::{self, Kind, Server};
+use crate::workload::{self, Spec};
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Cairn release binary.
+    #[arg(long, default_value = "target/release/cairn")]
+    pub cairn: PathBuf,
+    /// Prometheus binary (Debian's package: /usr/bin/prometheus).
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    pub prometheus: PathBuf,
+    /// VictoriaMetrics single-node binary.
+    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
+    pub victoria_metrics: PathBuf,
+    /// Targets to run, comma-separated: cairn, prometheus, vm.
+    #[arg(long, value_delimiter = ',', default_value = "cairn,prometheus,vm")]
+    pub targets: Vec<String>,
+    /// Active series.
+    #[arg(long, default_value_t = 10_000)]
+    pub series: usize,
+    /// Samples per series.
+    #[arg(long, default_value_t = 240)]
+    pub scrapes: usize,
+    /// Seconds between samples of a series.
+    #[arg(long, default_value_t = 15)]
+    pub interval: i64,
+    /// Fraction of hosts replaced (new `instance`) at each churn event.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
+    /// Scrapes between churn events.
+    #[arg(long, default_value_t = 60)]
+    pub churn_every: usize,
+    /// Tenants (`tenant-0` …); queries are compared only with one tenant.
+    #[arg(long, default_value_t = 1)]
+    pub tenants: usize,
+    /// Samples (series) per request.
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Whole runs (fresh servers each); the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Timed requests per query and target after one warm-up.
+    #[arg(long, default_value_t = 10)]
+    pub query_runs: usize,
+    /// Range-query step in seconds (a divisor of 60).
+    #[arg(long, default_value_t = 30)]
+    pub step: i64,
+    /// Skip the queries (ingestion, memory and disk only).
+    #[arg(long)]
+    pub no_queries: bool,
+    /// Directory for the servers' data (default: a new one under /tmp);
+    /// each run's directories are deleted after it.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One target's figures in one run.
+#[derive(Clone, Debug, Default, Serialize)]
+struct RunFigures {
+    samples_per_second: f64,
+    ingest_cpu_seconds: f64,
+    cpu_seconds_per_million_samples: f64,
+    rss_before_bytes: u64,
+    rss_final_bytes: u64,
+    rss_peak_bytes: u64,
+    rss_bytes_per_active_series: f64,
+    failed_requests: usize,
+    flush: targets::Flushed,
+    bytes_per_sample: f64,
+    /// Query name → (median ms, p99 ms).
+    queries: BTreeMap<String, (f64, f64)>,
+}
+
+pub fn run(args: &CompareArgs) -> Result<(), String> {
+    let kinds: Vec<Kind> = args
+        .targets
+        .iter()
+        .map(|t| match t.as_str() {
+            "cairn" => Ok(Kind::Cairn),
+            "prometheus" => Ok(Kind::Prometheus),
+            "vm" | "victoriametrics" | "victoria-metrics" => Ok(Kind::VictoriaMetrics),
+            other => Err(format!("unknown target {other:?} (cairn, prometheus, vm)")),
+        })
+        .collect::<Result<_, _>>()?;
+    if 60 % args.step != 0 || args.step <= 0 {
+        return Err("--step must divide 60".into());
+    }
+    let spec = spec(args);
+    let window = Window {
+        // First evaluation with a full 5 m window behind it.
+        start_ms: (spec.first_ms() + 300_000).div_euclid(60_000) * 60_000 + 60_000,
+        end_ms: spec.end_ms + 8_000,
+        step_ms: args.step * 1000,
+    };
+    eprintln!(
+        "encoding {} series x {} samples ({} tenants, churn {})",
+        spec.series, spec.scrapes, spec.tenants, spec.churn
+    );
+    let encoded = spec.encode();
+    let body_bytes: usize = encoded.bodies.iter().map(|b| b.bytes.len()).sum();
+    eprintln!(
+        "{} requests, {} samples, {} series created, {:.1} MB compressed",
+        encoded.bodies.len(),
+        encoded.samples,
+        encoded.series_created,
+        body_bytes as f64 / 1e6
+    );
+    let work_dir = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("cairn-bench-{}", std::process::id())),
+    };
+    let machine = machine();
+    let mut per_target: BTreeMap<usize, Vec<RunFigures>> = BTreeMap::new();
+    let mut versions: BTreeMap<usize, String> = BTreeMap::new();
+    let mut checks = Vec::new();
+    let tenant_names: Vec<String> = (0..spec.tenants)
+        .map(|t| {
+            if spec.tenants == 1 {
+                "bench".to_string()
+            } else {
+                format!("tenant-{t}")
+            }
+        })
+        .collect();
+
+    for run in 0..args.runs {
+        eprintln!("== run {} of {}", run + 1, args.runs);
+        let mut servers = Vec::new();
+        for (i, &kind) in kinds.iter().enumerate() {
+            let binary = match kind {
+                Kind::Cairn => &args.cairn,
+                Kind::Prometheus => &args.prometheus,
+                Kind::VictoriaMetrics => &args.victoria_metrics,
+            };
+            let dir = work_dir.join(format!("run{run}-{}", kind.name().to_lowercase()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let server = Server::start(kind, binary, &dir)?;
+            versions.insert(i, server.version.clone());
+            servers.push(server);
+        }
+        let mut figures = vec![RunFigures::default(); servers.len()];
+        // Ingest, one target at a time, rotating who goes first.
+        for k in 0..servers.len() {
+            let i = (k + run) % servers.len();
+            let server = &servers[i];
+            // Let the freshly started server settle before measuring.
+            procstat::wait_idle(server.pid, Duration::from_secs(10));
+            let (rss_before, _) = procstat::memory_bytes(server.pid);
+            let cpu_before = procstat::cpu_seconds(server.pid);
+            let report = send::send_all(
+                &encoded.bodies,
+                &Target {
+                    url: server.write_url(),
+                    tenant_names: tenant_names.clone(),
+                    basic_auth: None,
+                },
+                args.concurrency,
+            );
+            // Background work the samples caused (buffers flushed, parts
+            // merged) counts as ingestion, up to 30 s.
+            procstat::wait_idle(server.pid, Duration::from_secs(30));
+            let cpu = procstat::cpu_seconds(server.pid) - cpu_before;
+            let (rss_final, rss_peak) = procstat::memory_bytes(server.pid);
+            let f = &mut figures[i];
+            f.samples_per_second = encoded.samples as f64 / report.wall_seconds;
+            f.ingest_cpu_seconds = cpu;
+            f.cpu_seconds_per_million_samples = cpu / (encoded.samples as f64 / 1e6);
+            f.rss_before_bytes = rss_before;
+            f.rss_final_bytes = rss_final;
+            f.rss_peak_bytes = rss_peak;
+            f.rss_bytes_per_active_series = rss_final as f64 / encoded.series_created as f64;
+            f.failed_requests = report.failed_requests;
+            eprintln!(
+                "{:<16} {:>8.0} samples/s  {:.3} CPU-s/1M  RSS {:.1} MiB  ({} failed requests)",
+                server.kind.name(),
+                f.samples_per_second,
+                f.cpu_seconds_per_million_samples,
+                rss_final as f64 / 1048576.0,
+                report.failed_requests
+            );
+        }
+        for (i, server) in servers.iter().enumerate() {
+            let flushed = server.flush()?;
+            figures[i].bytes_per_sample = flushed.bytes as f64 / encoded.samples as f64;
+            eprintln!(
+                "{:<16} flushed: {} bytes ({:.3} bytes/sample), {:.2} CPU-s",
+                server.kind.name(),
+                flushed.bytes,
+                figures[i].bytes_per_sample,
+                flushed.cpu_seconds
+            );
+            figures[i].flush = flushed;
+        }
+        if !args.no_queries && spec.tenants == 1 {
+            let run_checks = time_queries(&servers, &mut figures, window, args.query_runs)?;
+            if run == 0 {
+                checks = run_checks;
+            }
+        }
+        for (i, mut server) in servers.into_iter().enumerate() {
+            server.stop();
+            if let Some(bytes) = server.bytes_at_rest() {
+                figures[i].flush.bytes_after_stop = Some(bytes);
+                figures[i].bytes_per_sample = bytes as f64 / encoded.samples as f64;
+                eprintln!(
+                    "{:<16} after stop: {} bytes ({:.3} bytes/sample)",
+                    server.kind.name(),
+                    bytes,
+                    figures[i].bytes_per_sample
+                );
+            }
+            let _ = std::fs::remove_dir_all(&server.dir);
+        }
+        for (i, f) in figures.into_iter().enumerate() {
+            per_target.entry(i).or_default().push(f);
+        }
+    }
+    let _ = std::fs::remove_dir(&work_dir);
+
+    let medians: Vec<Medians> = (0..kinds.len())
+        .map(|i| Medians::of(&per_target[&i]))
+        .collect();
+    print_table(&kinds, &versions, &medians, &checks, args);
+    if let Some(path) = &args.json {
+        let report = json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "machine": machine,
+            "workload": spec,
+            "samples": encoded.samples,
+            "series_created": encoded.series_created,
+            "request_bytes": body_bytes,
+            "window": window,
+            "runs": args.runs,
+            "query_runs": args.query_runs,
+            "targets": kinds.iter().enumerate().map(|(i, k)| json!({
+                "name": k.name(),
+                "version": versions.get(&i),
+                "median": medians[i],
+                "runs": per_target[&i],
+            })).collect::<Vec<_>>(),
+            "checks": checks,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn spec(args: &CompareArgs) -> Spec {
+    let interval_ms = args.interval * 1000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    // The last sample 8 s before a whole minute, at least a minute ago (see
+    // the queries module on window boundaries).
+    let end_ms = now_ms.div_euclid(60_000) * 60_000 - 60_000 - 8_000;
+    Spec {
+        kind: workload::Kind::Node,
+        series: args.series,
+        scrapes: args.scrapes,
+        interval_ms,
+        end_ms,
+        churn: args.churn,
+        churn_every: args.churn_every,
+        tenants: args.tenants.max(1),
+        batch: args.batch,
+    }
+}
+
+/// Warm-up (answers compared against Prometheus's), then `runs` rounds of
+/// every query on every target in turn. Fills each target's query figures.
+fn time_queries(
+    servers: &[Server],
+    figures: &mut [RunFigures],
+    window: Window,
+    runs: usize,
+) -> Result<Vec<serde_json::Value>, String> {
+    let client = targets::client(Duration::from_secs(600));
+    let endpoints: Vec<Endpoint> = servers
+        .iter()
+        .map(|s| Endpoint {
+            api_url: s.api_url(),
+            tenant: (s.kind == Kind::Cairn).then(|| "bench".to_string()),
+        })
+        .collect();
+    let reference = servers.iter().position(|s| s.kind == Kind::Prometheus);
+    let mut checks = Vec::new();
+    for query in QUERIES {
+        let mut answers = Vec::new();
+        for endpoint in &endpoints {
+            let (_, body) = queries::run(&client, endpoint, query, window)
+                .map_err(|e| format!("{}: {e}", query.name))?;
+            answers.push(queries::parse(&body).map_err(|e| format!("{}: {e}", query.name))?);
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+        for _ in 0..runs {
+            for (i, endpoint) in endpoints.iter().enumerate() {
+                let (elapsed, _) = queries::run(&client, endpoint, query, window)
+                    .map_err(|e| format!("{}: {e}", query.name))?;
+                times[i].push(elapsed.as_secs_f64() * 1e3);
+            }
+        }
+        for (i, mut t) in times.into_iter().enumerate() {
+            t.sort_by(f64::total_cmp);
+            figures[i].queries.insert(
+                query.name.to_string(),
+                (queries::median(&t), queries::percentile(&t, 99.0)),
+            );
+        }
+        if let Some(r) = reference {
+            for (i, server) in servers.iter().enumerate() {
+                if i == r {
+                    continue;
+                }
+                let tolerance = match server.kind {
+                    Kind::VictoriaMetrics => query.vm_tolerance,
+                    _ => 1e-9,
+                };
+                let check = queries::compare(&answers[r], &answers[i], tolerance);
+                if !check.matches {
+                    eprintln!(
+                        "MISMATCH {} on {}: {}",
+                        server.kind.name(),
+                        query.name,
+                        check.example.clone().unwrap_or_default()
+                    );
+                }
+                checks.push(json!({
+                    "query": query.name,
+                    "expr": query.expr,
+                    "target": server.kind.name(),
+                    "check": check,
+                }));
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// Medians over runs of one target's figures.
+#[derive(Debug, Serialize)]
+struct Medians {
+    samples_per_second: f64,
+    cpu_seconds_per_million_samples: f64,
+    rss_peak_bytes: f64,
+    rss_final_bytes: f64,
+    rss_bytes_per_active_series: f64,
+    bytes_per_sample: f64,
+    flushed_bytes: f64,
+    failed_requests: usize,
+    /// Query name → median over runs of (median ms, p99 ms).
+    queries: BTreeMap<String, (f64, f64)>,
+    query_median_sum_ms: f64,
+}
+
+impl Medians {
+    fn of(runs: &[RunFigures]) -> Medians {
+        let m = |f: &dyn Fn(&RunFigures) -> f64| {
+            queries::median(&runs.iter().map(f).collect::<Vec<_>>())
+        };
+        let mut query_medians = BTreeMap::new();
+        for query in QUERIES {
+            let per_run: Vec<(f64, f64)> = runs
+                .iter()
+                .filter_map(|r| r.queries.get(query.name).copied())
+                .collect();
+            if per_run.is_empty() {
+                continue;
+            }
+            let median = queries::median(&per_run.iter().map(|p| p.0).collect::<Vec<_>>());
+            let p99 = queries::median(&per_run.iter().map(|p| p.1).collect::<Vec<_>>());
+            query_medians.insert(query.name.to_string(), (median, p99));
+        }
+        Medians {
+            samples_per_second: m(&|r| r.samples_per_second),
+            cpu_seconds_per_million_samples: m(&|r| r.cpu_seconds_per_million_samples),
+            rss_peak_bytes: m(&|r| r.rss_peak_bytes as f64),
+            rss_final_bytes: m(&|r| r.rss_final_bytes as f64),
+            rss_bytes_per_active_series: m(&|r| r.rss_bytes_per_active_series),
+            bytes_per_sample: m(&|r| r.bytes_per_sample),
+            flushed_bytes: m(&|r| r.flush.bytes as f64),
+            failed_requests: runs.iter().map(|r| r.failed_requests).sum(),
+            query_median_sum_ms: query_medians.values().map(|q| q.0).sum(),
+            queries: query_medians,
+        }
+    }
+}
+
+fn print_table(
+    kinds: &[Kind],
+    versions: &BTreeMap<usize, String>,
+    medians: &[Medians],
+    checks: &[serde_json::Value],
+    args: &CompareArgs,
+) {
+    let cairn = kinds.iter().position(|k| *k == Kind::Cairn);
+    let vm = kinds.iter().position(|k| *k == Kind::VictoriaMetrics);
+    let prom = kinds.iter().position(|k| *k == Kind::Prometheus);
+    println!(
+        "\n{} series x {} samples, {} s apart, churn {}, {} tenant(s); medians of {} runs{}",
+        args.series,
+        args.scrapes,
+        args.interval,
+        args.churn,
+        args.tenants,
+        args.runs,
+        if args.no_queries {
+            String::new()
+        } else {
+            format!(", queries: median of {} requests each", args.query_runs)
+        }
+    );
+    for (i, k) in kinds.iter().enumerate() {
+        println!("  {}: {}", k.name(), versions.get(&i).map_or("", |v| v));
+    }
+    print!("| {:<42} |", "metric");
+    for k in kinds {
+        print!(" {:>15} |", k.name());
+    }
+    if cairn.is_some() && vm.is_some() {
+        print!(" {:>9} |", "Cairn/VM");
+    }
+    if cairn.is_some() && prom.is_some() {
+        print!(" {:>10} |", "Cairn/Prom");
+    }
+    println!();
+    print!("|{}|", "-".repeat(44));
+    for _ in kinds {
+        print!("{}|", "-".repeat(17));
+    }
+    if cairn.is_some() && vm.is_some() {
+        print!("{}|", "-".repeat(11));
+    }
+    if cairn.is_some() && prom.is_some() {
+        print!("{}|", "-".repeat(12));
+    }
+    println!();
+    let row = |name: &str, value: &dyn Fn(&Medians) -> f64, decimals: usize| {
+        print!("| {name:<42} |");
+        for m in medians {
+            print!(" {:>15.*} |", decimals, value(m));
+        }
+        let ratio = |other: usize| value(&medians[cairn.unwrap()]) / value(&medians[other]);
+        if let (Some(_), Some(v)) = (cairn, vm) {
+            print!(" {:>9.2} |", ratio(v));
+        }
+        if let (Some(_), Some(p)) = (cairn, prom) {
+            print!(" {:>10.2} |", ratio(p));
+        }
+        println!();
+    };
+    row(
+        "samples/s (wall, shared machine)",
+        &|m| m.samples_per_second,
+        0,
+    );
+    row(
+        "server CPU-s per 1M samples",
+        &|m| m.cpu_seconds_per_million_samples,
+        3,
+    );
+    row("peak RSS MiB", &|m| m.rss_peak_bytes / 1048576.0, 1);
+    row("final RSS MiB", &|m| m.rss_final_bytes / 1048576.0, 1);
+    row(
+        "RSS bytes per active series",
+        &|m| m.rss_bytes_per_active_series,
+        0,
+    );
+    row(
+        "disk bytes per sample (flushed)",
+        &|m| m.bytes_per_sample,
+        3,
+    );
+    if !args.no_queries && args.tenants == 1 {
+        for query in QUERIES {
+            let label = format!("{} {} ms", if query.range { "R" } else { "I" }, query.name);
+            row(
+                &label,
+                &|m| m.queries.get(query.name).map_or(f64::NAN, |q| q.0),
+                1,
+            );
+        }
+        row("sum of query medians ms", &|m| m.query_median_sum_ms, 1);
+        row(
+            "max of query p99s ms",
+            &|m| m.queries.values().map(|q| q.1).fold(0.0, f64::max),
+            1,
+        );
+    }
+    let failed: usize = medians.iter().map(|m| m.failed_requests).sum();
+    if failed > 0 {
+        println!("WARNING: {failed} failed remote-write requests (see stderr)");
+    }
+    if !checks.is_empty() {
+        let bad: Vec<&serde_json::Value> = checks
+            .iter()
+            .filter(|c| c["check"]["matches"] != true)
+            .collect();
+        println!(
+            "\nresult checks against Prometheus: {} of {} match",
+            checks.len() - bad.len(),
+            checks.len()
+        );
+        for c in bad {
+            println!(
+                "  MISMATCH {} {}: missing {}, extra {}, timestamps {}, values {} (tolerance {}, max rel diff {:.3e}); e.g. {}",
+                c["target"].as_str().unwrap_or(""),
+                c["query"].as_str().unwrap_or(""),
+                c["check"]["missing_series"],
+                c["check"]["extra_series"],
+                c["check"]["timestamp_mismatches"],
+                c["check"]["values_outside_tolerance"],
+                c["check"]["tolerance"],
+                c["check"]["max_relative_difference"].as_f64().unwrap_or(f64::NAN),
+                c["check"]["example"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if let (Some(c), Some(v)) = (cairn, vm) {
+        let (c, v) = (&medians[c], &medians[v]);
+        let goal = |name: &str, ratio: f64, limit: f64| {
+            println!(
+                "  {name:<40} {ratio:>6.2}x VM (goal <= {limit}): {}",
+                if ratio <= limit { "met" } else { "NOT met" }
+            );
+        };
+        println!("\nissue targets (Cairn / VictoriaMetrics, same run):");
+        goal(
+            "ingestion CPU per sample",
+            c.cpu_seconds_per_million_samples / v.cpu_seconds_per_million_samples,
+            0.5,
+        );
+        goal(
+            "RSS per active series",
+            c.rss_bytes_per_active_series / v.rss_bytes_per_active_series,
+            1.0,
+        );
+        goal(
+            "disk bytes per sample",
+            c.bytes_per_sample / v.bytes_per_sample,
+            1.0,
+        );
+        if !c.queries.is_empty() {
+            goal(
+                "sum of query medians",
+                c.query_median_sum_ms / v.query_median_sum_ms,
+                0.5,
+            );
+            let slower: Vec<&String> = c
+                .queries
+                .iter()
+                .filter(|(name, q)| v.queries.get(*name).is_some_and(|vq| q.0 > vq.0))
+                .map(|(name, _)| name)
+                .collect();
+            println!(
+                "  every query median <= VM's: {}",
+                if slower.is_empty() {
+                    "met".to_string()
+                } else {
+                    format!(
+                        "NOT met ({} slower: {})",
+                        slower.len(),
+                        slower
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+        }
+    }
+}
+
+fn machine() -> serde_json::Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    json!({
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": model,
+        "memory_gib": mem_kb as f64 / 1048576.0,
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+        "loadavg_at_start": read("/proc/loadavg").trim(),
+    })
+}

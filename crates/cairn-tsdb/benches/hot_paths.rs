@@ -1,0 +1,143 @@
+//! The head's hot paths one at a time, without the WAL: series lookup and
+//! creation by label set, XOR chunk append and iteration, and postings
+//! intersection for a two-matcher selector.
+//!
+//! Run: `cargo bench -p cairn-tsdb --bench hot_paths`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+use cairn_model::{Labels, Matcher};
+use cairn_tsdb::chunk::{XorAppender, XorIter};
+use cairn_tsdb::head::postings::intersect;
+use cairn_tsdb::head::{Head, Postings};
+
+const SERIES: usize = 100_000;
+
+/// node-exporter-like label sets: 1,000 hosts × 100 metrics.
+fn series_labels(n: usize) -> Vec<Labels> {
+    (0..n)
+        .map(|i| {
+            let host = i / 100;
+            Labels::from_pairs(&[
+                ("__name__", &format!("node_metric_{}", i % 100)),
+                (
+                    "instance",
+                    &format!("10.0.{}.{}:9100", host / 250, host % 250),
+                ),
+                ("job", "node"),
+                (
+                    "region",
+                    ["eu-west", "eu-north", "us-east", "ap-south"][host % 4],
+                ),
+            ])
+        })
+        .collect()
+}
+
+fn series(c: &mut Criterion) {
+    let labels = series_labels(SERIES);
+    let mut head = Head::new();
+    for (id, l) in labels.iter().enumerate() {
+        assert!(head.create_series(id as u64 + 1, l));
+    }
+    let mut group = c.benchmark_group("head_series");
+    group.throughput(Throughput::Elements(SERIES as u64));
+    group.bench_function("lookup 100k existing", |b| {
+        b.iter(|| {
+            let mut found = 0;
+            for l in &labels {
+                found += usize::from(head.lookup(l).is_some());
+            }
+            assert_eq!(found, SERIES);
+        })
+    });
+    let fresh = series_labels(10_000);
+    group.throughput(Throughput::Elements(fresh.len() as u64));
+    group.bench_function("create 10k into an empty head", |b| {
+        b.iter_batched(
+            Head::new,
+            |mut head| {
+                for (id, l) in fresh.iter().enumerate() {
+                    head.create_series(id as u64 + 1, l);
+                }
+                head
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+/// A counter scraped every 15 s with a little jitter, as the benchmark sends.
+fn counter(n: usize) -> Vec<(i64, f64)> {
+    let mut value = 0.0;
+    (0..n)
+        .map(|i| {
+            value += 3.0 + (i % 7) as f64 * 0.25;
+            (1_700_000_000_000 + i as i64 * 15_000, value)
+        })
+        .collect()
+}
+
+fn chunk(c: &mut Criterion) {
+    let samples = counter(120);
+    let mut group = c.benchmark_group("xor_chunk");
+    group.throughput(Throughput::Elements(samples.len() as u64));
+    group.bench_function("append 120 samples", |b| {
+        b.iter(|| {
+            let mut appender = XorAppender::new();
+            for &(t, v) in &samples {
+                appender.append(t, v);
+            }
+            appender
+        })
+    });
+    let mut appender = XorAppender::new();
+    for &(t, v) in &samples {
+        appender.append(t, v);
+    }
+    let bytes = appender.into_bytes();
+    group.bench_function("iterate 120 samples", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for (_, v) in XorIter::new(&bytes) {
+                sum += v;
+            }
+            sum
+        })
+    });
+    group.finish();
+}
+
+fn postings(c: &mut Criterion) {
+    let labels = series_labels(SERIES);
+    let mut postings = Postings::default();
+    for (id, l) in labels.iter().enumerate() {
+        postings.add(
+            id as u64 + 1,
+            l.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+    }
+    let matchers = [
+        Matcher::equal("__name__", "node_metric_7"),
+        Matcher::equal("region", "eu-west"),
+    ];
+    let mut group = c.benchmark_group("postings");
+    group.bench_function("select name= and region= over 100k", |b| {
+        b.iter(|| {
+            let ids = postings.select(&matchers);
+            assert_eq!(ids.len(), 250);
+            ids
+        })
+    });
+    let a: Vec<u64> = (0..100_000).step_by(2).collect();
+    let b_list: Vec<u64> = (0..100_000).step_by(3).collect();
+    group.throughput(Throughput::Elements((a.len() + b_list.len()) as u64));
+    group.bench_function("intersect 50k and 33k ids", |b| {
+        b.iter(|| intersect(&a, &b_list))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, series, chunk, postings);
+criterion_main!(benches);
