@@ -389,6 +389,30 @@ async fn observed<T>(
     })
 }
 
+/// Every object under `prefix` (one block's files), listed in one
+/// request, timed and counted as `iter`.
+async fn list_objects(
+    store: &dyn ObjectStore,
+    metrics: &BucketMetrics,
+    prefix: &ObjectPath,
+) -> Result<Vec<ObjectPath>, BucketError> {
+    let started = Instant::now();
+    let listed: Result<Vec<_>, _> = store
+        .list(Some(prefix))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect();
+    metrics.observe("iter", started.elapsed(), listed.is_ok());
+    listed
+        .map(|l| l.into_iter().map(|m| m.location).collect())
+        .map_err(|source| BucketError::Store {
+            operation: "iter",
+            key: prefix.to_string(),
+            source,
+        })
+}
+
 impl Bucket {
     /// Connects (lazily: no request is made here) to the configured bucket.
     pub fn new(backend: &BucketBackend) -> Result<Bucket, BucketError> {
@@ -573,22 +597,8 @@ impl Bucket {
         let target = tmp.clone();
         let ulid_owned = ulid.to_string();
         let result = self.run(async move {
-            let objects: Vec<ObjectPath> = with_retries("list block", || async {
-                let started = Instant::now();
-                let listed: Result<Vec<_>, _> = store
-                    .list(Some(&prefix))
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect();
-                metrics.observe("iter", started.elapsed(), listed.is_ok());
-                listed
-                    .map(|l| l.into_iter().map(|m| m.location).collect())
-                    .map_err(|source| BucketError::Store {
-                        operation: "iter",
-                        key: prefix.to_string(),
-                        source,
-                    })
+            let objects = with_retries("list block", || {
+                list_objects(store.as_ref(), &metrics, &prefix)
             })
             .await?;
             let mut relative: Vec<(Vec<String>, ObjectPath)> = objects
@@ -673,22 +683,8 @@ impl Bucket {
                 Err(error) if error.is_not_found() => {}
                 Err(error) => return Err(error),
             }
-            let objects: Vec<ObjectPath> = with_retries("list block", || async {
-                let started = Instant::now();
-                let listed: Result<Vec<_>, _> = store
-                    .list(Some(&prefix))
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect();
-                metrics.observe("iter", started.elapsed(), listed.is_ok());
-                listed
-                    .map(|l| l.into_iter().map(|m| m.location).collect())
-                    .map_err(|source| BucketError::Store {
-                        operation: "iter",
-                        key: prefix.to_string(),
-                        source,
-                    })
+            let objects = with_retries("list block", || {
+                list_objects(store.as_ref(), &metrics, &prefix)
             })
             .await?;
             for location in objects {

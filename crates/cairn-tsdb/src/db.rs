@@ -191,15 +191,7 @@ impl Tsdb {
         wal::record::encode_series(&plan.new_series, &mut framed);
         wal::record::encode_samples(&plan.samples, &mut framed);
         wal::record::encode_exemplars(&plan.exemplars, &mut framed);
-        if let Err(error) = writer.write(&framed) {
-            self.counters
-                .wal_write_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(error);
-        }
-        self.counters
-            .wal_bytes_written
-            .fetch_add(framed.len() as u64, Ordering::Relaxed);
+        self.write_wal(&mut writer, &framed)?;
         {
             let mut head = self.head.write();
             for (id, labels) in &plan.new_series {
@@ -232,6 +224,21 @@ impl Tsdb {
         Ok(plan.outcome)
     }
 
+    /// Writes framed records to the WAL under the caller's writer lock,
+    /// counting bytes written and failures for self-monitoring.
+    pub(crate) fn write_wal(&self, writer: &mut WalWriter, framed: &[u8]) -> Result<(), TsdbError> {
+        if let Err(error) = writer.write(framed) {
+            self.counters
+                .wal_write_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+        self.counters
+            .wal_bytes_written
+            .fetch_add(framed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Keeps metadata per metric family name (latest wins); persisted in the
     /// WAL. Entries equal to what is already stored are not written again.
     pub fn set_metadata(&self, metadata: Vec<MetricMetadata>) -> Result<(), TsdbError> {
@@ -253,15 +260,7 @@ impl Tsdb {
         }
         let mut framed = Vec::new();
         wal::record::encode_metadata(&changed, &mut framed);
-        if let Err(error) = writer.write(&framed) {
-            self.counters
-                .wal_write_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(error);
-        }
-        self.counters
-            .wal_bytes_written
-            .fetch_add(framed.len() as u64, Ordering::Relaxed);
+        self.write_wal(&mut writer, &framed)?;
         let mut current = self.metadata.write();
         for m in changed {
             current.insert(m.metric_family_name.clone(), m);

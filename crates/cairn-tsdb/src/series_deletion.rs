@@ -78,7 +78,7 @@ impl Tsdb {
         if !stones.is_empty() {
             let mut framed = Vec::new();
             wal::record::encode_tombstones(&stones, &mut framed);
-            writer.write(&framed)?;
+            self.write_wal(&mut writer, &framed)?;
             let mut added = Tombstones::default();
             for (id, interval) in &stones {
                 added.add(*id, *interval);

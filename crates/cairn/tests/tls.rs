@@ -254,22 +254,6 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
         .is_err());
 }
 
-/// A cheap argon2id hash (debug builds of argon2 are slow at the default cost).
-fn cheap_hash(password: &str) -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
-    let argon = Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(64, 1, 1, None).unwrap(),
-    );
-    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .unwrap()
-        .to_string()
-}
-
 /// Debian's Prometheus 2.42 does not send `remote_write.headers`
 /// (prometheus/prometheus#13030), so the user-as-tenant mode is exactly how
 /// such a sender gets its tenant: basic auth over HTTPS, no header.
@@ -285,7 +269,7 @@ fn real_prometheus_remote_writes_over_https_with_basic_auth_as_its_user_tenant()
         &users,
         format!(
             "users:\n  team-prom:\n    password_hash: '{}'\n    read: [team-prom]\n    write: [team-prom]\n",
-            cheap_hash("prom-pw")
+            support::cheap_hash("prom-pw")
         ),
     )
     .unwrap();

@@ -475,21 +475,6 @@ fn usage_report_matches_the_workload_across_a_graceful_restart() {
     assert!(cairn.terminate().success());
 }
 
-fn hash(password: &str) -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
-    let argon = Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(64, 1, 1, None).unwrap(),
-    );
-    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn the_report_and_the_usage_tenant_are_for_admins_only_under_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
@@ -498,8 +483,8 @@ fn the_report_and_the_usage_tenant_are_for_admins_only_under_basic_auth() {
         &users,
         format!(
             "users:\n  ops:\n    password_hash: '{}'\n    read: [\"a\"]\n    admin: true\n  team:\n    password_hash: '{}'\n    read: [\"*\"]\n    write: [\"*\"]\n",
-            hash("pw-ops"),
-            hash("pw-team")
+            support::cheap_hash("pw-ops"),
+            support::cheap_hash("pw-team")
         ),
     )
     .unwrap();
