@@ -208,7 +208,7 @@ impl Index {
                 .unwrap_or_default();
             candidates = Some(match candidates {
                 None => list,
-                Some(current) => intersect(&current, &list),
+                Some(current) => crate::head::postings::intersect(&current, &list),
             });
         }
         let all = || (0..self.series.len() as u32).collect::<Vec<u32>>();
@@ -223,23 +223,6 @@ impl Index {
             })
             .collect()
     }
-}
-
-fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let mut out = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

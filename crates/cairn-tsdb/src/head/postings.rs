@@ -157,8 +157,9 @@ fn remove_sorted(list: &mut PostingsList, id: u64) {
     }
 }
 
-/// IDs present in both sorted lists.
-pub fn intersect(a: &[u64], b: &[u64]) -> PostingsList {
+/// IDs present in both sorted lists (head series IDs, or a block's series
+/// positions).
+pub fn intersect<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
