@@ -870,14 +870,15 @@ fn plan_append(
         },
     ) in batch.into_iter().enumerate()
     {
-        let existing = head
-            .lookup_ref(labels)
+        let in_head = head.lookup_ref(labels);
+        let existing = in_head
+            .map(|(id, _)| id)
             .or_else(|| batch_series.get(&labels).copied());
         let mut last = existing.and_then(|id| {
             batch_last
                 .get(&id)
                 .copied()
-                .or_else(|| head.get(id).and_then(|s| s.last()))
+                .or_else(|| in_head.and_then(|(_, s)| s.last()))
         });
         // Accepted samples go straight into the plan under a placeholder ID
         // (the series may not exist yet), fixed up or rolled back below.

@@ -163,24 +163,37 @@ impl Head {
         self.find(self.hash_labels(labels), |packed| packed.equals(labels))
     }
 
-    /// [`Head::lookup`] for borrowed labels (the write path): nothing is
-    /// allocated.
-    pub fn lookup_ref(&self, labels: LabelsRef<'_>) -> Option<u64> {
+    /// [`Head::lookup`] for borrowed labels (the write path), with the
+    /// series itself: nothing is allocated.
+    pub fn lookup_ref(&self, labels: LabelsRef<'_>) -> Option<(u64, &MemSeries)> {
         let hash = self.hash_pairs(labels.iter().map(|l| (l.name, l.value)));
-        self.find(hash, |packed| packed.equals_ref(labels))
+        self.find_series(hash, |packed| packed.equals_ref(labels))
+    }
+
+    fn find(&self, hash: u64, same: impl Fn(&PackedLabels) -> bool) -> Option<u64> {
+        self.find_series(hash, same).map(|(id, _)| id)
     }
 
     /// The series under `hash` whose labels satisfy `same`.
     #[inline]
-    fn find(&self, hash: u64, same: impl Fn(&PackedLabels) -> bool) -> Option<u64> {
+    fn find_series(
+        &self,
+        hash: u64,
+        same: impl Fn(&PackedLabels) -> bool,
+    ) -> Option<(u64, &MemSeries)> {
         let first = *self.by_hash.get(&hash)?;
-        let is_same = |id: &u64| self.series.get(id).is_some_and(|s| same(s.labels()));
-        if is_same(&first) {
-            return Some(first);
+        let matching = |id: u64| {
+            self.series
+                .get(&id)
+                .filter(|s| same(s.labels()))
+                .map(|s| (id, s))
+        };
+        if let Some(found) = matching(first) {
+            return Some(found);
         }
         self.hash_conflicts
             .get(&hash)
-            .and_then(|ids| ids.iter().copied().find(|id| is_same(id)))
+            .and_then(|ids| ids.iter().find_map(|id| matching(*id)))
     }
 
     pub fn get(&self, id: u64) -> Option<&MemSeries> {
@@ -388,13 +401,17 @@ mod tests {
             let pairs = label_refs(labels);
             assert_eq!(head.lookup(labels), Some(i as u64 + 1));
             assert_eq!(
-                head.lookup_ref(LabelsRef::from_sorted(&pairs)),
+                head.lookup_ref(LabelsRef::from_sorted(&pairs))
+                    .map(|(id, _)| id),
                 Some(i as u64 + 1)
             );
             // A prefix of a known set is not that set.
             if pairs.len() > 1 {
                 let prefix = LabelsRef::from_sorted(&pairs[..1]);
-                assert_ne!(head.lookup_ref(prefix), Some(i as u64 + 1));
+                assert_ne!(
+                    head.lookup_ref(prefix).map(|(id, _)| id),
+                    Some(i as u64 + 1)
+                );
             }
         }
     }
@@ -416,7 +433,11 @@ mod tests {
         assert_eq!(head.lookup(&Labels::from_pairs(&[("__name__", "d")])), None);
         for (labels, id) in [(&a, 1), (&b, 2), (&c, 3)] {
             let pairs = label_refs(labels);
-            assert_eq!(head.lookup_ref(LabelsRef::from_sorted(&pairs)), Some(id));
+            assert_eq!(
+                head.lookup_ref(LabelsRef::from_sorted(&pairs))
+                    .map(|(id, _)| id),
+                Some(id)
+            );
         }
         head.append(2, 5, 1.0);
         let snap = head.snapshot(&[Matcher::equal("__name__", "b")], 0, 10);
