@@ -671,7 +671,7 @@ impl Queryable for Tsdb {
                 .collect();
             for b in self.blocks_overlapping(range) {
                 let index = b.index().map_err(storage_error)?;
-                names.extend(index.postings.keys().cloned());
+                names.extend(index.label_names().map_err(storage_error)?);
             }
             return Ok(names.into_iter().collect());
         }
@@ -701,9 +701,7 @@ impl Queryable for Tsdb {
                 .collect();
             for b in self.blocks_overlapping(range) {
                 let index = b.index().map_err(storage_error)?;
-                if let Some(found) = index.postings.get(name) {
-                    values.extend(found.keys().cloned());
-                }
+                values.extend(index.label_values(name).map_err(storage_error)?);
             }
             return Ok(values.into_iter().collect());
         }
