@@ -17,7 +17,7 @@
 # and prints VmRSS again (what is left is live; the difference is freed
 # memory the allocator kept).
 # Usage: scripts/bench-memory.sh   Env: SERIES (10000), DAYS (30), INTERVAL (300),
-# TRIM, CARGO_TARGET_DIR, TMPDIR.
+# TRIM, BIN (a folder with prebuilt cairn and cairn-bench), CARGO_TARGET_DIR, TMPDIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -25,9 +25,14 @@ series=${SERIES:-10000}
 days=${DAYS:-30}
 interval=${INTERVAL:-300}
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p cairn -p cairn-bench
-bench="$target/release/cairn-bench"
-cairn="$target/release/cairn"
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN   # prebuilt binaries (e.g. an older build, to compare)
+else
+  cargo build --release -q -p cairn -p cairn-bench
+  bin="$target/release"
+fi
+bench="$bin/cairn-bench"
+cairn="$bin/cairn"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/bench-memory.XXXXXX")
 hour=3600000
 now=$(( $(date +%s) / 3600 * hour ))
@@ -70,3 +75,6 @@ point "after import + live"
   --query 'sum(rate(node_metric_0_total[1h]))' --start $(( hist_start / 1000 )) \
   --end $(( live2_end / 1000 )) --step 3600 --runs 1
 point "after query"
+if [ -z "${TRIM:-}" ] && command -v gdb >/dev/null; then
+  TRIM=1 point "after query"
+fi
