@@ -17,13 +17,14 @@
 # and prints VmRSS again (what is left is live; the difference is freed
 # memory the allocator kept).
 # Usage: scripts/bench-memory.sh   Env: SERIES (10000), DAYS (30), INTERVAL (300),
-# TRIM, BIN (a folder with prebuilt cairn and cairn-bench), CARGO_TARGET_DIR, TMPDIR.
+# PORT (18491), TRIM, BIN (a folder with prebuilt cairn and cairn-bench), CARGO_TARGET_DIR, TMPDIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
 series=${SERIES:-10000}
 days=${DAYS:-30}
 interval=${INTERVAL:-300}
+port=${PORT:-18491}
 target=${CARGO_TARGET_DIR:-target}
 if [ -n "${BIN:-}" ]; then
   bin=$BIN   # prebuilt binaries (e.g. an older build, to compare)
@@ -42,9 +43,9 @@ hist_end=$(( (live1_end - 2 * hour) / (2 * hour) * (2 * hour) ))
 hist_start=$(( hist_end - days * 24 * hour ))
 printf 'storage:\n  maintenance_interval: 5s\nlimits:\n  ingestion_rate: 0\n  max_global_series_per_user: 0\n' >"$dir/cairn.yaml"
 "$cairn" serve --config "$dir/cairn.yaml" --storage.path "$dir/cairn" \
-  --http.listen-address 127.0.0.1:18491 --log.level warn &
+  --http.listen-address 127.0.0.1:${port} --log.level warn &
 pid=$!; pids+=("$pid")
-wait_ready http://127.0.0.1:18491/ready
+wait_ready http://127.0.0.1:${port}/ready
 point() {
   echo "$1: RSS $(rss_kb "$pid") KB ($(awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print "anon " a ", file " f}' "/proc/$pid/status") KB, peak $(hwm_kb "$pid") KB)"
   if [ -n "${TRIM:-}" ]; then
@@ -55,7 +56,7 @@ point() {
 point idle
 
 live() {
-  "$bench" ingest --url http://127.0.0.1:18491/api/v1/push --pid "$pid" --tenant bench \
+  "$bench" ingest --url http://127.0.0.1:${port}/api/v1/push --pid "$pid" --tenant bench \
     --series "$series" --scrapes 240 --interval 15 --end-ms "$1" | grep -E 'samples|RSS|failed' || true
 }
 live "$live1_end"
@@ -71,7 +72,7 @@ point "after import"
 live "$live2_end"
 point "after import + live"
 
-"$bench" query --url http://127.0.0.1:18491/api/v1/query_range --tenant bench \
+"$bench" query --url http://127.0.0.1:${port}/api/v1/query_range --tenant bench \
   --query 'sum(rate(node_metric_0_total[1h]))' --start $(( hist_start / 1000 )) \
   --end $(( live2_end / 1000 )) --step 3600 --runs 1
 point "after query"

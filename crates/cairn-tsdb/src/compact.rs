@@ -492,7 +492,9 @@ impl<I: Iterator<Item = Result<BlockSeries, TsdbError>>> MergeSeries<I> {
                             path: std::path::PathBuf::new(),
                             source: std::io::Error::new(
                                 std::io::ErrorKind::InvalidData,
-                                format!("compaction source {source} is not sorted by labels at {min:?}"),
+                                format!(
+                                    "compaction source {source} is not sorted by labels at {min:?}"
+                                ),
                             ),
                         });
                     }
@@ -645,10 +647,11 @@ mod tests {
                 )
             })
             .collect();
-        let merged: Vec<BlockSeries> = MergeSeries::new(sources)
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let got: Vec<&str> = merged.iter().filter_map(|s| s.labels.metric_name()).collect();
+        let merged: Vec<BlockSeries> = MergeSeries::new(sources).collect::<Result<_, _>>().unwrap();
+        let got: Vec<&str> = merged
+            .iter()
+            .filter_map(|s| s.labels.metric_name())
+            .collect();
         assert_eq!(got, names);
         for (i, series) in merged.iter().enumerate() {
             let ts: Vec<i64> = flatten(series).iter().map(|s| s.0).collect();
@@ -666,7 +669,10 @@ mod tests {
     /// first source's value where two carry the same timestamp.
     #[test]
     fn merge_series_deduplicates_overlapping_sources_by_timestamp() {
-        let first = stream(vec![("m", vec![xor_chunk(&[(0, 1.0), (10, 1.0), (20, 1.0)])])]);
+        let first = stream(vec![(
+            "m",
+            vec![xor_chunk(&[(0, 1.0), (10, 1.0), (20, 1.0)])],
+        )]);
         let second = stream(vec![
             ("m", vec![xor_chunk(&[(5, 2.0), (10, 2.0), (30, 2.0)])]),
             ("n", vec![xor_chunk(&[(0, 3.0)])]),

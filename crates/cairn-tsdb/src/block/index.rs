@@ -549,7 +549,9 @@ impl IndexReader {
             let id = if i == 0 {
                 raw
             } else {
-                previous.checked_add(raw).ok_or_else(|| self.bad("posting"))?
+                previous
+                    .checked_add(raw)
+                    .ok_or_else(|| self.bad("posting"))?
             };
             if id >= self.series_count as u64 || (i > 0 && id <= previous) {
                 return Err(self.bad("posting out of range"));
@@ -723,7 +725,9 @@ mod tests {
                 assert_eq!(index.find(&s.labels).unwrap(), Some(i as u32));
             }
             assert_eq!(
-                index.find(&Labels::from_pairs(&[("__name__", "bb")])).unwrap(),
+                index
+                    .find(&Labels::from_pairs(&[("__name__", "bb")]))
+                    .unwrap(),
                 None
             );
             assert_eq!(index.label_names().unwrap(), ["__name__", "job", "zone"]);

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::index::{ChunkMeta, IndexReader};
-use super::writer::BlockSeries;
 use super::meta::BlockMeta;
+use super::writer::BlockSeries;
 use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_XOR};
 use super::{corrupt_block, io_error, Decbuf};
 use crate::chunk::ClosedChunk;
