@@ -66,7 +66,7 @@ echo "-- import: $series series x $days days at ${interval}s, $hist_start..$hist
 "$bench" history --series "$series" --start-ms "$hist_start" --end-ms "$hist_end" --interval "$interval" |
   /usr/bin/time -f 'cairn import: %e s wall, max RSS %M KB' \
     "$cairn" import --storage.path "$dir/cairn" --tenant bench -
-wait_blocks "$dir/cairn/tenants/bench/blocks" $(( days + 2 )) 1800
+wait_blocks "$dir/cairn/tenants/bench/blocks" $(( days + 3 )) 1800
 echo "blocks: $(count_blocks "$dir/cairn/tenants/bench/blocks"), $(du -sh "$dir/cairn/tenants/bench/blocks" | cut -f1)"
 point "after import"
 live "$live2_end"

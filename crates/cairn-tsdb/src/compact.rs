@@ -278,6 +278,9 @@ impl Tsdb {
                 }
             }
         }
+        if !written.is_empty() {
+            return_freed_memory();
+        }
         Ok(written)
     }
 
@@ -429,6 +432,20 @@ impl Tsdb {
     pub fn retention(&self) -> std::time::Duration {
         let ms = self.retention_ms.load(std::sync::atomic::Ordering::Relaxed);
         std::time::Duration::from_millis(ms.max(0) as u64)
+    }
+}
+
+/// Hands memory freed by a compaction back to the system. glibc's
+/// allocator keeps freed heap pages for reuse; after a compaction (chunks
+/// read and written, the new index built) that is megabytes no longer in
+/// use which would otherwise count in the process's RSS until reused
+/// (measured in `BENCHMARKS.md`, "Memory bounded by active series").
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's arenas; it
+    // takes the allocator's own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
