@@ -70,7 +70,9 @@ impl Tsdb {
         let range = self.block_range();
         let mut written = Vec::new();
         loop {
-            let Some((head_min, head_max)) = self.head.read().time_bounds() else {
+            // In-order data decides; out-of-order samples inside the range
+            // go into the same block.
+            let Some((head_min, head_max)) = self.head.read().in_order_bounds() else {
                 break;
             };
             let start = head_min.div_euclid(range) * range;
@@ -79,6 +81,40 @@ impl Tsdb {
                 break;
             }
             written.push(self.cut_range(start, end)?);
+        }
+        // As Prometheus compacts its out-of-order head after a head
+        // compaction (`DB.compactOOOHead`), out-of-order samples older than
+        // what the head now accepts in order become their own blocks, which
+        // overlap earlier ones until compaction merges them.
+        if !written.is_empty() {
+            written.extend(self.cut_ooo_below_min_valid()?);
+        }
+        Ok(written)
+    }
+
+    /// Cuts the out-of-order samples older than the head's `min_valid_t`
+    /// into blocks, one per block range they fall in.
+    fn cut_ooo_below_min_valid(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let range = self.block_range();
+        let mut written = Vec::new();
+        let mut cut_up_to = i64::MIN;
+        loop {
+            let (ooo_min, min_valid) = {
+                let head = self.head.read();
+                (head.ooo_min_time(), head.min_valid_t())
+            };
+            let Some(ooo_min) = ooo_min.filter(|&t| t < min_valid) else {
+                break;
+            };
+            // Samples arriving meanwhile wait for the next pass rather than
+            // loop here.
+            if ooo_min < cut_up_to {
+                break;
+            }
+            let start = ooo_min.div_euclid(range) * range;
+            let end = (start + range).min(min_valid);
+            written.push(self.cut_range(start, end)?);
+            cut_up_to = end;
         }
         Ok(written)
     }
@@ -118,11 +154,18 @@ impl Tsdb {
     fn cut_range(&self, start: i64, end: i64) -> Result<BlockMeta, TsdbError> {
         let started = Instant::now();
         let blocks_dir = self.dir.join("blocks");
-        {
+        // Under the write lock: what is copied is exactly what the head
+        // drops below (out-of-order samples may still arrive for the range;
+        // they stay for a later block).
+        let (snapshots, ooo_written) = {
             let _writer = self.writer.lock();
             self.head.write().raise_min_valid_t(end);
-        }
-        let snapshots = self.head.read().snapshot(&[], start, end - 1);
+            let head = self.head.read();
+            (
+                head.snapshot(&[], start, end - 1),
+                head.ooo_timestamps_in(start, end),
+            )
+        };
         let snapshots = self.without_deleted(snapshots);
         let mut series: Vec<BlockSeries> = snapshots
             .into_iter()
@@ -155,7 +198,9 @@ impl Tsdb {
         self.swap_blocks(&[], Some(opened));
         {
             let _writer = self.writer.lock();
-            self.head.write().truncate_before(end);
+            let mut head = self.head.write();
+            head.remove_ooo(&ooo_written);
+            head.truncate_before(end);
         }
         self.prune_head_tombstones();
         crate::fault::point("block-before-checkpoint");
@@ -185,9 +230,19 @@ impl Tsdb {
             };
             let head = self.head.read();
             let min_t = head.min_valid_t();
-            let series: Vec<(u64, Labels, Vec<ClosedChunk>)> = head
+            // In-order chunks, then the out-of-order samples (any age: not
+            // in a block yet), so that replay sorts them the same way.
+            let series: Vec<(u64, Labels, Vec<ClosedChunk>, Vec<(i64, f64)>)> = head
                 .iter_series()
-                .map(|(id, s)| (id, s.to_labels(), s.chunks_overlapping(min_t, i64::MAX)))
+                .map(|(id, s)| {
+                    let ooo = s.ooo().map(|o| o.samples_in(i64::MIN, i64::MAX));
+                    (
+                        id,
+                        s.to_labels(),
+                        s.in_order_chunks_overlapping(min_t, i64::MAX),
+                        ooo.unwrap_or_default(),
+                    )
+                })
                 .collect();
             drop(head);
             let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
@@ -195,7 +250,7 @@ impl Tsdb {
             let tombstones = self.head_tombstones.read().clone();
             (index, min_t, series, exemplars, metadata, tombstones)
         };
-        let live: HashSet<u64> = series.iter().map(|(id, _, _)| *id).collect();
+        let live: HashSet<u64> = series.iter().map(|(id, ..)| *id).collect();
         let exemplars: Vec<RefExemplar> = exemplars
             .into_iter()
             .filter(|(id, _)| live.contains(id))
@@ -212,17 +267,22 @@ impl Tsdb {
             let mut framed = Vec::new();
             let pairs: Vec<(u64, Labels)> = batch
                 .iter()
-                .map(|(id, labels, _)| (*id, labels.clone()))
+                .map(|(id, labels, ..)| (*id, labels.clone()))
                 .collect();
             wal::record::encode_series(&pairs, &mut framed);
             let mut samples = Vec::new();
-            for (id, _, chunks) in batch {
+            for (id, _, chunks, ooo) in batch {
+                let deleted = tombstones.get(*id);
                 for chunk in chunks {
-                    let deleted = tombstones.get(*id);
                     for (t, v) in chunk.iter() {
                         if t >= min_t && !deleted.is_some_and(|d| d.contains(t)) {
                             samples.push(RefSample { id: *id, t, v });
                         }
+                    }
+                }
+                for &(t, v) in ooo {
+                    if !deleted.is_some_and(|d| d.contains(t)) {
+                        samples.push(RefSample { id: *id, t, v });
                     }
                 }
             }

@@ -77,11 +77,14 @@ pub fn rate_limited_message(limits: &Limits) -> String {
     )
 }
 
-/// The tenant's series limits for [`cairn_tsdb::Tsdb::append_limited`].
+/// The tenant's series limits and out-of-order window for
+/// [`cairn_tsdb::Tsdb::append_limited`] (read per request, so a runtime
+/// overrides reload applies to the next push).
 pub fn series_limits(limits: &Limits) -> SeriesLimits {
     SeriesLimits {
         max_series: limits.max_global_series_per_user,
         max_series_per_metric: limits.max_global_series_per_metric,
+        out_of_order_window_ms: limits.out_of_order_time_window.0.max(0),
     }
 }
 
