@@ -913,9 +913,7 @@ fn plan_append(
                 }
                 // The head holds the timestamp: the first write wins (see
                 // `head::ooo`). Repeats within the batch drop at apply time.
-                Verdict::OutOfOrder
-                    if in_head.is_some_and(|s| s.sample_at(sample.t).is_some()) =>
-                {
+                Verdict::OutOfOrder if in_head.is_some_and(|s| s.sample_at(sample.t).is_some()) => {
                     plan.outcome.samples_accepted += 1
                 }
                 Verdict::OutOfOrder => plan.samples.push(RefSample {

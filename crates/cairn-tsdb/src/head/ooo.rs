@@ -170,7 +170,10 @@ impl OooSamples {
             .filter(|s| gone.binary_search(&s.0).is_err())
             .collect();
         let full = kept.len() / OOO_CHUNK_CAP * OOO_CHUNK_CAP;
-        self.closed = kept[..full].chunks(OOO_CHUNK_CAP).flat_map(encode).collect();
+        self.closed = kept[..full]
+            .chunks(OOO_CHUNK_CAP)
+            .flat_map(encode)
+            .collect();
         self.open = kept[full..].to_vec();
         before - self.len()
     }
@@ -330,7 +333,11 @@ mod tests {
         assert_eq!(ooo.get(5), Some(5f64.to_bits()));
         assert_eq!(ooo.len(), 100);
         assert_eq!(ooo.chunk_count(), 4);
-        let all: Vec<i64> = ooo.samples_in(i64::MIN, i64::MAX).iter().map(|s| s.0).collect();
+        let all: Vec<i64> = ooo
+            .samples_in(i64::MIN, i64::MAX)
+            .iter()
+            .map(|s| s.0)
+            .collect();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
         assert_eq!(ooo.time_range(), Some((0, 99)));
         let some: Vec<i64> = ooo.samples_in(10, 12).iter().map(|s| s.0).collect();
@@ -356,7 +363,10 @@ mod tests {
         assert_eq!((clipped[0].min_t, clipped[0].max_t), (10, 25));
         let crossing = encode(&[(CHUNK_RANGE_MS - 1, 1.0), (CHUNK_RANGE_MS, 2.0)]);
         assert_eq!(crossing.len(), 2);
-        assert_eq!(find_in_chunk(&crossing[1].data, CHUNK_RANGE_MS), Some(2f64.to_bits()));
+        assert_eq!(
+            find_in_chunk(&crossing[1].data, CHUNK_RANGE_MS),
+            Some(2f64.to_bits())
+        );
         assert_eq!(find_in_chunk(&crossing[1].data, 7), None);
     }
 }
