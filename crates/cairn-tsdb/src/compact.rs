@@ -223,13 +223,14 @@ impl Tsdb {
     /// head (see `docs/format.md`, "Checkpoints"). Holds the write lock only
     /// to close the segment and copy the head.
     pub(crate) fn checkpoint(&self) -> Result<(), TsdbError> {
-        let (index, min_t, series, exemplars, metadata, tombstones) = {
+        let (index, min_t, oldest_held, series, exemplars, metadata, tombstones) = {
             let mut writer = self.writer.lock();
             let Some(index) = writer.cut_segment()? else {
                 return Ok(());
             };
             let head = self.head.read();
             let min_t = head.min_valid_t();
+            let oldest_held = head.oldest_held_t();
             // In-order chunks, then the out-of-order samples (any age: not
             // in a block yet), so that replay sorts them the same way.
             let series: Vec<(u64, Labels, Vec<ClosedChunk>, Vec<(i64, f64)>)> = head
@@ -248,7 +249,7 @@ impl Tsdb {
             let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
             let metadata: Vec<_> = self.metadata.read().values().cloned().collect();
             let tombstones = self.head_tombstones.read().clone();
-            (index, min_t, series, exemplars, metadata, tombstones)
+            (index, min_t, oldest_held, series, exemplars, metadata, tombstones)
         };
         let live: HashSet<u64> = series.iter().map(|(id, ..)| *id).collect();
         let exemplars: Vec<RefExemplar> = exemplars
@@ -261,7 +262,7 @@ impl Tsdb {
         // the head's copy of them until the range is cut into a block.
         let stones: Vec<(u64, crate::tombstones::Interval)> = tombstones
             .iter()
-            .filter(|(id, iv)| live.contains(id) && iv.max_t >= min_t)
+            .filter(|(id, iv)| live.contains(id) && iv.max_t >= oldest_held)
             .collect();
         let series_parts = series.chunks(CHECKPOINT_BATCH).map(move |batch| {
             let mut framed = Vec::new();

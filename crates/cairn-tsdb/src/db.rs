@@ -113,7 +113,7 @@ impl Tsdb {
             head.truncate_before(end);
         }
         let mut head_tombstones = std::mem::take(&mut replay.tombstones);
-        head_tombstones.retain(head.min_valid_t(), |id| head.get(id).is_some());
+        head_tombstones.retain(head.oldest_held_t(), |id| head.get(id).is_some());
         if replay.unknown_series_samples > 0 || replay.refused_samples > 0 {
             tracing::warn!(
                 dir = %dir.display(),

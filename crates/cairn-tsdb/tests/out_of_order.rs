@@ -374,3 +374,41 @@ fn a_crash_before_the_checkpoint_neither_loses_nor_doubles_out_of_order_samples(
     assert_eq!(in_blocks, expected.len() as u64);
     assert_eq!(read(&db, "m"), expected);
 }
+
+/// A deleted out-of-order sample older than the head's in-order data stays
+/// deleted through the next block cut (its tombstone is kept while the
+/// head holds the sample) and a restart, and never reaches a block.
+#[test]
+fn deleted_out_of_order_samples_stay_deleted_through_cuts_and_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = window(5 * HOUR);
+    let db = open(tmp.path());
+    let in_order: Vec<(i64, f64)> = minutes(0, 4 * HOUR).into_iter().step_by(2).collect();
+    db.append_limited(vec![series("m", &in_order)], w).unwrap();
+    db.cut_blocks(i64::MAX).unwrap();
+    // [0, 2h) is in a block; these two late samples are in the head only.
+    let late = [(HOUR + MINUTE, -1.0), (HOUR + 3 * MINUTE, -3.0)];
+    db.append_limited(vec![series("m", &late)], w).unwrap();
+    db.delete_series(&[Matcher::equal("__name__", "m")], HOUR, HOUR + 2 * MINUTE)
+        .unwrap();
+    let mut expected: Vec<(i64, f64)> = in_order
+        .iter()
+        .copied()
+        .filter(|s| !(HOUR..=HOUR + 2 * MINUTE).contains(&s.0))
+        .collect();
+    expected.push(late[1]);
+    expected.sort_by_key(|s| s.0);
+    assert_eq!(read(&db, "m"), expected);
+    // A cut of an unrelated range prunes tombstones below the head's start.
+    db.append_limited(vec![series("m", &[(7 * HOUR, 7.0)])], w)
+        .unwrap();
+    expected.push((7 * HOUR, 7.0));
+    db.cut_blocks(4 * HOUR).unwrap();
+    assert_eq!(read(&db, "m"), expected);
+    drop(db);
+    let db = open(tmp.path());
+    assert_eq!(read(&db, "m"), expected);
+    db.flush_head().unwrap();
+    db.compact().unwrap();
+    assert_eq!(read(&db, "m"), expected);
+}

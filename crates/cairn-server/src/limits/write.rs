@@ -121,6 +121,29 @@ pub fn series_limit_message(
     }
 }
 
+/// Mimir's wording of `sample_too_old` (`err-cairn-sample-timestamp-too-old`).
+const TOO_OLD_TEXT: &str = "the sample has been rejected because its timestamp is too old";
+
+/// The 400 text for a sample the tenant's database refused: as
+/// [`cairn_ingest::storage_rejection_message`], except that with an
+/// out-of-order window a too-old sample is worded as beyond the window
+/// (Mimir's `newSampleTimestampTooOldOOOEnabledError`).
+pub fn storage_message(reason: DiscardReason, limits: &Limits, labels: &Labels, t: i64) -> String {
+    let message = cairn_ingest::storage_rejection_message(reason, labels, t);
+    let window = limits.out_of_order_time_window.0;
+    if reason != DiscardReason::SampleTooOld || window <= 0 {
+        return message;
+    }
+    message.replacen(
+        TOO_OLD_TEXT,
+        &format!(
+            "the sample has been rejected because another sample with a more recent timestamp has already been ingested and this sample is beyond the out-of-order time window of {}",
+            cairn_model::DisplayDuration(window)
+        ),
+        1,
+    )
+}
+
 /// `<message> (err-cairn-<id>). To adjust the related per-tenant limit,
 /// configure <key>, or contact your service administrator.`
 fn with_limit(message: &str, reason: DiscardReason, config_key: &str) -> String {

@@ -132,6 +132,14 @@ impl Head {
         self.bounds(MemSeries::in_order_range)
     }
 
+    /// The oldest time the head may still hold a sample at: `min_valid_t`,
+    /// or an older out-of-order sample not yet in a block (tombstones
+    /// covering it must stay).
+    pub fn oldest_held_t(&self) -> i64 {
+        self.ooo_min_time()
+            .map_or(self.min_valid_t, |t| t.min(self.min_valid_t))
+    }
+
     /// The oldest out-of-order sample time over all series, if any.
     pub fn ooo_min_time(&self) -> Option<i64> {
         self.series
