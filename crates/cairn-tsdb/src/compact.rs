@@ -39,6 +39,10 @@ use crate::head::series::CHUNK_RANGE_MS;
 use crate::wal::{self, RefExemplar, RefSample};
 use crate::{Tsdb, TsdbError};
 
+/// A series as the checkpoint writes it: ID, labels, in-order chunks and
+/// out-of-order samples.
+type CheckpointSeries = (u64, Labels, Vec<ClosedChunk>, Vec<(i64, f64)>);
+
 /// Series per batch of checkpoint records (bounds the memory of a checkpoint).
 const CHECKPOINT_BATCH: usize = 1000;
 
@@ -233,7 +237,7 @@ impl Tsdb {
             let oldest_held = head.oldest_held_t();
             // In-order chunks, then the out-of-order samples (any age: not
             // in a block yet), so that replay sorts them the same way.
-            let series: Vec<(u64, Labels, Vec<ClosedChunk>, Vec<(i64, f64)>)> = head
+            let series: Vec<CheckpointSeries> = head
                 .iter_series()
                 .map(|(id, s)| {
                     let ooo = s.ooo().map(|o| o.samples_in(i64::MIN, i64::MAX));
@@ -249,7 +253,15 @@ impl Tsdb {
             let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
             let metadata: Vec<_> = self.metadata.read().values().cloned().collect();
             let tombstones = self.head_tombstones.read().clone();
-            (index, min_t, oldest_held, series, exemplars, metadata, tombstones)
+            (
+                index,
+                min_t,
+                oldest_held,
+                series,
+                exemplars,
+                metadata,
+                tombstones,
+            )
         };
         let live: HashSet<u64> = series.iter().map(|(id, ..)| *id).collect();
         let exemplars: Vec<RefExemplar> = exemplars

@@ -897,7 +897,6 @@ fn plan_append(
         // (the series may not exist yet), fixed up or rolled back below.
         let first_planned = plan.samples.len();
         let accepted_before = plan.outcome.samples_accepted;
-        let in_head = existing.and_then(|id| head.get(id));
         for sample in &samples {
             let v_bits = sample.v.to_bits();
             let verdict =
@@ -913,7 +912,11 @@ fn plan_append(
                 }
                 // The head holds the timestamp: the first write wins (see
                 // `head::ooo`). Repeats within the batch drop at apply time.
-                Verdict::OutOfOrder if in_head.is_some_and(|s| s.sample_at(sample.t).is_some()) => {
+                Verdict::OutOfOrder
+                    if existing
+                        .and_then(|id| head.get(id))
+                        .is_some_and(|s| s.sample_at(sample.t).is_some()) =>
+                {
                     plan.outcome.samples_accepted += 1
                 }
                 Verdict::OutOfOrder => plan.samples.push(RefSample {
