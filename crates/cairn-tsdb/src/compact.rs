@@ -9,15 +9,23 @@
 //!   (`series_deletion`); the WAL checkpoint does too.
 //!
 //! Crash safety, step by step (a crash leaves the old state or the new):
-//! 1. under the write lock the head starts refusing samples older than the
-//!    range's end, so nothing can land behind the block being written;
-//! 2. the block is written to `<ULID>.tmp-for-creation/` from copied chunks
-//!    (no lock held), fsynced and renamed (a leftover tmp is deleted at open);
-//! 3. the block joins the block list, then the head drops the range (queries
-//!    merging both in between deduplicate by timestamp);
+//! 1. under the write lock the head starts refusing in-order samples older
+//!    than the range's end, so nothing can land in order behind the block
+//!    being written, and the range is copied (out-of-order samples arriving
+//!    later stay in the head for a later block);
+//! 2. the block is written to `<ULID>.tmp-for-creation/` from the copied
+//!    chunks (no lock held), fsynced and renamed (a leftover tmp is deleted
+//!    at open);
+//! 3. the block joins the block list, then the head drops what it copied
+//!    (queries merging both in between deduplicate by timestamp);
 //! 4. the WAL is checkpointed: a crash before the checkpoint replaces the
-//!    old segments replays them, and replay skips samples older than the
-//!    newest block's end, so nothing is counted twice.
+//!    old segments replays them, and replay drops the replayed samples
+//!    older than the newest block's end that a block holds, so nothing is
+//!    counted twice.
+//!
+//! Out-of-order samples (`head::ooo`) older than the head's in-order bound
+//! are cut after each in-order cut into blocks of their own, which overlap
+//! earlier blocks until compaction merges them.
 //!
 //! Compaction writes the merged block the same way, swaps the block list
 //! under a short lock, then deletes the sources (renamed to

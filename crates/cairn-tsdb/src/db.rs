@@ -92,7 +92,7 @@ impl Tsdb {
         let blocks = block::open_blocks(&dir.join("blocks"))?;
         // Samples older than the newest block's end are in a block already
         // (a crash between a block's rename and the WAL checkpoint leaves
-        // them in both): replay drops them.
+        // them in both), unless they are late out-of-order samples.
         // Imported blocks hold no head data and do not count.
         let blocks_end = blocks.iter().filter_map(|b| b.meta().head_data_end()).max();
         let mut head = Head::new();

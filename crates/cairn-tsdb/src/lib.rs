@@ -18,7 +18,8 @@
 //! - [`chunk`]: Gorilla-style XOR chunks (delta-of-delta timestamps, XOR
 //!   floats); closed chunks are immutable `Arc<[u8]>` with their time range.
 //! - [`head`]: series in memory (packed labels, closed chunks, one open
-//!   chunk), the label hash map and the inverted index (postings).
+//!   chunk, out-of-order samples within the tenant's window: [`head::ooo`]),
+//!   the label hash map and the inverted index (postings).
 //! - [`wal`]: segment files of checksummed records; replay and repair.
 //! - `exemplars`: the per-tenant exemplar ring buffer.
 //! - `db`: [`Tsdb`], tying the head, WAL, exemplars and metadata together,
