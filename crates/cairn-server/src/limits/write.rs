@@ -216,6 +216,35 @@ mod tests {
     }
 
     #[test]
+    fn too_old_is_worded_as_beyond_the_window_only_with_a_window() {
+        let labels = Labels::from_pairs(&[("__name__", "m")]);
+        let without = storage_message(DiscardReason::SampleTooOld, &Limits::default(), &labels, 0);
+        assert!(
+            without.starts_with(
+                "the sample has been rejected because its timestamp is too old (err-cairn-sample-timestamp-too-old). The affected sample has timestamp 1970-01-01T00:00:00"
+            ),
+            "{without}"
+        );
+        let limits = Limits {
+            out_of_order_time_window: super::super::PromDuration(2 * 3_600_000 + 30 * 60_000),
+            ..Limits::default()
+        };
+        let with = storage_message(DiscardReason::SampleTooOld, &limits, &labels, 0);
+        assert!(
+            with.starts_with(
+                "the sample has been rejected because another sample with a more recent timestamp has already been ingested and this sample is beyond the out-of-order time window of 2h30m (err-cairn-sample-timestamp-too-old). The affected sample has timestamp 1970-01-01T00:00:00"
+            ),
+            "{with}"
+        );
+        // Other reasons keep their text.
+        assert_eq!(
+            storage_message(DiscardReason::SampleOutOfOrder, &limits, &labels, 0),
+            cairn_ingest::storage_rejection_message(DiscardReason::SampleOutOfOrder, &labels, 0)
+        );
+        assert_eq!(series_limits(&limits).out_of_order_window_ms, 9_000_000);
+    }
+
+    #[test]
     fn messages_name_the_limit_and_its_value() {
         let limits = Limits {
             ingestion_rate: 50.0,
