@@ -3,9 +3,13 @@
 //! duplicates, WAL replay, block cuts (out-of-order blocks overlapping
 //! earlier ones), compaction merging them, and a crash between a block's
 //! rename and the WAL checkpoint: every sample is read back exactly once
-//! and stored exactly once.
+//! and stored exactly once. The crash tests kill a child process (this test
+//! binary, re-run) with SIGKILL at named fault points of a block cut while
+//! it ingests late samples, as `tests/blocks.rs` does for in-order data.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use cairn_model::{DiscardReason, Labels, Matcher, Queryable, Sample, SeriesSamples, TimeRange};
 use cairn_tsdb::{SeriesLimits, Tsdb, TsdbOptions};
@@ -411,4 +415,177 @@ fn deleted_out_of_order_samples_stay_deleted_through_cuts_and_restarts() {
     db.flush_head().unwrap();
     db.compact().unwrap();
     assert_eq!(read(&db, "m"), expected);
+}
+
+const CRASH_SERIES: i64 = 3;
+/// How late each round's out-of-order sample is: more than the head keeps
+/// in order after a cut, so some become blocks of their own.
+const LATENESS: i64 = 90 * MINUTE;
+
+fn crash_labels(i: i64) -> Labels {
+    Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())])
+}
+
+/// Round `r`: per series an in-order sample at `r` minutes and, from round
+/// 90, a late one 90 minutes (and 30 s) back, in one append.
+fn crash_round(r: i64) -> Vec<SeriesSamples> {
+    (0..CRASH_SERIES)
+        .map(|i| {
+            let v = (r * CRASH_SERIES + i) as f64;
+            let mut samples = vec![Sample::new(r * MINUTE, v)];
+            if r * MINUTE >= LATENESS {
+                samples.push(Sample::new(r * MINUTE - LATENESS + 30_000, -v));
+            }
+            SeriesSamples {
+                labels: crash_labels(i),
+                samples,
+                exemplars: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Every series holds exactly rounds `0..=last` (both samples of each),
+/// sorted; returns `last`.
+fn check_rounds(db: &Tsdb) -> i64 {
+    let found = db.select(&[], TimeRange::all()).unwrap();
+    assert_eq!(found.len(), CRASH_SERIES as usize);
+    let mut last = None;
+    for series in &found {
+        let i: i64 = series.labels.get("i").unwrap().parse().unwrap();
+        let rounds = series.samples.iter().filter(|s| s.t % MINUTE == 0).count() as i64;
+        let mut expected: Vec<Sample> = Vec::new();
+        for r in 0..rounds {
+            let round = crash_round(r);
+            expected.extend(round[i as usize].samples.iter().copied());
+        }
+        expected.sort_by_key(|s| s.t);
+        assert_eq!(series.samples, expected, "series {i}");
+        assert!(last.is_none_or(|l| l == rounds - 1), "series differ");
+        last = Some(rounds - 1);
+    }
+    last.unwrap()
+}
+
+fn samples_up_to(last: i64) -> u64 {
+    let late_rounds = (last - LATENESS / MINUTE + 1).max(0);
+    (CRASH_SERIES * (last + 1 + late_rounds)) as u64
+}
+
+const CRASH_CHILD_DIR: &str = "CAIRN_TSDB_OOO_CHILD_DIR";
+const CRASH_CHILD_FAULT: &str = "CAIRN_TSDB_OOO_CHILD_FAULT";
+
+/// The child: a round per append, a cut and compaction every 30 rounds;
+/// the fault point is armed after the first cut (so the crash hits a cut
+/// with late samples both inside the range and older than the head).
+fn run_crash_child(dir: &str) {
+    let db = open(Path::new(dir));
+    let w = window(2 * HOUR);
+    let stdout = std::io::stdout();
+    for round in 0..(12 * 60) {
+        db.append_limited(crash_round(round), w).unwrap();
+        {
+            let mut out = stdout.lock();
+            writeln!(out, "acked {round}").unwrap();
+            out.flush().unwrap();
+        }
+        if round == 200 {
+            // Single-threaded child (`--test-threads=1`): nothing else
+            // reads the environment meanwhile.
+            std::env::set_var(
+                "CAIRN_TSDB_FAULT",
+                std::env::var(CRASH_CHILD_FAULT).unwrap(),
+            );
+        }
+        if round % 30 == 0 {
+            db.cut_blocks(i64::MAX).unwrap();
+            db.compact().unwrap();
+        }
+    }
+    writeln!(stdout.lock(), "done").unwrap();
+}
+
+fn ooo_crash_at(test_name: &str, fault: &str) {
+    if let Ok(dir) = std::env::var(CRASH_CHILD_DIR) {
+        run_crash_child(&dir);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_DIR, tmp.path())
+        .env(CRASH_CHILD_FAULT, fault)
+        .env_remove("CAIRN_TSDB_FAULT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut last_acked = None;
+    let mut reached = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(round) = line.strip_prefix("acked ") {
+            last_acked = Some(round.parse::<i64>().unwrap());
+        } else if line == format!("fault-point {fault}") {
+            reached = true;
+            break;
+        }
+    }
+    // SIGKILL by PID (std's Child::kill).
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(reached, "the child never reached {fault}");
+    let last_acked = last_acked.expect("the child acknowledged appends");
+    assert!(last_acked > 200);
+
+    let db = open(tmp.path());
+    let last = check_rounds(&db);
+    assert!(last >= last_acked, "lost acknowledged rounds after {last}");
+    // Nothing is held twice: the head took back only what no block holds.
+    db.flush_head().unwrap();
+    let stored: u64 = db.blocks().iter().map(|b| b.stats.num_samples).sum();
+    assert_eq!(stored, samples_up_to(last));
+    // Carry on: more rounds, cuts, compaction, a restart, then everything
+    // into blocks, each sample stored once.
+    let w = window(2 * HOUR);
+    for round in last + 1..last + 200 {
+        db.append_limited(crash_round(round), w).unwrap();
+    }
+    db.cut_blocks(i64::MAX).unwrap();
+    db.compact().unwrap();
+    assert_eq!(check_rounds(&db), last + 199);
+    drop(db);
+    let db = open(tmp.path());
+    assert_eq!(check_rounds(&db), last + 199);
+    db.flush_head().unwrap();
+    let stored: u64 = db.blocks().iter().map(|b| b.stats.num_samples).sum();
+    assert_eq!(stored, samples_up_to(last + 199));
+    assert_eq!(check_rounds(&db), last + 199);
+}
+
+#[test]
+fn ooo_crash_while_writing_a_block() {
+    ooo_crash_at("ooo_crash_while_writing_a_block", "block-writing");
+}
+
+#[test]
+fn ooo_crash_after_a_block_is_renamed() {
+    ooo_crash_at("ooo_crash_after_a_block_is_renamed", "block-after-rename");
+}
+
+#[test]
+fn ooo_crash_after_the_head_drops_a_block_before_the_checkpoint() {
+    ooo_crash_at(
+        "ooo_crash_after_the_head_drops_a_block_before_the_checkpoint",
+        "block-before-checkpoint",
+    );
+}
+
+#[test]
+fn ooo_crash_before_a_checkpoint_is_renamed() {
+    ooo_crash_at(
+        "ooo_crash_before_a_checkpoint_is_renamed",
+        "checkpoint-before-rename",
+    );
 }
