@@ -109,7 +109,16 @@ impl Tsdb {
             replay.apply(record, &mut head, &mut exemplars, &mut metadata);
         })?;
         if let Some(end) = blocks_end {
-            replay.in_blocks_samples = drop_samples_in_blocks(&mut head, &blocks, end)?;
+            // A block that cannot be read leaves the samples in the head:
+            // reads and compaction keep one copy of a timestamp anyway.
+            match drop_samples_in_blocks(&mut head, &blocks, end) {
+                Ok(dropped) => replay.in_blocks_samples = dropped,
+                Err(error) => tracing::warn!(
+                    dir = %dir.display(),
+                    %error,
+                    "could not check replayed samples against the blocks; keeping them"
+                ),
+            }
             head.truncate_before(end);
         }
         let mut head_tombstones = std::mem::take(&mut replay.tombstones);
