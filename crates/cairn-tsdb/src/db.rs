@@ -610,7 +610,8 @@ impl Queryable for Tsdb {
         sources.push(querier::decode_source(
             snapshots
                 .iter()
-                .map(|snapshot| (snapshot.labels.to_labels(), &snapshot.chunks)),
+                .map(|snapshot| (snapshot.labels.to_labels(), &snapshot.chunks))
+                .collect(),
             range,
         ));
         Ok(querier::merge_sources(sources))

@@ -30,26 +30,50 @@ pub(crate) fn decode_into(out: &mut Vec<Sample>, chunks: &[ClosedChunk], range: 
     }
 }
 
+/// Below this many chunks a source is decoded on the calling thread.
+const MIN_PARALLEL_CHUNKS: usize = 4_096;
+
 /// Series of one source (a block or the head), built from `(labels,
-/// chunks)` pairs; series without samples in `range` are left out.
-pub(crate) fn decode_source<C: AsRef<[ClosedChunk]>>(
-    found: impl IntoIterator<Item = (Labels, C)>,
+/// chunks)` pairs; series without samples in `range` are left out. A large
+/// source is decoded on several threads ([`cairn_model::cpu::split_map`],
+/// which hands their CPU time to the calling thread).
+pub(crate) fn decode_source<C: AsRef<[ClosedChunk]> + Sync>(
+    found: Vec<(Labels, C)>,
     range: TimeRange,
 ) -> Vec<Series> {
-    let found = found.into_iter();
-    let mut out = Vec::with_capacity(found.size_hint().0);
-    let mut scratch: Vec<Sample> = Vec::new();
-    for (labels, chunks) in found {
-        scratch.clear();
-        decode_into(&mut scratch, chunks.as_ref(), range);
-        if !scratch.is_empty() {
-            out.push(Series {
-                labels,
-                samples: scratch.as_slice().to_vec(),
-            });
-        }
-    }
-    out
+    let chunks: usize = found.iter().map(|(_, c)| c.as_ref().len()).sum();
+    let threads = if chunks < MIN_PARALLEL_CHUNKS {
+        1
+    } else {
+        cairn_model::cpu::available_threads()
+    };
+    let decode = |part: &[(Labels, C)]| -> Vec<Vec<Sample>> {
+        let mut scratch: Vec<Sample> = Vec::new();
+        part.iter()
+            .map(|(_, chunks)| {
+                scratch.clear();
+                decode_into(&mut scratch, chunks.as_ref(), range);
+                scratch.as_slice().to_vec()
+            })
+            .collect()
+    };
+    let decoded: Vec<Vec<Sample>> = if threads <= 1 {
+        decode(&found)
+    } else {
+        cairn_model::cpu::split_map(&found, threads, decode)
+            .into_iter()
+            // A helper only panics on a bug; its series are decoded again
+            // here so that the panic surfaces on the reading thread.
+            .zip(found.chunks(found.len().div_ceil(threads.min(found.len()).max(1))))
+            .flat_map(|(part, items)| part.unwrap_or_else(|| decode(items)))
+            .collect()
+    };
+    found
+        .into_iter()
+        .zip(decoded)
+        .filter(|(_, samples)| !samples.is_empty())
+        .map(|((labels, _), samples)| Series { labels, samples })
+        .collect()
 }
 
 /// Merges per-source series lists (oldest source first) into one list
