@@ -596,25 +596,27 @@ fn storage_error(error: TsdbError) -> StorageError {
 
 impl Queryable for Tsdb {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
-        // Blocks (oldest first) then the head, each decoded on its own and
-        // merged by labels (see `querier`).
+        // Blocks (oldest first) then the head: their chunk lists merged by
+        // labels, then each series decoded once (see `querier`).
         let blocks = self.blocks_overlapping(range);
         let snapshots = self.snapshot(matchers, range);
         let mut sources = Vec::with_capacity(blocks.len() + 1);
         for b in blocks {
-            let found = b
-                .select(matchers, range.start, range.end)
-                .map_err(storage_error)?;
-            sources.push(querier::decode_source(found, range));
+            sources.push(
+                b.select(matchers, range.start, range.end)
+                    .map_err(storage_error)?,
+            );
         }
-        sources.push(querier::decode_source(
+        sources.push(
             snapshots
-                .iter()
-                .map(|snapshot| (snapshot.labels.to_labels(), &snapshot.chunks))
+                .into_iter()
+                .map(|snapshot| (snapshot.labels.to_labels(), snapshot.chunks))
                 .collect(),
+        );
+        Ok(querier::decode_series(
+            querier::merge_sources(sources),
             range,
-        ));
-        Ok(querier::merge_sources(sources))
+        ))
     }
 
     fn label_names(

@@ -1,12 +1,13 @@
 //! What a query reads: the matching series of the blocks and the head,
-//! decoded into samples inside the range and merged into one list sorted
-//! by labels (the body of `Tsdb`'s `Queryable::select`).
+//! merged into one list sorted by labels and decoded into the samples
+//! inside the range (the body of `Tsdb`'s `Queryable::select`).
 //!
 //! Costs that matter at tens of thousands of series per query: every source
 //! yields its series already sorted (blocks by their index order, the head
-//! sorted once here), so merging is a linear walk instead of a map keyed by
-//! labels; samples are decoded into one reused buffer and copied out at
-//! their exact length, so a series costs one allocation for its samples.
+//! sorted once here), so merging is a near-linear walk over chunk lists
+//! (no map keyed by labels, no samples copied); each series is then decoded
+//! once, into one reused buffer copied out at its exact length; a large
+//! selection is decoded on several threads.
 
 use cairn_model::{Labels, Sample, Series, TimeRange};
 
@@ -30,41 +31,62 @@ pub(crate) fn decode_into(out: &mut Vec<Sample>, chunks: &[ClosedChunk], range: 
     }
 }
 
-/// Below this many chunks a source is decoded on the calling thread.
+/// Below this many chunks a selection is decoded on the calling thread.
 const MIN_PARALLEL_CHUNKS: usize = 4_096;
 
-/// Series of one source (a block or the head), built from `(labels,
-/// chunks)` pairs; series without samples in `range` are left out. A large
-/// source is decoded on several threads ([`cairn_model::cpu::split_map`],
-/// which hands their CPU time to the calling thread).
-pub(crate) fn decode_source<C: AsRef<[ClosedChunk]> + Sync>(
-    found: Vec<(Labels, C)>,
+/// One series' chunks from all sources (oldest source first).
+pub(crate) type FoundSeries = (Labels, Vec<ClosedChunk>);
+
+/// Samples of one series' chunks inside `range`, in time order. Chunks
+/// that follow each other in time (the rule within a source) are decoded
+/// in turn; otherwise (overlapping sources) the samples are sorted and of
+/// two with one timestamp the older source's is kept (a crash between a
+/// block's rename and the head's truncation, or overlapping blocks).
+fn series_samples(
+    scratch: &mut Vec<Sample>,
+    chunks: &[ClosedChunk],
     range: TimeRange,
-) -> Vec<Series> {
-    let chunks: usize = found.iter().map(|(_, c)| c.as_ref().len()).sum();
+) -> Vec<Sample> {
+    scratch.clear();
+    decode_into(scratch, chunks, range);
+    let in_order = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
+    if !in_order && !scratch.windows(2).all(|w| w[0].t < w[1].t) {
+        // Stable: equal timestamps stay in source order, the first is kept.
+        scratch.sort_by_key(|s| s.t);
+        scratch.dedup_by_key(|s| s.t);
+    }
+    scratch.as_slice().to_vec()
+}
+
+/// Decodes merged series (see [`merge_sources`]); series without samples
+/// in `range` are left out. A large selection is decoded on several
+/// threads ([`cairn_model::cpu::split_map`], which hands their CPU time to
+/// the calling thread).
+pub(crate) fn decode_series(found: Vec<FoundSeries>, range: TimeRange) -> Vec<Series> {
+    let chunks: usize = found.iter().map(|(_, c)| c.len()).sum();
     let threads = if chunks < MIN_PARALLEL_CHUNKS {
         1
     } else {
         cairn_model::cpu::available_threads()
+            .min(found.len())
+            .max(1)
     };
-    let decode = |part: &[(Labels, C)]| -> Vec<Vec<Sample>> {
+    let decode = |part: &[FoundSeries]| -> Vec<Vec<Sample>> {
         let mut scratch: Vec<Sample> = Vec::new();
         part.iter()
-            .map(|(_, chunks)| {
-                scratch.clear();
-                decode_into(&mut scratch, chunks.as_ref(), range);
-                scratch.as_slice().to_vec()
-            })
+            .map(|(_, chunks)| series_samples(&mut scratch, chunks, range))
             .collect()
     };
     let decoded: Vec<Vec<Sample>> = if threads <= 1 {
         decode(&found)
     } else {
-        cairn_model::cpu::split_map(&found, threads, decode)
+        let parts = cairn_model::cpu::split_map(&found, threads, decode);
+        // `split_map` cuts the same contiguous chunks. A helper only panics
+        // on a bug; its part is decoded again here so that the panic
+        // surfaces on the reading thread.
+        parts
             .into_iter()
-            // A helper only panics on a bug; its series are decoded again
-            // here so that the panic surfaces on the reading thread.
-            .zip(found.chunks(found.len().div_ceil(threads.min(found.len()).max(1))))
+            .zip(found.chunks(found.len().div_ceil(threads)))
             .flat_map(|(part, items)| part.unwrap_or_else(|| decode(items)))
             .collect()
     };
@@ -76,15 +98,13 @@ pub(crate) fn decode_source<C: AsRef<[ClosedChunk]> + Sync>(
         .collect()
 }
 
-/// Merges per-source series lists (oldest source first) into one list
-/// sorted by labels; a series present in several sources gets their
-/// samples in time order, a timestamp present twice (a crash between a
-/// block's rename and the head's truncation, or overlapping blocks) once,
-/// from the oldest source.
-pub(crate) fn merge_sources(mut sources: Vec<Vec<Series>>) -> Vec<Series> {
+/// Merges per-source `(labels, chunks)` lists (oldest source first) into
+/// one list sorted by labels, a series found in several sources getting
+/// their chunks in source order.
+pub(crate) fn merge_sources(mut sources: Vec<Vec<FoundSeries>>) -> Vec<FoundSeries> {
     for source in &mut sources {
-        if !source.is_sorted_by(|a, b| a.labels <= b.labels) {
-            source.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if !source.is_sorted_by(|a, b| a.0 <= b.0) {
+            source.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
     sources.retain(|s| !s.is_empty());
@@ -94,23 +114,14 @@ pub(crate) fn merge_sources(mut sources: Vec<Vec<Series>>) -> Vec<Series> {
         _ => {}
     }
     // A stable sort of the concatenation keeps equal label sets in source
-    // order (oldest first); runs of sorted input make it near linear.
-    let mut all: Vec<Series> = sources.into_iter().flatten().collect();
-    all.sort_by(|a, b| a.labels.cmp(&b.labels));
-    let mut out: Vec<Series> = Vec::with_capacity(all.len());
-    for series in all {
+    // order; it finds the sorted runs and merges them in linear time.
+    let mut all: Vec<FoundSeries> = sources.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<FoundSeries> = Vec::with_capacity(all.len());
+    for (labels, chunks) in all {
         match out.last_mut() {
-            Some(last) if last.labels == series.labels => {
-                last.samples.extend(series.samples);
-            }
-            _ => out.push(series),
-        }
-    }
-    for series in &mut out {
-        if !series.samples.windows(2).all(|w| w[0].t < w[1].t) {
-            // Stable: of two samples with one timestamp the older source's wins.
-            series.samples.sort_by_key(|s| s.t);
-            series.samples.dedup_by_key(|s| s.t);
+            Some(last) if last.0 == labels => last.1.extend(chunks),
+            _ => out.push((labels, chunks)),
         }
     }
     out
@@ -134,11 +145,12 @@ mod tests {
         }
     }
 
-    fn series(name: &str, points: &[(i64, f64)]) -> Series {
-        Series {
-            labels: Labels::from_pairs(&[("__name__", name)]),
-            samples: points.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
-        }
+    fn named(name: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", name)])
+    }
+
+    fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
+        points.iter().map(|&(t, v)| Sample::new(t, v)).collect()
     }
 
     #[test]
@@ -150,53 +162,68 @@ mod tests {
         ];
         let mut out = Vec::new();
         decode_into(&mut out, &chunks, TimeRange::new(2, 10));
-        assert_eq!(
-            out,
-            vec![
-                Sample::new(2, 2.0),
-                Sample::new(3, 3.0),
-                Sample::new(10, 10.0)
-            ]
-        );
+        assert_eq!(out, samples(&[(2, 2.0), (3, 3.0), (10, 10.0)]));
         let found = vec![
-            (Labels::from_pairs(&[("__name__", "a")]), chunks.clone()),
-            (
-                Labels::from_pairs(&[("__name__", "b")]),
-                vec![chunks[2].clone()],
-            ),
+            (named("a"), chunks.clone()),
+            (named("b"), vec![chunks[2].clone()]),
         ];
-        let decoded = decode_source(found, TimeRange::new(0, 15));
+        let decoded = decode_series(found, TimeRange::new(0, 15));
         assert_eq!(decoded.len(), 1, "b has no sample in range");
         assert_eq!(decoded[0].samples.len(), 5);
     }
 
     #[test]
+    fn large_selections_decode_on_threads_in_order() {
+        let many: Vec<FoundSeries> = (0..MIN_PARALLEL_CHUNKS + 7)
+            .map(|i| {
+                let points: Vec<(i64, f64)> =
+                    (0..5).map(|t| (t + i as i64 % 3, t as f64)).collect();
+                (named(&format!("m{i:05}")), vec![chunk(&points)])
+            })
+            .collect();
+        let range = TimeRange::new(2, 4);
+        let decoded = decode_series(many.clone(), range);
+        assert_eq!(decoded.len(), many.len());
+        for ((labels, chunks), series) in many.iter().zip(&decoded) {
+            assert_eq!(&series.labels, labels);
+            let mut expected = Vec::new();
+            decode_into(&mut expected, chunks, range);
+            assert_eq!(series.samples, expected);
+        }
+    }
+
+    #[test]
     fn merges_sorted_sources_oldest_first_and_dedupes() {
-        let block = vec![series("a", &[(1, 1.0), (2, 2.0)]), series("c", &[(1, 1.0)])];
-        // The head is not sorted by labels; a duplicate timestamp keeps the block's value.
-        let head = vec![
-            series("d", &[(5, 5.0)]),
-            series("a", &[(2, 99.0), (3, 3.0)]),
-            series("b", &[(4, 4.0)]),
+        let block = vec![
+            (named("a"), vec![chunk(&[(1, 1.0), (2, 2.0)])]),
+            (named("c"), vec![chunk(&[(1, 1.0)])]),
         ];
-        let merged = merge_sources(vec![block, Vec::new(), head]);
+        // The head is not sorted by labels; a timestamp the block also has
+        // keeps the block's value.
+        let head = vec![
+            (named("d"), vec![chunk(&[(5, 5.0)])]),
+            (named("a"), vec![chunk(&[(2, 99.0), (3, 3.0)])]),
+            (named("b"), vec![chunk(&[(4, 4.0)])]),
+        ];
+        let merged = decode_series(
+            merge_sources(vec![block, Vec::new(), head]),
+            TimeRange::all(),
+        );
         let names: Vec<&str> = merged
             .iter()
             .map(|s| s.labels.metric_name().unwrap())
             .collect();
         assert_eq!(names, vec!["a", "b", "c", "d"]);
-        assert_eq!(
-            merged[0].samples,
-            vec![
-                Sample::new(1, 1.0),
-                Sample::new(2, 2.0),
-                Sample::new(3, 3.0)
-            ]
-        );
+        assert_eq!(merged[0].samples, samples(&[(1, 1.0), (2, 2.0), (3, 3.0)]));
+        // Chunks that follow each other are concatenated as they are.
+        let later = vec![(named("a"), vec![chunk(&[(7, 7.0)])])];
+        let block = vec![(named("a"), vec![chunk(&[(1, 1.0)])])];
+        let merged = decode_series(merge_sources(vec![block, later]), TimeRange::all());
+        assert_eq!(merged[0].samples, samples(&[(1, 1.0), (7, 7.0)]));
         let single = merge_sources(vec![vec![
-            series("z", &[(1, 1.0)]),
-            series("y", &[(1, 1.0)]),
+            (named("z"), vec![chunk(&[(1, 1.0)])]),
+            (named("y"), vec![chunk(&[(1, 1.0)])]),
         ]]);
-        assert_eq!(single[0].labels.metric_name(), Some("y"));
+        assert_eq!(single[0].0.metric_name(), Some("y"));
     }
 }
