@@ -55,6 +55,7 @@ pub mod bucket;
 pub mod chunk;
 mod compact;
 mod db;
+mod dir_lock;
 mod exemplars;
 mod fault;
 pub mod head;
@@ -156,6 +157,11 @@ pub enum TsdbError {
     },
     #[error(transparent)]
     Bucket(Box<bucket::BucketError>),
+    #[error("{path} is locked by another process ({holder} is using this directory)")]
+    Locked {
+        path: std::path::PathBuf,
+        holder: &'static str,
+    },
 }
 
 /// One sample that storage refused, for the client's error message.

@@ -417,7 +417,7 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("runtime_config.period", "how often the overrides file is re-read"),
     ("querier", "PromQL evaluation"),
     ("querier.lookback_delta", "how far back an instant selector looks for the latest sample"),
-    ("querier.timeout", "query timeout when the request sets none"),
+    ("querier.timeout", "query timeout when the request sets none; time waiting in the query queue counts against it"),
     ("querier.max_samples", "most samples one query may hold in memory"),
     ("querier.max_concurrent", "query worker threads: storage reads evaluated at once across all tenants; 0: CPU cores + 1. One tenant may use all but one"),
     ("querier.max_outstanding_requests_per_tenant", "reads one tenant may have waiting for a worker; more get 429 (Mimir's query_scheduler.max_outstanding_requests_per_tenant)"),
