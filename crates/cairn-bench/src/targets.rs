@@ -84,8 +84,18 @@ impl Server {
         let mut command = Command::new(binary);
         match kind {
             Kind::Cairn => {
+                // The default per-tenant ingestion limit (10k samples/s)
+                // would refuse most of a workload sent as fast as it goes.
+                let config = dir.join("cairn.yaml");
+                std::fs::write(
+                    &config,
+                    "limits:\n  ingestion_rate: 1000000000\n  ingestion_burst_size: 1000000000\n",
+                )
+                .map_err(|e| e.to_string())?;
                 command
                     .arg("serve")
+                    .arg("--config")
+                    .arg(&config)
                     .arg("--http.listen-address")
                     .arg(&listen)
                     .arg("--storage.path")
