@@ -9,15 +9,23 @@
 //!   (`series_deletion`); the WAL checkpoint does too.
 //!
 //! Crash safety, step by step (a crash leaves the old state or the new):
-//! 1. under the write lock the head starts refusing samples older than the
-//!    range's end, so nothing can land behind the block being written;
-//! 2. the block is written to `<ULID>.tmp-for-creation/` from copied chunks
-//!    (no lock held), fsynced and renamed (a leftover tmp is deleted at open);
-//! 3. the block joins the block list, then the head drops the range (queries
-//!    merging both in between deduplicate by timestamp);
+//! 1. under the write lock the head starts refusing in-order samples older
+//!    than the range's end, so nothing can land in order behind the block
+//!    being written, and the range is copied (out-of-order samples arriving
+//!    later stay in the head for a later block);
+//! 2. the block is written to `<ULID>.tmp-for-creation/` from the copied
+//!    chunks (no lock held), fsynced and renamed (a leftover tmp is deleted
+//!    at open);
+//! 3. the block joins the block list, then the head drops what it copied
+//!    (queries merging both in between deduplicate by timestamp);
 //! 4. the WAL is checkpointed: a crash before the checkpoint replaces the
-//!    old segments replays them, and replay skips samples older than the
-//!    newest block's end, so nothing is counted twice.
+//!    old segments replays them, and replay drops the replayed samples
+//!    older than the newest block's end that a block holds, so nothing is
+//!    counted twice.
+//!
+//! Out-of-order samples (`head::ooo`) older than the head's in-order bound
+//! are cut after each in-order cut into blocks of their own, which overlap
+//! earlier blocks until compaction merges them.
 //!
 //! Compaction writes the merged block the same way, swaps the block list
 //! under a short lock, then deletes the sources (renamed to
@@ -38,6 +46,10 @@ use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
 use crate::head::series::CHUNK_RANGE_MS;
 use crate::wal::{self, RefExemplar, RefSample};
 use crate::{Tsdb, TsdbError};
+
+/// A series as the checkpoint writes it: ID, labels, in-order chunks and
+/// out-of-order samples.
+type CheckpointSeries = (u64, Labels, Vec<ClosedChunk>, Vec<(i64, f64)>);
 
 /// Series per batch of checkpoint records (bounds the memory of a checkpoint).
 const CHECKPOINT_BATCH: usize = 1000;
@@ -70,7 +82,9 @@ impl Tsdb {
         let range = self.block_range();
         let mut written = Vec::new();
         loop {
-            let Some((head_min, head_max)) = self.head.read().time_bounds() else {
+            // In-order data decides; out-of-order samples inside the range
+            // go into the same block.
+            let Some((head_min, head_max)) = self.head.read().in_order_bounds() else {
                 break;
             };
             let start = head_min.div_euclid(range) * range;
@@ -79,6 +93,40 @@ impl Tsdb {
                 break;
             }
             written.push(self.cut_range(start, end)?);
+        }
+        // As Prometheus compacts its out-of-order head after a head
+        // compaction (`DB.compactOOOHead`), out-of-order samples older than
+        // what the head now accepts in order become their own blocks, which
+        // overlap earlier ones until compaction merges them.
+        if !written.is_empty() {
+            written.extend(self.cut_ooo_below_min_valid()?);
+        }
+        Ok(written)
+    }
+
+    /// Cuts the out-of-order samples older than the head's `min_valid_t`
+    /// into blocks, one per block range they fall in.
+    fn cut_ooo_below_min_valid(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let range = self.block_range();
+        let mut written = Vec::new();
+        let mut cut_up_to = i64::MIN;
+        loop {
+            let (ooo_min, min_valid) = {
+                let head = self.head.read();
+                (head.ooo_min_time(), head.min_valid_t())
+            };
+            let Some(ooo_min) = ooo_min.filter(|&t| t < min_valid) else {
+                break;
+            };
+            // Samples arriving meanwhile wait for the next pass rather than
+            // loop here.
+            if ooo_min < cut_up_to {
+                break;
+            }
+            let start = ooo_min.div_euclid(range) * range;
+            let end = (start + range).min(min_valid);
+            written.push(self.cut_range(start, end)?);
+            cut_up_to = end;
         }
         Ok(written)
     }
@@ -118,11 +166,18 @@ impl Tsdb {
     fn cut_range(&self, start: i64, end: i64) -> Result<BlockMeta, TsdbError> {
         let started = Instant::now();
         let blocks_dir = self.dir.join("blocks");
-        {
+        // Under the write lock: what is copied is exactly what the head
+        // drops below (out-of-order samples may still arrive for the range;
+        // they stay for a later block).
+        let (snapshots, ooo_written) = {
             let _writer = self.writer.lock();
             self.head.write().raise_min_valid_t(end);
-        }
-        let snapshots = self.head.read().snapshot(&[], start, end - 1);
+            let head = self.head.read();
+            (
+                head.snapshot(&[], start, end - 1),
+                head.ooo_timestamps_in(start, end),
+            )
+        };
         let snapshots = self.without_deleted(snapshots);
         let mut series: Vec<BlockSeries> = snapshots
             .into_iter()
@@ -155,7 +210,9 @@ impl Tsdb {
         self.swap_blocks(&[], Some(opened));
         {
             let _writer = self.writer.lock();
-            self.head.write().truncate_before(end);
+            let mut head = self.head.write();
+            head.remove_ooo(&ooo_written);
+            head.truncate_before(end);
         }
         self.prune_head_tombstones();
         crate::fault::point("block-before-checkpoint");
@@ -178,24 +235,43 @@ impl Tsdb {
     /// head (see `docs/format.md`, "Checkpoints"). Holds the write lock only
     /// to close the segment and copy the head.
     pub(crate) fn checkpoint(&self) -> Result<(), TsdbError> {
-        let (index, min_t, series, exemplars, metadata, tombstones) = {
+        let (index, min_t, oldest_held, series, exemplars, metadata, tombstones) = {
             let mut writer = self.writer.lock();
             let Some(index) = writer.cut_segment()? else {
                 return Ok(());
             };
             let head = self.head.read();
             let min_t = head.min_valid_t();
-            let series: Vec<(u64, Labels, Vec<ClosedChunk>)> = head
+            let oldest_held = head.oldest_held_t();
+            // In-order chunks, then the out-of-order samples (any age: not
+            // in a block yet), so that replay sorts them the same way.
+            let series: Vec<CheckpointSeries> = head
                 .iter_series()
-                .map(|(id, s)| (id, s.to_labels(), s.chunks_overlapping(min_t, i64::MAX)))
+                .map(|(id, s)| {
+                    let ooo = s.ooo().map(|o| o.samples_in(i64::MIN, i64::MAX));
+                    (
+                        id,
+                        s.to_labels(),
+                        s.in_order_chunks_overlapping(min_t, i64::MAX),
+                        ooo.unwrap_or_default(),
+                    )
+                })
                 .collect();
             drop(head);
             let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
             let metadata: Vec<_> = self.metadata.read().values().cloned().collect();
             let tombstones = self.head_tombstones.read().clone();
-            (index, min_t, series, exemplars, metadata, tombstones)
+            (
+                index,
+                min_t,
+                oldest_held,
+                series,
+                exemplars,
+                metadata,
+                tombstones,
+            )
         };
-        let live: HashSet<u64> = series.iter().map(|(id, _, _)| *id).collect();
+        let live: HashSet<u64> = series.iter().map(|(id, ..)| *id).collect();
         let exemplars: Vec<RefExemplar> = exemplars
             .into_iter()
             .filter(|(id, _)| live.contains(id))
@@ -206,23 +282,28 @@ impl Tsdb {
         // the head's copy of them until the range is cut into a block.
         let stones: Vec<(u64, crate::tombstones::Interval)> = tombstones
             .iter()
-            .filter(|(id, iv)| live.contains(id) && iv.max_t >= min_t)
+            .filter(|(id, iv)| live.contains(id) && iv.max_t >= oldest_held)
             .collect();
         let series_parts = series.chunks(CHECKPOINT_BATCH).map(move |batch| {
             let mut framed = Vec::new();
             let pairs: Vec<(u64, Labels)> = batch
                 .iter()
-                .map(|(id, labels, _)| (*id, labels.clone()))
+                .map(|(id, labels, ..)| (*id, labels.clone()))
                 .collect();
             wal::record::encode_series(&pairs, &mut framed);
             let mut samples = Vec::new();
-            for (id, _, chunks) in batch {
+            for (id, _, chunks, ooo) in batch {
+                let deleted = tombstones.get(*id);
                 for chunk in chunks {
-                    let deleted = tombstones.get(*id);
                     for (t, v) in chunk.iter() {
                         if t >= min_t && !deleted.is_some_and(|d| d.contains(t)) {
                             samples.push(RefSample { id: *id, t, v });
                         }
+                    }
+                }
+                for &(t, v) in ooo {
+                    if !deleted.is_some_and(|d| d.contains(t)) {
+                        samples.push(RefSample { id: *id, t, v });
                     }
                 }
             }
@@ -278,6 +359,9 @@ impl Tsdb {
                 }
             }
         }
+        if !written.is_empty() {
+            return_freed_memory();
+        }
         Ok(written)
     }
 
@@ -326,44 +410,12 @@ impl Tsdb {
             .collect();
         source_ids.sort();
         source_ids.dedup();
-        let indexes = sources
+        // A streaming k-way merge: one series per source in memory at a time.
+        let inputs = sources
             .iter()
-            .map(|b| b.index())
+            .map(|b| b.all_series())
             .collect::<Result<Vec<_>, _>>()?;
-        let tombstones: Vec<_> = sources
-            .iter()
-            .map(|b| b.tombstones.read().clone())
-            .collect();
-        let mut by_labels: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
-        for (block_position, index) in indexes.iter().enumerate() {
-            for (series_position, s) in index.series.iter().enumerate() {
-                by_labels
-                    .entry(s.labels.clone())
-                    .or_default()
-                    .push((block_position, series_position));
-            }
-        }
-        // One series in memory at a time.
-        let merged = by_labels.into_iter().map(|(labels, refs)| {
-            let mut chunks = Vec::new();
-            for (block_position, series_position) in refs {
-                let index = &indexes[block_position];
-                let mut from_block = Vec::new();
-                for meta in &index.series[series_position].chunks {
-                    from_block.push(sources[block_position].read_chunk(meta)?);
-                }
-                // Tombstoned samples are not carried over.
-                match tombstones[block_position].get(series_position as u64) {
-                    Some(deleted) => chunks.extend(deleted.filter_chunks(from_block)),
-                    None => chunks.extend(from_block),
-                }
-            }
-            chunks.sort_by_key(|c| c.min_t);
-            if chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
-                chunks = rechunk(&chunks);
-            }
-            Ok(BlockSeries { labels, chunks })
-        });
+        let merged = MergeSeries::new(inputs);
         // Imported sources hold no head data: the merged block must not
         // move the WAL replay floor past what the head really handed over.
         let head_end = sources
@@ -464,6 +516,116 @@ impl Tsdb {
     }
 }
 
+/// Hands memory freed by a compaction back to the system. glibc's
+/// allocator keeps freed heap pages for reuse; after a compaction (chunks
+/// read and written, the new index built) that is megabytes no longer in
+/// use which would otherwise count in the process's RSS until reused
+/// (measured in `BENCHMARKS.md`, "Memory bounded by active series").
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's arenas; it
+    // takes the allocator's own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// A k-way merge of series streams, each sorted by labels (Prometheus's
+/// compactor merges its sources' `ChunkSeriesSet`s the same way): yields
+/// each label set once, with the chunks of every source that has it, in
+/// label order. Chunks that overlap in time (overlapping sources, or the
+/// same series in two sources) are rewritten into one stream with each
+/// timestamp once: the earliest source's sample wins. Holds one series per
+/// source; stops at the first error.
+pub(crate) struct MergeSeries<I> {
+    sources: Vec<I>,
+    /// The next series of each source; `None` once it is exhausted.
+    heads: Vec<Option<BlockSeries>>,
+    started: bool,
+    failed: bool,
+}
+
+impl<I: Iterator<Item = Result<BlockSeries, TsdbError>>> MergeSeries<I> {
+    pub(crate) fn new(sources: Vec<I>) -> Self {
+        let heads = sources.iter().map(|_| None).collect();
+        MergeSeries {
+            sources,
+            heads,
+            started: false,
+            failed: false,
+        }
+    }
+
+    fn pull(&mut self, source: usize) -> Result<(), TsdbError> {
+        self.heads[source] = self.sources[source].next().transpose()?;
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<BlockSeries>, TsdbError> {
+        if !self.started {
+            self.started = true;
+            for source in 0..self.sources.len() {
+                self.pull(source)?;
+            }
+        }
+        let Some(min) = self
+            .heads
+            .iter()
+            .flatten()
+            .map(|s| &s.labels)
+            .min()
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let mut chunks = Vec::new();
+        for source in 0..self.sources.len() {
+            if self.heads[source].as_ref().is_some_and(|s| s.labels == min) {
+                let taken = self.heads[source].take().expect("checked above");
+                chunks.extend(taken.chunks);
+                self.pull(source)?;
+                if let Some(next) = &self.heads[source] {
+                    if next.labels <= min {
+                        return Err(TsdbError::Io {
+                            path: std::path::PathBuf::new(),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!(
+                                    "compaction source {source} is not sorted by labels at {min:?}"
+                                ),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        // Stable: for equal start times the earlier source stays first.
+        chunks.sort_by_key(|c| c.min_t);
+        if chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
+            chunks = rechunk(&chunks);
+        }
+        Ok(Some(BlockSeries {
+            labels: min,
+            chunks,
+        }))
+    }
+}
+
+impl<I: Iterator<Item = Result<BlockSeries, TsdbError>>> Iterator for MergeSeries<I> {
+    type Item = Result<BlockSeries, TsdbError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let result = self.step().transpose();
+        if matches!(result, Some(Err(_))) {
+            self.failed = true;
+        }
+        result
+    }
+}
+
 /// Decodes overlapping chunks into one sorted, deduplicated sample stream
 /// (first copy of a timestamp wins) and re-encodes it.
 fn rechunk(chunks: &[ClosedChunk]) -> Vec<ClosedChunk> {
@@ -528,6 +690,118 @@ mod tests {
         assert!(dirs.iter().all(|d| !d.exists()));
         let all = db.select(&[], TimeRange::all()).unwrap();
         assert_eq!(all[0].samples.len(), 6 * 60);
+    }
+
+    fn xor_chunk(samples: &[(i64, f64)]) -> ClosedChunk {
+        let mut appender = XorAppender::new();
+        for &(t, v) in samples {
+            appender.append(t, v);
+        }
+        ClosedChunk {
+            min_t: samples[0].0,
+            max_t: samples[samples.len() - 1].0,
+            data: Arc::from(appender.into_bytes()),
+        }
+    }
+
+    fn stream(
+        series: Vec<(&str, Vec<ClosedChunk>)>,
+    ) -> std::vec::IntoIter<Result<BlockSeries, TsdbError>> {
+        series
+            .into_iter()
+            .map(|(name, chunks)| {
+                Ok(BlockSeries {
+                    labels: Labels::from_pairs(&[("__name__", name)]),
+                    chunks,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn flatten(series: &BlockSeries) -> Vec<(i64, f64)> {
+        series.chunks.iter().flat_map(|c| c.iter()).collect()
+    }
+
+    /// Many sources, each sorted, some series in several of them, one
+    /// source empty: each label set comes out once, in order, with all its
+    /// samples in time order.
+    #[test]
+    fn merge_series_interleaves_many_sources_in_label_order() {
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let sources: Vec<_> = (0..20i64)
+            .map(|k| {
+                // Source k holds every name whose index is not a multiple of
+                // (k % 5) + 2, one chunk at hour k.
+                let skip = (k % 5 + 2) as usize;
+                stream(
+                    names
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % skip != 0 || k == 19)
+                        .filter(|_| k != 7)
+                        .map(|(i, name)| (*name, vec![xor_chunk(&[(k * HOUR, i as f64)])]))
+                        .collect(),
+                )
+            })
+            .collect();
+        let merged: Vec<BlockSeries> = MergeSeries::new(sources).collect::<Result<_, _>>().unwrap();
+        let got: Vec<&str> = merged
+            .iter()
+            .filter_map(|s| s.labels.metric_name())
+            .collect();
+        assert_eq!(got, names);
+        for (i, series) in merged.iter().enumerate() {
+            let ts: Vec<i64> = flatten(series).iter().map(|s| s.0).collect();
+            let expected: Vec<i64> = (0..20i64)
+                .filter(|&k| k != 7 && (i % (k % 5 + 2) as usize != 0 || k == 19))
+                .map(|k| k * HOUR)
+                .collect();
+            assert_eq!(ts, expected, "series {i}");
+        }
+        let none: Vec<std::vec::IntoIter<Result<BlockSeries, TsdbError>>> = Vec::new();
+        assert_eq!(MergeSeries::new(none).count(), 0);
+    }
+
+    /// Overlapping sources (vertical compaction): each timestamp once, the
+    /// first source's value where two carry the same timestamp.
+    #[test]
+    fn merge_series_deduplicates_overlapping_sources_by_timestamp() {
+        let first = stream(vec![(
+            "m",
+            vec![xor_chunk(&[(0, 1.0), (10, 1.0), (20, 1.0)])],
+        )]);
+        let second = stream(vec![
+            ("m", vec![xor_chunk(&[(5, 2.0), (10, 2.0), (30, 2.0)])]),
+            ("n", vec![xor_chunk(&[(0, 3.0)])]),
+        ]);
+        let merged: Vec<BlockSeries> = MergeSeries::new(vec![first, second])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(merged.len(), 2);
+        assert_eq!(
+            flatten(&merged[0]),
+            [(0, 1.0), (5, 2.0), (10, 1.0), (20, 1.0), (30, 2.0)]
+        );
+        assert_eq!(flatten(&merged[1]), [(0, 3.0)]);
+    }
+
+    /// A source failing or out of label order ends the merge with an error.
+    #[test]
+    fn merge_series_stops_at_the_first_error() {
+        let failing: Vec<Result<BlockSeries, TsdbError>> = vec![
+            Ok(BlockSeries {
+                labels: Labels::from_pairs(&[("__name__", "a")]),
+                chunks: Vec::new(),
+            }),
+            Err(block::corrupt_block(std::path::Path::new("x"), "broken")),
+        ];
+        let results: Vec<_> = MergeSeries::new(vec![failing.into_iter()]).collect();
+        assert_eq!(results.len(), 1);
+        assert!(results[0].is_err());
+        let unsorted = stream(vec![("b", Vec::new()), ("a", Vec::new())]);
+        let results: Vec<_> = MergeSeries::new(vec![unsorted]).collect();
+        assert!(results.last().unwrap().is_err());
     }
 
     #[test]

@@ -401,7 +401,7 @@ pub const FIELD_DOCS: &[(&str, &str)] = &[
     ("limits.max_label_value_length", "longest label value (and metric name) accepted, in bytes"),
     ("limits.creation_grace_period", "how far in the future a sample timestamp may be"),
     ("limits.past_grace_period", "how far in the past a sample timestamp may be; 0s: no limit"),
-    ("limits.out_of_order_time_window", "Mimir's out-of-order window; Cairn does not accept out-of-order samples yet, so it only widens past_grace_period's bound (as in Mimir)"),
+    ("limits.out_of_order_time_window", "how far behind the tenant's newest sample (the head's max time, not the series') a sample older than its series' newest is still accepted, as Mimir/Prometheus out-of-order ingestion; 0s: refused as sample_out_of_order. Also widens past_grace_period's bound (as in Mimir)"),
     ("limits.max_fetched_series_per_query", "most distinct series one query may read"),
     ("limits.max_fetched_chunk_bytes_per_query", "most chunk bytes one query may read"),
     ("limits.max_query_lookback", "how far back queries may look; an earlier start is clamped"),
