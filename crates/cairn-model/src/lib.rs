@@ -13,7 +13,10 @@
 //! - [`parse_duration_ms`] reads Prometheus duration notation (`1h30m`).
 //! - [`SeriesSamples`], [`Exemplar`], [`MetricMetadata`] are what the write
 //!   path hands to storage; [`DiscardReason`] names why a sample was dropped.
+//! - [`cpu`] splits one read's per-series work across threads and hands
+//!   the helpers' CPU time to the reading thread.
 
+pub mod cpu;
 mod discard;
 mod duration;
 mod labels;

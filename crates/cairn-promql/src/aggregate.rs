@@ -33,6 +33,19 @@ impl Grouping {
         Grouping { without, names }
     }
 
+    /// Whether label `name` is part of a series' group labels.
+    pub fn keeps(&self, name: &str) -> bool {
+        let listed = self
+            .names
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .is_ok();
+        if self.without {
+            !listed && name != METRIC_NAME
+        } else {
+            listed
+        }
+    }
+
     /// The output labels of a series' group (`generateGroupingLabels`); they
     /// also serve as the group key.
     pub fn group_labels(&self, labels: &Labels) -> Labels {
@@ -46,6 +59,50 @@ impl Grouping {
         } else {
             labels.keep_only(&names)
         }
+    }
+}
+
+/// Output groups found so far, looked up by a hash of the labels a series
+/// keeps, so a series whose group exists costs no allocation (its group's
+/// labels are built once, for the first series of the group).
+#[derive(Default)]
+pub(crate) struct GroupIndex {
+    by_hash: HashMap<u64, Vec<usize>>,
+    labels: Vec<Labels>,
+}
+
+impl GroupIndex {
+    /// The group of `labels` projected by `keep` (a label name predicate),
+    /// added if new.
+    pub fn index_of(&mut self, labels: &Labels, keep: impl Fn(&str) -> bool) -> usize {
+        use std::hash::{Hash, Hasher};
+        let kept = || labels.iter().filter(|l| keep(&l.name));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for l in kept() {
+            l.name.hash(&mut hasher);
+            l.value.hash(&mut hasher);
+        }
+        let candidates = self.by_hash.entry(hasher.finish()).or_default();
+        if let Some(&found) = candidates
+            .iter()
+            .find(|&&i| self.labels[i].iter().eq(kept()))
+        {
+            return found;
+        }
+        let index = self.labels.len();
+        candidates.push(index);
+        self.labels
+            .push(Labels::from_sorted(kept().cloned().collect()));
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The groups' labels, in order of first appearance.
+    pub fn into_labels(self) -> Vec<Labels> {
+        self.labels
     }
 }
 
@@ -94,18 +151,12 @@ fn aggregate_simple(
     param: Option<&[f64]>,
 ) -> Result<Vec<StepSeries>, QueryError> {
     // Map each input series to its output group.
-    let mut group_index: HashMap<Labels, usize> = HashMap::new();
-    let mut group_labels: Vec<Labels> = Vec::new();
-    let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
-    for s in &input {
-        let gl = grouping.group_labels(&s.labels);
-        let next = group_labels.len();
-        let idx = *group_index.entry(gl.clone()).or_insert_with(|| {
-            group_labels.push(gl);
-            next
-        });
-        series_group.push(idx);
-    }
+    let mut groups_found = GroupIndex::default();
+    let series_group: Vec<usize> = input
+        .iter()
+        .map(|s| groups_found.index_of(&s.labels, |name| grouping.keeps(name)))
+        .collect();
+    let group_labels = groups_found.into_labels();
     if op == T_QUANTILE {
         if let Some(p) = param {
             crate::functions::quantile_param_warnings(ev, p, e.param.as_deref());
@@ -330,14 +381,12 @@ fn aggregate_k(
     input: Vec<StepSeries>,
     param: &[f64],
 ) -> Result<Vec<StepSeries>, QueryError> {
-    let mut group_index: HashMap<Labels, usize> = HashMap::new();
-    let mut series_group: Vec<usize> = Vec::with_capacity(input.len());
-    for s in &input {
-        let gl = grouping.group_labels(&s.labels);
-        let next = group_index.len();
-        series_group.push(*group_index.entry(gl).or_insert(next));
-    }
-    let ngroups = group_index.len();
+    let mut groups_found = GroupIndex::default();
+    let series_group: Vec<usize> = input
+        .iter()
+        .map(|s| groups_found.index_of(&s.labels, |name| grouping.keeps(name)))
+        .collect();
+    let ngroups = groups_found.len();
     // As Go's math.Max/Min in fParams: a NaN parameter makes both NaN.
     let any_nan = param.iter().any(|p| p.is_nan());
     let (pmax, pmin) = if any_nan {

@@ -4,55 +4,15 @@
 //! functions, instant selectors); results keep the input order. Small
 //! queries stay on the calling thread, so the common case pays nothing.
 
-use std::cell::Cell;
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use crate::QueryError;
+
+pub use cairn_model::cpu::{take_worker_cpu_time, thread_cpu_time};
 
 /// Below this many sample-steps a query runs on one thread.
 const MIN_PARALLEL_WORK: usize = 2_000_000;
-/// At most this many threads per query, so one query cannot take a machine.
-const MAX_THREADS: usize = 4;
 
 fn available() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(MAX_THREADS)
-    })
-}
-
-thread_local! {
-    /// CPU time worker threads spent for evaluations run on this thread,
-    /// not yet taken by [`take_worker_cpu_time`].
-    static WORKER_CPU: Cell<Duration> = const { Cell::new(Duration::ZERO) };
-}
-
-/// CPU time used by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
-pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
-/// The CPU time evaluation worker threads spent on behalf of this thread
-/// since the previous call (usage accounting adds it to the evaluating
-/// thread's own [`thread_cpu_time`]).
-pub fn take_worker_cpu_time() -> Duration {
-    WORKER_CPU.with(|c| c.replace(Duration::ZERO))
+    cairn_model::cpu::available_threads()
 }
 
 /// Applies `f` to chunks of `items` and concatenates the results in order;
@@ -70,51 +30,31 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
     if threads <= 1 {
         return f(items);
     }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| {
-                let f = &f;
-                scope.spawn(move || {
-                    let started = thread_cpu_time();
-                    let result = f(c);
-                    let used = thread_cpu_time().saturating_sub(started) + take_worker_cpu_time();
-                    (result, used)
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        let mut first_err = None;
-        let mut worker_cpu = Duration::ZERO;
-        for h in handles {
-            match h.join() {
-                Ok((Ok(part), used)) => {
-                    worker_cpu += used;
-                    out.extend(part);
-                }
-                Ok((Err(e), used)) => {
-                    worker_cpu += used;
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert(QueryError::Execution(
-                        "internal error in an evaluation worker".into(),
-                    ));
-                }
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_err = None;
+    for part in cairn_model::cpu::split_map(items, threads, f) {
+        match part {
+            Some(Ok(part)) => out.extend(part),
+            Some(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            None => {
+                first_err.get_or_insert(QueryError::Execution(
+                    "internal error in an evaluation worker".into(),
+                ));
             }
         }
-        WORKER_CPU.with(|c| c.set(c.get() + worker_cpu));
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    })
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn keeps_order_and_propagates_errors() {

@@ -90,6 +90,24 @@ pub(crate) fn select_instant_with(
     offset: i64,
     at: Option<i64>,
 ) -> Result<Vec<InstantSamples>, QueryError> {
+    select_instant_map(ev, matchers, offset, at, |step, t, v| (step, t, v)).map(|selected| {
+        selected
+            .into_iter()
+            .map(|(labels, points)| InstantSamples { labels, points })
+            .collect()
+    })
+}
+
+/// The instant selection with each selected sample mapped by `point(step,
+/// sample t, value)`, as `(labels, points)` per series that has any. The
+/// series' labels are moved out of the storage answer, not copied.
+fn select_instant_map<P: Send>(
+    ev: &Evaluator,
+    matchers: &[Matcher],
+    offset: i64,
+    at: Option<i64>,
+    point: impl Fn(usize, i64, f64) -> P + Sync,
+) -> Result<Vec<(Labels, Vec<P>)>, QueryError> {
     if ev.nsteps == 0 {
         return Ok(Vec::new());
     }
@@ -104,23 +122,31 @@ pub(crate) fn select_instant_with(
     let fetched = fetch(ev, matchers, range)?;
     let samples: usize = fetched.iter().map(|s| s.samples.len()).sum();
     let work = samples.saturating_add(fetched.len().saturating_mul(ev.nsteps));
-    crate::parallel::map_chunks(&fetched, work, |chunk| {
-        step_series(ev, chunk, &reference, lookback)
-    })
+    let points = crate::parallel::map_chunks(&fetched, work, |chunk| {
+        step_series(ev, chunk, &reference, lookback, &point)
+    })?;
+    Ok(fetched
+        .into_iter()
+        .zip(points)
+        .filter(|(_, points)| !points.is_empty())
+        .map(|(series, points)| (series.labels, points))
+        .collect())
 }
 
-/// Walks each series' samples across the steps with one cursor.
-fn step_series(
+/// Walks each series' samples across the steps with one cursor; one list
+/// of points per series, in order (empty when it has none).
+fn step_series<P>(
     ev: &Evaluator,
     chunk: &[Series],
     reference: &(impl Fn(usize) -> i64 + Sync),
     lookback: i64,
-) -> Result<Vec<InstantSamples>, QueryError> {
+    point: &impl Fn(usize, i64, f64) -> P,
+) -> Result<Vec<Vec<P>>, QueryError> {
     let mut out = Vec::with_capacity(chunk.len());
     for series in chunk {
         ev.sh.check()?;
-        let mut points = Vec::new();
         let samples = &series.samples;
+        let mut points = Vec::with_capacity(ev.nsteps.min(samples.len()));
         let mut next = 0usize; // first sample with t > ref
         for step in 0..ev.nsteps {
             let r = reference(step);
@@ -134,32 +160,28 @@ fn step_series(
             if s.t <= r.saturating_sub(lookback) || is_stale_nan(s.v) {
                 continue;
             }
-            points.push((step, s.t, s.v));
+            points.push(point(step, s.t, s.v));
         }
         if !points.is_empty() {
             ev.sh.add_samples(points.len())?;
-            out.push(InstantSamples {
-                labels: series.labels.clone(),
-                points,
-            });
         }
+        out.push(points);
     }
     Ok(out)
 }
 
 pub(crate) fn eval_vector_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<Val, QueryError> {
-    let selected = select_instant(ev, vs)?;
+    let matchers = selector_matchers(vs)?;
+    let offset = offset_ms(vs.offset.as_ref())?;
+    let at = ev.at_ms(vs.at.as_ref())?;
+    let selected = select_instant_map(ev, &matchers, offset, at, |step, _, v| Point { step, v })?;
     Ok(Val::Vector(
         selected
             .into_iter()
-            .map(|s| StepSeries {
-                labels: s.labels,
+            .map(|(labels, points)| StepSeries {
+                labels,
                 drop_name: false,
-                points: s
-                    .points
-                    .into_iter()
-                    .map(|(step, _, v)| Point { step, v })
-                    .collect(),
+                points,
             })
             .collect(),
     ))

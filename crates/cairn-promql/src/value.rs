@@ -76,7 +76,17 @@ pub(crate) fn total_points(series: &[StepSeries]) -> usize {
 /// Per-step view of a set of step series: for every step, the indices of the
 /// series present and their values, in series order.
 pub(crate) fn transpose(series: &[StepSeries], nsteps: usize) -> Vec<Vec<(usize, f64)>> {
-    let mut out: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nsteps];
+    // Sized exactly first: with thousands of series a step's list would
+    // otherwise be reallocated a dozen times.
+    let mut counts = vec![0usize; nsteps];
+    for s in series {
+        for p in &s.points {
+            if let Some(c) = counts.get_mut(p.step) {
+                *c += 1;
+            }
+        }
+    }
+    let mut out: Vec<Vec<(usize, f64)>> = counts.into_iter().map(Vec::with_capacity).collect();
     for (idx, s) in series.iter().enumerate() {
         for p in &s.points {
             if let Some(slot) = out.get_mut(p.step) {

@@ -25,6 +25,7 @@ use crate::exemplars::ExemplarStore;
 use crate::head::ooo::{self, Verdict};
 use crate::head::{Applied, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
+use crate::querier;
 use crate::stats::{
     self, Cardinality, CountMethod, Counters, DiskUsage, HistogramSnapshot, WalCounters,
 };
@@ -662,65 +663,27 @@ fn storage_error(error: TsdbError) -> StorageError {
 
 impl Queryable for Tsdb {
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
+        // Blocks (oldest first) then the head: their chunk lists merged by
+        // labels, then each series decoded once (see `querier`).
         let blocks = self.blocks_overlapping(range);
         let snapshots = self.snapshot(matchers, range);
-        if blocks.is_empty() {
-            let mut out: Vec<Series> = snapshots
-                .iter()
-                .filter_map(|snapshot| {
-                    let samples = snapshot.samples_in(range.start, range.end);
-                    (!samples.is_empty()).then(|| Series {
-                        labels: snapshot.labels.to_labels(),
-                        samples,
-                    })
-                })
-                .collect();
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-            return Ok(out);
-        }
-        // Blocks (oldest first) then the head; a sample present twice (a
-        // crash between a block's rename and the head's truncation, or
-        // blocks that overlap) is returned once.
-        let mut merged: BTreeMap<Labels, Vec<cairn_model::Sample>> = BTreeMap::new();
+        let mut sources = Vec::with_capacity(blocks.len() + 1);
         for b in blocks {
-            let found = b
-                .select(matchers, range.start, range.end)
-                .map_err(storage_error)?;
-            for (labels, chunks) in found {
-                let samples = merged.entry(labels).or_default();
-                for chunk in &chunks {
-                    for (t, v) in chunk.iter() {
-                        if t > range.end {
-                            break;
-                        }
-                        if t >= range.start {
-                            samples.push(cairn_model::Sample::new(t, v));
-                        }
-                    }
-                }
-            }
+            sources.push(
+                b.select(matchers, range.start, range.end)
+                    .map_err(storage_error)?,
+            );
         }
-        for snapshot in &snapshots {
-            let samples = snapshot.samples_in(range.start, range.end);
-            if !samples.is_empty() {
-                merged
-                    .entry(snapshot.labels.to_labels())
-                    .or_default()
-                    .extend(samples);
-            }
-        }
-        let mut out = Vec::with_capacity(merged.len());
-        for (labels, mut samples) in merged {
-            if samples.is_empty() {
-                continue;
-            }
-            if !samples.windows(2).all(|w| w[0].t < w[1].t) {
-                samples.sort_by_key(|s| s.t);
-                samples.dedup_by_key(|s| s.t);
-            }
-            out.push(Series { labels, samples });
-        }
-        Ok(out)
+        sources.push(
+            snapshots
+                .into_iter()
+                .map(|snapshot| (snapshot.labels.to_labels(), snapshot.chunks))
+                .collect(),
+        );
+        Ok(querier::decode_series(
+            querier::merge_sources(sources),
+            range,
+        ))
     }
 
     fn label_names(

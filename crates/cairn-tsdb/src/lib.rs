@@ -61,6 +61,7 @@ mod exemplars;
 mod fault;
 pub mod head;
 mod idhash;
+mod querier;
 mod series_deletion;
 mod shipper;
 pub mod stats;

@@ -60,18 +60,12 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     // labels, `__name__` included, and drop the name at the end.
     let mut group_of: Vec<Option<usize>> = Vec::with_capacity(input.len());
     let mut uppers: Vec<f64> = Vec::with_capacity(input.len());
-    let mut group_index: HashMap<Labels, usize> = HashMap::new();
-    let mut group_labels: Vec<Labels> = Vec::new();
+    let mut groups_found = crate::aggregate::GroupIndex::default();
     for s in &input {
         let le = s.labels.get("le").unwrap_or("");
         match parse_go_float(le) {
             Some(upper) => {
-                let key = s.labels.without(&["le"]);
-                let next = group_labels.len();
-                let gi = *group_index.entry(key.clone()).or_insert_with(|| {
-                    group_labels.push(key);
-                    next
-                });
+                let gi = groups_found.index_of(&s.labels, |name| name != "le");
                 group_of.push(Some(gi));
                 uppers.push(upper);
             }
@@ -91,6 +85,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             }
         }
     }
+    let group_labels = groups_found.into_labels();
     let steps = transpose(&input, ev.nsteps);
     let mut builder = SeriesBuilder::default();
     let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); group_labels.len()];

@@ -29,18 +29,20 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     })?;
     if matches!(name, "rate" | "increase") {
         // Prometheus: info when the input might not be a counter.
+        // The set of output label sets is built only if a name needs it.
         let mut pos: Option<String> = None;
-        let produced: std::collections::HashSet<&cairn_model::Labels> =
-            out.iter().map(|o| &o.labels).collect();
+        let mut produced: Option<std::collections::HashSet<&cairn_model::Labels>> = None;
         for s in &range_arg.series {
             let Some(metric) = s.labels.metric_name() else {
                 continue;
             };
-            if produced.contains(&s.labels)
-                && !metric.ends_with("_total")
+            if !metric.ends_with("_total")
                 && !metric.ends_with("_sum")
                 && !metric.ends_with("_count")
                 && !metric.ends_with("_bucket")
+                && produced
+                    .get_or_insert_with(|| out.iter().map(|o| &o.labels).collect())
+                    .contains(&s.labels)
             {
                 ev.sh.info(format!(
                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}{}",

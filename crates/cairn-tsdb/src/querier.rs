@@ -1,0 +1,229 @@
+//! What a query reads: the matching series of the blocks and the head,
+//! merged into one list sorted by labels and decoded into the samples
+//! inside the range (the body of `Tsdb`'s `Queryable::select`).
+//!
+//! Costs that matter at tens of thousands of series per query: every source
+//! yields its series already sorted (blocks by their index order, the head
+//! sorted once here), so merging is a near-linear walk over chunk lists
+//! (no map keyed by labels, no samples copied); each series is then decoded
+//! once, into one reused buffer copied out at its exact length; a large
+//! selection is decoded on several threads.
+
+use cairn_model::{Labels, Sample, Series, TimeRange};
+
+use crate::chunk::ClosedChunk;
+
+/// Appends the samples of `chunks` (oldest first) that lie inside `range`
+/// to `out`. Decoding stops at the first sample past the range's end.
+pub(crate) fn decode_into(out: &mut Vec<Sample>, chunks: &[ClosedChunk], range: TimeRange) {
+    for chunk in chunks {
+        if chunk.max_t < range.start || chunk.min_t > range.end {
+            continue;
+        }
+        for (t, v) in chunk.iter() {
+            if t > range.end {
+                break;
+            }
+            if t >= range.start {
+                out.push(Sample::new(t, v));
+            }
+        }
+    }
+}
+
+/// Below this many chunks a selection is decoded on the calling thread.
+const MIN_PARALLEL_CHUNKS: usize = 4_096;
+
+/// One series' chunks from all sources (oldest source first).
+pub(crate) type FoundSeries = (Labels, Vec<ClosedChunk>);
+
+/// Samples of one series' chunks inside `range`, in time order. Chunks
+/// that follow each other in time (the rule within a source) are decoded
+/// in turn; otherwise (overlapping sources) the samples are sorted and of
+/// two with one timestamp the older source's is kept (a crash between a
+/// block's rename and the head's truncation, or overlapping blocks).
+fn series_samples(
+    scratch: &mut Vec<Sample>,
+    chunks: &[ClosedChunk],
+    range: TimeRange,
+) -> Vec<Sample> {
+    scratch.clear();
+    decode_into(scratch, chunks, range);
+    let in_order = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
+    if !in_order && !scratch.windows(2).all(|w| w[0].t < w[1].t) {
+        // Stable: equal timestamps stay in source order, the first is kept.
+        scratch.sort_by_key(|s| s.t);
+        scratch.dedup_by_key(|s| s.t);
+    }
+    scratch.as_slice().to_vec()
+}
+
+/// Decodes merged series (see [`merge_sources`]); series without samples
+/// in `range` are left out. A large selection is decoded on several
+/// threads ([`cairn_model::cpu::split_map`], which hands their CPU time to
+/// the calling thread).
+pub(crate) fn decode_series(found: Vec<FoundSeries>, range: TimeRange) -> Vec<Series> {
+    let chunks: usize = found.iter().map(|(_, c)| c.len()).sum();
+    let threads = if chunks < MIN_PARALLEL_CHUNKS {
+        1
+    } else {
+        cairn_model::cpu::available_threads()
+            .min(found.len())
+            .max(1)
+    };
+    let decode = |part: &[FoundSeries]| -> Vec<Vec<Sample>> {
+        let mut scratch: Vec<Sample> = Vec::new();
+        part.iter()
+            .map(|(_, chunks)| series_samples(&mut scratch, chunks, range))
+            .collect()
+    };
+    let decoded: Vec<Vec<Sample>> = if threads <= 1 {
+        decode(&found)
+    } else {
+        let parts = cairn_model::cpu::split_map(&found, threads, decode);
+        // `split_map` cuts the same contiguous chunks. A helper only panics
+        // on a bug; its part is decoded again here so that the panic
+        // surfaces on the reading thread.
+        parts
+            .into_iter()
+            .zip(found.chunks(found.len().div_ceil(threads)))
+            .flat_map(|(part, items)| part.unwrap_or_else(|| decode(items)))
+            .collect()
+    };
+    found
+        .into_iter()
+        .zip(decoded)
+        .filter(|(_, samples)| !samples.is_empty())
+        .map(|((labels, _), samples)| Series { labels, samples })
+        .collect()
+}
+
+/// Merges per-source `(labels, chunks)` lists (oldest source first) into
+/// one list sorted by labels, a series found in several sources getting
+/// their chunks in source order.
+pub(crate) fn merge_sources(mut sources: Vec<Vec<FoundSeries>>) -> Vec<FoundSeries> {
+    for source in &mut sources {
+        if !source.is_sorted_by(|a, b| a.0 <= b.0) {
+            source.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
+    sources.retain(|s| !s.is_empty());
+    match sources.len() {
+        0 => return Vec::new(),
+        1 => return sources.pop().unwrap_or_default(),
+        _ => {}
+    }
+    // A stable sort of the concatenation keeps equal label sets in source
+    // order; it finds the sorted runs and merges them in linear time.
+    let mut all: Vec<FoundSeries> = sources.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<FoundSeries> = Vec::with_capacity(all.len());
+    for (labels, chunks) in all {
+        match out.last_mut() {
+            Some(last) if last.0 == labels => last.1.extend(chunks),
+            _ => out.push((labels, chunks)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::XorAppender;
+    use std::sync::Arc;
+
+    fn chunk(points: &[(i64, f64)]) -> ClosedChunk {
+        let mut appender = XorAppender::new();
+        for &(t, v) in points {
+            appender.append(t, v);
+        }
+        ClosedChunk {
+            min_t: points[0].0,
+            max_t: points[points.len() - 1].0,
+            data: Arc::from(appender.into_bytes()),
+        }
+    }
+
+    fn named(name: &str) -> Labels {
+        Labels::from_pairs(&[("__name__", name)])
+    }
+
+    fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
+        points.iter().map(|&(t, v)| Sample::new(t, v)).collect()
+    }
+
+    #[test]
+    fn decodes_only_the_range() {
+        let chunks = vec![
+            chunk(&[(1, 1.0), (2, 2.0), (3, 3.0)]),
+            chunk(&[(10, 10.0), (11, 11.0)]),
+            chunk(&[(20, 20.0)]),
+        ];
+        let mut out = Vec::new();
+        decode_into(&mut out, &chunks, TimeRange::new(2, 10));
+        assert_eq!(out, samples(&[(2, 2.0), (3, 3.0), (10, 10.0)]));
+        let found = vec![
+            (named("a"), chunks.clone()),
+            (named("b"), vec![chunks[2].clone()]),
+        ];
+        let decoded = decode_series(found, TimeRange::new(0, 15));
+        assert_eq!(decoded.len(), 1, "b has no sample in range");
+        assert_eq!(decoded[0].samples.len(), 5);
+    }
+
+    #[test]
+    fn large_selections_decode_on_threads_in_order() {
+        let many: Vec<FoundSeries> = (0..MIN_PARALLEL_CHUNKS + 7)
+            .map(|i| {
+                let points: Vec<(i64, f64)> =
+                    (0..5).map(|t| (t + i as i64 % 3, t as f64)).collect();
+                (named(&format!("m{i:05}")), vec![chunk(&points)])
+            })
+            .collect();
+        let range = TimeRange::new(2, 4);
+        let decoded = decode_series(many.clone(), range);
+        assert_eq!(decoded.len(), many.len());
+        for ((labels, chunks), series) in many.iter().zip(&decoded) {
+            assert_eq!(&series.labels, labels);
+            let mut expected = Vec::new();
+            decode_into(&mut expected, chunks, range);
+            assert_eq!(series.samples, expected);
+        }
+    }
+
+    #[test]
+    fn merges_sorted_sources_oldest_first_and_dedupes() {
+        let block = vec![
+            (named("a"), vec![chunk(&[(1, 1.0), (2, 2.0)])]),
+            (named("c"), vec![chunk(&[(1, 1.0)])]),
+        ];
+        // The head is not sorted by labels; a timestamp the block also has
+        // keeps the block's value.
+        let head = vec![
+            (named("d"), vec![chunk(&[(5, 5.0)])]),
+            (named("a"), vec![chunk(&[(2, 99.0), (3, 3.0)])]),
+            (named("b"), vec![chunk(&[(4, 4.0)])]),
+        ];
+        let merged = decode_series(
+            merge_sources(vec![block, Vec::new(), head]),
+            TimeRange::all(),
+        );
+        let names: Vec<&str> = merged
+            .iter()
+            .map(|s| s.labels.metric_name().unwrap())
+            .collect();
+        assert_eq!(names, vec!["a", "b", "c", "d"]);
+        assert_eq!(merged[0].samples, samples(&[(1, 1.0), (2, 2.0), (3, 3.0)]));
+        // Chunks that follow each other are concatenated as they are.
+        let later = vec![(named("a"), vec![chunk(&[(7, 7.0)])])];
+        let block = vec![(named("a"), vec![chunk(&[(1, 1.0)])])];
+        let merged = decode_series(merge_sources(vec![block, later]), TimeRange::all());
+        assert_eq!(merged[0].samples, samples(&[(1, 1.0), (7, 7.0)]));
+        let single = merge_sources(vec![vec![
+            (named("z"), vec![chunk(&[(1, 1.0)])]),
+            (named("y"), vec![chunk(&[(1, 1.0)])]),
+        ]]);
+        assert_eq!(single[0].0.metric_name(), Some("y"));
+    }
+}
