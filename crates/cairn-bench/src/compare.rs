@@ -101,6 +101,8 @@ struct RunFigures {
     bytes_per_sample: f64,
     /// Query name → (median ms, p99 ms).
     queries: BTreeMap<String, (f64, f64)>,
+    /// Query name → the error of a query that failed on this target.
+    failed_queries: BTreeMap<String, String>,
     /// VmRSS and VmHWM after the queries (a query's memory spike shows here).
     rss_after_queries_bytes: u64,
     rss_peak_after_queries_bytes: u64,
@@ -460,23 +462,57 @@ fn time_queries(
     for query in QUERIES {
         let mut answers: Vec<Option<queries::Answer>> = vec![None; servers.len()];
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+        // A failed request (a timeout, a limit, a server that died) is
+        // recorded and that target is not asked this query again; the other
+        // targets and queries go on, so one failure at scale does not lose
+        // the whole run.
+        let mut failed: Vec<Option<String>> = vec![None; servers.len()];
         for round in 0..rounds.warmups + rounds.timed.max(1) {
             for (i, endpoint) in endpoints.iter().enumerate() {
-                let (elapsed, body) = queries::run(&client, endpoint, query, window)
-                    .map_err(|e| format!("{} on {}: {e}", query.name, servers[i].kind.name()))?;
-                if answers[i].is_none() {
-                    answers[i] = Some(queries::parse(&body).map_err(|e| {
-                        format!("{} on {}: {e}", query.name, servers[i].kind.name())
-                    })?);
+                if failed[i].is_some() {
+                    continue;
                 }
-                if round >= rounds.warmups {
-                    times[i].push(elapsed.as_secs_f64() * 1e3);
+                let answer =
+                    queries::run(&client, endpoint, query, window).and_then(|(elapsed, body)| {
+                        let parsed = match answers[i] {
+                            None => Some(queries::parse(&body)?),
+                            Some(_) => None,
+                        };
+                        Ok((elapsed, parsed))
+                    });
+                match answer {
+                    Ok((elapsed, parsed)) => {
+                        if parsed.is_some() {
+                            answers[i] = parsed;
+                        }
+                        if round >= rounds.warmups {
+                            times[i].push(elapsed.as_secs_f64() * 1e3);
+                        }
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "QUERY FAILED {} on {}: {error}",
+                            query.name,
+                            servers[i].kind.name()
+                        );
+                        failed[i] = Some(error);
+                    }
                 }
+            }
+        }
+        for (i, error) in failed.iter().enumerate() {
+            if let Some(error) = error {
+                figures[i]
+                    .failed_queries
+                    .insert(query.name.to_string(), error.clone());
             }
         }
         let answers: Vec<queries::Answer> =
             answers.into_iter().map(Option::unwrap_or_default).collect();
         for (i, mut t) in times.into_iter().enumerate() {
+            if t.is_empty() {
+                continue;
+            }
             t.sort_by(f64::total_cmp);
             figures[i].queries.insert(
                 query.name.to_string(),
@@ -485,7 +521,7 @@ fn time_queries(
         }
         if let Some(r) = reference {
             for (i, server) in servers.iter().enumerate() {
-                if i == r {
+                if i == r || failed[r].is_some() || failed[i].is_some() {
                     continue;
                 }
                 let tolerance = match server.kind {
@@ -526,6 +562,8 @@ struct Medians {
     flush_wall_seconds: f64,
     rss_peak_after_queries_bytes: f64,
     failed_requests: usize,
+    /// Queries that failed in some run.
+    failed_queries: Vec<String>,
     /// Query name → median over runs of (median ms, p99 ms).
     queries: BTreeMap<String, (f64, f64)>,
     query_median_sum_ms: f64,
@@ -560,6 +598,12 @@ impl Medians {
             flush_wall_seconds: m(&|r| r.flush.wall_seconds),
             rss_peak_after_queries_bytes: m(&|r| r.rss_peak_after_queries_bytes as f64),
             failed_requests: runs.iter().map(|r| r.failed_requests).sum(),
+            failed_queries: runs
+                .iter()
+                .flat_map(|r| r.failed_queries.keys().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             query_median_sum_ms: query_medians.values().map(|q| q.0).sum(),
             queries: query_medians,
         }
@@ -676,6 +720,15 @@ fn print_table(
     let failed: usize = medians.iter().map(|m| m.failed_requests).sum();
     if failed > 0 {
         println!("WARNING: {failed} failed remote-write requests (see stderr)");
+    }
+    for (k, m) in kinds.iter().zip(medians) {
+        if !m.failed_queries.is_empty() {
+            println!(
+                "WARNING: queries failed on {} (not timed, not compared; errors in the JSON): {}",
+                k.name(),
+                m.failed_queries.join(", ")
+            );
+        }
     }
     if !checks.is_empty() {
         let bad: Vec<&serde_json::Value> = checks
