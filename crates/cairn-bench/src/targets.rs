@@ -105,6 +105,9 @@ impl Server {
         let mut command = Command::new(binary);
         match kind {
             Kind::Cairn => {
+                // Mimir's default limits (10,000 samples/s, 150,000 series
+                // per tenant) would refuse most of a large workload with 429;
+                // the peers have no such limits, so they are off (module doc).
                 let config = dir.join("cairn.yaml");
                 std::fs::write(&config, cairn_config(timeout_s)).map_err(|e| e.to_string())?;
                 command
