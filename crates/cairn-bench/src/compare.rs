@@ -61,9 +61,16 @@ pub struct CompareArgs {
     /// Whole runs (fresh servers each); the report gives medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Timed requests per query and target after one warm-up.
+    /// Timed requests per query and target after the warm-ups.
     #[arg(long, default_value_t = 10)]
     pub query_runs: usize,
+    /// Untimed requests per query and target before the timed ones; the
+    /// first answer (timed or not) is the one compared.
+    #[arg(long, default_value_t = 1)]
+    pub query_warmups: usize,
+    /// Seconds one query may run, on every target and in the client.
+    #[arg(long, default_value_t = 600)]
+    pub query_timeout: u64,
     /// Range-query step in seconds (a divisor of 60).
     #[arg(long, default_value_t = 30)]
     pub step: i64,
@@ -94,6 +101,14 @@ struct RunFigures {
     bytes_per_sample: f64,
     /// Query name → (median ms, p99 ms).
     queries: BTreeMap<String, (f64, f64)>,
+    /// Query name → the error of a query that failed on this target.
+    failed_queries: BTreeMap<String, String>,
+    /// VmRSS and VmHWM after the queries (a query's memory spike shows here).
+    rss_after_queries_bytes: u64,
+    rss_peak_after_queries_bytes: u64,
+    /// Wall seconds of the send, of the wait for idle after it.
+    ingest_wall_seconds: f64,
+    idle_wait_seconds: f64,
 }
 
 pub fn run(args: &CompareArgs) -> Result<(), String> {
@@ -111,24 +126,38 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
         return Err("--step must divide 60".into());
     }
     let spec = spec(args);
-    let window = Window {
-        // First evaluation with a full 5 m window behind it.
-        start_ms: (spec.first_ms() + 300_000).div_euclid(60_000) * 60_000 + 60_000,
-        end_ms: spec.end_ms + 8_000,
-        step_ms: args.step * 1000,
-    };
+    let window = window(&spec, args.step * 1000);
+    // The bodies are all held in memory while the servers run: refuse a
+    // workload whose bodies would take more than a quarter of the memory
+    // available now, rather than push the servers into the OOM killer.
+    let estimate = spec.estimate_encoded_bytes();
+    let available = mem_available_bytes();
     eprintln!(
-        "encoding {} series x {} samples ({} tenants, churn {})",
-        spec.series, spec.scrapes, spec.tenants, spec.churn
+        "encoding {} series x {} samples ({} tenants, churn {}): about {:.0} MB of requests, {:.0} MB available",
+        spec.series,
+        spec.scrapes,
+        spec.tenants,
+        spec.churn,
+        estimate as f64 / 1e6,
+        available as f64 / 1e6
     );
+    if available > 0 && estimate > available / 4 {
+        return Err(format!(
+            "the encoded requests (about {} MB) would take more than a quarter of the {} MB available; use fewer --scrapes or --series",
+            estimate / 1_000_000,
+            available / 1_000_000
+        ));
+    }
+    let encode_started = std::time::Instant::now();
     let encoded = spec.encode();
     let body_bytes: usize = encoded.bodies.iter().map(|b| b.bytes.len()).sum();
     eprintln!(
-        "{} requests, {} samples, {} series created, {:.1} MB compressed",
+        "{} requests, {} samples, {} series created, {:.1} MB compressed, encoded in {:.1} s",
         encoded.bodies.len(),
         encoded.samples,
         encoded.series_created,
-        body_bytes as f64 / 1e6
+        body_bytes as f64 / 1e6,
+        encode_started.elapsed().as_secs_f64()
     );
     let work_dir = match &args.work_dir {
         Some(dir) => dir.clone(),
@@ -148,8 +177,13 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
         })
         .collect();
 
+    let query_timeout = Duration::from_secs(args.query_timeout.max(1));
+    let mut query_phase_seconds = Vec::new();
     for run in 0..args.runs {
         eprintln!("== run {} of {}", run + 1, args.runs);
+        // Declared before the servers, so dropped after them: on an error
+        // the servers are stopped first, then their directories deleted.
+        let mut dirs = RunDirs::default();
         let mut servers = Vec::new();
         for (i, &kind) in kinds.iter().enumerate() {
             let binary = match kind {
@@ -159,7 +193,8 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             };
             let dir = work_dir.join(format!("run{run}-{}", kind.name().to_lowercase()));
             let _ = std::fs::remove_dir_all(&dir);
-            let server = Server::start(kind, binary, &dir)?;
+            dirs.0.push(dir.clone());
+            let server = Server::start(kind, binary, &dir, query_timeout)?;
             versions.insert(i, server.version.clone());
             servers.push(server);
         }
@@ -170,6 +205,11 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             let server = &servers[i];
             // Let the freshly started server settle before measuring.
             procstat::wait_idle(server.pid, Duration::from_secs(10));
+            eprintln!(
+                "{:<16} sending (load average {})",
+                server.kind.name(),
+                loadavg()
+            );
             let (rss_before, _) = procstat::memory_bytes(server.pid);
             let cpu_before = procstat::cpu_seconds(server.pid);
             let report = send::send_all(
@@ -183,7 +223,7 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             );
             // Background work the samples caused (buffers flushed, parts
             // merged) counts as ingestion, up to 30 s.
-            procstat::wait_idle(server.pid, Duration::from_secs(30));
+            let idle_wait = procstat::wait_idle(server.pid, Duration::from_secs(30));
             let cpu = procstat::cpu_seconds(server.pid) - cpu_before;
             let (rss_final, rss_peak) = procstat::memory_bytes(server.pid);
             let f = &mut figures[i];
@@ -195,6 +235,8 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             f.rss_peak_bytes = rss_peak;
             f.rss_bytes_per_active_series = rss_final as f64 / encoded.series_created as f64;
             f.failed_requests = report.failed_requests;
+            f.ingest_wall_seconds = report.wall_seconds;
+            f.idle_wait_seconds = idle_wait;
             eprintln!(
                 "{:<16} {:>8.0} samples/s  {:.3} CPU-s/1M  RSS {:.1} MiB  ({} failed requests)",
                 server.kind.name(),
@@ -208,16 +250,39 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             let flushed = server.flush()?;
             figures[i].bytes_per_sample = flushed.bytes as f64 / encoded.samples as f64;
             eprintln!(
-                "{:<16} flushed: {} bytes ({:.3} bytes/sample), {:.2} CPU-s",
+                "{:<16} flushed: {} bytes ({:.3} bytes/sample), {:.2} CPU-s, {:.1} s",
                 server.kind.name(),
                 flushed.bytes,
                 figures[i].bytes_per_sample,
-                flushed.cpu_seconds
+                flushed.cpu_seconds,
+                flushed.wall_seconds
             );
             figures[i].flush = flushed;
         }
         if !args.no_queries && spec.tenants == 1 {
-            let run_checks = time_queries(&servers, &mut figures, window, args.query_runs)?;
+            let started = std::time::Instant::now();
+            eprintln!("queries (load average {})", loadavg());
+            let run_checks = time_queries(
+                &servers,
+                &mut figures,
+                window,
+                QueryRounds {
+                    warmups: args.query_warmups,
+                    timed: args.query_runs,
+                    timeout: query_timeout,
+                },
+            )?;
+            query_phase_seconds.push(started.elapsed().as_secs_f64());
+            eprintln!(
+                "queries took {:.0} s (load average {})",
+                started.elapsed().as_secs_f64(),
+                loadavg()
+            );
+            for (i, server) in servers.iter().enumerate() {
+                let (rss, peak) = procstat::memory_bytes(server.pid);
+                figures[i].rss_after_queries_bytes = rss;
+                figures[i].rss_peak_after_queries_bytes = peak;
+            }
             if run == 0 {
                 checks = run_checks;
             }
@@ -234,8 +299,8 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
                     figures[i].bytes_per_sample
                 );
             }
-            let _ = std::fs::remove_dir_all(&server.dir);
         }
+        drop(dirs);
         for (i, f) in figures.into_iter().enumerate() {
             per_target.entry(i).or_default().push(f);
         }
@@ -250,6 +315,8 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
         let report = json!({
             "command": std::env::args().collect::<Vec<_>>().join(" "),
             "machine": machine,
+            "loadavg_at_end": loadavg(),
+            "query_phase_seconds": query_phase_seconds,
             "workload": spec,
             "samples": encoded.samples,
             "series_created": encoded.series_created,
@@ -257,6 +324,7 @@ pub fn run(args: &CompareArgs) -> Result<(), String> {
             "window": window,
             "runs": args.runs,
             "query_runs": args.query_runs,
+            "query_warmups": args.query_warmups,
             "targets": kinds.iter().enumerate().map(|(i, k)| json!({
                 "name": k.name(),
                 "version": versions.get(&i),
@@ -294,15 +362,94 @@ fn spec(args: &CompareArgs) -> Spec {
     }
 }
 
-/// Warm-up (answers compared against Prometheus's), then `runs` rounds of
-/// every query on every target in turn. Fills each target's query figures.
+/// When the dashboard queries are evaluated: at the minute 8 s after the last
+/// sample (see `spec`), and for range queries from the first whole minute
+/// with a full 5 m window behind it; a workload shorter than that (a large
+/// scale with few scrapes) starts at the first whole minute with at least a
+/// minute of samples behind it, or at the end if there is none.
+fn window(spec: &Spec, step_ms: i64) -> Window {
+    let end_ms = spec.end_ms + 8_000;
+    let minute_after = |ms: i64| ms.div_euclid(60_000) * 60_000 + 60_000;
+    let full = minute_after(spec.first_ms() + 300_000);
+    let start_ms = if full <= end_ms {
+        full
+    } else {
+        minute_after(spec.first_ms() + 60_000).min(end_ms)
+    };
+    Window {
+        start_ms,
+        end_ms,
+        step_ms,
+    }
+}
+
+/// The data directories of one run, deleted (after printing the end of each
+/// server's log, warnings and errors only) when dropped.
+#[derive(Default)]
+struct RunDirs(Vec<PathBuf>);
+
+impl Drop for RunDirs {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            if !lines.is_empty() {
+                eprintln!(
+                    "-- {} ({} lines; the last {}):",
+                    dir.join("server.log").display(),
+                    lines.len(),
+                    lines.len().min(20)
+                );
+                for line in &lines[lines.len().saturating_sub(20)..] {
+                    eprintln!("   {line}");
+                }
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// MemAvailable from `/proc/meminfo`, bytes (0 if unknown).
+fn mem_available_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The three load averages, as `/proc/loadavg` gives them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How many times each query is sent per target.
+#[derive(Clone, Copy)]
+struct QueryRounds {
+    warmups: usize,
+    timed: usize,
+    timeout: Duration,
+}
+
+/// Warm-ups (the first answer is compared against Prometheus's), then
+/// `timed` rounds of every query on every target in turn. Fills each
+/// target's query figures.
 fn time_queries(
     servers: &[Server],
     figures: &mut [RunFigures],
     window: Window,
-    runs: usize,
+    rounds: QueryRounds,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let client = targets::client(Duration::from_secs(600));
+    // The servers' own timeouts are `timeout`; the client waits a little
+    // longer so that a server's timeout answer is read, not cut off.
+    let client = targets::client(rounds.timeout + Duration::from_secs(30));
     let endpoints: Vec<Endpoint> = servers
         .iter()
         .map(|s| Endpoint {
@@ -313,21 +460,59 @@ fn time_queries(
     let reference = servers.iter().position(|s| s.kind == Kind::Prometheus);
     let mut checks = Vec::new();
     for query in QUERIES {
-        let mut answers = Vec::new();
-        for endpoint in &endpoints {
-            let (_, body) = queries::run(&client, endpoint, query, window)
-                .map_err(|e| format!("{}: {e}", query.name))?;
-            answers.push(queries::parse(&body).map_err(|e| format!("{}: {e}", query.name))?);
-        }
+        let mut answers: Vec<Option<queries::Answer>> = vec![None; servers.len()];
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
-        for _ in 0..runs {
+        // A failed request (a timeout, a limit, a server that died) is
+        // recorded and that target is not asked this query again; the other
+        // targets and queries go on, so one failure at scale does not lose
+        // the whole run.
+        let mut failed: Vec<Option<String>> = vec![None; servers.len()];
+        for round in 0..rounds.warmups + rounds.timed.max(1) {
             for (i, endpoint) in endpoints.iter().enumerate() {
-                let (elapsed, _) = queries::run(&client, endpoint, query, window)
-                    .map_err(|e| format!("{}: {e}", query.name))?;
-                times[i].push(elapsed.as_secs_f64() * 1e3);
+                if failed[i].is_some() {
+                    continue;
+                }
+                let answer =
+                    queries::run(&client, endpoint, query, window).and_then(|(elapsed, body)| {
+                        let parsed = match answers[i] {
+                            None => Some(queries::parse(&body)?),
+                            Some(_) => None,
+                        };
+                        Ok((elapsed, parsed))
+                    });
+                match answer {
+                    Ok((elapsed, parsed)) => {
+                        if parsed.is_some() {
+                            answers[i] = parsed;
+                        }
+                        if round >= rounds.warmups {
+                            times[i].push(elapsed.as_secs_f64() * 1e3);
+                        }
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "QUERY FAILED {} on {}: {error}",
+                            query.name,
+                            servers[i].kind.name()
+                        );
+                        failed[i] = Some(error);
+                    }
+                }
             }
         }
+        for (i, error) in failed.iter().enumerate() {
+            if let Some(error) = error {
+                figures[i]
+                    .failed_queries
+                    .insert(query.name.to_string(), error.clone());
+            }
+        }
+        let answers: Vec<queries::Answer> =
+            answers.into_iter().map(Option::unwrap_or_default).collect();
         for (i, mut t) in times.into_iter().enumerate() {
+            if t.is_empty() {
+                continue;
+            }
             t.sort_by(f64::total_cmp);
             figures[i].queries.insert(
                 query.name.to_string(),
@@ -336,7 +521,7 @@ fn time_queries(
         }
         if let Some(r) = reference {
             for (i, server) in servers.iter().enumerate() {
-                if i == r {
+                if i == r || failed[r].is_some() || failed[i].is_some() {
                     continue;
                 }
                 let tolerance = match server.kind {
@@ -374,7 +559,11 @@ struct Medians {
     rss_bytes_per_active_series: f64,
     bytes_per_sample: f64,
     flushed_bytes: f64,
+    flush_wall_seconds: f64,
+    rss_peak_after_queries_bytes: f64,
     failed_requests: usize,
+    /// Queries that failed in some run.
+    failed_queries: Vec<String>,
     /// Query name → median over runs of (median ms, p99 ms).
     queries: BTreeMap<String, (f64, f64)>,
     query_median_sum_ms: f64,
@@ -406,7 +595,15 @@ impl Medians {
             rss_bytes_per_active_series: m(&|r| r.rss_bytes_per_active_series),
             bytes_per_sample: m(&|r| r.bytes_per_sample),
             flushed_bytes: m(&|r| r.flush.bytes as f64),
+            flush_wall_seconds: m(&|r| r.flush.wall_seconds),
+            rss_peak_after_queries_bytes: m(&|r| r.rss_peak_after_queries_bytes as f64),
             failed_requests: runs.iter().map(|r| r.failed_requests).sum(),
+            failed_queries: runs
+                .iter()
+                .flat_map(|r| r.failed_queries.keys().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             query_median_sum_ms: query_medians.values().map(|q| q.0).sum(),
             queries: query_medians,
         }
@@ -498,7 +695,13 @@ fn print_table(
         &|m| m.bytes_per_sample,
         3,
     );
+    row("flush wall s", &|m| m.flush_wall_seconds, 1);
     if !args.no_queries && args.tenants == 1 {
+        row(
+            "peak RSS MiB after the queries",
+            &|m| m.rss_peak_after_queries_bytes / 1048576.0,
+            1,
+        );
         for query in QUERIES {
             let label = format!("{} {} ms", if query.range { "R" } else { "I" }, query.name);
             row(
@@ -517,6 +720,15 @@ fn print_table(
     let failed: usize = medians.iter().map(|m| m.failed_requests).sum();
     if failed > 0 {
         println!("WARNING: {failed} failed remote-write requests (see stderr)");
+    }
+    for (k, m) in kinds.iter().zip(medians) {
+        if !m.failed_queries.is_empty() {
+            println!(
+                "WARNING: queries failed on {} (not timed, not compared; errors in the JSON): {}",
+                k.name(),
+                m.failed_queries.join(", ")
+            );
+        }
     }
     if !checks.is_empty() {
         let bad: Vec<&serde_json::Value> = checks
@@ -622,4 +834,84 @@ fn machine() -> serde_json::Value {
         "kernel": read("/proc/sys/kernel/osrelease").trim(),
         "loadavg_at_start": read("/proc/loadavg").trim(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_of(scrapes: usize, interval_ms: i64) -> Spec {
+        Spec {
+            kind: workload::Kind::Node,
+            series: 1_000,
+            scrapes,
+            interval_ms,
+            // 8 s before a whole minute, as `spec` puts it.
+            end_ms: 1_700_000_040_000 - 8_000,
+            churn: 0.0,
+            churn_every: 60,
+            tenants: 1,
+            batch: 500,
+        }
+    }
+
+    #[test]
+    fn window_of_an_hour_starts_with_a_full_rate_window() {
+        let spec = spec_of(240, 15_000);
+        let w = window(&spec, 30_000);
+        assert_eq!(w.end_ms, spec.end_ms + 8_000);
+        assert_eq!(w.start_ms % 60_000, 0);
+        assert!(w.start_ms >= spec.first_ms() + 300_000);
+        assert!(w.start_ms - (spec.first_ms() + 300_000) <= 60_000);
+        assert!(w.start_ms < w.end_ms);
+    }
+
+    #[test]
+    fn window_of_few_scrapes_is_not_inverted() {
+        // 20 scrapes at 15 s: 285 s of samples, less than a 5 m window.
+        let spec = spec_of(20, 15_000);
+        let w = window(&spec, 30_000);
+        assert!(w.start_ms < w.end_ms, "{w:?}");
+        assert_eq!(w.start_ms % 60_000, 0);
+        assert!(w.start_ms >= spec.first_ms() + 60_000);
+        assert_eq!((w.end_ms - w.start_ms) % w.step_ms, 0);
+    }
+
+    #[test]
+    fn window_of_one_scrape_is_the_end() {
+        let spec = spec_of(1, 15_000);
+        let w = window(&spec, 30_000);
+        assert_eq!(w.start_ms, w.end_ms);
+    }
+
+    #[test]
+    fn run_dirs_are_deleted_when_dropped() {
+        let root = std::env::temp_dir().join(format!("cairn-bench-test-{}", std::process::id()));
+        let dirs = RunDirs(vec![root.join("a"), root.join("b")]);
+        for dir in &dirs.0 {
+            std::fs::create_dir_all(dir.join("data")).unwrap();
+            std::fs::write(dir.join("server.log"), "level=warn msg=test\n").unwrap();
+        }
+        drop(dirs);
+        assert!(!root.join("a").exists());
+        assert!(!root.join("b").exists());
+        std::fs::remove_dir(&root).unwrap();
+    }
+
+    #[test]
+    fn cairn_config_turns_the_write_limits_off() {
+        #[derive(serde::Deserialize)]
+        struct Partial {
+            limits: cairn_server::limits::Limits,
+            querier: serde_yaml::Value,
+        }
+        let text = targets::cairn_config(900);
+        let parsed: Partial = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(parsed.limits.ingestion_rate, 0.0);
+        assert_eq!(parsed.limits.max_global_series_per_user, 0);
+        assert_eq!(parsed.limits.max_global_series_per_metric, 0);
+        parsed.limits.validate().unwrap();
+        assert_eq!(parsed.querier["timeout"].as_str(), Some("900s"));
+        assert_eq!(parsed.querier["max_samples"].as_u64(), Some(1_000_000_000));
+    }
 }

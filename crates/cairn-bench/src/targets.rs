@@ -1,7 +1,19 @@
 //! The three servers a comparison runs: Cairn (a release binary given by
 //! path), Prometheus (`--web.enable-remote-write-receiver`) and
 //! VictoriaMetrics single-node, each a child process on 127.0.0.1 with its
-//! own data directory, stopped by PID (SIGTERM, then SIGKILL after 60 s).
+//! own data directory, stopped by PID (SIGTERM, then SIGKILL after 60 s):
+//! when the [`Server`] is dropped (an error or a panic unwinding through the
+//! comparison stops it too), and by the kernel if `cairn-bench` itself dies
+//! (`PR_SET_PDEATHSIG`), so no server outlives the tool.
+//!
+//! Limits that would refuse a large run are lifted on every target, so that
+//! the comparison measures work, not refusals: Cairn gets a config file with
+//! its ingestion rate and series limits off (Mimir's defaults are 10,000
+//! samples/s and 150,000 series per tenant) and `querier.max_samples` as
+//! Prometheus's below; Prometheus `--query.max-samples`; VictoriaMetrics
+//! `-search.maxUniqueTimeseries` (default 300,000 series per query) and
+//! `-search.maxSamplesPerQuery`. Every target's query timeout is the
+//! comparison's `--query-timeout`.
 //!
 //! Each target also knows how to flush what it holds to its long-term form,
 //! so that bytes on disk per sample compare like with like:
@@ -16,6 +28,7 @@
 //!   into file parts; bytes are `data/` and `indexdb/`, counted again after
 //!   the graceful stop (which writes everything) and that figure used.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,6 +71,8 @@ pub struct Flushed {
     pub data_dir_bytes: u64,
     /// Server CPU-seconds the flush took.
     pub cpu_seconds: f64,
+    /// Wall seconds from the flush request until the figure was taken.
+    pub wall_seconds: f64,
     /// VictoriaMetrics only: `data/` + `indexdb/` again after the graceful
     /// stop (everything written); the figure used per sample, as the bytes
     /// right after `force_flush` varied between runs (0.4–2.3 bytes/sample
@@ -75,21 +90,26 @@ pub fn free_port() -> u16 {
 
 impl Server {
     /// Starts `kind` from `binary` on a fresh `dir` and waits until it is
-    /// ready (at most 120 s).
-    pub fn start(kind: Kind, binary: &Path, dir: &Path) -> Result<Server, String> {
+    /// ready (at most 120 s). Queries may run for `query_timeout`.
+    pub fn start(
+        kind: Kind,
+        binary: &Path,
+        dir: &Path,
+        query_timeout: Duration,
+    ) -> Result<Server, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let data = dir.join("data");
+        let timeout_s = query_timeout.as_secs().max(1);
         let mut command = Command::new(binary);
         match kind {
             Kind::Cairn => {
-                // The default per-tenant ingestion rate (10,000 samples/s)
-                // would refuse most of the workload with 429; Prometheus and
-                // VictoriaMetrics have no such limit, so it is turned off.
-                let config = dir.join("cairn.yml");
-                std::fs::write(&config, "limits:\n  ingestion_rate: 0\n")
-                    .map_err(|e| e.to_string())?;
+                // Mimir's default limits (10,000 samples/s, 150,000 series
+                // per tenant) would refuse most of a large workload with 429;
+                // the peers have no such limits, so they are off (module doc).
+                let config = dir.join("cairn.yaml");
+                std::fs::write(&config, cairn_config(timeout_s)).map_err(|e| e.to_string())?;
                 command
                     .arg("serve")
                     .arg("--config")
@@ -113,7 +133,8 @@ impl Server {
                     .arg("--web.enable-admin-api")
                     // The high-cardinality count over every series at 1M
                     // series exceeds the default 50M-sample query limit.
-                    .arg("--query.max-samples=1000000000")
+                    .arg(format!("--query.max-samples={MAX_QUERY_SAMPLES}"))
+                    .arg(format!("--query.timeout={timeout_s}s"))
                     .arg("--log.level=warn");
             }
             Kind::VictoriaMetrics => {
@@ -127,10 +148,25 @@ impl Server {
                     .arg("-search.latencyOffset=0s")
                     .arg("-search.maxStalenessInterval=5m")
                     .arg("-search.disableCache")
+                    .arg(format!("-search.maxQueryDuration={timeout_s}s"))
+                    .arg(format!("-search.maxUniqueTimeseries={MAX_QUERY_SERIES}"))
+                    .arg(format!("-search.maxSamplesPerQuery={MAX_QUERY_SAMPLES}"))
                     .arg("-loggerLevel=WARN");
             }
         }
         let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes the async-signal-safe prctl(2) call.
+        unsafe {
+            command.pre_exec(|| {
+                // SIGTERM the server when the thread that spawned it (the
+                // tool's main thread) exits, however it exits.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -229,6 +265,7 @@ impl Server {
     /// Flushes to the long-term form and measures it (module doc).
     pub fn flush(&self) -> Result<Flushed, String> {
         let client = client(Duration::from_secs(1800));
+        let started = Instant::now();
         let cpu_before = procstat::cpu_seconds(self.pid);
         let data = self.dir.join("data");
         let (bytes, how) = match self.kind {
@@ -282,6 +319,7 @@ impl Server {
             bytes,
             data_dir_bytes,
             cpu_seconds: procstat::cpu_seconds(self.pid) - cpu_before,
+            wall_seconds: started.elapsed().as_secs_f64(),
             bytes_after_stop: None,
             how,
         })
@@ -320,6 +358,24 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Most samples one query may hold, on Cairn and Prometheus (whose default,
+/// 50M, the range count over every series exceeds at 1M series), and most
+/// raw samples one VictoriaMetrics query may scan.
+const MAX_QUERY_SAMPLES: u64 = 1_000_000_000;
+
+/// Most series one VictoriaMetrics query may select (default 300,000).
+const MAX_QUERY_SERIES: u64 = 100_000_000;
+
+/// Cairn's config for a comparison: ingestion and series limits off, query
+/// limits as the peers' (module doc). Keys: `crates/cairn/src/config.rs`.
+pub fn cairn_config(query_timeout_s: u64) -> String {
+    format!(
+        "limits:\n  ingestion_rate: 0\n  ingestion_burst_size: 0\n  \
+         max_global_series_per_user: 0\n  max_global_series_per_metric: 0\n\
+         querier:\n  timeout: {query_timeout_s}s\n  max_samples: {MAX_QUERY_SAMPLES}\n"
+    )
 }
 
 pub fn client(timeout: Duration) -> reqwest::blocking::Client {

@@ -161,6 +161,22 @@ impl Spec {
         }
     }
 
+    /// About how many bytes [`Spec::encode`] will produce: the first and the
+    /// last scrape encoded, their mean times the scrapes (every scrape holds
+    /// the same series count; only label and value digits vary).
+    pub fn estimate_encoded_bytes(&self) -> u64 {
+        if self.scrapes == 0 {
+            return 0;
+        }
+        let size = |scrape: usize| -> u64 {
+            self.encode_scrape(scrape)
+                .iter()
+                .map(|b| b.bytes.len() as u64)
+                .sum()
+        };
+        (size(0) + size(self.scrapes - 1)) * self.scrapes as u64 / 2
+    }
+
     /// Series in host slot `h` (the last slot may hold fewer).
     fn slot_series(&self, h: usize) -> usize {
         let per_host = self.per_host();
@@ -580,4 +596,38 @@ fn mix(a: u64, b: u64, c: u64) -> u64 {
 /// A hash mapped to `[0, 1)`.
 fn unit(hash: u64) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_is_close_to_the_encoded_size() {
+        for churn in [0.0, 0.2] {
+            let spec = Spec {
+                kind: Kind::Node,
+                series: 2_000,
+                scrapes: 30,
+                interval_ms: 15_000,
+                end_ms: 1_700_000_032_000,
+                churn,
+                churn_every: 10,
+                tenants: 2,
+                batch: 500,
+            };
+            let actual: u64 = spec
+                .encode()
+                .bodies
+                .iter()
+                .map(|b| b.bytes.len() as u64)
+                .sum();
+            let estimate = spec.estimate_encoded_bytes();
+            let error = (estimate as f64 - actual as f64).abs() / actual as f64;
+            assert!(
+                error < 0.05,
+                "churn {churn}: estimate {estimate}, actual {actual}"
+            );
+        }
+    }
 }
