@@ -184,9 +184,7 @@ impl Head {
                 }
             }
         }
-        for id in empty {
-            self.remove_series(id);
-        }
+        self.remove_series_batch(&empty);
         removed
     }
 
@@ -330,23 +328,30 @@ impl Head {
                 _ => stale.push(*id),
             }
         }
-        for id in &stale {
-            chunks_dropped += self.remove_series(*id);
-        }
+        chunks_dropped += self.remove_series_batch(&stale);
         self.min_valid_t = self.min_valid_t.max(min_t);
         (chunks_dropped, stale.len())
     }
 
-    /// Removes a series from the maps and the index; returns its chunk count.
-    fn remove_series(&mut self, id: u64) -> usize {
-        let Some(series) = self.series.remove(&id) else {
-            return 0;
-        };
-        self.postings.remove(id, series.labels().iter());
-        let labels = series.to_labels();
-        let hash = self.hash_labels(&labels);
-        self.unlink_hash(hash, id);
-        series.closed_chunks().len() + 1
+    /// Removes many series from the maps and the index, rewriting each
+    /// postings list once; returns their chunk count.
+    fn remove_series_batch(&mut self, ids: &[u64]) -> usize {
+        let removed: Vec<(u64, MemSeries)> = ids
+            .iter()
+            .filter_map(|id| self.series.remove(id).map(|series| (*id, series)))
+            .collect();
+        let mut chunks = 0;
+        for (id, series) in &removed {
+            let hash = self.hash_labels(&series.to_labels());
+            self.unlink_hash(hash, *id);
+            chunks += series.closed_chunks().len() + 1;
+        }
+        self.postings.remove_many(
+            removed
+                .iter()
+                .map(|(id, series)| (*id, series.labels().iter())),
+        );
+        chunks
     }
 
     fn unlink_hash(&mut self, hash: u64, id: u64) {
