@@ -17,9 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use cairn_ingest::{
-    decode_write_request, storage_rejection_message, validate_write_request, DecodeError,
-};
+use cairn_ingest::{decode_write_request, validate_write_request, DecodeError};
 use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::TenantStore;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -172,7 +170,12 @@ fn ingest(
         let message =
             limits::write::series_limit_message(rejection.reason, &limits, &rejection.labels)
                 .unwrap_or_else(|| {
-                    storage_rejection_message(rejection.reason, &rejection.labels, rejection.t)
+                    limits::write::storage_message(
+                        rejection.reason,
+                        &limits,
+                        &rejection.labels,
+                        rejection.t,
+                    )
                 });
         return Err(WriteApiError::new(StatusCode::BAD_REQUEST, message));
     }

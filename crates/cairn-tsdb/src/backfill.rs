@@ -113,7 +113,7 @@ pub struct Backfill {
     /// Every window that received a chunk.
     windows: BTreeSet<i64>,
     samples: u64,
-    _lock: fs::File,
+    _lock: crate::dir_lock::DirLock,
 }
 
 impl Drop for Backfill {
@@ -136,15 +136,7 @@ impl Backfill {
     ) -> Result<Backfill, TsdbError> {
         let import_dir = data_dir.join("import");
         fs::create_dir_all(&import_dir).map_err(io_error(&import_dir))?;
-        let lock_path = import_dir.join("lock");
-        let lock = fs::File::create(&lock_path).map_err(io_error(&lock_path))?;
-        lock.try_lock().map_err(|e| TsdbError::Io {
-            path: lock_path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                format!("another import is running on this data directory ({e})"),
-            ),
-        })?;
+        let lock = crate::dir_lock::DirLock::acquire(&import_dir, "another cairn import")?;
         for entry in fs::read_dir(&import_dir).map_err(io_error(&import_dir))? {
             let entry = entry.map_err(io_error(&import_dir))?;
             if entry.file_name().to_string_lossy().ends_with(TMP_CREATION) {

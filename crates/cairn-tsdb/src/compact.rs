@@ -9,15 +9,23 @@
 //!   (`series_deletion`); the WAL checkpoint does too.
 //!
 //! Crash safety, step by step (a crash leaves the old state or the new):
-//! 1. under the write lock the head starts refusing samples older than the
-//!    range's end, so nothing can land behind the block being written;
-//! 2. the block is written to `<ULID>.tmp-for-creation/` from copied chunks
-//!    (no lock held), fsynced and renamed (a leftover tmp is deleted at open);
-//! 3. the block joins the block list, then the head drops the range (queries
-//!    merging both in between deduplicate by timestamp);
+//! 1. under the write lock the head starts refusing in-order samples older
+//!    than the range's end, so nothing can land in order behind the block
+//!    being written, and the range is copied (out-of-order samples arriving
+//!    later stay in the head for a later block);
+//! 2. the block is written to `<ULID>.tmp-for-creation/` from the copied
+//!    chunks (no lock held), fsynced and renamed (a leftover tmp is deleted
+//!    at open);
+//! 3. the block joins the block list, then the head drops what it copied
+//!    (queries merging both in between deduplicate by timestamp);
 //! 4. the WAL is checkpointed: a crash before the checkpoint replaces the
-//!    old segments replays them, and replay skips samples older than the
-//!    newest block's end, so nothing is counted twice.
+//!    old segments replays them, and replay drops the replayed samples
+//!    older than the newest block's end that a block holds, so nothing is
+//!    counted twice.
+//!
+//! Out-of-order samples (`head::ooo`) older than the head's in-order bound
+//! are cut after each in-order cut into blocks of their own, which overlap
+//! earlier blocks until compaction merges them.
 //!
 //! Compaction writes the merged block the same way, swaps the block list
 //! under a short lock, then deletes the sources (renamed to
@@ -38,6 +46,10 @@ use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
 use crate::head::series::CHUNK_RANGE_MS;
 use crate::wal::{self, RefExemplar, RefSample};
 use crate::{Tsdb, TsdbError};
+
+/// A series as the checkpoint writes it: ID, labels, in-order chunks and
+/// out-of-order samples.
+type CheckpointSeries = (u64, Labels, Vec<ClosedChunk>, Vec<(i64, f64)>);
 
 /// Series per batch of checkpoint records (bounds the memory of a checkpoint).
 const CHECKPOINT_BATCH: usize = 1000;
@@ -70,7 +82,9 @@ impl Tsdb {
         let range = self.block_range();
         let mut written = Vec::new();
         loop {
-            let Some((head_min, head_max)) = self.head.read().time_bounds() else {
+            // In-order data decides; out-of-order samples inside the range
+            // go into the same block.
+            let Some((head_min, head_max)) = self.head.read().in_order_bounds() else {
                 break;
             };
             let start = head_min.div_euclid(range) * range;
@@ -79,6 +93,40 @@ impl Tsdb {
                 break;
             }
             written.push(self.cut_range(start, end)?);
+        }
+        // As Prometheus compacts its out-of-order head after a head
+        // compaction (`DB.compactOOOHead`), out-of-order samples older than
+        // what the head now accepts in order become their own blocks, which
+        // overlap earlier ones until compaction merges them.
+        if !written.is_empty() {
+            written.extend(self.cut_ooo_below_min_valid()?);
+        }
+        Ok(written)
+    }
+
+    /// Cuts the out-of-order samples older than the head's `min_valid_t`
+    /// into blocks, one per block range they fall in.
+    fn cut_ooo_below_min_valid(&self) -> Result<Vec<BlockMeta>, TsdbError> {
+        let range = self.block_range();
+        let mut written = Vec::new();
+        let mut cut_up_to = i64::MIN;
+        loop {
+            let (ooo_min, min_valid) = {
+                let head = self.head.read();
+                (head.ooo_min_time(), head.min_valid_t())
+            };
+            let Some(ooo_min) = ooo_min.filter(|&t| t < min_valid) else {
+                break;
+            };
+            // Samples arriving meanwhile wait for the next pass rather than
+            // loop here.
+            if ooo_min < cut_up_to {
+                break;
+            }
+            let start = ooo_min.div_euclid(range) * range;
+            let end = (start + range).min(min_valid);
+            written.push(self.cut_range(start, end)?);
+            cut_up_to = end;
         }
         Ok(written)
     }
@@ -118,11 +166,18 @@ impl Tsdb {
     fn cut_range(&self, start: i64, end: i64) -> Result<BlockMeta, TsdbError> {
         let started = Instant::now();
         let blocks_dir = self.dir.join("blocks");
-        {
+        // Under the write lock: what is copied is exactly what the head
+        // drops below (out-of-order samples may still arrive for the range;
+        // they stay for a later block).
+        let (snapshots, ooo_written) = {
             let _writer = self.writer.lock();
             self.head.write().raise_min_valid_t(end);
-        }
-        let snapshots = self.head.read().snapshot(&[], start, end - 1);
+            let head = self.head.read();
+            (
+                head.snapshot(&[], start, end - 1),
+                head.ooo_timestamps_in(start, end),
+            )
+        };
         let snapshots = self.without_deleted(snapshots);
         let mut series: Vec<BlockSeries> = snapshots
             .into_iter()
@@ -155,7 +210,9 @@ impl Tsdb {
         self.swap_blocks(&[], Some(opened));
         {
             let _writer = self.writer.lock();
-            self.head.write().truncate_before(end);
+            let mut head = self.head.write();
+            head.remove_ooo(&ooo_written);
+            head.truncate_before(end);
         }
         self.prune_head_tombstones();
         crate::fault::point("block-before-checkpoint");
@@ -178,24 +235,43 @@ impl Tsdb {
     /// head (see `docs/format.md`, "Checkpoints"). Holds the write lock only
     /// to close the segment and copy the head.
     pub(crate) fn checkpoint(&self) -> Result<(), TsdbError> {
-        let (index, min_t, series, exemplars, metadata, tombstones) = {
+        let (index, min_t, oldest_held, series, exemplars, metadata, tombstones) = {
             let mut writer = self.writer.lock();
             let Some(index) = writer.cut_segment()? else {
                 return Ok(());
             };
             let head = self.head.read();
             let min_t = head.min_valid_t();
-            let series: Vec<(u64, Labels, Vec<ClosedChunk>)> = head
+            let oldest_held = head.oldest_held_t();
+            // In-order chunks, then the out-of-order samples (any age: not
+            // in a block yet), so that replay sorts them the same way.
+            let series: Vec<CheckpointSeries> = head
                 .iter_series()
-                .map(|(id, s)| (id, s.to_labels(), s.chunks_overlapping(min_t, i64::MAX)))
+                .map(|(id, s)| {
+                    let ooo = s.ooo().map(|o| o.samples_in(i64::MIN, i64::MAX));
+                    (
+                        id,
+                        s.to_labels(),
+                        s.in_order_chunks_overlapping(min_t, i64::MAX),
+                        ooo.unwrap_or_default(),
+                    )
+                })
                 .collect();
             drop(head);
             let exemplars = self.exemplars.read().query(i64::MIN, i64::MAX, |_| true);
             let metadata: Vec<_> = self.metadata.read().values().cloned().collect();
             let tombstones = self.head_tombstones.read().clone();
-            (index, min_t, series, exemplars, metadata, tombstones)
+            (
+                index,
+                min_t,
+                oldest_held,
+                series,
+                exemplars,
+                metadata,
+                tombstones,
+            )
         };
-        let live: HashSet<u64> = series.iter().map(|(id, _, _)| *id).collect();
+        let live: HashSet<u64> = series.iter().map(|(id, ..)| *id).collect();
         let exemplars: Vec<RefExemplar> = exemplars
             .into_iter()
             .filter(|(id, _)| live.contains(id))
@@ -206,23 +282,28 @@ impl Tsdb {
         // the head's copy of them until the range is cut into a block.
         let stones: Vec<(u64, crate::tombstones::Interval)> = tombstones
             .iter()
-            .filter(|(id, iv)| live.contains(id) && iv.max_t >= min_t)
+            .filter(|(id, iv)| live.contains(id) && iv.max_t >= oldest_held)
             .collect();
         let series_parts = series.chunks(CHECKPOINT_BATCH).map(move |batch| {
             let mut framed = Vec::new();
             let pairs: Vec<(u64, Labels)> = batch
                 .iter()
-                .map(|(id, labels, _)| (*id, labels.clone()))
+                .map(|(id, labels, ..)| (*id, labels.clone()))
                 .collect();
             wal::record::encode_series(&pairs, &mut framed);
             let mut samples = Vec::new();
-            for (id, _, chunks) in batch {
+            for (id, _, chunks, ooo) in batch {
+                let deleted = tombstones.get(*id);
                 for chunk in chunks {
-                    let deleted = tombstones.get(*id);
                     for (t, v) in chunk.iter() {
                         if t >= min_t && !deleted.is_some_and(|d| d.contains(t)) {
                             samples.push(RefSample { id: *id, t, v });
                         }
+                    }
+                }
+                for &(t, v) in ooo {
+                    if !deleted.is_some_and(|d| d.contains(t)) {
+                        samples.push(RefSample { id: *id, t, v });
                     }
                 }
             }

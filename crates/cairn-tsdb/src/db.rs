@@ -20,7 +20,8 @@ use cairn_model::{
 
 use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
-use crate::head::{decide, AppendDecision, Head, SeriesSnapshot};
+use crate::head::ooo::{self, Verdict};
+use crate::head::{Applied, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
 use crate::stats::{
     self, Cardinality, CountMethod, Counters, DiskUsage, HistogramSnapshot, WalCounters,
@@ -91,24 +92,37 @@ impl Tsdb {
         let blocks = block::open_blocks(&dir.join("blocks"))?;
         // Samples older than the newest block's end are in a block already
         // (a crash between a block's rename and the WAL checkpoint leaves
-        // them in both): replay drops them.
+        // them in both), unless they are late out-of-order samples.
         // Imported blocks hold no head data and do not count.
         let blocks_end = blocks.iter().filter_map(|b| b.meta().head_data_end()).max();
         let mut head = Head::new();
         let mut exemplars = ExemplarStore::new(opts.max_exemplars);
         let mut metadata = BTreeMap::new();
-        let mut replay = ReplayState {
-            min_t: blocks_end.unwrap_or(i64::MIN),
-            ..ReplayState::default()
-        };
+        // Replayed samples older than that end go to the out-of-order
+        // buffers (as they did live, where the cut had raised the bound):
+        // afterwards those already in a block are dropped.
+        if let Some(end) = blocks_end {
+            head.raise_min_valid_t(end);
+        }
+        let mut replay = ReplayState::default();
         let report = wal::replay(&wal_dir, |record| {
             replay.apply(record, &mut head, &mut exemplars, &mut metadata);
         })?;
         if let Some(end) = blocks_end {
+            // A block that cannot be read leaves the samples in the head:
+            // reads and compaction keep one copy of a timestamp anyway.
+            match drop_samples_in_blocks(&mut head, &blocks, end) {
+                Ok(dropped) => replay.in_blocks_samples = dropped,
+                Err(error) => tracing::warn!(
+                    dir = %dir.display(),
+                    %error,
+                    "could not check replayed samples against the blocks; keeping them"
+                ),
+            }
             head.truncate_before(end);
         }
         let mut head_tombstones = std::mem::take(&mut replay.tombstones);
-        head_tombstones.retain(head.min_valid_t(), |id| head.get(id).is_some());
+        head_tombstones.retain(head.oldest_held_t(), |id| head.get(id).is_some());
         if replay.unknown_series_samples > 0 || replay.refused_samples > 0 {
             tracing::warn!(
                 dir = %dir.display(),
@@ -187,6 +201,7 @@ impl Tsdb {
             let exemplars = self.exemplars.read();
             plan_append(&head, &exemplars, batch, limits)
         };
+        let (mut stored, mut stored_ooo) = (0u64, 0u64);
         let mut framed = Vec::new();
         wal::record::encode_series(&plan.new_series, &mut framed);
         wal::record::encode_samples(&plan.samples, &mut framed);
@@ -199,8 +214,14 @@ impl Tsdb {
                 debug_assert!(created, "planned series {id} already exists");
             }
             for sample in &plan.samples {
-                let decision = head.append(sample.id, sample.t, sample.v);
-                debug_assert_eq!(decision, Some(AppendDecision::Store));
+                // Out-of-order samples repeating a timestamp within the batch
+                // are dropped here, as replay will drop them.
+                match head.append(sample.id, sample.t, sample.v) {
+                    Some(Applied::InOrder) => stored += 1,
+                    Some(Applied::OutOfOrder) => stored_ooo += 1,
+                    Some(Applied::Duplicate) => {}
+                    None => debug_assert!(false, "planned series {} missing", sample.id),
+                }
             }
         }
         if !plan.exemplars.is_empty() {
@@ -213,7 +234,10 @@ impl Tsdb {
         let counters = &self.counters;
         counters
             .samples_appended
-            .fetch_add(plan.samples.len() as u64, Ordering::Relaxed);
+            .fetch_add(stored + stored_ooo, Ordering::Relaxed);
+        counters
+            .ooo_samples_appended
+            .fetch_add(stored_ooo, Ordering::Relaxed);
         counters
             .series_created
             .fetch_add(plan.new_series.len() as u64, Ordering::Relaxed);
@@ -421,6 +445,7 @@ impl Tsdb {
             active_series: self.head.read().num_series() as u64,
             wal_bytes_written: load(&c.wal_bytes_written),
             samples_appended: load(&c.samples_appended),
+            ooo_samples_appended: load(&c.ooo_samples_appended),
             series_created: load(&c.series_created),
             wal_write_failures: load(&c.wal_write_failures),
             wal_fsyncs: load(&w.fsyncs),
@@ -485,7 +510,10 @@ impl Tsdb {
         self.head
             .read()
             .iter_series()
-            .map(|(_, s)| s.closed_chunks().len() as u64 + u64::from(s.last().is_some()))
+            .map(|(_, s)| {
+                let ooo = s.ooo().map_or(0, |o| o.chunk_count());
+                (s.closed_chunks().len() + usize::from(s.last().is_some()) + ooo) as u64
+            })
             .sum()
     }
 
@@ -728,8 +756,7 @@ impl Queryable for Tsdb {
 /// Applies WAL records to a head being rebuilt.
 #[derive(Default)]
 struct ReplayState {
-    /// Samples older than this are in blocks already and are skipped.
-    min_t: i64,
+    /// Replayed samples found in blocks already (and dropped).
     in_blocks_samples: u64,
     /// Series IDs whose labels were already known under another ID.
     aliases: HashMap<u64, u64>,
@@ -766,14 +793,10 @@ impl ReplayState {
             }
             Record::Samples(samples) => {
                 for sample in samples {
-                    if sample.t < self.min_t {
-                        self.in_blocks_samples += 1;
-                        continue;
-                    }
                     let id = self.aliases.get(&sample.id).copied().unwrap_or(sample.id);
                     match head.append(id, sample.t, sample.v) {
                         None => self.unknown_series_samples += 1,
-                        Some(AppendDecision::Reject(_)) => self.refused_samples += 1,
+                        Some(Applied::Duplicate) => self.refused_samples += 1,
                         Some(_) => {}
                     }
                 }
@@ -803,6 +826,42 @@ impl ReplayState {
     }
 }
 
+/// After replay: drops the head's samples older than `end` (all out of
+/// order by then) that a block holds already, as after a crash between a
+/// block's rename and the WAL checkpoint; late out-of-order samples not yet
+/// cut stay. Returns how many were dropped.
+fn drop_samples_in_blocks(head: &mut Head, blocks: &[Block], end: i64) -> Result<u64, TsdbError> {
+    let mut found: Vec<(u64, Vec<i64>)> = Vec::new();
+    for (id, series) in head.iter_series() {
+        let Some((min_t, _)) = series.ooo().and_then(|o| o.time_range()) else {
+            continue;
+        };
+        if min_t >= end {
+            continue;
+        }
+        let labels = series.to_labels();
+        let matchers: Vec<Matcher> = labels
+            .iter()
+            .map(|l| Matcher::equal(&l.name, &l.value))
+            .collect();
+        let mut in_blocks: Vec<i64> = Vec::new();
+        for b in blocks.iter().filter(|b| b.overlaps(min_t, end - 1)) {
+            for (found_labels, chunks) in b.select(&matchers, min_t, end - 1)? {
+                if found_labels != labels {
+                    continue;
+                }
+                for chunk in &chunks {
+                    in_blocks.extend(chunk.iter().map(|(t, _)| t).filter(|t| *t < end));
+                }
+            }
+        }
+        if !in_blocks.is_empty() {
+            found.push((id, in_blocks));
+        }
+    }
+    Ok(head.remove_ooo(&found) as u64)
+}
+
 /// Decides, per sample and per exemplar, what this batch accepts.
 fn plan_append(
     head: &Head,
@@ -818,6 +877,13 @@ fn plan_append(
     let mut batch_last: IdMap<(i64, u64)> = IdMap::default();
     batch_last.reserve(batch.len());
     let mut batch_newest_exemplar: IdMap<i64> = IdMap::default();
+    let window = limits.out_of_order_window_ms;
+    // The head's newest sample when the append began (Prometheus's
+    // appender `headMaxt`); an empty head starts at the batch's first sample.
+    let head_max = head
+        .max_time()
+        .or_else(|| batch.iter().find_map(|s| s.samples.first()).map(|s| s.t))
+        .unwrap_or(i64::MIN);
     for (
         index,
         SeriesSamples {
@@ -841,22 +907,34 @@ fn plan_append(
         let first_planned = plan.samples.len();
         let accepted_before = plan.outcome.samples_accepted;
         for sample in &samples {
-            let decision = if sample.t < head.min_valid_t() {
-                AppendDecision::Reject(DiscardReason::SampleTooOld)
-            } else {
-                decide(last, sample.t, sample.v.to_bits())
-            };
-            match decision {
-                AppendDecision::Store => {
+            let v_bits = sample.v.to_bits();
+            let verdict =
+                ooo::appendable(last, sample.t, v_bits, head.min_valid_t(), window, head_max);
+            match verdict {
+                Verdict::InOrder => {
                     plan.samples.push(RefSample {
                         id: 0,
                         t: sample.t,
                         v: sample.v,
                     });
-                    last = Some((sample.t, sample.v.to_bits()));
+                    last = Some((sample.t, v_bits));
                 }
-                AppendDecision::SilentDuplicate => plan.outcome.samples_accepted += 1,
-                AppendDecision::Reject(reason) => {
+                // The head holds the timestamp: the first write wins (see
+                // `head::ooo`). Repeats within the batch drop at apply time.
+                Verdict::OutOfOrder
+                    if existing
+                        .and_then(|id| head.get(id))
+                        .is_some_and(|s| s.sample_at(sample.t).is_some()) =>
+                {
+                    plan.outcome.samples_accepted += 1
+                }
+                Verdict::OutOfOrder => plan.samples.push(RefSample {
+                    id: 0,
+                    t: sample.t,
+                    v: sample.v,
+                }),
+                Verdict::SilentDuplicate => plan.outcome.samples_accepted += 1,
+                Verdict::Reject(reason) => {
                     *plan.discarded.entry(reason).or_default() += 1;
                     match plan.outcome.discarded_by_series.last_mut() {
                         Some((i, r, n)) if *i == index && *r == reason => *n += 1,
@@ -1245,6 +1323,7 @@ mod tests {
         let limits = SeriesLimits {
             max_series: 3,
             max_series_per_metric: 2,
+            ..SeriesLimits::default()
         };
         let outcome = db
             .append_limited(
@@ -1308,6 +1387,7 @@ mod tests {
         let limits = SeriesLimits {
             max_series: 100,
             max_series_per_metric: 0,
+            ..SeriesLimits::default()
         };
         let created = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|scope| {

@@ -18,7 +18,8 @@
 //! - [`chunk`]: Gorilla-style XOR chunks (delta-of-delta timestamps, XOR
 //!   floats); closed chunks are immutable `Arc<[u8]>` with their time range.
 //! - [`head`]: series in memory (packed labels, closed chunks, one open
-//!   chunk), the label hash map and the inverted index (postings).
+//!   chunk, out-of-order samples within the tenant's window: [`head::ooo`]),
+//!   the label hash map and the inverted index (postings).
 //! - [`wal`]: segment files of checksummed records; replay and repair.
 //! - `exemplars`: the per-tenant exemplar ring buffer.
 //! - `db`: [`Tsdb`], tying the head, WAL, exemplars and metadata together,
@@ -55,6 +56,7 @@ pub mod bucket;
 pub mod chunk;
 mod compact;
 mod db;
+mod dir_lock;
 mod exemplars;
 mod fault;
 pub mod head;
@@ -155,6 +157,11 @@ pub enum TsdbError {
     },
     #[error(transparent)]
     Bucket(Box<bucket::BucketError>),
+    #[error("{path} is locked by another process ({holder} is using this directory)")]
+    Locked {
+        path: std::path::PathBuf,
+        holder: &'static str,
+    },
 }
 
 /// One sample that storage refused, for the client's error message.
@@ -165,15 +172,19 @@ pub struct Rejection {
     pub t: i64,
 }
 
-/// Limits on creating series, checked under the tenant's write lock when an
-/// append would create a new series; existing series keep accepting samples.
-/// 0 means no limit.
+/// A tenant's limits checked under its write lock: on creating series (when
+/// an append would create a new series; existing series keep accepting
+/// samples), and its out-of-order window. 0 means no limit / no window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SeriesLimits {
     /// Most series in the head (Mimir `max_global_series_per_user`).
     pub max_series: u64,
     /// Most head series per metric name (Mimir `max_global_series_per_metric`).
     pub max_series_per_metric: u64,
+    /// How far (ms) behind the head's newest sample an out-of-order sample
+    /// is still accepted (Mimir `out_of_order_time_window`; see
+    /// [`head::ooo`]). 0: out-of-order samples are refused.
+    pub out_of_order_window_ms: i64,
 }
 
 /// What an append kept and what it refused.
@@ -201,6 +212,9 @@ pub struct TsdbStats {
     /// Samples stored by appends since open (exact duplicates, accepted
     /// without being stored, and replayed samples are not counted).
     pub samples_appended: u64,
+    /// Of `samples_appended`, those stored out of order (inside the
+    /// tenant's out-of-order window).
+    pub ooo_samples_appended: u64,
     /// Series created by appends since open.
     pub series_created: u64,
     /// Appends refused because the WAL write failed.

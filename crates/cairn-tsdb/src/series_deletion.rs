@@ -223,7 +223,7 @@ impl Tsdb {
         let head = self.head.read();
         self.head_tombstones
             .write()
-            .retain(head.min_valid_t(), |id| head.get(id).is_some());
+            .retain(head.oldest_held_t(), |id| head.get(id).is_some());
     }
 }
 

@@ -143,6 +143,8 @@ impl EwmaRate {
 pub(crate) struct Counters {
     pub wal_bytes_written: AtomicU64,
     pub samples_appended: AtomicU64,
+    /// Of `samples_appended`, those stored out of order.
+    pub ooo_samples_appended: AtomicU64,
     pub series_created: AtomicU64,
     pub wal_write_failures: AtomicU64,
     pub block_cuts: AtomicU64,
@@ -162,6 +164,7 @@ impl Default for Counters {
         Counters {
             wal_bytes_written: AtomicU64::new(0),
             samples_appended: AtomicU64::new(0),
+            ooo_samples_appended: AtomicU64::new(0),
             series_created: AtomicU64::new(0),
             wal_write_failures: AtomicU64::new(0),
             block_cuts: AtomicU64::new(0),

@@ -35,6 +35,8 @@ pub struct TenantStore {
     /// tenants and opens tenants that `cairn import` created).
     pub(crate) creating: Arc<Mutex<()>>,
     maintenance: Option<Maintenance>,
+    /// Declared last: released only after the maintenance thread stopped.
+    _lock: crate::dir_lock::DirLock,
 }
 
 /// The maintenance thread and its stop signal.
@@ -157,6 +159,7 @@ impl TenantStore {
             path: tenants_dir.clone(),
             source,
         };
+        let lock = crate::dir_lock::DirLock::acquire(data_dir, "another cairn serve")?;
         std::fs::create_dir_all(&tenants_dir).map_err(io_error)?;
         crate::tenant_deletion::remove_leftovers(data_dir)?;
         let mut found: Vec<TenantId> = Vec::new();
@@ -204,6 +207,7 @@ impl TenantStore {
             tenants,
             creating: Arc::new(Mutex::new(())),
             maintenance: None,
+            _lock: lock,
         };
         if !store.opts.maintenance_interval.is_zero() {
             store.maintenance = spawn_maintenance(

@@ -146,3 +146,57 @@ fn a_torn_last_wal_record_is_cut_and_start_up_goes_on() {
         cairn.log()
     );
 }
+
+/// A second `cairn serve` on a data directory in use refuses to start (it
+/// would interleave WAL segments with the first) and names the lock; the
+/// first server keeps serving what it acknowledged.
+#[test]
+fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let first = Cairn::start(&data, "");
+    let base = now_minute_ms() - 2 * 3_600_000;
+    push_batches(&first, "t", base);
+
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("serve")
+        .arg("--http.listen-address")
+        .arg("127.0.0.1:0")
+        .arg("--storage.path")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            second.kill().unwrap();
+            second.wait().unwrap();
+            panic!("a second server started on a data directory in use");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("is locked by another process"),
+        "stderr: {stderr}"
+    );
+
+    let every_series_whole = |got: Vec<Vec<(i64, f64)>>| {
+        got.len() == SERIES
+            && got
+                .iter()
+                .all(|points| points.len() as i64 == BATCHES * SAMPLES_PER_BATCH)
+    };
+    assert!(every_series_whole(all_points(&first, "t", base)));
+    // Stopped by kill -9, the lock goes with the process: a restart works.
+    first.kill9();
+    let restarted = Cairn::restart_after_kill(&data);
+    assert!(every_series_whole(all_points(&restarted, "t", base)));
+}

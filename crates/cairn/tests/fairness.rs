@@ -295,3 +295,64 @@ fn a_tenant_past_its_queue_length_gets_429_and_others_do_not() {
     );
     assert!(!metrics.contains(r#"cairn_query_queue_rejected_requests_total{tenant="b"}"#));
 }
+
+/// Time waiting in the queue counts against a query's timeout, as in
+/// Prometheus (whose timeout starts before `queueActive`): a query stuck
+/// behind its tenant's running query past its `timeout` is answered 503
+/// `query timed out in query queue` and never evaluated.
+#[test]
+fn time_in_the_queue_counts_against_the_timeout() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cairn = Arc::new(Cairn::start(
+        &dir.path().join("data"),
+        "querier:\n  max_concurrent: 3\nlimits:\n  max_query_parallelism: 1\n",
+    ));
+    // Needs no data: a subquery of 30 days at 1 s evaluates 2,592,000 steps.
+    const SLOW: &str = "count_over_time((time() + vector(1))[30d:1s])";
+    let time = (now_minute_ms() / 1000).to_string();
+    let slow = {
+        let cairn = Arc::clone(&cairn);
+        let time = time.clone();
+        std::thread::spawn(move || {
+            let began = Instant::now();
+            let (status, json) = cairn.get_json(
+                Some("a"),
+                "/prometheus/api/v1/query",
+                &[("query", SLOW), ("time", &time)],
+            );
+            assert_eq!(status, 200, "{json}");
+            began.elapsed()
+        })
+    };
+    // Let the slow query take tenant a's only slot.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, json) = cairn.get_json(
+        Some("a"),
+        "/prometheus/api/v1/query",
+        &[
+            ("query", "vector(2)"),
+            ("time", &time),
+            ("timeout", "200ms"),
+        ],
+    );
+    let slow_took = slow.join().unwrap();
+    assert!(
+        slow_took > Duration::from_millis(1_000),
+        "the slow query took only {slow_took:?}: make it slower so the second one must wait"
+    );
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["errorType"], "timeout", "{json}");
+    assert_eq!(json["error"], "query timed out in query queue", "{json}");
+    // Another tenant is not behind a's query.
+    let (status, json) = cairn.get_json(
+        Some("b"),
+        "/prometheus/api/v1/query",
+        &[
+            ("query", "vector(2)"),
+            ("time", &time),
+            ("timeout", "200ms"),
+        ],
+    );
+    assert_eq!(status, 200, "{json}");
+}

@@ -382,3 +382,111 @@ fn query_limits_refuse_long_and_wide_queries_per_tenant() {
     assert_eq!(cairn.query("recent", "count(w)", at), serde_json::json!([]));
     assert_eq!(cairn.query("big", "count(w)", at)[0]["value"][1], "3");
 }
+
+/// The raw samples of `m` for `tenant`, up to `at_ms`, from the query API.
+fn raw_samples(cairn: &Cairn, tenant: &str, at_ms: i64) -> Vec<(i64, f64)> {
+    let result = cairn.query(tenant, "m[1h]", at_ms as f64 / 1000.0);
+    let series = result.as_array().expect("matrix");
+    assert!(series.len() <= 1, "{result}");
+    series.first().map(support::points).unwrap_or_default()
+}
+
+/// Out-of-order ingestion with a window from the runtime overrides: late
+/// samples inside it are stored and read back merged, in order, exactly;
+/// older ones and a tenant without a window get Mimir's 400s; everything
+/// survives kill -9; a reload giving a tenant a window applies to its next
+/// push.
+#[test]
+fn out_of_order_samples_inside_the_tenants_window_are_stored_and_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    write_file(
+        &runtime,
+        "overrides:\n  late:\n    out_of_order_time_window: 10m\n",
+    );
+    let data = dir.path().join("data");
+    let cairn = Cairn::start(&data, &config_with_runtime_file(&runtime, ""));
+    const MIN: i64 = 60_000;
+    let base = now_minute_ms() - 30 * MIN;
+    let newest = base + 20 * MIN;
+    let push = |cairn: &Cairn, tenant: &str, minutes: &[i64]| {
+        let samples: Vec<(i64, f64)> = minutes
+            .iter()
+            .map(|&m| (base + m * MIN, m as f64))
+            .collect();
+        cairn.push(
+            Some(tenant),
+            &write_request(vec![series(&[("__name__", "m")], &samples)]),
+        )
+    };
+    let evens: Vec<i64> = (0..=10).map(|k| 2 * k).collect();
+    for tenant in ["late", "plain"] {
+        assert_eq!(push(&cairn, tenant, &evens), (200, String::new()));
+    }
+    // 11m..19m are inside the window (the newest sample is at 20m).
+    let odds = [19, 17, 15, 13, 11];
+    let (status, body) = push(&cairn, "late", &odds);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = push(&cairn, "late", &[9]);
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("the sample has been rejected because another sample with a more recent timestamp has already been ingested and this sample is beyond the out-of-order time window of 10m (err-cairn-sample-timestamp-too-old). The affected sample has timestamp "),
+        "{body}"
+    );
+    // Without a window: Mimir's out-of-order refusal, as before.
+    let (status, body) = push(&cairn, "plain", &[19]);
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("the sample has been rejected because another sample with a more recent timestamp has already been ingested and out-of-order samples are not allowed (err-cairn-sample-out-of-order)"),
+        "{body}"
+    );
+    let mut expected: Vec<(i64, f64)> = evens
+        .iter()
+        .chain(&odds)
+        .map(|&m| (base + m * MIN, m as f64))
+        .collect();
+    expected.sort_by_key(|s| s.0);
+    assert_eq!(raw_samples(&cairn, "late", newest), expected);
+    let metrics = cairn.metrics_text();
+    for line in [
+        "cairn_appended_out_of_order_samples_total{tenant=\"late\"} 5",
+        "cairn_appended_out_of_order_samples_total{tenant=\"plain\"} 0",
+        "cairn_discarded_samples_total{tenant=\"late\",reason=\"sample_too_old\"} 1",
+        "cairn_discarded_samples_total{tenant=\"plain\",reason=\"sample_out_of_order\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line}");
+    }
+
+    // kill -9 by PID: every acknowledged sample comes back from the WAL.
+    cairn.kill9();
+    let cairn = Cairn::restart_after_kill(&data);
+    assert_eq!(raw_samples(&cairn, "late", newest), expected);
+    let plain: Vec<(i64, f64)> = evens.iter().map(|&m| (base + m * MIN, m as f64)).collect();
+    assert_eq!(raw_samples(&cairn, "plain", newest), plain);
+
+    // The overrides now give `plain` a window: its next push uses it.
+    write_file(
+        &runtime,
+        "overrides:\n  late:\n    out_of_order_time_window: 10m\n  plain:\n    out_of_order_time_window: 5m\n",
+    );
+    let started = Instant::now();
+    loop {
+        let (status, body) = push(&cairn, "plain", &[15]);
+        if status == 200 {
+            break;
+        }
+        assert!(body.contains("(err-cairn-sample-out-of-order)"), "{body}");
+        assert!(started.elapsed() < DEADLINE, "the new window never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = push(&cairn, "plain", &[13]);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("beyond the out-of-order time window of 5m"),
+        "{body}"
+    );
+    let mut plain = plain;
+    plain.push((base + 15 * MIN, 15.0));
+    plain.sort_by_key(|s| s.0);
+    assert_eq!(raw_samples(&cairn, "plain", newest), plain);
+}

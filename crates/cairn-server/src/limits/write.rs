@@ -77,11 +77,14 @@ pub fn rate_limited_message(limits: &Limits) -> String {
     )
 }
 
-/// The tenant's series limits for [`cairn_tsdb::Tsdb::append_limited`].
+/// The tenant's series limits and out-of-order window for
+/// [`cairn_tsdb::Tsdb::append_limited`] (read per request, so a runtime
+/// overrides reload applies to the next push).
 pub fn series_limits(limits: &Limits) -> SeriesLimits {
     SeriesLimits {
         max_series: limits.max_global_series_per_user,
         max_series_per_metric: limits.max_global_series_per_metric,
+        out_of_order_window_ms: limits.out_of_order_time_window.0.max(0),
     }
 }
 
@@ -116,6 +119,29 @@ pub fn series_limit_message(
         )),
         _ => None,
     }
+}
+
+/// Mimir's wording of `sample_too_old` (`err-cairn-sample-timestamp-too-old`).
+const TOO_OLD_TEXT: &str = "the sample has been rejected because its timestamp is too old";
+
+/// The 400 text for a sample the tenant's database refused: as
+/// [`cairn_ingest::storage_rejection_message`], except that with an
+/// out-of-order window a too-old sample is worded as beyond the window
+/// (Mimir's `newSampleTimestampTooOldOOOEnabledError`).
+pub fn storage_message(reason: DiscardReason, limits: &Limits, labels: &Labels, t: i64) -> String {
+    let message = cairn_ingest::storage_rejection_message(reason, labels, t);
+    let window = limits.out_of_order_time_window.0;
+    if reason != DiscardReason::SampleTooOld || window <= 0 {
+        return message;
+    }
+    message.replacen(
+        TOO_OLD_TEXT,
+        &format!(
+            "the sample has been rejected because another sample with a more recent timestamp has already been ingested and this sample is beyond the out-of-order time window of {}",
+            cairn_model::DisplayDuration(window)
+        ),
+        1,
+    )
 }
 
 /// `<message> (err-cairn-<id>). To adjust the related per-tenant limit,
@@ -187,6 +213,35 @@ mod tests {
         let mut off = validated(vec![("a", vec![1])]);
         enforce_past_grace(&mut off, &Limits::default(), 10_000);
         assert_eq!(off.series[0].samples.len(), 1);
+    }
+
+    #[test]
+    fn too_old_is_worded_as_beyond_the_window_only_with_a_window() {
+        let labels = Labels::from_pairs(&[("__name__", "m")]);
+        let without = storage_message(DiscardReason::SampleTooOld, &Limits::default(), &labels, 0);
+        assert!(
+            without.starts_with(
+                "the sample has been rejected because its timestamp is too old (err-cairn-sample-timestamp-too-old). The affected sample has timestamp 1970-01-01T00:00:00"
+            ),
+            "{without}"
+        );
+        let limits = Limits {
+            out_of_order_time_window: super::super::PromDuration(2 * 3_600_000 + 30 * 60_000),
+            ..Limits::default()
+        };
+        let with = storage_message(DiscardReason::SampleTooOld, &limits, &labels, 0);
+        assert!(
+            with.starts_with(
+                "the sample has been rejected because another sample with a more recent timestamp has already been ingested and this sample is beyond the out-of-order time window of 2h30m (err-cairn-sample-timestamp-too-old). The affected sample has timestamp 1970-01-01T00:00:00"
+            ),
+            "{with}"
+        );
+        // Other reasons keep their text.
+        assert_eq!(
+            storage_message(DiscardReason::SampleOutOfOrder, &limits, &labels, 0),
+            cairn_ingest::storage_rejection_message(DiscardReason::SampleOutOfOrder, &labels, 0)
+        );
+        assert_eq!(series_limits(&limits).out_of_order_window_ms, 9_000_000);
     }
 
     #[test]

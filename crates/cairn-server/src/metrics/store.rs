@@ -60,6 +60,11 @@ const COUNTERS: &[(&str, &str, Counter)] = &[
         |r| r.stats.samples_appended,
     ),
     (
+        "cairn_appended_out_of_order_samples",
+        "Of the samples appended since start-up, those stored out of order (inside the tenant's out_of_order_time_window)",
+        |r| r.stats.ooo_samples_appended,
+    ),
+    (
         "cairn_created_series",
         "Series created in the tenant's head by appends since start-up",
         |r| r.stats.series_created,

@@ -168,13 +168,27 @@ where
     // A federated read is recorded under its joined `a|b` key.
     let tenant_label = target.queue_key();
     let engine_state = Arc::clone(state);
+    let enqueued = Instant::now();
     let outcome = scheduler::run_read(state, target, move |target| {
         let started = Instant::now();
         cairn_promql::take_worker_cpu_time();
         let cpu = cairn_promql::thread_cpu_time();
-        let result = target.read(now_ms(), |queryable| {
-            run(&engine_state.engine, queryable, &options)
-        });
+        // As in Prometheus (`engine.exec`: the timeout's context is made
+        // before `queueActive`), time spent waiting in the queue counts
+        // against the timeout; a query whose time ran out there is not
+        // started ("query timed out in query queue").
+        let timeout = options
+            .timeout
+            .unwrap_or(engine_state.engine.options().default_timeout);
+        let result = match timeout.checked_sub(enqueued.elapsed()) {
+            Some(left) if !left.is_zero() => {
+                options.timeout = Some(left);
+                target.read(now_ms(), |queryable| {
+                    run(&engine_state.engine, queryable, &options)
+                })
+            }
+            _ => Err(QueryError::Timeout("query queue")),
+        };
         let scanned = result.as_ref().map_or(0, |r| r.stats.total_samples);
         let cpu = cairn_promql::thread_cpu_time().saturating_sub(cpu)
             + cairn_promql::take_worker_cpu_time();

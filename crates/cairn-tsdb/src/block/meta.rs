@@ -63,9 +63,10 @@ impl BlockMeta {
         Ok(meta)
     }
 
-    /// Where the data this block took from the head ends: WAL replay skips
-    /// samples older than the largest of these (they are in a block
-    /// already). `None` for an imported block, which holds no head data.
+    /// Where the data this block took from the head ends: WAL replay puts
+    /// samples older than the largest of these out of order and then drops
+    /// those a block holds. `None` for an imported block, which holds no
+    /// head data.
     pub fn head_data_end(&self) -> Option<i64> {
         if self.imported {
             None

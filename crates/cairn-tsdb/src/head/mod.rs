@@ -8,6 +8,7 @@
 //! in an `RwLock`.
 
 pub mod labels;
+pub mod ooo;
 pub mod postings;
 pub mod series;
 
@@ -21,7 +22,7 @@ use crate::chunk::ClosedChunk;
 use crate::idhash::IdMap;
 pub use labels::PackedLabels;
 pub use postings::Postings;
-pub use series::{decide, AppendDecision, LastSample, MemSeries, SeriesLabels};
+pub use series::{decide, AppendDecision, Applied, LastSample, MemSeries, SeriesLabels};
 
 /// A series copied out of the head for reading without holding its lock.
 #[derive(Clone, Debug)]
@@ -72,6 +73,10 @@ pub struct Head {
     /// Samples older than this are refused ([`Head::truncate_before`] moved
     /// the head's start past them).
     min_valid_t: i64,
+    /// Newest in-order sample time ever appended (Prometheus's head
+    /// `MaxTime`; out-of-order samples are older): the out-of-order window
+    /// is measured back from it. Not lowered by truncation.
+    max_t: Option<i64>,
     /// Tests force every label hash to collide.
     #[cfg(test)]
     forced_hash: Option<u64>,
@@ -111,11 +116,81 @@ impl Head {
         self.min_valid_t = self.min_valid_t.max(t);
     }
 
-    /// Oldest and newest sample time over all series, if any.
+    /// The newest in-order sample time appended since open or replay.
+    pub fn max_time(&self) -> Option<i64> {
+        self.max_t
+    }
+
+    /// Oldest and newest sample time over all series, out-of-order
+    /// samples included, if any.
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        self.bounds(MemSeries::time_range)
+    }
+
+    /// Oldest and newest in-order sample time over all series, if any.
+    pub fn in_order_bounds(&self) -> Option<(i64, i64)> {
+        self.bounds(MemSeries::in_order_range)
+    }
+
+    /// The oldest time the head may still hold a sample at: `min_valid_t`,
+    /// or an older out-of-order sample not yet in a block (tombstones
+    /// covering it must stay).
+    pub fn oldest_held_t(&self) -> i64 {
+        self.ooo_min_time()
+            .map_or(self.min_valid_t, |t| t.min(self.min_valid_t))
+    }
+
+    /// The oldest out-of-order sample time over all series, if any.
+    pub fn ooo_min_time(&self) -> Option<i64> {
+        self.series
+            .values()
+            .filter_map(|s| s.ooo().and_then(|o| o.time_range()))
+            .map(|(min_t, _)| min_t)
+            .min()
+    }
+
+    /// Per series, the timestamps of its out-of-order samples inside
+    /// `[start, end)`.
+    pub fn ooo_timestamps_in(&self, start: i64, end: i64) -> Vec<(u64, Vec<i64>)> {
+        let mut out = Vec::new();
+        for (id, series) in self.series.iter() {
+            let Some(ooo) = series.ooo() else {
+                continue;
+            };
+            if !ooo.overlaps(start, end - 1) {
+                continue;
+            }
+            let ts: Vec<i64> = ooo.samples_in(start, end - 1).iter().map(|s| s.0).collect();
+            if !ts.is_empty() {
+                out.push((*id, ts));
+            }
+        }
+        out
+    }
+
+    /// Removes these out-of-order samples (written to a block) and the
+    /// series left with no sample at all; returns the samples removed.
+    pub fn remove_ooo(&mut self, written: &[(u64, Vec<i64>)]) -> usize {
+        let mut removed = 0;
+        let mut empty = Vec::new();
+        for (id, timestamps) in written {
+            if let Some(series) = self.series.get_mut(id) {
+                removed += series.remove_ooo(timestamps);
+                if series.time_range().is_none() {
+                    empty.push(*id);
+                }
+            }
+        }
+        for id in empty {
+            self.remove_series(id);
+        }
+        removed
+    }
+
+    fn bounds(&self, range: impl Fn(&MemSeries) -> Option<(i64, i64)>) -> Option<(i64, i64)> {
         let mut bounds: Option<(i64, i64)> = None;
         for series in self.series.values() {
-            if let Some((min_t, max_t)) = series.time_range() {
+            if let Some((min_t, max_t)) = range(series) {
                 bounds = Some(match bounds {
                     None => (min_t, max_t),
                     Some((lo, hi)) => (lo.min(min_t), hi.max(max_t)),
@@ -194,9 +269,17 @@ impl Head {
         true
     }
 
-    /// Appends one sample to series `id`; `None` if there is no such series.
-    pub fn append(&mut self, id: u64, t: i64, v: f64) -> Option<AppendDecision> {
-        self.series.get_mut(&id).map(|s| s.append(t, v))
+    /// Stores one accepted (or replayed) sample in series `id`, in order or
+    /// out of order ([`MemSeries::apply`]); `None` if there is no such series.
+    pub fn append(&mut self, id: u64, t: i64, v: f64) -> Option<Applied> {
+        let applied = self
+            .series
+            .get_mut(&id)
+            .map(|s| s.apply(t, v, self.min_valid_t))?;
+        if applied == Applied::InOrder && self.max_t.is_none_or(|max_t| t > max_t) {
+            self.max_t = Some(t);
+        }
+        Some(applied)
     }
 
     /// Garbage-collects data older than `min_t`, as the head does after its
@@ -213,19 +296,28 @@ impl Head {
                 Some((last_t, _)) if last_t >= min_t => {
                     chunks_dropped += series.drop_chunks_before(min_t);
                 }
+                // Out-of-order samples not yet in a block keep the series.
+                _ if series.ooo().is_some() => chunks_dropped += series.drop_in_order(),
                 _ => stale.push(*id),
             }
         }
         for id in &stale {
-            let series = self.series.remove(id).expect("id collected above");
-            chunks_dropped += series.closed_chunks().len() + 1;
-            self.postings.remove(*id, series.labels().iter());
-            let labels = series.to_labels();
-            let hash = self.hash_labels(&labels);
-            self.unlink_hash(hash, *id);
+            chunks_dropped += self.remove_series(*id);
         }
         self.min_valid_t = self.min_valid_t.max(min_t);
         (chunks_dropped, stale.len())
+    }
+
+    /// Removes a series from the maps and the index; returns its chunk count.
+    fn remove_series(&mut self, id: u64) -> usize {
+        let Some(series) = self.series.remove(&id) else {
+            return 0;
+        };
+        self.postings.remove(id, series.labels().iter());
+        let labels = series.to_labels();
+        let hash = self.hash_labels(&labels);
+        self.unlink_hash(hash, id);
+        series.closed_chunks().len() + 1
     }
 
     fn unlink_hash(&mut self, hash: u64, id: u64) {

@@ -1,10 +1,12 @@
-//! One series in the head: its interned labels, closed chunks and the open chunk.
+//! One series in the head: its interned labels, closed chunks and the open
+//! chunk, and its out-of-order samples ([`super::ooo`]), if any.
 
 use std::sync::Arc;
 
 use cairn_model::{DiscardReason, Labels};
 
 use super::labels::PackedLabels;
+use super::ooo::{self, OooSamples};
 use crate::chunk::{ClosedChunk, XorAppender, SAMPLES_PER_CHUNK};
 
 /// Chunks never span a multiple of this range (2h, Prometheus's block
@@ -52,6 +54,17 @@ pub struct MemSeries {
     /// with the sample that caused it, so the open chunk always holds the
     /// series' newest sample.
     open: Option<OpenChunk>,
+    /// Out-of-order samples; `None` until the first one.
+    ooo: Option<Box<OooSamples>>,
+}
+
+/// Where [`MemSeries::apply`] put a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    InOrder,
+    OutOfOrder,
+    /// The series held the timestamp already: not stored.
+    Duplicate,
 }
 
 impl MemSeries {
@@ -60,6 +73,7 @@ impl MemSeries {
             labels,
             closed: Vec::new(),
             open: None,
+            ooo: None,
         }
     }
 
@@ -79,7 +93,70 @@ impl MemSeries {
         &self.closed
     }
 
-    /// Appends a sample under the append rules; returns the decision taken.
+    /// Stores a sample the append plan accepted (or one replayed from the
+    /// WAL): in order when the in-order rules allow (newer than the last
+    /// sample, not older than `min_valid_t`), else into the out-of-order
+    /// buffer unless the series holds the timestamp already.
+    pub fn apply(&mut self, t: i64, v: f64, min_valid_t: i64) -> Applied {
+        let last = self.last();
+        if t >= min_valid_t && last.is_none_or(|(last_t, _)| t > last_t) {
+            self.append(t, v);
+            return Applied::InOrder;
+        }
+        if self.sample_at(t).is_some() {
+            return Applied::Duplicate;
+        }
+        if self.ooo.get_or_insert_with(Box::default).insert(t, v) {
+            Applied::OutOfOrder
+        } else {
+            Applied::Duplicate
+        }
+    }
+
+    /// The value bits of the sample at `t` held in the head, if any
+    /// (decodes at most the chunks whose range holds `t`).
+    pub fn sample_at(&self, t: i64) -> Option<u64> {
+        if let Some(open) = &self.open {
+            if open.min_t <= t && open.appender.last().is_some_and(|(max_t, _)| t <= max_t) {
+                if let Some(bits) = ooo::find_in_chunk(open.appender.bytes(), t) {
+                    return Some(bits);
+                }
+            }
+        }
+        let closed = self
+            .closed
+            .iter()
+            .filter(|c| c.min_t <= t && t <= c.max_t)
+            .find_map(|c| ooo::find_in_chunk(&c.data, t));
+        closed.or_else(|| self.ooo.as_ref().and_then(|o| o.get(t)))
+    }
+
+    /// The out-of-order samples, if the series ever had one.
+    pub fn ooo(&self) -> Option<&OooSamples> {
+        self.ooo.as_deref().filter(|o| !o.is_empty())
+    }
+
+    /// Removes out-of-order samples at these timestamps (written to a
+    /// block); returns how many.
+    pub fn remove_ooo(&mut self, timestamps: &[i64]) -> usize {
+        let removed = self.ooo.as_mut().map_or(0, |o| o.remove(timestamps));
+        if self.ooo.as_ref().is_some_and(|o| o.is_empty()) {
+            self.ooo = None;
+        }
+        removed
+    }
+
+    /// Drops every in-order chunk, the open one too (its data is in a
+    /// block; the series lives on for its out-of-order samples). Returns
+    /// how many chunks.
+    pub fn drop_in_order(&mut self) -> usize {
+        let dropped = self.closed.len() + usize::from(self.open.is_some());
+        self.closed = Vec::new();
+        self.open = None;
+        dropped
+    }
+
+    /// Appends a sample under the in-order rules; returns the decision taken.
     pub fn append(&mut self, t: i64, v: f64) -> AppendDecision {
         let decision = decide(self.last(), t, v.to_bits());
         if decision != AppendDecision::Store {
@@ -116,8 +193,25 @@ impl MemSeries {
         });
     }
 
-    /// Chunks overlapping `[start, end]`, the open one copied, oldest first.
+    /// Chunks overlapping `[start, end]`, sorted and not overlapping, the
+    /// open one copied. With out-of-order samples in the range, the range's
+    /// samples are merged into new chunks clipped to `[start, end]`.
     pub fn chunks_overlapping(&self, start: i64, end: i64) -> Vec<ClosedChunk> {
+        let in_order = self.in_order_chunks_overlapping(start, end);
+        match self.ooo() {
+            Some(ooo) if ooo.overlaps(start, end) => {
+                let samples = ooo.samples_in(start, end);
+                if samples.is_empty() {
+                    return in_order;
+                }
+                ooo::merge_chunks(&in_order, &samples, start, end)
+            }
+            _ => in_order,
+        }
+    }
+
+    /// In-order chunks overlapping `[start, end]`, the open one copied, oldest first.
+    pub fn in_order_chunks_overlapping(&self, start: i64, end: i64) -> Vec<ClosedChunk> {
         let mut out: Vec<ClosedChunk> = self
             .closed
             .iter()
@@ -148,14 +242,26 @@ impl MemSeries {
         keep_from
     }
 
-    /// Bytes of encoded sample data held (closed chunks and the open one).
+    /// Bytes of sample data held (closed chunks, the open one and the
+    /// out-of-order samples).
     pub fn chunk_bytes(&self) -> usize {
         let closed: usize = self.closed.iter().map(|c| c.data.len()).sum();
-        closed + self.open.as_ref().map_or(0, |o| o.appender.bytes().len())
+        closed
+            + self.open.as_ref().map_or(0, |o| o.appender.bytes().len())
+            + self.ooo.as_ref().map_or(0, |o| o.bytes())
     }
 
-    /// Time range of all samples held, if any.
+    /// Time range of all samples held, out-of-order ones too, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
+        let ooo = self.ooo().and_then(|o| o.time_range());
+        match (self.in_order_range(), ooo) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Time range of the in-order samples, if any.
+    pub fn in_order_range(&self) -> Option<(i64, i64)> {
         let min_t = match (self.closed.first(), &self.open) {
             (Some(first), _) => first.min_t,
             (None, Some(open)) => open.min_t,
