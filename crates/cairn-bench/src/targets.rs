@@ -84,8 +84,16 @@ impl Server {
         let mut command = Command::new(binary);
         match kind {
             Kind::Cairn => {
+                // The default per-tenant ingestion rate (10,000 samples/s)
+                // would refuse most of the workload with 429; Prometheus and
+                // VictoriaMetrics have no such limit, so it is turned off.
+                let config = dir.join("cairn.yml");
+                std::fs::write(&config, "limits:\n  ingestion_rate: 0\n")
+                    .map_err(|e| e.to_string())?;
                 command
                     .arg("serve")
+                    .arg("--config")
+                    .arg(&config)
                     .arg("--http.listen-address")
                     .arg(&listen)
                     .arg("--storage.path")

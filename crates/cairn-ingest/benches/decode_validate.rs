@@ -8,8 +8,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 use cairn_ingest::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use cairn_ingest::{
-    decode_write_request, decode_write_request_with_buffer, encode_write_request,
-    validate_write_request, DecodeLimits, ValidationLimits,
+    decode_write_request, decode_write_request_ref, encode_write_request, validate_write_request,
+    DecodeLimits, ValidationLimits, WriteRequestRef,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -49,23 +49,39 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("remote_write_2000_samples");
     group.throughput(Throughput::Elements((SERIES * SAMPLES_PER_SERIES) as u64));
-    group.bench_function("decode", |b| {
+    // The owned decoder (prost: a String per label, a Vec per series), for
+    // comparison with the borrowed one the server uses.
+    group.bench_function("decode_owned_prost", |b| {
         b.iter(|| decode_write_request(&body, &decode_limits).unwrap())
     });
+    group.bench_function("decode", |b| {
+        let mut buffer = Vec::new();
+        b.iter(|| {
+            decode_write_request_ref(&body, &decode_limits, &mut buffer)
+                .unwrap()
+                .series_count()
+        })
+    });
     group.bench_function("validate", |b| {
-        let decoded = decode_write_request(&body, &decode_limits).unwrap();
-        b.iter_batched(
+        let owned = decode_write_request(&body, &decode_limits).unwrap();
+        let decoded = WriteRequestRef::from_owned(&owned);
+        b.iter_batched_ref(
             || decoded.clone(),
-            |decoded| validate_write_request(decoded, &validation_limits, NOW),
+            |decoded| {
+                validate_write_request(decoded, &validation_limits, NOW)
+                    .series
+                    .len()
+            },
             BatchSize::SmallInput,
         )
     });
     group.bench_function("decode_and_validate", |b| {
         let mut buffer = Vec::new();
         b.iter(|| {
-            let decoded =
-                decode_write_request_with_buffer(&body, &decode_limits, &mut buffer).unwrap();
-            validate_write_request(decoded, &validation_limits, NOW)
+            let mut decoded = decode_write_request_ref(&body, &decode_limits, &mut buffer).unwrap();
+            validate_write_request(&mut decoded, &validation_limits, NOW)
+                .series
+                .len()
         })
     });
     group.finish();

@@ -9,6 +9,7 @@ use prost::Message;
 
 use crate::config_keys;
 use crate::prompb::WriteRequest;
+use crate::wire::{WireError, WriteRequestRef};
 
 /// 100 MiB, Mimir's `-distributor.max-recv-msg-size` default.
 pub const DEFAULT_MAX_WRITE_MESSAGE_BYTES: usize = 100 << 20;
@@ -93,7 +94,7 @@ pub enum DecodeError {
     /// The decompressed bytes are not a protobuf `prometheus.WriteRequest`
     /// (this includes label names or values that are not UTF-8).
     #[error("the push request body is not a valid protobuf WriteRequest: {0}")]
-    Protobuf(#[source] prost::DecodeError),
+    Protobuf(#[source] WireError),
 }
 
 impl DecodeError {
@@ -137,7 +138,25 @@ pub fn decode_write_request_with_buffer(
         ));
     }
     decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
-    WriteRequest::decode(buffer.as_slice()).map_err(DecodeError::Protobuf)
+    WriteRequest::decode(buffer.as_slice()).map_err(|err| DecodeError::Protobuf(err.into()))
+}
+
+/// Decodes a remote write 1.0 body into `buffer` (decompressed, reused
+/// across requests) and returns the request borrowing from it: no
+/// allocation per label or series (see [`crate::wire`]). The server's path.
+pub fn decode_write_request_ref<'a>(
+    body: &[u8],
+    limits: &DecodeLimits,
+    buffer: &'a mut Vec<u8>,
+) -> Result<WriteRequestRef<'a>, DecodeError> {
+    if body.len() > limits.max_compressed_bytes {
+        return Err(DecodeError::body_too_large(
+            Some(body.len() as u64),
+            limits.max_compressed_bytes,
+        ));
+    }
+    decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
+    WriteRequestRef::decode(buffer.as_slice()).map_err(DecodeError::Protobuf)
 }
 
 /// Decompresses a snappy block into `buffer` after checking the declared
@@ -231,6 +250,10 @@ mod tests {
         let body = encode_write_request(&request);
         let decoded = decode_write_request(&body, &DecodeLimits::default()).unwrap();
         assert_eq!(decoded, request);
+        let mut buffer = Vec::new();
+        let by_ref =
+            decode_write_request_ref(&body, &DecodeLimits::default(), &mut buffer).unwrap();
+        assert_eq!(by_ref.to_owned_request(), request);
     }
 
     #[test]
@@ -387,13 +410,20 @@ mod tests {
         ];
         for (name, protobuf) in cases {
             let body = snap::raw::Encoder::new().compress_vec(protobuf).unwrap();
+            let mut buffer = Vec::new();
+            let by_ref = decode_write_request_ref(&body, &DecodeLimits::default(), &mut buffer)
+                .map(|_| ())
+                .unwrap_err();
             let err = decode_write_request(&body, &DecodeLimits::default()).unwrap_err();
-            assert!(matches!(err, DecodeError::Protobuf(_)), "{name}: {err:?}");
-            assert!(
-                err.to_string()
-                    .starts_with("the push request body is not a valid protobuf WriteRequest: "),
-                "{name}: {err}"
-            );
+            for err in [err, by_ref] {
+                assert!(matches!(err, DecodeError::Protobuf(_)), "{name}: {err:?}");
+                assert!(
+                    err.to_string().starts_with(
+                        "the push request body is not a valid protobuf WriteRequest: failed to decode Protobuf message: "
+                    ),
+                    "{name}: {err}"
+                );
+            }
         }
     }
 

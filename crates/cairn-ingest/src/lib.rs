@@ -5,12 +5,14 @@
 //! - [`prompb`] holds the remote write 1.0 and remote read protobuf messages
 //!   (`prometheus.WriteRequest`, `ReadRequest`, ...), derived by hand with
 //!   `prost`.
-//! - [`decode_write_request`] turns an HTTP body (snappy block format around
-//!   protobuf) into a [`prompb::WriteRequest`] under [`DecodeLimits`],
-//!   refusing oversized bodies before allocating; [`DecodeError`] says why not.
+//! - [`decode_write_request_ref`] turns an HTTP body (snappy block format
+//!   around protobuf) into a [`WriteRequestRef`] borrowing from a reusable
+//!   buffer ([`wire`]: no allocation per label), under [`DecodeLimits`],
+//!   refusing oversized bodies before allocating; [`DecodeError`] says why
+//!   not. [`decode_write_request`] gives an owned [`prompb::WriteRequest`].
 //! - [`validate_write_request`] applies Mimir's per-series rules under
 //!   [`ValidationLimits`] and returns a [`ValidatedWrite`]: the accepted
-//!   [`cairn_model::SeriesSamples`] and metadata, what was discarded by
+//!   [`cairn_model::SeriesRef`]s (labels still borrowed) and metadata, what was discarded by
 //!   [`cairn_model::DiscardReason`], and the first [`WriteError`] to send back.
 //!   Invalid series are skipped and valid ones kept (partial success).
 //! - [`storage_rejection_message`] writes the client message for samples that
@@ -23,19 +25,21 @@
 pub mod decode;
 pub mod prompb;
 pub mod validate;
+pub mod wire;
 
 #[cfg(test)]
 mod proptests;
 
 pub use decode::{
-    decode_write_request, decode_write_request_with_buffer, encode_write_request, BodySize,
-    DecodeError, DecodeLimits, DEFAULT_MAX_WRITE_MESSAGE_BYTES,
+    decode_write_request, decode_write_request_ref, decode_write_request_with_buffer,
+    encode_write_request, BodySize, DecodeError, DecodeLimits, DEFAULT_MAX_WRITE_MESSAGE_BYTES,
 };
 pub use validate::{
     storage_rejection_message, validate_write_request, ExemplarDiscardReason,
     MetadataDiscardReason, NameValidationScheme, ValidatedWrite, ValidationLimits, WriteError,
     EXEMPLAR_MAX_LABEL_SET_CHARS,
 };
+pub use wire::{WireError, WriteRequestRef};
 
 /// Prefix of every client-facing error ID.
 pub const ERROR_ID_PREFIX: &str = "err-cairn-";

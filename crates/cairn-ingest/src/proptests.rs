@@ -5,10 +5,12 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+use prost::Message;
+
 use crate::prompb::{Exemplar, Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 use crate::{
     decode_write_request, encode_write_request, validate_write_request, DecodeLimits,
-    NameValidationScheme, ValidationLimits,
+    NameValidationScheme, ValidationLimits, WriteRequestRef,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -119,6 +121,34 @@ proptest! {
         }
     }
 
+    /// The hand-written borrowed decoder accepts exactly what prost accepts
+    /// and reads the same request, on arbitrary bytes ...
+    #[test]
+    fn borrowed_decoder_agrees_with_prost_on_raw_bytes(protobuf in vec(any::<u8>(), 0..256)) {
+        check_decoders_agree(&protobuf)?;
+    }
+
+    /// ... and on valid requests with one byte changed or cut short.
+    #[test]
+    fn borrowed_decoder_agrees_with_prost_on_damaged_requests(
+        request in arb_request(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<bool>(),
+    ) {
+        let mut protobuf = request.encode_to_vec();
+        check_decoders_agree(&protobuf)?;
+        if !protobuf.is_empty() {
+            let i = at.index(protobuf.len());
+            if cut {
+                protobuf.truncate(i);
+            } else {
+                protobuf[i] = byte;
+            }
+            check_decoders_agree(&protobuf)?;
+        }
+    }
+
     #[test]
     fn validation_accounts_for_everything(request in arb_request(), utf8 in any::<bool>()) {
         let limits = ValidationLimits {
@@ -126,7 +156,8 @@ proptest! {
             name_validation_scheme: if utf8 { NameValidationScheme::Utf8 } else { NameValidationScheme::Legacy },
             ..ValidationLimits::default()
         };
-        let out = validate_write_request(request, &limits, NOW);
+        let mut by_ref = WriteRequestRef::from_owned(&request);
+        let out = validate_write_request(&mut by_ref, &limits, NOW);
         prop_assert_eq!(out.samples_received, out.samples_accepted() + out.samples_discarded());
         prop_assert_eq!(out.exemplars_received, out.exemplars_accepted() + out.exemplars_discarded());
         prop_assert_eq!(out.metadata_received, out.metadata.len() as u64 + out.metadata_discarded());
@@ -141,7 +172,7 @@ proptest! {
             prop_assert!(metric_name.is_some_and(|n| limits.name_validation_scheme.is_valid_metric_name(n)));
             for label in labels {
                 prop_assert!(!label.value.is_empty());
-                prop_assert!(limits.name_validation_scheme.is_valid_label_name(&label.name));
+                prop_assert!(limits.name_validation_scheme.is_valid_label_name(label.name));
             }
             prop_assert!(series.samples.iter().all(|s| s.t <= max_t));
         }
@@ -150,4 +181,37 @@ proptest! {
             prop_assert!(err.message.contains(&id), "{}", err.message);
         }
     }
+}
+
+/// Both decoders accept or both refuse `protobuf`, and when they accept they
+/// read the same request (compared on prost's encoding, so NaNs compare by
+/// bits; histograms are only counted by the borrowed decoder).
+fn check_decoders_agree(protobuf: &[u8]) -> Result<(), TestCaseError> {
+    let owned = WriteRequest::decode(protobuf);
+    let by_ref = WriteRequestRef::decode(protobuf);
+    match (owned, by_ref) {
+        (Ok(mut owned), Ok(by_ref)) => {
+            for series in &mut owned.timeseries {
+                for h in &mut series.histograms {
+                    *h = Default::default();
+                }
+            }
+            prop_assert_eq!(
+                by_ref.to_owned_request().encode_to_vec(),
+                owned.encode_to_vec()
+            );
+        }
+        (Err(_), Err(err)) => {
+            prop_assert!(err
+                .to_string()
+                .starts_with("failed to decode Protobuf message: "));
+        }
+        (owned, by_ref) => prop_assert!(
+            false,
+            "prost: {:?}, borrowed: {:?}",
+            owned.map(|_| ()),
+            by_ref.map(|_| ())
+        ),
+    }
+    Ok(())
 }

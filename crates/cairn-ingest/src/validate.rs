@@ -23,15 +23,18 @@
 //! Lengths are in bytes, as in Mimir; the exemplar label-set limit is in
 //! characters, as OpenMetrics specifies.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use cairn_model::{
-    DiscardReason, Exemplar, Label, Labels, MetricMetadata, Sample, SeriesSamples, METRIC_NAME,
+    DiscardReason, Exemplar, Label, LabelRef, Labels, LabelsRef, MetricMetadata, Sample, SeriesRef,
+    METRIC_NAME,
 };
 
 use crate::config_keys;
-use crate::prompb;
+use crate::wire::{ExemplarSpan, MetricMetadataRef, WriteRequestRef};
 use crate::ERROR_ID_PREFIX;
 
 /// OpenMetrics: an exemplar's label names and values together must not
@@ -204,10 +207,11 @@ impl MetadataDiscardReason {
 /// `metadata_received == metadata.len() + metadata_discarded()`.
 /// `first_error` is `Some` exactly when some sample was discarded.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ValidatedWrite {
-    /// Accepted series, labels sorted and validated, in request order.
-    /// Series left with neither samples nor exemplars are omitted.
-    pub series: Vec<SeriesSamples>,
+pub struct ValidatedWrite<'a> {
+    /// Accepted series, labels sorted and validated, in request order,
+    /// borrowing from the decoded request. Series left with neither samples
+    /// nor exemplars are omitted.
+    pub series: Vec<SeriesRef<'a>>,
     /// Accepted metadata, in request order.
     pub metadata: Vec<MetricMetadata>,
     /// Discarded samples by reason (reasons with none are absent).
@@ -229,7 +233,7 @@ pub struct ValidatedWrite {
     pub histograms_received: u64,
 }
 
-impl ValidatedWrite {
+impl ValidatedWrite<'_> {
     pub fn samples_accepted(&self) -> u64 {
         self.series.iter().map(|s| s.samples.len() as u64).sum()
     }
@@ -279,85 +283,103 @@ impl ValidatedWrite {
 
 /// Validates a decoded request. `now_ms` is the server's clock in
 /// milliseconds since the Unix epoch (passed in so tests control time).
-pub fn validate_write_request(
-    request: prompb::WriteRequest,
+///
+/// Labels and samples are cleaned, sorted and filtered in place in
+/// `request`, and the accepted series borrow them from there: nothing is
+/// allocated per label or per series.
+pub fn validate_write_request<'b>(
+    request: &'b mut WriteRequestRef<'_>,
     limits: &ValidationLimits,
     now_ms: i64,
-) -> ValidatedWrite {
+) -> ValidatedWrite<'b> {
     let max_timestamp = now_ms.saturating_add(limits.creation_grace_period_ms);
+    let WriteRequestRef {
+        series: spans,
+        labels: all_labels,
+        samples: all_samples,
+        exemplars: all_exemplars,
+        exemplar_labels,
+        metadata,
+    } = request;
     let mut out = ValidatedWrite {
-        series: Vec::with_capacity(request.timeseries.len()),
-        metadata_received: request.metadata.len() as u64,
+        metadata_received: metadata.len() as u64,
         ..ValidatedWrite::default()
     };
+    // Accepted series as (labels, samples) ranges and exemplars; they
+    // become borrowed slices once the in-place edits are done.
+    let mut accepted: Vec<(Range<usize>, Range<usize>, Vec<Exemplar>)> =
+        Vec::with_capacity(spans.len());
 
-    for (index, series) in request.timeseries.into_iter().enumerate() {
-        let sample_count = series.samples.len() as u64;
-        let exemplar_count = series.exemplars.len() as u64;
+    for (index, span) in spans.iter().enumerate() {
+        let sample_count = span.samples.len() as u64;
+        let exemplar_count = span.exemplars.len() as u64;
         out.samples_received += sample_count;
         out.exemplars_received += exemplar_count;
-        out.histograms_received += series.histograms.len() as u64;
+        out.histograms_received += span.histograms as u64;
 
-        let mut labels = series.labels;
-        if let Err(rejection) = clean_and_validate_labels(&mut labels, limits) {
+        let label_range = clean_labels(&mut all_labels[span.labels.clone()]);
+        let label_range = span.labels.start..span.labels.start + label_range;
+        let labels = &all_labels[label_range.clone()];
+        if let Err(rejection) = validate_labels(labels, limits) {
             let reason = rejection.reason();
             out.discard_series_samples(index, reason, sample_count);
             out.discard_exemplars(ExemplarDiscardReason::SeriesInvalid, exemplar_count);
             if sample_count > 0 {
-                out.record_error(|| rejection.to_write_error(&labels, limits));
+                out.record_error(|| rejection.to_write_error(labels, limits));
             }
             continue;
         }
 
         let mut too_far_in_future: u64 = 0;
         let mut first_too_far: Option<i64> = None;
-        // Same size and alignment: collects in place, no allocation.
-        let samples: Vec<Sample> = series
-            .samples
-            .into_iter()
-            .filter_map(|sample| {
-                if sample.timestamp > max_timestamp {
-                    too_far_in_future += 1;
-                    first_too_far.get_or_insert(sample.timestamp);
-                    None
-                } else {
-                    Some(Sample::new(sample.timestamp, sample.value))
-                }
-            })
-            .collect();
+        let samples = &mut all_samples[span.samples.clone()];
+        let mut kept = 0;
+        for i in 0..samples.len() {
+            let sample = samples[i];
+            if sample.t > max_timestamp {
+                too_far_in_future += 1;
+                first_too_far.get_or_insert(sample.t);
+            } else {
+                samples[kept] = sample;
+                kept += 1;
+            }
+        }
         if let Some(timestamp) = first_too_far {
             out.discard_series_samples(index, DiscardReason::TooFarInFuture, too_far_in_future);
-            out.record_error(|| too_far_in_future_error(&labels, timestamp));
+            out.record_error(|| too_far_in_future_error(labels, timestamp));
         }
 
         let mut exemplars = Vec::new();
-        for exemplar in series.exemplars {
-            match validate_exemplar(exemplar, max_timestamp) {
+        for exemplar in &all_exemplars[span.exemplars.clone()] {
+            let exemplar_labels = &exemplar_labels[exemplar.labels.clone()];
+            match validate_exemplar(exemplar_labels, exemplar, max_timestamp) {
                 Ok(valid) => exemplars.push(valid),
                 Err(reason) => out.discard_exemplars(reason, 1),
             }
         }
 
-        if samples.is_empty() && exemplars.is_empty() {
+        if kept == 0 && exemplars.is_empty() {
             continue;
         }
-        let labels = Labels::from_sorted(
-            labels
-                .into_iter()
-                .map(|l| Label {
-                    name: l.name,
-                    value: l.value,
-                })
-                .collect(),
-        );
-        out.series.push(SeriesSamples {
-            labels,
-            samples,
+        accepted.push((
+            label_range,
+            span.samples.start..span.samples.start + kept,
             exemplars,
-        });
+        ));
     }
 
-    for metadata in request.metadata {
+    let all_labels: &'b [LabelRef<'_>] = all_labels;
+    let all_samples: &'b [Sample] = all_samples;
+    out.series = accepted
+        .into_iter()
+        .map(|(labels, samples, exemplars)| SeriesRef {
+            labels: LabelsRef::from_sorted(&all_labels[labels]),
+            samples: Cow::Borrowed(&all_samples[samples]),
+            exemplars,
+        })
+        .collect();
+
+    for metadata in metadata.iter() {
         match validate_metadata(metadata, limits) {
             Ok(valid) => out.metadata.push(valid),
             Err(reason) => *out.discarded_metadata.entry(reason).or_insert(0) += 1,
@@ -404,7 +426,7 @@ impl LabelsRejection {
 
     /// Mimir's texts (`pkg/distributor/validate.go`) with Cairn's IDs and
     /// config keys. `labels` are the series' cleaned, sorted labels.
-    fn to_write_error(self, labels: &[prompb::Label], limits: &ValidationLimits) -> WriteError {
+    fn to_write_error(self, labels: &[LabelRef<'_>], limits: &ValidationLimits) -> WriteError {
         let reason = self.reason();
         let series = || format_series(labels);
         let message = match self {
@@ -414,7 +436,7 @@ impl LabelsRejection {
             LabelsRejection::MetricNameInvalid { index } => with_id(
                 &format!(
                     "received a series with invalid metric name: '{}'",
-                    truncate_chars(&remove_non_ascii(&labels[index].value)),
+                    truncate_chars(&remove_non_ascii(labels[index].value)),
                 ),
                 reason,
             ),
@@ -440,7 +462,7 @@ impl LabelsRejection {
             LabelsRejection::LabelNameInvalid { index } => with_id(
                 &format!(
                     "received a series with an invalid label: '{}' series: '{}'",
-                    truncate_chars(&labels[index].name),
+                    truncate_chars(labels[index].name),
                     truncate_chars(&series()),
                 ),
                 reason,
@@ -448,7 +470,7 @@ impl LabelsRejection {
             LabelsRejection::LabelNameTooLong { index } => with_limit(
                 &format!(
                     "received a series whose label name length exceeds the limit, label: '{}' series: '{}'",
-                    truncate_chars(&labels[index].name),
+                    truncate_chars(labels[index].name),
                     truncate_chars(&series()),
                 ),
                 reason,
@@ -460,7 +482,7 @@ impl LabelsRejection {
                     labels[index].value.len(),
                     limits.max_label_value_length,
                     labels[index].name,
-                    truncate_chars(&labels[index].value),
+                    truncate_chars(labels[index].value),
                     truncate_chars(&series()),
                 ),
                 reason,
@@ -469,7 +491,7 @@ impl LabelsRejection {
             LabelsRejection::DuplicateLabelName { index } => with_id(
                 &format!(
                     "received a series with duplicate label name, label: '{}' series: '{}'",
-                    truncate_chars(&labels[index].name),
+                    truncate_chars(labels[index].name),
                     truncate_chars(&series()),
                 ),
                 reason,
@@ -479,22 +501,34 @@ impl LabelsRejection {
     }
 }
 
-/// Drops empty values, sorts by name if needed, and checks the labels.
-fn clean_and_validate_labels(
-    labels: &mut Vec<prompb::Label>,
-    limits: &ValidationLimits,
-) -> Result<(), LabelsRejection> {
-    labels.retain(|l| !l.value.is_empty());
+/// Drops empty values (moving the rest to the front, in order) and sorts
+/// by name if the sender did not; returns how many labels are left.
+fn clean_labels(labels: &mut [LabelRef<'_>]) -> usize {
+    let mut kept = 0;
+    for i in 0..labels.len() {
+        if !labels[i].value.is_empty() {
+            labels[kept] = labels[i];
+            kept += 1;
+        }
+    }
+    let labels = &mut labels[..kept];
     if !labels.windows(2).all(|w| w[0].name <= w[1].name) {
         // Stable, so repeated names keep their request order in messages.
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        labels.sort_by(|a, b| a.name.cmp(b.name));
     }
+    kept
+}
 
+/// Checks cleaned, sorted labels.
+fn validate_labels(
+    labels: &[LabelRef<'_>],
+    limits: &ValidationLimits,
+) -> Result<(), LabelsRejection> {
     let scheme = limits.name_validation_scheme;
     let Some(name_index) = labels.iter().position(|l| l.name == METRIC_NAME) else {
         return Err(LabelsRejection::MissingMetricName);
     };
-    if !scheme.is_valid_metric_name(&labels[name_index].value) {
+    if !scheme.is_valid_metric_name(labels[name_index].value) {
         return Err(LabelsRejection::MetricNameInvalid { index: name_index });
     }
     if labels.len() > limits.max_label_names_per_series {
@@ -503,7 +537,7 @@ fn clean_and_validate_labels(
 
     let mut previous_name: Option<&str> = None;
     for (index, label) in labels.iter().enumerate() {
-        if !scheme.is_valid_label_name(&label.name) {
+        if !scheme.is_valid_label_name(label.name) {
             return Err(LabelsRejection::LabelNameInvalid { index });
         }
         if label.name.len() > limits.max_label_name_length {
@@ -512,20 +546,20 @@ fn clean_and_validate_labels(
         if label.value.len() > limits.max_label_value_length {
             return Err(LabelsRejection::LabelValueTooLong { index });
         }
-        if previous_name == Some(label.name.as_str()) {
+        if previous_name == Some(label.name) {
             return Err(LabelsRejection::DuplicateLabelName { index });
         }
-        previous_name = Some(&label.name);
+        previous_name = Some(label.name);
     }
     Ok(())
 }
 
-fn too_far_in_future_error(labels: &[prompb::Label], timestamp: i64) -> WriteError {
+fn too_far_in_future_error(labels: &[LabelRef<'_>], timestamp: i64) -> WriteError {
     let reason = DiscardReason::TooFarInFuture;
     let metric_name = labels
         .iter()
         .find(|l| l.name == METRIC_NAME)
-        .map(|l| l.value.as_str())
+        .map(|l| l.value)
         .unwrap_or_default();
     WriteError {
         reason,
@@ -543,25 +577,24 @@ fn too_far_in_future_error(labels: &[prompb::Label], timestamp: i64) -> WriteErr
 
 /// Mimir's exemplar checks, in Mimir's order.
 fn validate_exemplar(
-    exemplar: prompb::Exemplar,
+    labels: &[LabelRef<'_>],
+    exemplar: &ExemplarSpan,
     max_timestamp: i64,
 ) -> Result<Exemplar, ExemplarDiscardReason> {
-    if exemplar.labels.is_empty() {
+    if labels.is_empty() {
         return Err(ExemplarDiscardReason::LabelsMissing);
     }
     if exemplar.timestamp == 0 {
         return Err(ExemplarDiscardReason::TimestampInvalid);
     }
-    let label_set_chars: usize = exemplar
-        .labels
+    let label_set_chars: usize = labels
         .iter()
         .map(|l| l.name.chars().count() + l.value.chars().count())
         .sum();
     if label_set_chars > EXEMPLAR_MAX_LABEL_SET_CHARS {
         return Err(ExemplarDiscardReason::LabelsTooLong);
     }
-    if !exemplar
-        .labels
+    if !labels
         .iter()
         .any(|l| !l.name.is_empty() && !l.value.is_empty())
     {
@@ -571,14 +604,10 @@ fn validate_exemplar(
         return Err(ExemplarDiscardReason::TooFarInFuture);
     }
     let labels = Labels::new(
-        exemplar
-            .labels
-            .into_iter()
+        labels
+            .iter()
             .filter(|l| !l.name.is_empty())
-            .map(|l| Label {
-                name: l.name,
-                value: l.value,
-            })
+            .map(|l| Label::new(l.name, l.value))
             .collect(),
     );
     Ok(Exemplar {
@@ -591,7 +620,7 @@ fn validate_exemplar(
 /// Mimir's metadata checks: a name is required, over-long names and units
 /// drop the entry, over-long help is cut at a character boundary.
 fn validate_metadata(
-    metadata: prompb::MetricMetadata,
+    metadata: &MetricMetadataRef<'_>,
     limits: &ValidationLimits,
 ) -> Result<MetricMetadata, MetadataDiscardReason> {
     if metadata.metric_family_name.is_empty() {
@@ -603,17 +632,13 @@ fn validate_metadata(
     if metadata.unit.len() > limits.max_metadata_length {
         return Err(MetadataDiscardReason::UnitTooLong);
     }
-    let metric_type = metadata.r#type().into();
-    let mut help = metadata.help;
-    if help.len() > limits.max_metadata_length {
-        let cut = floor_char_boundary(&help, limits.max_metadata_length);
-        help.truncate(cut);
-    }
+    let metric_type = metadata.metric_type().into();
+    let help = &metadata.help[..floor_char_boundary(metadata.help, limits.max_metadata_length)];
     Ok(MetricMetadata {
-        metric_family_name: metadata.metric_family_name,
+        metric_family_name: metadata.metric_family_name.to_string(),
         metric_type,
-        help,
-        unit: metadata.unit,
+        help: help.to_string(),
+        unit: metadata.unit.to_string(),
     })
 }
 
@@ -657,10 +682,10 @@ fn with_limit(message: &str, reason: DiscardReason, config_key: &str) -> String 
 
 /// Cairn's series text, `name{a="x", b="y"}` (as [`Labels`] displays), from
 /// raw pairs that may repeat a name.
-fn format_series(labels: &[prompb::Label]) -> String {
+fn format_series(labels: &[LabelRef<'_>]) -> String {
     let mut out = String::new();
     if let Some(name) = labels.iter().find(|l| l.name == METRIC_NAME) {
-        out.push_str(&name.value);
+        out.push_str(name.value);
     }
     out.push('{');
     let mut first = true;

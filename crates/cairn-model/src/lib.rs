@@ -30,4 +30,6 @@ pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{EmptyQueryable, Queryable, Series, StorageError, TimeRange};
 pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use tenant::{parse_tenant_ids, TenantId, TenantIdError, MAX_TENANT_ID_LEN};
-pub use write::{Exemplar, MetricMetadata, MetricType, SeriesSamples};
+pub use write::{
+    Exemplar, LabelRef, LabelsRef, MetricMetadata, MetricType, SeriesRef, SeriesSamples,
+};

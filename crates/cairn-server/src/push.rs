@@ -11,13 +11,14 @@
 //! whole request before anything is stored (429 with `Retry-After`); series
 //! limits refuse new series inside storage (400).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use cairn_ingest::{decode_write_request, validate_write_request, DecodeError};
+use cairn_ingest::{decode_write_request_ref, validate_write_request, DecodeError};
 use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::TenantStore;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -77,6 +78,16 @@ fn too_large(actual: Option<u64>, max: usize) -> WriteApiError {
     )
 }
 
+/// A blocking-pool thread keeps its decompression buffer up to this size
+/// between requests (bigger ones are freed after the request).
+const KEPT_BUFFER_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// The decompressed body of the request this thread is ingesting,
+    /// reused across requests.
+    static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Decode, validate, append; runs on the blocking pool (CPU and file I/O).
 fn ingest(
     state: &AppState,
@@ -84,18 +95,34 @@ fn ingest(
     tenant: &TenantId,
     body: &[u8],
 ) -> Result<StatusCode, WriteApiError> {
-    let request = decode_write_request(body, &state.options.decode_limits).map_err(|err| {
-        let status = if err.is_too_large() {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        WriteApiError::new(status, err.to_string())
-    })?;
+    let mut buffer = DECOMPRESSED.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let result = ingest_with_buffer(state, store, tenant, body, &mut buffer);
+    if buffer.capacity() <= KEPT_BUFFER_BYTES {
+        DECOMPRESSED.with(|b| *b.borrow_mut() = buffer);
+    }
+    result
+}
+
+fn ingest_with_buffer(
+    state: &AppState,
+    store: &TenantStore,
+    tenant: &TenantId,
+    body: &[u8],
+    buffer: &mut Vec<u8>,
+) -> Result<StatusCode, WriteApiError> {
+    let mut request = decode_write_request_ref(body, &state.options.decode_limits, buffer)
+        .map_err(|err| {
+            let status = if err.is_too_large() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            WriteApiError::new(status, err.to_string())
+        })?;
     let limits = state.overrides.for_tenant(tenant);
     let now = now_ms();
-    let mut usage = state.usage.begin_write(tenant, &request.timeseries);
-    let mut validated = validate_write_request(request, &limits.validation_limits(), now);
+    let mut usage = state.usage.begin_write(tenant, &request);
+    let mut validated = validate_write_request(&mut request, &limits.validation_limits(), now);
     limits::write::enforce_past_grace(&mut validated, &limits, now);
     usage.validated(&validated);
     let metrics = &state.metrics;
@@ -153,7 +180,7 @@ fn ingest(
         }
         if !validated.series.is_empty() {
             let outcome = db
-                .append_limited(validated.series, limits::write::series_limits(&limits))
+                .append_refs(validated.series, limits::write::series_limits(&limits))
                 .map_err(storage_failed)?;
             usage.appended(&outcome);
             for (reason, count) in &outcome.discarded {

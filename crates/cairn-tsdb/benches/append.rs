@@ -3,8 +3,12 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use cairn_model::{Labels, Matcher, Queryable, Sample, SeriesSamples, TimeRange};
-use cairn_tsdb::{Tsdb, TsdbOptions};
+use std::borrow::Cow;
+
+use cairn_model::{
+    LabelRef, Labels, LabelsRef, Matcher, Queryable, Sample, SeriesRef, SeriesSamples, TimeRange,
+};
+use cairn_tsdb::{SeriesLimits, Tsdb, TsdbOptions};
 
 const SERIES: usize = 1000;
 
@@ -48,6 +52,41 @@ fn append(c: &mut Criterion) {
                 request(&labels, t)
             },
             |batch| db.append(batch).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    // The remote write path: labels and samples borrowed from the request.
+    let borrowed: Vec<Vec<LabelRef>> = labels
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|l| LabelRef {
+                    name: &l.name,
+                    value: &l.value,
+                })
+                .collect()
+        })
+        .collect();
+    group.bench_function("1000 existing series x 1 sample, borrowed labels", |b| {
+        b.iter_batched(
+            || {
+                t += 15_000;
+                (0..SERIES)
+                    .map(|i| vec![Sample::new(t, (t / 1000 + i as i64) as f64)])
+                    .collect::<Vec<_>>()
+            },
+            |samples| {
+                let batch = borrowed
+                    .iter()
+                    .zip(&samples)
+                    .map(|(l, s)| SeriesRef {
+                        labels: LabelsRef::from_sorted(l),
+                        samples: Cow::Borrowed(s.as_slice()),
+                        exemplars: Vec::new(),
+                    })
+                    .collect();
+                db.append_refs(batch, SeriesLimits::default()).unwrap()
+            },
             BatchSize::SmallInput,
         )
     });

@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use cairn_model::{Labels, Matcher};
+use cairn_model::{LabelRef, Labels, LabelsRef, Matcher};
 use cairn_tsdb::chunk::{dense, DenseIter, XorAppender, XorIter};
 use cairn_tsdb::head::postings::intersect;
 use cairn_tsdb::head::{Head, Postings};
@@ -48,6 +48,27 @@ fn series(c: &mut Criterion) {
             let mut found = 0;
             for l in &labels {
                 found += usize::from(head.lookup(l).is_some());
+            }
+            assert_eq!(found, SERIES);
+        })
+    });
+    // The remote write path: labels borrowed from the request buffer.
+    let borrowed: Vec<Vec<LabelRef>> = labels
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|l| LabelRef {
+                    name: &l.name,
+                    value: &l.value,
+                })
+                .collect()
+        })
+        .collect();
+    group.bench_function("lookup_ref 100k existing", |b| {
+        b.iter(|| {
+            let mut found = 0;
+            for l in &borrowed {
+                found += usize::from(head.lookup_ref(LabelsRef::from_sorted(l)).is_some());
             }
             assert_eq!(found, SERIES);
         })

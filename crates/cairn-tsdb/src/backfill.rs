@@ -351,10 +351,10 @@ impl Backfill {
             let index = b.index()?;
             for &id in &ids {
                 let labels = self.labels(id);
-                let Ok(position) = index.series.binary_search_by(|s| s.labels.cmp(labels)) else {
+                let Some(position) = index.find(labels)? else {
                     continue;
                 };
-                let theirs = &index.series[position].chunks;
+                let theirs = index.series(position)?.chunks;
                 for (chunk, line) in &per_series[&id] {
                     if theirs
                         .iter()

@@ -359,6 +359,9 @@ impl Tsdb {
                 }
             }
         }
+        if !written.is_empty() {
+            return_freed_memory();
+        }
         Ok(written)
     }
 
@@ -407,44 +410,12 @@ impl Tsdb {
             .collect();
         source_ids.sort();
         source_ids.dedup();
-        let indexes = sources
+        // A streaming k-way merge: one series per source in memory at a time.
+        let inputs = sources
             .iter()
-            .map(|b| b.index())
+            .map(|b| b.all_series())
             .collect::<Result<Vec<_>, _>>()?;
-        let tombstones: Vec<_> = sources
-            .iter()
-            .map(|b| b.tombstones.read().clone())
-            .collect();
-        let mut by_labels: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
-        for (block_position, index) in indexes.iter().enumerate() {
-            for (series_position, s) in index.series.iter().enumerate() {
-                by_labels
-                    .entry(s.labels.clone())
-                    .or_default()
-                    .push((block_position, series_position));
-            }
-        }
-        // One series in memory at a time.
-        let merged = by_labels.into_iter().map(|(labels, refs)| {
-            let mut chunks = Vec::new();
-            for (block_position, series_position) in refs {
-                let index = &indexes[block_position];
-                let mut from_block = Vec::new();
-                for meta in &index.series[series_position].chunks {
-                    from_block.push(sources[block_position].read_chunk(meta)?);
-                }
-                // Tombstoned samples are not carried over.
-                match tombstones[block_position].get(series_position as u64) {
-                    Some(deleted) => chunks.extend(deleted.filter_chunks(from_block)),
-                    None => chunks.extend(from_block),
-                }
-            }
-            chunks.sort_by_key(|c| c.min_t);
-            if chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
-                chunks = rechunk(&chunks);
-            }
-            Ok(BlockSeries { labels, chunks })
-        });
+        let merged = MergeSeries::new(inputs);
         // Imported sources hold no head data: the merged block must not
         // move the WAL replay floor past what the head really handed over.
         let head_end = sources
@@ -545,6 +516,116 @@ impl Tsdb {
     }
 }
 
+/// Hands memory freed by a compaction back to the system. glibc's
+/// allocator keeps freed heap pages for reuse; after a compaction (chunks
+/// read and written, the new index built) that is megabytes no longer in
+/// use which would otherwise count in the process's RSS until reused
+/// (measured in `BENCHMARKS.md`, "Memory bounded by active series").
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's arenas; it
+    // takes the allocator's own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// A k-way merge of series streams, each sorted by labels (Prometheus's
+/// compactor merges its sources' `ChunkSeriesSet`s the same way): yields
+/// each label set once, with the chunks of every source that has it, in
+/// label order. Chunks that overlap in time (overlapping sources, or the
+/// same series in two sources) are rewritten into one stream with each
+/// timestamp once: the earliest source's sample wins. Holds one series per
+/// source; stops at the first error.
+pub(crate) struct MergeSeries<I> {
+    sources: Vec<I>,
+    /// The next series of each source; `None` once it is exhausted.
+    heads: Vec<Option<BlockSeries>>,
+    started: bool,
+    failed: bool,
+}
+
+impl<I: Iterator<Item = Result<BlockSeries, TsdbError>>> MergeSeries<I> {
+    pub(crate) fn new(sources: Vec<I>) -> Self {
+        let heads = sources.iter().map(|_| None).collect();
+        MergeSeries {
+            sources,
+            heads,
+            started: false,
+            failed: false,
+        }
+    }
+
+    fn pull(&mut self, source: usize) -> Result<(), TsdbError> {
+        self.heads[source] = self.sources[source].next().transpose()?;
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<BlockSeries>, TsdbError> {
+        if !self.started {
+            self.started = true;
+            for source in 0..self.sources.len() {
+                self.pull(source)?;
+            }
+        }
+        let Some(min) = self
+            .heads
+            .iter()
+            .flatten()
+            .map(|s| &s.labels)
+            .min()
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let mut chunks = Vec::new();
+        for source in 0..self.sources.len() {
+            if self.heads[source].as_ref().is_some_and(|s| s.labels == min) {
+                let taken = self.heads[source].take().expect("checked above");
+                chunks.extend(taken.chunks);
+                self.pull(source)?;
+                if let Some(next) = &self.heads[source] {
+                    if next.labels <= min {
+                        return Err(TsdbError::Io {
+                            path: std::path::PathBuf::new(),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!(
+                                    "compaction source {source} is not sorted by labels at {min:?}"
+                                ),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        // Stable: for equal start times the earlier source stays first.
+        chunks.sort_by_key(|c| c.min_t);
+        if chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
+            chunks = rechunk(&chunks);
+        }
+        Ok(Some(BlockSeries {
+            labels: min,
+            chunks,
+        }))
+    }
+}
+
+impl<I: Iterator<Item = Result<BlockSeries, TsdbError>>> Iterator for MergeSeries<I> {
+    type Item = Result<BlockSeries, TsdbError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let result = self.step().transpose();
+        if matches!(result, Some(Err(_))) {
+            self.failed = true;
+        }
+        result
+    }
+}
+
 /// Decodes overlapping chunks into one sorted, deduplicated sample stream
 /// (first copy of a timestamp wins) and re-encodes it.
 fn rechunk(chunks: &[ClosedChunk]) -> Vec<ClosedChunk> {
@@ -609,6 +690,118 @@ mod tests {
         assert!(dirs.iter().all(|d| !d.exists()));
         let all = db.select(&[], TimeRange::all()).unwrap();
         assert_eq!(all[0].samples.len(), 6 * 60);
+    }
+
+    fn xor_chunk(samples: &[(i64, f64)]) -> ClosedChunk {
+        let mut appender = XorAppender::new();
+        for &(t, v) in samples {
+            appender.append(t, v);
+        }
+        ClosedChunk {
+            min_t: samples[0].0,
+            max_t: samples[samples.len() - 1].0,
+            data: Arc::from(appender.into_bytes()),
+        }
+    }
+
+    fn stream(
+        series: Vec<(&str, Vec<ClosedChunk>)>,
+    ) -> std::vec::IntoIter<Result<BlockSeries, TsdbError>> {
+        series
+            .into_iter()
+            .map(|(name, chunks)| {
+                Ok(BlockSeries {
+                    labels: Labels::from_pairs(&[("__name__", name)]),
+                    chunks,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn flatten(series: &BlockSeries) -> Vec<(i64, f64)> {
+        series.chunks.iter().flat_map(|c| c.iter()).collect()
+    }
+
+    /// Many sources, each sorted, some series in several of them, one
+    /// source empty: each label set comes out once, in order, with all its
+    /// samples in time order.
+    #[test]
+    fn merge_series_interleaves_many_sources_in_label_order() {
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let sources: Vec<_> = (0..20i64)
+            .map(|k| {
+                // Source k holds every name whose index is not a multiple of
+                // (k % 5) + 2, one chunk at hour k.
+                let skip = (k % 5 + 2) as usize;
+                stream(
+                    names
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % skip != 0 || k == 19)
+                        .filter(|_| k != 7)
+                        .map(|(i, name)| (*name, vec![xor_chunk(&[(k * HOUR, i as f64)])]))
+                        .collect(),
+                )
+            })
+            .collect();
+        let merged: Vec<BlockSeries> = MergeSeries::new(sources).collect::<Result<_, _>>().unwrap();
+        let got: Vec<&str> = merged
+            .iter()
+            .filter_map(|s| s.labels.metric_name())
+            .collect();
+        assert_eq!(got, names);
+        for (i, series) in merged.iter().enumerate() {
+            let ts: Vec<i64> = flatten(series).iter().map(|s| s.0).collect();
+            let expected: Vec<i64> = (0..20i64)
+                .filter(|&k| k != 7 && (i % (k % 5 + 2) as usize != 0 || k == 19))
+                .map(|k| k * HOUR)
+                .collect();
+            assert_eq!(ts, expected, "series {i}");
+        }
+        let none: Vec<std::vec::IntoIter<Result<BlockSeries, TsdbError>>> = Vec::new();
+        assert_eq!(MergeSeries::new(none).count(), 0);
+    }
+
+    /// Overlapping sources (vertical compaction): each timestamp once, the
+    /// first source's value where two carry the same timestamp.
+    #[test]
+    fn merge_series_deduplicates_overlapping_sources_by_timestamp() {
+        let first = stream(vec![(
+            "m",
+            vec![xor_chunk(&[(0, 1.0), (10, 1.0), (20, 1.0)])],
+        )]);
+        let second = stream(vec![
+            ("m", vec![xor_chunk(&[(5, 2.0), (10, 2.0), (30, 2.0)])]),
+            ("n", vec![xor_chunk(&[(0, 3.0)])]),
+        ]);
+        let merged: Vec<BlockSeries> = MergeSeries::new(vec![first, second])
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(merged.len(), 2);
+        assert_eq!(
+            flatten(&merged[0]),
+            [(0, 1.0), (5, 2.0), (10, 1.0), (20, 1.0), (30, 2.0)]
+        );
+        assert_eq!(flatten(&merged[1]), [(0, 3.0)]);
+    }
+
+    /// A source failing or out of label order ends the merge with an error.
+    #[test]
+    fn merge_series_stops_at_the_first_error() {
+        let failing: Vec<Result<BlockSeries, TsdbError>> = vec![
+            Ok(BlockSeries {
+                labels: Labels::from_pairs(&[("__name__", "a")]),
+                chunks: Vec::new(),
+            }),
+            Err(block::corrupt_block(std::path::Path::new("x"), "broken")),
+        ];
+        let results: Vec<_> = MergeSeries::new(vec![failing.into_iter()]).collect();
+        assert_eq!(results.len(), 1);
+        assert!(results[0].is_err());
+        let unsorted = stream(vec![("b", Vec::new()), ("a", Vec::new())]);
+        let results: Vec<_> = MergeSeries::new(vec![unsorted]).collect();
+        assert!(results.last().unwrap().is_err());
     }
 
     #[test]

@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use std::borrow::Cow;
+
 use cairn_model::{
-    DiscardReason, Exemplar, Labels, MatchOp, Matcher, MetricMetadata, Queryable, Series,
-    SeriesSamples, StorageError, TimeRange,
+    DiscardReason, Exemplar, LabelRef, Labels, LabelsRef, MatchOp, Matcher, MetricMetadata,
+    Queryable, Series, SeriesRef, SeriesSamples, StorageError, TimeRange,
 };
 
 use crate::block::{self, Block};
@@ -193,6 +195,43 @@ impl Tsdb {
     pub fn append_limited(
         &self,
         batch: Vec<SeriesSamples>,
+        limits: SeriesLimits,
+    ) -> Result<AppendOutcome, TsdbError> {
+        let mut owned_labels = Vec::with_capacity(batch.len());
+        let mut rest = Vec::with_capacity(batch.len());
+        for series in batch {
+            owned_labels.push(series.labels);
+            rest.push((series.samples, series.exemplars));
+        }
+        let label_refs: Vec<Vec<LabelRef<'_>>> = owned_labels
+            .iter()
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|l| LabelRef {
+                        name: &l.name,
+                        value: &l.value,
+                    })
+                    .collect()
+            })
+            .collect();
+        let by_ref = rest
+            .iter_mut()
+            .zip(&label_refs)
+            .map(|((samples, exemplars), labels)| SeriesRef {
+                labels: LabelsRef::from_sorted(labels),
+                samples: Cow::Borrowed(samples.as_slice()),
+                exemplars: std::mem::take(exemplars),
+            })
+            .collect();
+        self.append_refs(by_ref, limits)
+    }
+
+    /// [`Tsdb::append_limited`] for series whose labels are borrowed (the
+    /// remote write path): a series' labels are copied only when it is new.
+    pub fn append_refs(
+        &self,
+        batch: Vec<SeriesRef<'_>>,
         limits: SeriesLimits,
     ) -> Result<AppendOutcome, TsdbError> {
         let mut writer = self.writer.lock();
@@ -699,7 +738,7 @@ impl Queryable for Tsdb {
                 .collect();
             for b in self.blocks_overlapping(range) {
                 let index = b.index().map_err(storage_error)?;
-                names.extend(index.postings.keys().cloned());
+                names.extend(index.label_names().map_err(storage_error)?);
             }
             return Ok(names.into_iter().collect());
         }
@@ -729,9 +768,7 @@ impl Queryable for Tsdb {
                 .collect();
             for b in self.blocks_overlapping(range) {
                 let index = b.index().map_err(storage_error)?;
-                if let Some(found) = index.postings.get(name) {
-                    values.extend(found.keys().cloned());
-                }
+                values.extend(index.label_values(name).map_err(storage_error)?);
             }
             return Ok(values.into_iter().collect());
         }
@@ -866,14 +903,18 @@ fn drop_samples_in_blocks(head: &mut Head, blocks: &[Block], end: i64) -> Result
 fn plan_append(
     head: &Head,
     exemplar_store: &ExemplarStore,
-    batch: Vec<SeriesSamples>,
+    batch: Vec<SeriesRef<'_>>,
     limits: SeriesLimits,
 ) -> AppendPlan {
-    let mut plan = AppendPlan::default();
+    let mut plan = AppendPlan {
+        samples: Vec::with_capacity(batch.iter().map(|s| s.samples.len()).sum()),
+        ..AppendPlan::default()
+    };
     // New series of this batch per metric name (only with a per-metric limit).
     let mut batch_per_metric: HashMap<String, u64> = HashMap::new();
     let mut next_id = head.next_id();
-    let mut batch_series: HashMap<Labels, u64> = HashMap::new();
+    let mut batch_series: HashMap<LabelsRef<'_>, u64, foldhash::fast::RandomState> =
+        HashMap::default();
     let mut batch_last: IdMap<(i64, u64)> = IdMap::default();
     batch_last.reserve(batch.len());
     let mut batch_newest_exemplar: IdMap<i64> = IdMap::default();
@@ -886,27 +927,28 @@ fn plan_append(
         .unwrap_or(i64::MIN);
     for (
         index,
-        SeriesSamples {
+        SeriesRef {
             labels,
             samples,
             exemplars,
         },
     ) in batch.into_iter().enumerate()
     {
-        let existing = head
-            .lookup(&labels)
+        let in_head = head.lookup_ref(labels);
+        let existing = in_head
+            .map(|(id, _)| id)
             .or_else(|| batch_series.get(&labels).copied());
         let mut last = existing.and_then(|id| {
             batch_last
                 .get(&id)
                 .copied()
-                .or_else(|| head.get(id).and_then(|s| s.last()))
+                .or_else(|| in_head.and_then(|(_, s)| s.last()))
         });
         // Accepted samples go straight into the plan under a placeholder ID
         // (the series may not exist yet), fixed up or rolled back below.
         let first_planned = plan.samples.len();
         let accepted_before = plan.outcome.samples_accepted;
-        for sample in &samples {
+        for sample in samples.iter() {
             let v_bits = sample.v.to_bits();
             let verdict =
                 ooo::appendable(last, sample.t, v_bits, head.min_valid_t(), window, head_max);
@@ -943,7 +985,7 @@ fn plan_append(
                     if plan.outcome.first_rejection.is_none() {
                         plan.outcome.first_rejection = Some(Rejection {
                             reason,
-                            labels: labels.clone(),
+                            labels: labels.to_labels(),
                             t: sample.t,
                         });
                     }
@@ -966,7 +1008,7 @@ fn plan_append(
             Some(id) => id,
             None => {
                 if let Some(reason) =
-                    series_limit_reached(head, &plan, &mut batch_per_metric, &labels, limits)
+                    series_limit_reached(head, &plan, &mut batch_per_metric, labels, limits)
                 {
                     // Nothing of the series is kept: roll back its samples.
                     plan.samples.truncate(first_planned);
@@ -980,15 +1022,15 @@ fn plan_append(
                         plan.outcome.first_rejection = Some(Rejection {
                             reason,
                             t: samples.first().map_or(0, |s| s.t),
-                            labels,
+                            labels: labels.to_labels(),
                         });
                     }
                     continue;
                 }
                 let id = next_id;
                 next_id += 1;
-                batch_series.insert(labels.clone(), id);
-                plan.new_series.push((id, labels));
+                batch_series.insert(labels, id);
+                plan.new_series.push((id, labels.to_labels()));
                 plan.outcome.series_created += 1;
                 id
             }
@@ -1019,7 +1061,7 @@ fn series_limit_reached(
     head: &Head,
     plan: &AppendPlan,
     batch_per_metric: &mut HashMap<String, u64>,
-    labels: &Labels,
+    labels: LabelsRef<'_>,
     limits: SeriesLimits,
 ) -> Option<DiscardReason> {
     if limits.max_series > 0
@@ -1416,10 +1458,18 @@ mod tests {
         let mut head = Head::new();
         head.truncate_before(1000);
         let store = ExemplarStore::new(0);
+        let pairs = [LabelRef {
+            name: "__name__",
+            value: "a",
+        }];
         let plan = plan_append(
             &head,
             &store,
-            vec![series(&[("__name__", "a")], &[(999, 1.0), (1000, 1.0)])],
+            vec![SeriesRef {
+                labels: LabelsRef::from_sorted(&pairs),
+                samples: Cow::Owned(vec![Sample::new(999, 1.0), Sample::new(1000, 1.0)]),
+                exemplars: Vec::new(),
+            }],
             SeriesLimits::default(),
         );
         assert_eq!(plan.outcome.samples_accepted, 1);

@@ -1,7 +1,8 @@
 //! A fast hasher for maps keyed by series IDs (u64) or by label hashes.
 //! Keys are not attacker-chosen byte strings (IDs are allocated by us; label
-//! hashes are already seeded SipHash outputs), so a multiplicative hash (as
-//! rustc's FxHash) is enough and much cheaper than SipHash.
+//! hashes are already outputs of the head's randomly seeded foldhash), so a
+//! multiplicative hash (as rustc's FxHash) is enough and much cheaper than
+//! SipHash.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

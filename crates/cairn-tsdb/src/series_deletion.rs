@@ -26,7 +26,7 @@ use std::sync::Arc;
 use cairn_model::Matcher;
 
 use crate::block::writer::NewBlock;
-use crate::block::{self, Block, BlockSeries};
+use crate::block::{self, Block};
 use crate::head::SeriesSnapshot;
 use crate::tombstones::{self, Interval, Tombstones};
 use crate::wal;
@@ -141,22 +141,9 @@ impl Tsdb {
         Ok(done)
     }
 
-    fn rewrite_block(&self, b: &Arc<Block>, stones: &Tombstones) -> Result<(), TsdbError> {
+    fn rewrite_block(&self, b: &Arc<Block>, stones: &Arc<Tombstones>) -> Result<(), TsdbError> {
         let blocks_dir = self.dir.join("blocks");
-        let index = b.index()?;
-        let series = index.series.iter().enumerate().map(|(position, s)| {
-            let mut chunks = Vec::with_capacity(s.chunks.len());
-            for meta in &s.chunks {
-                chunks.push(b.read_chunk(meta)?);
-            }
-            if let Some(deleted) = stones.get(position as u64) {
-                chunks = deleted.filter_chunks(chunks);
-            }
-            Ok(BlockSeries {
-                labels: s.labels.clone(),
-                chunks,
-            })
-        });
+        let series = b.all_series_without(stones.clone())?;
         let meta = block::write_block(
             &blocks_dir,
             series,
@@ -243,8 +230,8 @@ fn delete_in_block(
     );
     let mut stones: Tombstones = (**b.tombstones.read()).clone();
     let mut marked = 0;
-    for position in index.select(matchers) {
-        let series = &index.series[position as usize];
+    for position in index.select(matchers)? {
+        let series = index.series(position)?;
         if series
             .chunks
             .iter()

@@ -1,4 +1,5 @@
 use super::*;
+use crate::prompb;
 use cairn_model::{MetricType, STALE_NAN_BITS};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -31,8 +32,27 @@ fn request(timeseries: Vec<prompb::TimeSeries>) -> prompb::WriteRequest {
     }
 }
 
-fn validate(timeseries: Vec<prompb::TimeSeries>) -> ValidatedWrite {
-    validate_write_request(request(timeseries), &ValidationLimits::default(), NOW)
+fn validate(timeseries: Vec<prompb::TimeSeries>) -> ValidatedWrite<'static> {
+    validate_owned(request(timeseries), &ValidationLimits::default(), NOW)
+}
+
+/// Validates an owned request; the request is leaked so the result (which
+/// borrows from it) can outlive this call. Tests only.
+fn validate_owned(
+    request: prompb::WriteRequest,
+    limits: &ValidationLimits,
+    now_ms: i64,
+) -> ValidatedWrite<'static> {
+    let request: &'static prompb::WriteRequest = Box::leak(Box::new(request));
+    let by_ref = Box::leak(Box::new(WriteRequestRef::from_owned(request)));
+    validate_write_request(by_ref, limits, now_ms)
+}
+
+/// Decodes a body the way the server does (borrowing from a leaked buffer).
+fn decode_leaked(body: &[u8]) -> &'static mut WriteRequestRef<'static> {
+    let buffer: &'static mut Vec<u8> = Box::leak(Box::default());
+    let decoded = crate::decode_write_request_ref(body, &Default::default(), buffer).unwrap();
+    Box::leak(Box::new(decoded))
 }
 
 fn assert_counts_balance(out: &ValidatedWrite) {
@@ -348,7 +368,7 @@ fn utf8_scheme_accepts_what_legacy_rejects() {
         ],
         &[NOW],
     );
-    let out = validate_write_request(request(vec![input.clone()]), &limits, NOW);
+    let out = validate_owned(request(vec![input.clone()]), &limits, NOW);
     assert_eq!(out.first_error, None);
     assert_eq!(out.series.len(), 1);
 
@@ -359,7 +379,7 @@ fn utf8_scheme_accepts_what_legacy_rejects() {
     );
 
     // Empty names stay invalid under UTF-8 too.
-    let out = validate_write_request(
+    let out = validate_owned(
         request(vec![series(&[("__name__", "up"), ("", "x")], &[NOW])]),
         &limits,
         NOW,
@@ -429,7 +449,7 @@ fn creation_grace_period_is_configurable() {
         creation_grace_period_ms: 0,
         ..ValidationLimits::default()
     };
-    let out = validate_write_request(
+    let out = validate_owned(
         request(vec![series(&[("__name__", "up")], &[NOW, NOW + 1])]),
         &limits,
         NOW,
@@ -505,7 +525,7 @@ fn sample_values_pass_through_bit_exactly() {
     };
     // Through the wire format too, as the server sees it.
     let body = crate::encode_write_request(&request(vec![input]));
-    let decoded = crate::decode_write_request(&body, &Default::default()).unwrap();
+    let decoded = decode_leaked(&body);
     let out = validate_write_request(decoded, &ValidationLimits::default(), NOW);
     let bits: Vec<u64> = out.series[0]
         .samples
@@ -533,7 +553,7 @@ fn negative_zero_sent_explicitly_keeps_its_sign() {
             0x10, 1,                                //     timestamp = 1
     ];
     let body = snap::raw::Encoder::new().compress_vec(&protobuf).unwrap();
-    let decoded = crate::decode_write_request(&body, &Default::default()).unwrap();
+    let decoded = decode_leaked(&body);
     let out = validate_write_request(decoded, &ValidationLimits::default(), NOW);
     assert_eq!(out.series[0].samples[0].v.to_bits(), (-0.0f64).to_bits());
 }
@@ -719,7 +739,7 @@ fn metadata_rules() {
         ),
     ];
     for (name, input, expected) in cases {
-        let out = validate_write_request(
+        let out = validate_owned(
             prompb::WriteRequest {
                 timeseries: vec![],
                 metadata: vec![input],
@@ -748,7 +768,7 @@ fn metadata_rules() {
 fn metadata_is_converted_and_help_cut_at_a_char_boundary() {
     // 1023 ASCII bytes then a 2-byte character straddling the 1024 limit.
     let help = format!("{}\u{e9}tail", "h".repeat(1023));
-    let out = validate_write_request(
+    let out = validate_owned(
         prompb::WriteRequest {
             timeseries: vec![],
             metadata: vec![

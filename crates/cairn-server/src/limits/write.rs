@@ -39,7 +39,7 @@ pub fn enforce_past_grace(validated: &mut ValidatedWrite, limits: &Limits, now_m
                     ),
                 });
             }
-            series.samples.retain(|s| s.t >= oldest);
+            series.samples.to_mut().retain(|s| s.t >= oldest);
         }
         dropped += (before - series.samples.len()) as u64;
     }
@@ -164,14 +164,17 @@ fn truncate(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_model::{Sample, SeriesSamples};
+    use cairn_model::{LabelRef, LabelsRef, Sample, SeriesRef};
 
-    fn validated(series: Vec<(&str, Vec<i64>)>) -> ValidatedWrite {
+    fn validated(series: Vec<(&'static str, Vec<i64>)>) -> ValidatedWrite<'static> {
         ValidatedWrite {
             series: series
                 .into_iter()
-                .map(|(name, ts)| SeriesSamples {
-                    labels: Labels::from_pairs(&[("__name__", name)]),
+                .map(|(name, ts)| SeriesRef {
+                    labels: LabelsRef::from_sorted(Box::leak(Box::new([LabelRef {
+                        name: "__name__",
+                        value: name,
+                    }]))),
                     samples: ts.into_iter().map(|t| Sample::new(t, 1.0)).collect(),
                     exemplars: Vec::new(),
                 })

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_model::Labels;
+use cairn_model::LabelsRef;
 
 /// The value of an attribution label a series does not carry.
 pub const MISSING: &str = "__missing__";
@@ -100,7 +100,7 @@ impl Tracker {
     }
 
     /// The key of a series' labels.
-    pub fn key_of(&mut self, spec: &AttributionSpec, labels: &Labels) -> AttrKey {
+    pub fn key_of(&mut self, spec: &AttributionSpec, labels: LabelsRef<'_>) -> AttrKey {
         let values: Vec<Option<&str>> = spec.labels.iter().map(|n| labels.get(n)).collect();
         self.key(spec, &values)
     }
@@ -109,6 +109,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_model::LabelRef;
 
     fn spec(labels: &[&str], cap: usize) -> AttributionSpec {
         AttributionSpec::new(labels.iter().map(|s| s.to_string()).collect(), cap).unwrap()
@@ -161,13 +162,24 @@ mod tests {
     fn keys_are_read_from_series_labels() {
         let spec = spec(&["team"], 10);
         let mut tracker = Tracker::default();
-        let labels = Labels::from_pairs(&[("__name__", "up"), ("team", "db")]);
+        let pairs = [
+            LabelRef {
+                name: "__name__",
+                value: "up",
+            },
+            LabelRef {
+                name: "team",
+                value: "db",
+            },
+        ];
         assert_eq!(
-            tracker.key_of(&spec, &labels),
+            tracker.key_of(&spec, LabelsRef::from_sorted(&pairs)),
             vec![("team".into(), "db".into())]
         );
-        let labels = Labels::from_pairs(&[("__name__", "up")]);
-        assert_eq!(values(&tracker.key_of(&spec, &labels)), [MISSING]);
+        assert_eq!(
+            values(&tracker.key_of(&spec, LabelsRef::from_sorted(&pairs[..1]))),
+            [MISSING]
+        );
     }
 
     #[test]

@@ -27,8 +27,7 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use cairn_ingest::prompb;
-use cairn_ingest::ValidatedWrite;
+use cairn_ingest::{ValidatedWrite, WriteRequestRef};
 use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::AppendOutcome;
 use parking_lot::{Mutex, RwLock};
@@ -166,7 +165,7 @@ impl Usage {
     /// Starts accounting one write request; call before validation
     /// consumes `series`. The counts are committed when the returned
     /// [`WriteUsage`] is dropped, whatever the request's outcome.
-    pub fn begin_write(&self, tenant: &TenantId, series: &[prompb::TimeSeries]) -> WriteUsage {
+    pub fn begin_write(&self, tenant: &TenantId, request: &WriteRequestRef<'_>) -> WriteUsage {
         let entry = self.tenant(tenant);
         let spec = entry.as_ref().and_then(|_| self.attribution_spec(tenant));
         let mut write = WriteUsage {
@@ -178,25 +177,20 @@ impl Usage {
         };
         if let (Some(entry), Some(spec)) = (&write.entry, &write.spec) {
             let mut usage = entry.lock();
-            write.request_keys = series
-                .iter()
+            write.request_keys = request
+                .series()
                 .map(|s| {
                     let values: Vec<Option<&str>> = spec
                         .labels
                         .iter()
-                        .map(|name| {
-                            s.labels
-                                .iter()
-                                .find(|l| &l.name == name)
-                                .map(|l| l.value.as_str())
-                        })
+                        .map(|name| s.labels().iter().find(|l| l.name == name).map(|l| l.value))
                         .collect();
                     usage.tracker.key(spec, &values)
                 })
                 .collect();
-            for (key, s) in write.request_keys.iter().zip(series) {
+            for (key, s) in write.request_keys.iter().zip(request.series()) {
                 *write.delta.attr_received.entry(key.clone()).or_default() +=
-                    s.samples.len() as u64;
+                    s.samples().len() as u64;
             }
         }
         write
@@ -297,7 +291,7 @@ impl WriteUsage {
             self.stored_keys = validated
                 .series
                 .iter()
-                .map(|s| usage.tracker.key_of(spec, &s.labels))
+                .map(|s| usage.tracker.key_of(spec, s.labels))
                 .collect();
         }
         for (key, series) in self.stored_keys.iter().zip(&validated.series) {
@@ -457,8 +451,8 @@ pub(crate) async fn count_query(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_ingest::{validate_write_request, ValidationLimits};
-    use cairn_tsdb::{TenantStore, TsdbOptions};
+    use cairn_ingest::{prompb, validate_write_request, ValidationLimits};
+    use cairn_tsdb::{SeriesLimits, TenantStore, TsdbOptions};
 
     fn series(labels: &[(&str, &str)], samples: &[i64]) -> prompb::TimeSeries {
         prompb::TimeSeries {
@@ -488,15 +482,19 @@ mod tests {
         tenant: &TenantId,
         request: Vec<prompb::TimeSeries>,
     ) {
-        let mut write = usage.begin_write(tenant, &request);
         let request = prompb::WriteRequest {
             timeseries: request,
             ..Default::default()
         };
-        let validated = validate_write_request(request, &ValidationLimits::default(), 10_000_000);
+        let mut request = WriteRequestRef::from_owned(&request);
+        let mut write = usage.begin_write(tenant, &request);
+        let validated =
+            validate_write_request(&mut request, &ValidationLimits::default(), 10_000_000);
         write.validated(&validated);
         let db = store.get_or_create(tenant).unwrap();
-        let outcome = db.append(validated.series).unwrap();
+        let outcome = db
+            .append_refs(validated.series, SeriesLimits::default())
+            .unwrap();
         write.appended(&outcome);
     }
 
@@ -604,16 +602,17 @@ mod tests {
             series(&[("__name__", "m"), ("team", "a")], &[1000, 2000, 3000]),
             series(&[("__name__", "m"), ("team", "b")], &[1000]),
         ];
-        let mut write = usage.begin_write(&tenant, &request);
         let request = prompb::WriteRequest {
             timeseries: request,
             ..Default::default()
         };
+        let mut request = WriteRequestRef::from_owned(&request);
+        let mut write = usage.begin_write(&tenant, &request);
         let mut validated =
-            validate_write_request(request, &ValidationLimits::default(), 10_000_000);
+            validate_write_request(&mut request, &ValidationLimits::default(), 10_000_000);
         // A check after validation (as the past grace period) drops team
         // a's two oldest samples and team b's series.
-        validated.series[0].samples.drain(..2);
+        validated.series[0].samples.to_mut().drain(..2);
         validated.series.remove(1);
         validated.discarded.insert(DiscardReason::TooFarInPast, 3);
         write.validated(&validated);

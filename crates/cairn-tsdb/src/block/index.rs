@@ -1,14 +1,32 @@
-//! The block `index` file: symbols, series with chunk references, postings.
-//! Byte layout: `docs/format.md`, "Blocks" / "index".
+//! The block `index` file: symbols, series with chunk references, postings,
+//! and (version 2) offset tables so a reader finds any symbol, series or
+//! postings list without decoding the rest. Byte layout: `docs/format.md`,
+//! "Blocks" / "index".
+//!
+//! [`IndexReader`] maps the file and decodes only what a call asks for
+//! (Prometheus's `tsdb/index` reader works the same way): memory per open
+//! block is the mapping's touched pages, not the decoded series. Version-1
+//! files (no offset tables) are scanned once at open into the same tables,
+//! held in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use cairn_model::{Label, Labels, MatchOp, Matcher};
 
-use super::{put_str, put_uvarint, put_varint, Decbuf};
+use super::{corrupt_block, io_error, put_str, put_uvarint, put_varint, Decbuf};
+use crate::head::postings::{intersect, subtract, union_all};
+use crate::TsdbError;
 
 const MAGIC: u32 = 0x4944_5831;
-const VERSION: u8 = 1;
+/// Version written; 1 is still read.
+const VERSION: u8 = 2;
+/// Bytes of the version-2 table of contents before the CRC.
+const TOC_LEN: usize = 6 * 8;
+/// Width of one postings offset entry: name, value (u32 each), offset (u64).
+const POSTINGS_ENTRY: usize = 16;
 
 /// Where one chunk is and what it covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,16 +44,50 @@ pub struct IndexSeries {
     pub chunks: Vec<ChunkMeta>,
 }
 
-/// A decoded index, held in memory while the block is in use.
-#[derive(Debug, Default)]
-pub struct Index {
-    pub series: Vec<IndexSeries>,
-    /// name → value → series positions, ascending.
-    pub postings: BTreeMap<String, BTreeMap<String, Vec<u32>>>,
+/// Encodes a version-2 index for series already sorted by labels.
+pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let tables = encode_body(series, &mut out, VERSION);
+    let toc_start = out.len();
+    let mut toc = [0u64; 6];
+    toc[0] = tables.symbols.len() as u64;
+    toc[1] = out.len() as u64;
+    for offset in &tables.symbols {
+        out.extend_from_slice(&(*offset as u64).to_le_bytes());
+    }
+    toc[2] = tables.series.len() as u64;
+    toc[3] = out.len() as u64;
+    for offset in &tables.series {
+        out.extend_from_slice(&(*offset as u64).to_le_bytes());
+    }
+    toc[4] = tables.postings.len() as u64;
+    toc[5] = out.len() as u64;
+    for (name, value, offset) in &tables.postings {
+        out.extend_from_slice(&name.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+        out.extend_from_slice(&(*offset as u64).to_le_bytes());
+    }
+    debug_assert!(toc_start <= out.len());
+    for field in toc {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
-/// Encodes an index for series already sorted by labels.
-pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
+/// Offsets of every symbol, series and postings list in an encoded body.
+#[derive(Default)]
+struct BodyTables {
+    symbols: Vec<usize>,
+    series: Vec<usize>,
+    /// (name symbol, value symbol, offset of the list's length).
+    postings: Vec<(u32, u32, usize)>,
+}
+
+/// Magic, version, symbols, series and postings (the whole version-1 file
+/// but its CRC); returns where each item starts.
+fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTables {
     debug_assert!(series.windows(2).all(|w| w[0].labels < w[1].labels));
     let mut symbols: BTreeSet<&str> = BTreeSet::new();
     let mut postings: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
@@ -49,105 +101,372 @@ pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
                 .push(position as u32);
         }
     }
-    let symbol_ids: BTreeMap<&str, u64> = symbols
+    let symbol_ids: BTreeMap<&str, u32> = symbols
         .iter()
         .enumerate()
-        .map(|(i, s)| (*s, i as u64))
+        .map(|(i, s)| (*s, i as u32))
         .collect();
-    let mut out = Vec::new();
+    let mut tables = BodyTables::default();
     out.extend_from_slice(&MAGIC.to_be_bytes());
-    out.push(VERSION);
-    put_uvarint(&mut out, symbols.len() as u64);
+    out.push(version);
+    put_uvarint(out, symbols.len() as u64);
     for symbol in &symbols {
-        put_str(&mut out, symbol);
+        tables.symbols.push(out.len());
+        put_str(out, symbol);
     }
-    put_uvarint(&mut out, series.len() as u64);
+    put_uvarint(out, series.len() as u64);
     for s in series {
-        put_uvarint(&mut out, s.labels.len() as u64);
+        tables.series.push(out.len());
+        put_uvarint(out, s.labels.len() as u64);
         for label in &s.labels {
-            put_uvarint(&mut out, symbol_ids[label.name.as_str()]);
-            put_uvarint(&mut out, symbol_ids[label.value.as_str()]);
+            put_uvarint(out, u64::from(symbol_ids[label.name.as_str()]));
+            put_uvarint(out, u64::from(symbol_ids[label.value.as_str()]));
         }
-        put_uvarint(&mut out, s.chunks.len() as u64);
+        put_uvarint(out, s.chunks.len() as u64);
         let mut previous_max: Option<i64> = None;
         for c in &s.chunks {
             match previous_max {
-                None => put_varint(&mut out, c.min_t),
-                Some(previous) => put_varint(&mut out, c.min_t.wrapping_sub(previous)),
+                None => put_varint(out, c.min_t),
+                Some(previous) => put_varint(out, c.min_t.wrapping_sub(previous)),
             }
-            put_uvarint(&mut out, c.max_t.wrapping_sub(c.min_t) as u64);
-            put_uvarint(&mut out, c.samples);
-            put_uvarint(&mut out, c.segment);
-            put_uvarint(&mut out, c.offset);
+            put_uvarint(out, c.max_t.wrapping_sub(c.min_t) as u64);
+            put_uvarint(out, c.samples);
+            put_uvarint(out, c.segment);
+            put_uvarint(out, c.offset);
             previous_max = Some(c.max_t);
         }
     }
-    put_uvarint(&mut out, postings.len() as u64);
+    put_uvarint(out, postings.len() as u64);
     for ((name, value), ids) in &postings {
-        put_uvarint(&mut out, symbol_ids[name]);
-        put_uvarint(&mut out, symbol_ids[value]);
-        put_uvarint(&mut out, ids.len() as u64);
+        let (name, value) = (symbol_ids[name], symbol_ids[value]);
+        put_uvarint(out, u64::from(name));
+        put_uvarint(out, u64::from(value));
+        tables.postings.push((name, value, out.len()));
+        put_uvarint(out, ids.len() as u64);
         let mut previous = 0u32;
         for (i, id) in ids.iter().enumerate() {
-            put_uvarint(
-                &mut out,
-                u64::from(if i == 0 { *id } else { id - previous }),
-            );
+            put_uvarint(out, u64::from(if i == 0 { *id } else { id - previous }));
             previous = *id;
         }
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    tables
 }
 
-/// Decodes an index file; `Err` names what is wrong.
-pub fn decode(bytes: &[u8]) -> Result<Index, String> {
-    if bytes.len() < 9 {
-        return Err("index too short".into());
+/// The file's bytes: mapped (version 2), or read whole (version 1, small
+/// and rare: blocks written before version 2).
+enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Mapped(map) => map,
+            Data::Owned(bytes) => bytes,
+        }
     }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err("index checksum mismatch".into());
+}
+
+/// A fixed-width table: in the file (version 2) or built at open (version 1).
+enum Table {
+    InFile { start: usize },
+    Built(Vec<u8>),
+}
+
+/// A block's index, read lazily: symbols, series and postings lists are
+/// decoded when asked for. Series are referred to by position (their rank
+/// in label order), as in postings and tombstones.
+pub struct IndexReader {
+    path: PathBuf,
+    data: Data,
+    symbol_count: usize,
+    symbols: Table,
+    series_count: usize,
+    series: Table,
+    postings_count: usize,
+    postings: Table,
+}
+
+impl std::fmt::Debug for IndexReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexReader")
+            .field("path", &self.path)
+            .field("series", &self.series_count)
+            .finish()
     }
-    if body[..4] != MAGIC.to_be_bytes() {
-        return Err("bad index magic".into());
+}
+
+/// CRC32 of the first `len` bytes of `file`, read in pieces through the
+/// page cache (not mapped, so checking costs no resident memory).
+fn crc_of(file: &fs::File, len: u64) -> std::io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
     }
-    if body[4] != VERSION {
-        return Err(format!("unknown index version {}", body[4]));
+    Ok(hasher.finalize())
+}
+
+impl IndexReader {
+    /// Opens the index file at `path`: checks magic, version and (when
+    /// `verify`) the CRC of the whole file, then reads only the table of
+    /// contents.
+    pub fn open(path: &Path, verify: bool) -> Result<IndexReader, TsdbError> {
+        let file = fs::File::open(path).map_err(io_error(path))?;
+        let len = file.metadata().map_err(io_error(path))?.len();
+        if len < 9 {
+            return Err(corrupt_block(path, "index too short"));
+        }
+        let mut head = [0u8; 5];
+        file.read_exact_at(&mut head, 0).map_err(io_error(path))?;
+        if head[..4] != MAGIC.to_be_bytes() {
+            return Err(corrupt_block(path, "bad index magic"));
+        }
+        if verify || head[4] == 1 {
+            let mut crc = [0u8; 4];
+            file.read_exact_at(&mut crc, len - 4)
+                .map_err(io_error(path))?;
+            if crc_of(&file, len - 4).map_err(io_error(path))? != u32::from_le_bytes(crc) {
+                return Err(corrupt_block(path, "index checksum mismatch"));
+            }
+        }
+        match head[4] {
+            1 => {
+                let bytes = fs::read(path).map_err(io_error(path))?;
+                Self::scan_v1(path, bytes)
+            }
+            2 => {
+                // SAFETY: blocks are immutable once renamed into place and
+                // only ever deleted whole (after the last reader dropped
+                // this mapping), so the mapped file never changes under us.
+                let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
+                Self::from_toc(path, Data::Mapped(map))
+            }
+            other => Err(corrupt_block(
+                path,
+                format!("unknown index version {other}"),
+            )),
+        }
     }
-    let mut d = Decbuf::new(&body[5..]);
-    let bad = |what: &str| format!("malformed index ({what})");
-    let count = d.uvarint().ok_or_else(|| bad("symbol count"))?;
-    let mut symbols: Vec<&str> = Vec::new();
-    for _ in 0..count {
-        symbols.push(d.str().ok_or_else(|| bad("symbol"))?);
+
+    fn from_toc(path: &Path, data: Data) -> Result<IndexReader, TsdbError> {
+        let bad = |what: &str| corrupt_block(path, format!("malformed index ({what})"));
+        let toc_start = data
+            .len()
+            .checked_sub(4 + TOC_LEN)
+            .filter(|&s| s >= 5)
+            .ok_or_else(|| bad("no table of contents"))?;
+        let field = |i: usize| {
+            let at = toc_start + 8 * i;
+            u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"))
+        };
+        // Each table must lie inside the file, before the table of contents.
+        let table = |count_field: usize, width: usize| -> Result<(usize, usize), TsdbError> {
+            let count = usize::try_from(field(count_field)).map_err(|_| bad("table count"))?;
+            let start = usize::try_from(field(count_field + 1)).map_err(|_| bad("table offset"))?;
+            let end = count
+                .checked_mul(width)
+                .and_then(|n| n.checked_add(start))
+                .ok_or_else(|| bad("table size"))?;
+            if start < 5 || end > toc_start {
+                return Err(bad("table out of bounds"));
+            }
+            Ok((count, start))
+        };
+        let (symbol_count, symbols) = table(0, 8)?;
+        let (series_count, series) = table(2, 8)?;
+        let (postings_count, postings) = table(4, POSTINGS_ENTRY)?;
+        if series_count > u32::MAX as usize || symbol_count > u32::MAX as usize {
+            return Err(bad("too many series or symbols"));
+        }
+        Ok(IndexReader {
+            path: path.to_path_buf(),
+            data,
+            symbol_count,
+            symbols: Table::InFile { start: symbols },
+            series_count,
+            series: Table::InFile { start: series },
+            postings_count,
+            postings: Table::InFile { start: postings },
+        })
     }
-    let symbol = |id: Option<u64>| -> Result<&str, String> {
-        id.and_then(|i| symbols.get(usize::try_from(i).ok()?).copied())
-            .ok_or_else(|| bad("symbol reference"))
-    };
-    let count = d.uvarint().ok_or_else(|| bad("series count"))?;
-    let mut index = Index::default();
-    for _ in 0..count {
-        let nlabels = d.uvarint().ok_or_else(|| bad("label count"))?;
-        let mut labels = Vec::new();
+
+    /// Version 1: walks the whole file once, recording where each symbol,
+    /// series and postings list starts, and checks every reference.
+    fn scan_v1(path: &Path, bytes: Vec<u8>) -> Result<IndexReader, TsdbError> {
+        let bad = |what: &str| corrupt_block(path, format!("malformed index ({what})"));
+        let body_end = bytes.len() - 4;
+        let mut d = Decbuf::new(&bytes[..body_end]);
+        d.pos = 5;
+        let mut symbols = Vec::new();
+        let count = d.uvarint().ok_or_else(|| bad("symbol count"))?;
+        for _ in 0..count {
+            symbols.extend_from_slice(&(d.pos as u64).to_le_bytes());
+            d.str().ok_or_else(|| bad("symbol"))?;
+        }
+        let symbol_count = symbols.len() / 8;
+        let check_symbol = |id: Option<u64>| {
+            id.filter(|&i| i < symbol_count as u64)
+                .ok_or_else(|| bad("symbol reference"))
+        };
+        let mut series = Vec::new();
+        let count = d.uvarint().ok_or_else(|| bad("series count"))?;
+        for _ in 0..count {
+            series.extend_from_slice(&(d.pos as u64).to_le_bytes());
+            let nlabels = d.uvarint().ok_or_else(|| bad("label count"))?;
+            for _ in 0..nlabels {
+                check_symbol(d.uvarint())?;
+                check_symbol(d.uvarint())?;
+            }
+            let nchunks = d.uvarint().ok_or_else(|| bad("chunk count"))?;
+            for _ in 0..nchunks {
+                d.varint().ok_or_else(|| bad("chunk min_t"))?;
+                for _ in 0..4 {
+                    d.uvarint().ok_or_else(|| bad("chunk meta"))?;
+                }
+            }
+        }
+        let series_count = series.len() / 8;
+        let mut postings = Vec::new();
+        let count = d.uvarint().ok_or_else(|| bad("postings count"))?;
+        for _ in 0..count {
+            let name = check_symbol(d.uvarint())? as u32;
+            let value = check_symbol(d.uvarint())? as u32;
+            postings.extend_from_slice(&name.to_le_bytes());
+            postings.extend_from_slice(&value.to_le_bytes());
+            postings.extend_from_slice(&(d.pos as u64).to_le_bytes());
+            let n = d.uvarint().ok_or_else(|| bad("postings length"))?;
+            for _ in 0..n {
+                d.uvarint().ok_or_else(|| bad("posting"))?;
+            }
+        }
+        if d.pos != body_end {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(IndexReader {
+            path: path.to_path_buf(),
+            data: Data::Owned(bytes),
+            symbol_count,
+            symbols: Table::Built(symbols),
+            series_count,
+            series: Table::Built(series),
+            postings_count: postings.len() / POSTINGS_ENTRY,
+            postings: Table::Built(postings),
+        })
+    }
+
+    fn bad(&self, what: &str) -> TsdbError {
+        corrupt_block(&self.path, format!("malformed index ({what})"))
+    }
+
+    fn entry<'a>(&'a self, table: &'a Table, width: usize, i: usize) -> &'a [u8] {
+        let bytes: &[u8] = match table {
+            Table::InFile { start } => &self.data[*start..],
+            Table::Built(bytes) => bytes,
+        };
+        &bytes[i * width..(i + 1) * width]
+    }
+
+    /// A file offset from a table, checked to lie inside the body.
+    fn offset_at(&self, table: &Table, i: usize) -> Result<usize, TsdbError> {
+        let raw = u64::from_le_bytes(self.entry(table, 8, i).try_into().expect("8 bytes"));
+        usize::try_from(raw)
+            .ok()
+            .filter(|&at| at >= 5 && at < self.data.len())
+            .ok_or_else(|| self.bad("offset out of bounds"))
+    }
+
+    fn decbuf_at(&self, at: usize) -> Decbuf<'_> {
+        let mut d = Decbuf::new(&self.data[..self.data.len() - 4]);
+        d.pos = at;
+        d
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series_count == 0
+    }
+
+    /// Symbol `id` (a label name or value).
+    fn symbol(&self, id: u64) -> Result<&str, TsdbError> {
+        let i = usize::try_from(id)
+            .ok()
+            .filter(|&i| i < self.symbol_count)
+            .ok_or_else(|| self.bad("symbol reference"))?;
+        let at = self.offset_at(&self.symbols, i)?;
+        self.decbuf_at(at).str().ok_or_else(|| self.bad("symbol"))
+    }
+
+    /// The ID of symbol `s`, if the block has it (symbols are sorted, so a
+    /// binary search over the offset table).
+    fn symbol_id(&self, s: &str) -> Result<Option<u32>, TsdbError> {
+        let (mut low, mut high) = (0usize, self.symbol_count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.symbol(mid as u64)?.cmp(s) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(mid as u32)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Labels and chunk references of the series at `position`.
+    pub fn series(&self, position: u32) -> Result<IndexSeries, TsdbError> {
+        let mut d = self.series_decbuf(position)?;
+        let labels = self.decode_labels(&mut d)?;
+        let chunks = self.decode_chunks(&mut d)?;
+        Ok(IndexSeries { labels, chunks })
+    }
+
+    /// Labels of the series at `position`.
+    pub fn labels(&self, position: u32) -> Result<Labels, TsdbError> {
+        let mut d = self.series_decbuf(position)?;
+        self.decode_labels(&mut d)
+    }
+
+    fn series_decbuf(&self, position: u32) -> Result<Decbuf<'_>, TsdbError> {
+        let i = position as usize;
+        if i >= self.series_count {
+            return Err(self.bad("series position out of range"));
+        }
+        Ok(self.decbuf_at(self.offset_at(&self.series, i)?))
+    }
+
+    fn decode_labels(&self, d: &mut Decbuf<'_>) -> Result<Labels, TsdbError> {
+        let nlabels = d.uvarint().ok_or_else(|| self.bad("label count"))?;
+        let mut labels = Vec::with_capacity(nlabels.min(64) as usize);
         for _ in 0..nlabels {
-            let name = symbol(d.uvarint())?;
-            let value = symbol(d.uvarint())?;
+            let name = self.symbol(d.uvarint().ok_or_else(|| self.bad("label name"))?)?;
+            let value = self.symbol(d.uvarint().ok_or_else(|| self.bad("label value"))?)?;
             labels.push(Label::new(name, value));
         }
-        let nchunks = d.uvarint().ok_or_else(|| bad("chunk count"))?;
-        let mut chunks = Vec::new();
+        Ok(Labels::from_sorted(labels))
+    }
+
+    fn decode_chunks(&self, d: &mut Decbuf<'_>) -> Result<Vec<ChunkMeta>, TsdbError> {
+        let nchunks = d.uvarint().ok_or_else(|| self.bad("chunk count"))?;
+        let mut chunks = Vec::with_capacity(nchunks.min(1024) as usize);
         let mut previous_max: Option<i64> = None;
         for _ in 0..nchunks {
-            let delta = d.varint().ok_or_else(|| bad("chunk min_t"))?;
+            let delta = d.varint().ok_or_else(|| self.bad("chunk min_t"))?;
             let min_t = previous_max.map_or(delta, |p| p.wrapping_add(delta));
-            let span = d.uvarint().ok_or_else(|| bad("chunk span"))?;
+            let span = d.uvarint().ok_or_else(|| self.bad("chunk span"))?;
             let max_t = min_t.wrapping_add(span as i64);
-            let samples = d.uvarint().ok_or_else(|| bad("chunk samples"))?;
-            let segment = d.uvarint().ok_or_else(|| bad("chunk segment"))?;
-            let offset = d.uvarint().ok_or_else(|| bad("chunk offset"))?;
+            let samples = d.uvarint().ok_or_else(|| self.bad("chunk samples"))?;
+            let segment = d.uvarint().ok_or_else(|| self.bad("chunk segment"))?;
+            let offset = d.uvarint().ok_or_else(|| self.bad("chunk offset"))?;
             chunks.push(ChunkMeta {
                 min_t,
                 max_t,
@@ -157,71 +476,187 @@ pub fn decode(bytes: &[u8]) -> Result<Index, String> {
             });
             previous_max = Some(max_t);
         }
-        index.series.push(IndexSeries {
-            labels: Labels::from_sorted(labels),
-            chunks,
-        });
+        Ok(chunks)
     }
-    let count = d.uvarint().ok_or_else(|| bad("postings count"))?;
-    for _ in 0..count {
-        let name = symbol(d.uvarint())?;
-        let value = symbol(d.uvarint())?;
-        let n = d.uvarint().ok_or_else(|| bad("postings length"))?;
-        let mut ids = Vec::new();
+
+    /// The position of the series with exactly `labels` (series are sorted
+    /// by labels: a binary search decoding O(log n) label sets).
+    pub fn find(&self, labels: &Labels) -> Result<Option<u32>, TsdbError> {
+        let (mut low, mut high) = (0u32, self.series_count as u32);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.labels(mid)?.cmp(labels) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(mid)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// (name symbol, value symbol, offset of the list) of postings entry `i`.
+    fn postings_entry(&self, i: usize) -> (u32, u32, u64) {
+        let e = self.entry(&self.postings, POSTINGS_ENTRY, i);
+        (
+            u32::from_le_bytes(e[0..4].try_into().expect("4 bytes")),
+            u32::from_le_bytes(e[4..8].try_into().expect("4 bytes")),
+            u64::from_le_bytes(e[8..16].try_into().expect("8 bytes")),
+        )
+    }
+
+    /// First postings entry whose (name, value) is not below `key`
+    /// (entries are sorted by symbol IDs, which sort as the strings do).
+    fn postings_lower_bound(&self, key: (u32, u32)) -> usize {
+        let (mut low, mut high) = (0usize, self.postings_count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let (name, value, _) = self.postings_entry(mid);
+            if (name, value) < key {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    }
+
+    /// Postings entries of label `name`: their index range.
+    fn name_range(&self, name: &str) -> Result<std::ops::Range<usize>, TsdbError> {
+        let Some(id) = self.symbol_id(name)? else {
+            return Ok(0..0);
+        };
+        let start = self.postings_lower_bound((id, 0));
+        let end = match id.checked_add(1) {
+            Some(next) => self.postings_lower_bound((next, 0)),
+            None => self.postings_count,
+        };
+        Ok(start..end)
+    }
+
+    /// The series positions of postings entry `i`, ascending.
+    fn postings_list(&self, i: usize) -> Result<Vec<u64>, TsdbError> {
+        let (_, _, offset) = self.postings_entry(i);
+        let at = usize::try_from(offset)
+            .ok()
+            .filter(|&at| at >= 5 && at < self.data.len())
+            .ok_or_else(|| self.bad("postings offset out of bounds"))?;
+        let mut d = self.decbuf_at(at);
+        let n = d.uvarint().ok_or_else(|| self.bad("postings length"))?;
+        let mut ids = Vec::with_capacity(n.min(self.series_count as u64) as usize);
         let mut previous = 0u64;
         for i in 0..n {
-            let raw = d.uvarint().ok_or_else(|| bad("posting"))?;
-            let id = if i == 0 { raw } else { previous + raw };
-            if id >= index.series.len() as u64 {
-                return Err(bad("posting out of range"));
+            let raw = d.uvarint().ok_or_else(|| self.bad("posting"))?;
+            let id = if i == 0 {
+                raw
+            } else {
+                previous
+                    .checked_add(raw)
+                    .ok_or_else(|| self.bad("posting"))?
+            };
+            if id >= self.series_count as u64 || (i > 0 && id <= previous) {
+                return Err(self.bad("posting out of range"));
             }
-            ids.push(id as u32);
+            ids.push(id);
             previous = id;
         }
-        index
-            .postings
-            .entry(name.to_string())
-            .or_default()
-            .insert(value.to_string(), ids);
+        Ok(ids)
     }
-    if d.pos != d.bytes.len() {
-        return Err(bad("trailing bytes"));
-    }
-    Ok(index)
-}
 
-impl Index {
-    /// Positions of the series matching every matcher, ascending. Equality
-    /// matchers on a non-empty value narrow through the postings; every
-    /// matcher is then checked on the candidates' labels.
-    pub fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
-        let mut candidates: Option<Vec<u32>> = None;
-        for m in matchers {
-            if m.op != MatchOp::Equal || m.value.is_empty() {
-                continue;
+    /// Positions of the series with label `name` = `value`, ascending.
+    pub fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>, TsdbError> {
+        let (Some(name), Some(value)) = (self.symbol_id(name)?, self.symbol_id(value)?) else {
+            return Ok(Vec::new());
+        };
+        let i = self.postings_lower_bound((name, value));
+        if i < self.postings_count {
+            let (n, v, _) = self.postings_entry(i);
+            if (n, v) == (name, value) {
+                return self.postings_list(i);
             }
-            let list = self
-                .postings
-                .get(&m.name)
-                .and_then(|values| values.get(&m.value))
-                .cloned()
-                .unwrap_or_default();
-            candidates = Some(match candidates {
-                None => list,
-                Some(current) => crate::head::postings::intersect(&current, &list),
-            });
         }
-        let all = || (0..self.series.len() as u32).collect::<Vec<u32>>();
-        candidates
-            .unwrap_or_else(all)
-            .into_iter()
-            .filter(|&position| {
-                let labels = &self.series[position as usize].labels;
-                matchers
-                    .iter()
-                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+        Ok(Vec::new())
+    }
+
+    /// Label names carried by at least one series, sorted.
+    pub fn label_names(&self) -> Result<Vec<String>, TsdbError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.postings_count {
+            let (name, _, _) = self.postings_entry(i);
+            out.push(self.symbol(u64::from(name))?.to_string());
+            i = match name.checked_add(1) {
+                Some(next) => self.postings_lower_bound((next, 0)),
+                None => self.postings_count,
+            };
+        }
+        Ok(out)
+    }
+
+    /// Values of label `name` across the block's series, sorted.
+    pub fn label_values(&self, name: &str) -> Result<Vec<String>, TsdbError> {
+        self.name_range(name)?
+            .map(|i| {
+                let (_, value, _) = self.postings_entry(i);
+                self.symbol(u64::from(value)).map(str::to_string)
             })
             .collect()
+    }
+
+    /// Union of the postings of the values of `name` that `accept` takes.
+    fn matching_values(
+        &self,
+        name: &str,
+        accept: impl Fn(&str) -> bool,
+    ) -> Result<Vec<u64>, TsdbError> {
+        let mut lists = Vec::new();
+        for i in self.name_range(name)? {
+            let (_, value, _) = self.postings_entry(i);
+            if accept(self.symbol(u64::from(value))?) {
+                lists.push(self.postings_list(i)?);
+            }
+        }
+        let slices: Vec<&[u64]> = lists.iter().map(Vec::as_slice).collect();
+        Ok(union_all(&slices))
+    }
+
+    /// Positions of the series matching every matcher, ascending, from the
+    /// postings alone (Prometheus's `PostingsForMatchers`, as the head's
+    /// `Postings::select`): a matcher that does not accept the empty value
+    /// intersects the union of its values' postings; one that does (it also
+    /// selects series lacking the label) subtracts the postings of the
+    /// values it rejects. No matchers select every series.
+    pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<u32>, TsdbError> {
+        let mut result: Option<Vec<u64>> = None;
+        let mut to_subtract: Vec<Vec<u64>> = Vec::new();
+        for m in matchers {
+            if m.matches_empty() {
+                let rejected = match m.op {
+                    MatchOp::Equal => self.matching_values(&m.name, |_| true)?,
+                    MatchOp::NotEqual => self.postings(&m.name, &m.value)?,
+                    MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                        self.matching_values(&m.name, |v| !m.matches(v))?
+                    }
+                };
+                to_subtract.push(rejected);
+            } else {
+                let selected = match m.op {
+                    MatchOp::Equal => self.postings(&m.name, &m.value)?,
+                    _ => self.matching_values(&m.name, |v| m.matches(v))?,
+                };
+                result = Some(match result {
+                    None => selected,
+                    Some(previous) => intersect(&previous, &selected),
+                });
+            }
+            if result.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(Vec::new());
+            }
+        }
+        let mut selected = result.unwrap_or_else(|| (0..self.series_count as u64).collect());
+        for rejected in &to_subtract {
+            selected = subtract(&selected, rejected);
+        }
+        Ok(selected.into_iter().map(|p| p as u32).collect())
     }
 }
 
@@ -229,38 +664,174 @@ impl Index {
 mod tests {
     use super::*;
 
-    #[test]
-    fn index_round_trips_and_selects() {
-        let chunk = |min_t: i64, offset: u64| ChunkMeta {
+    fn chunk(min_t: i64, offset: u64) -> ChunkMeta {
+        ChunkMeta {
             min_t,
             max_t: min_t + 10,
             samples: 3,
             segment: 1,
             offset,
-        };
-        let series = vec![
-            IndexSeries {
-                labels: Labels::from_pairs(&[("__name__", "a"), ("job", "x")]),
-                chunks: vec![chunk(-5, 8), chunk(100, 40)],
-            },
-            IndexSeries {
-                labels: Labels::from_pairs(&[("__name__", "b"), ("job", "x")]),
-                chunks: vec![chunk(0, 70)],
-            },
-        ];
-        let bytes = encode(&series);
-        let index = decode(&bytes).unwrap();
-        assert_eq!(index.series, series);
-        assert_eq!(index.select(&[Matcher::equal("job", "x")]), vec![0, 1]);
-        assert_eq!(
-            index.select(&[Matcher::equal("job", "x"), Matcher::equal("__name__", "b")]),
-            vec![1]
-        );
-        let not_a = Matcher::new(MatchOp::NotEqual, "__name__", "a").unwrap();
-        assert_eq!(index.select(&[not_a]), vec![1]);
-        assert_eq!(index.select(&[Matcher::equal("nope", "")]), vec![0, 1]);
-        let mut broken = bytes.clone();
-        broken[7] ^= 1;
-        assert!(decode(&broken).is_err());
+        }
+    }
+
+    /// The version-1 encoding (blocks written before version 2).
+    fn encode_v1(series: &[IndexSeries]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_body(series, &mut out, 1);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn sample_series() -> Vec<IndexSeries> {
+        let mut series: Vec<IndexSeries> = [
+            vec![("__name__", "a"), ("job", "x")],
+            vec![("__name__", "b"), ("job", "x")],
+            vec![("__name__", "b"), ("job", "y"), ("zone", "eu")],
+            vec![("__name__", "c")],
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, pairs)| IndexSeries {
+            labels: Labels::from_pairs(pairs),
+            chunks: vec![chunk(-5 + i as i64, 8), chunk(100, 40 + i as u64)],
+        })
+        .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        series
+    }
+
+    fn open_bytes(bytes: &[u8]) -> Result<IndexReader, TsdbError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index");
+        std::fs::write(&path, bytes).unwrap();
+        IndexReader::open(&path, true)
+    }
+
+    fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+        Matcher::new(op, name, value).unwrap()
+    }
+
+    /// Every query the reader answers, checked against the matchers
+    /// applied to each series' labels, for both versions.
+    #[test]
+    fn both_versions_read_back_and_select_like_a_full_scan() {
+        let series = sample_series();
+        for bytes in [encode(&series), encode_v1(&series)] {
+            let index = open_bytes(&bytes).unwrap();
+            assert_eq!(index.len(), series.len());
+            for (i, s) in series.iter().enumerate() {
+                assert_eq!(&index.series(i as u32).unwrap(), s);
+                assert_eq!(index.find(&s.labels).unwrap(), Some(i as u32));
+            }
+            assert_eq!(
+                index
+                    .find(&Labels::from_pairs(&[("__name__", "bb")]))
+                    .unwrap(),
+                None
+            );
+            assert_eq!(index.label_names().unwrap(), ["__name__", "job", "zone"]);
+            assert_eq!(index.label_values("__name__").unwrap(), ["a", "b", "c"]);
+            assert_eq!(index.label_values("zone").unwrap(), ["eu"]);
+            assert!(index.label_values("nope").unwrap().is_empty());
+            assert!(index.postings("job", "z").unwrap().is_empty());
+            assert!(index.postings("eu", "job").unwrap().is_empty());
+            let cases = vec![
+                vec![],
+                vec![Matcher::equal("job", "x")],
+                vec![Matcher::equal("job", "x"), Matcher::equal("__name__", "b")],
+                vec![m(MatchOp::NotEqual, "__name__", "a")],
+                vec![Matcher::equal("nope", "")],
+                vec![Matcher::equal("job", "")],
+                vec![Matcher::equal("job", "nope")],
+                vec![m(MatchOp::RegexMatch, "__name__", "a|c")],
+                vec![m(MatchOp::RegexMatch, "job", ".*")],
+                vec![m(MatchOp::RegexMatch, "job", ".+")],
+                vec![m(MatchOp::RegexNoMatch, "job", "x")],
+                vec![m(MatchOp::RegexNoMatch, "job", ".*")],
+                vec![m(MatchOp::RegexMatch, "zone", "e.|")],
+                vec![
+                    m(MatchOp::RegexMatch, "__name__", ".+"),
+                    m(MatchOp::NotEqual, "job", "y"),
+                    m(MatchOp::RegexNoMatch, "zone", "eu"),
+                ],
+            ];
+            for matchers in cases {
+                let expected: Vec<u32> = (0..series.len() as u32)
+                    .filter(|&i| {
+                        let labels = &series[i as usize].labels;
+                        matchers
+                            .iter()
+                            .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+                    })
+                    .collect();
+                assert_eq!(index.select(&matchers).unwrap(), expected, "{matchers:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_index_selects_nothing() {
+        let index = open_bytes(&encode(&[])).unwrap();
+        assert!(index.is_empty());
+        assert!(index.select(&[]).unwrap().is_empty());
+        assert!(index.select(&[Matcher::equal("a", "")]).unwrap().is_empty());
+        assert!(index.label_names().unwrap().is_empty());
+        assert_eq!(index.find(&Labels::empty()).unwrap(), None);
+        assert!(index.series(0).is_err());
+    }
+
+    #[test]
+    fn damage_is_reported_not_read() {
+        let bytes = encode(&sample_series());
+        for at in [0, 4, 7, bytes.len() - 30, bytes.len() - 2] {
+            let mut broken = bytes.clone();
+            broken[at] ^= 1;
+            assert!(open_bytes(&broken).is_err(), "byte {at}");
+        }
+        assert!(open_bytes(&bytes[..bytes.len() - 1]).is_err());
+        // A table of contents pointing outside the file, with a valid CRC.
+        let mut lying = bytes[..bytes.len() - 4].to_vec();
+        let toc = lying.len() - TOC_LEN;
+        lying[toc + 8..toc + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&lying);
+        lying.extend_from_slice(&crc.to_le_bytes());
+        assert!(open_bytes(&lying).is_err());
+    }
+
+    /// Many series with many values: lookups through the binary searches
+    /// agree with a scan.
+    #[test]
+    fn many_series_look_up_through_the_offset_tables() {
+        let mut series: Vec<IndexSeries> = (0..2000)
+            .map(|i| IndexSeries {
+                labels: Labels::from_pairs(&[
+                    ("__name__", &format!("m{}", i % 7)),
+                    ("instance", &format!("host-{i:05}")),
+                    ("mod", &format!("{}", i % 13)),
+                ]),
+                chunks: vec![chunk(i, i as u64 * 3)],
+            })
+            .collect();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let index = open_bytes(&encode(&series)).unwrap();
+        let got = index
+            .select(&[
+                Matcher::equal("__name__", "m3"),
+                m(MatchOp::RegexMatch, "mod", "1|2"),
+            ])
+            .unwrap();
+        let expected: Vec<u32> = (0..series.len() as u32)
+            .filter(|&i| {
+                let l = &series[i as usize].labels;
+                l.get("__name__") == Some("m3") && matches!(l.get("mod"), Some("1" | "2"))
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(got, expected);
+        for i in [0u32, 1, 999, 1999] {
+            assert_eq!(index.find(&series[i as usize].labels).unwrap(), Some(i));
+        }
+        assert_eq!(index.label_values("mod").unwrap().len(), 13);
     }
 }

@@ -10,21 +10,27 @@ use cairn_model::{Labels, Matcher};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::index::{self, ChunkMeta, Index};
+use super::index::{ChunkMeta, IndexReader};
 use super::meta::BlockMeta;
+use super::writer::BlockSeries;
 use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_DENSE, ENCODING_XOR};
 use super::{corrupt_block, io_error, Decbuf};
 use crate::chunk::ClosedChunk;
 use crate::tombstones::Tombstones;
 use crate::TsdbError;
 
-/// One immutable block. The index is read on first use (a block outside
-/// every query's range costs only its meta); chunk files are opened on
-/// first use and read with `pread`.
+/// One immutable block. The index is opened on first use (a block outside
+/// every query's range costs only its meta) and read lazily through a
+/// mapping (`index::IndexReader`); chunk files are opened on first use and
+/// read with `pread`.
 pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
-    index: Mutex<Option<Arc<Index>>>,
+    index: Mutex<Option<Arc<IndexReader>>>,
+    /// Set once the index file's CRC was checked (the file never changes,
+    /// so reopening after [`Block::release_idle_index`] does not read it
+    /// whole again).
+    index_verified: AtomicBool,
     /// Open chunk segments and their lengths.
     files: Mutex<HashMap<u64, (Arc<fs::File>, u64)>>,
     /// Set once compaction or retention has replaced the block: its
@@ -67,6 +73,7 @@ impl Block {
             dir: dir.to_path_buf(),
             meta,
             index: Mutex::new(None),
+            index_verified: AtomicBool::new(false),
             files: Mutex::new(HashMap::new()),
             doomed: AtomicBool::new(false),
             used: AtomicBool::new(false),
@@ -99,23 +106,23 @@ impl Block {
         self.meta.min_time <= end && start < self.meta.max_time
     }
 
-    /// The decoded index (read and checked on first use).
-    pub fn index(&self) -> Result<Arc<Index>, TsdbError> {
+    /// The index reader (opened, and checked the first time, on first use).
+    pub fn index(&self) -> Result<Arc<IndexReader>, TsdbError> {
         self.used.store(true, Ordering::Relaxed);
         let mut slot = self.index.lock();
         if let Some(index) = slot.as_ref() {
             return Ok(index.clone());
         }
         let path = self.dir.join("index");
-        let bytes = fs::read(&path).map_err(io_error(&path))?;
-        let index = Arc::new(index::decode(&bytes).map_err(|reason| corrupt_block(&path, reason))?);
+        let verify = !self.index_verified.load(Ordering::Relaxed);
+        let index = Arc::new(IndexReader::open(&path, verify)?);
+        self.index_verified.store(true, Ordering::Relaxed);
         *slot = Some(index.clone());
         Ok(index)
     }
 
-    /// Drops the cached index if it was not used since the previous call,
-    /// so memory holds only the indexes of blocks queried lately; returns
-    /// whether it dropped one.
+    /// Drops the cached index reader (unmapping the file) if it was not
+    /// used since the previous call; returns whether it dropped one.
     pub fn release_idle_index(&self) -> bool {
         if self.used.swap(false, Ordering::Relaxed) {
             return false;
@@ -196,8 +203,8 @@ impl Block {
         let index = self.index()?;
         let tombstones = self.tombstones.read().clone();
         let mut out = Vec::new();
-        for position in index.select(matchers) {
-            let series = &index.series[position as usize];
+        for position in index.select(matchers)? {
+            let series = index.series(position)?;
             if let Some(deleted) = tombstones.get(u64::from(position)) {
                 let mut chunks = Vec::new();
                 for meta in &series.chunks {
@@ -210,7 +217,7 @@ impl Block {
                     .iter()
                     .any(|c| c.iter().any(|(t, _)| start <= t && t <= end));
                 if found {
-                    out.push(series.labels.clone());
+                    out.push(series.labels);
                 }
                 continue;
             }
@@ -229,7 +236,7 @@ impl Block {
                 }
             }
             if found {
-                out.push(series.labels.clone());
+                out.push(series.labels);
             }
         }
         Ok(out)
@@ -247,8 +254,8 @@ impl Block {
         let index = self.index()?;
         let tombstones = self.tombstones.read().clone();
         let mut out = Vec::new();
-        for position in index.select(matchers) {
-            let series = &index.series[position as usize];
+        for position in index.select(matchers)? {
+            let series = index.series(position)?;
             let mut chunks = Vec::new();
             for meta in &series.chunks {
                 if meta.min_t <= end && start <= meta.max_t {
@@ -259,10 +266,41 @@ impl Block {
                 chunks = deleted.filter_chunks(chunks);
             }
             if !chunks.is_empty() {
-                out.push((series.labels.clone(), chunks));
+                out.push((series.labels, chunks));
             }
         }
         Ok(out)
+    }
+
+    /// Every series in label order with all its chunks, tombstoned samples
+    /// left out (a series may come with none left), read one at a time:
+    /// the input of a compaction or a rewrite.
+    pub fn all_series(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<BlockSeries, TsdbError>> + '_, TsdbError> {
+        self.all_series_without(self.tombstones.read().clone())
+    }
+
+    /// [`Block::all_series`] leaving out the samples of `tombstones`.
+    pub fn all_series_without(
+        &self,
+        tombstones: Arc<Tombstones>,
+    ) -> Result<impl Iterator<Item = Result<BlockSeries, TsdbError>> + '_, TsdbError> {
+        let index = self.index()?;
+        Ok((0..index.len() as u32).map(move |position| {
+            let series = index.series(position)?;
+            let mut chunks = Vec::with_capacity(series.chunks.len());
+            for meta in &series.chunks {
+                chunks.push(self.read_chunk(meta)?);
+            }
+            if let Some(deleted) = tombstones.get(u64::from(position)) {
+                chunks = deleted.filter_chunks(chunks);
+            }
+            Ok(BlockSeries {
+                labels: series.labels,
+                chunks,
+            })
+        }))
     }
 }
 

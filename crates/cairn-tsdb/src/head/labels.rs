@@ -1,7 +1,7 @@
 //! A series' labels packed into one allocation, for memory and for fast
 //! comparison on the append path.
 
-use cairn_model::{Label, Labels};
+use cairn_model::{Label, Labels, LabelsRef};
 
 /// Label pairs in name order, encoded as `uvarint(len) name uvarint(len)
 /// value` per label in one boxed byte slice (Prometheus's `stringlabels`
@@ -54,11 +54,20 @@ impl PackedLabels {
 
     /// Whether these are exactly `labels`, without allocating.
     pub fn equals(&self, labels: &Labels) -> bool {
+        self.equals_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// [`PackedLabels::equals`] for borrowed labels.
+    pub fn equals_ref(&self, labels: LabelsRef<'_>) -> bool {
+        self.equals_pairs(labels.iter().map(|l| (l.name, l.value)))
+    }
+
+    fn equals_pairs<'x>(&self, pairs: impl Iterator<Item = (&'x str, &'x str)>) -> bool {
         let mut mine = self.raw_pairs();
-        for label in labels {
+        for (name, value) in pairs {
             match mine.next() {
-                Some((name, value))
-                    if name == label.name.as_bytes() && value == label.value.as_bytes() => {}
+                Some((my_name, my_value))
+                    if my_name == name.as_bytes() && my_value == value.as_bytes() => {}
                 _ => return false,
             }
         }

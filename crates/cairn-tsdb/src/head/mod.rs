@@ -12,11 +12,11 @@ pub mod ooo;
 pub mod postings;
 pub mod series;
 
-use std::collections::hash_map::{Entry, RandomState};
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use cairn_model::{Labels, Matcher};
+use cairn_model::{Labels, LabelsRef, Matcher};
 
 use crate::chunk::ClosedChunk;
 use crate::idhash::IdMap;
@@ -68,7 +68,10 @@ pub struct Head {
     /// Label hash → further series with the same hash (rare).
     hash_conflicts: IdMap<Vec<u64>>,
     postings: Postings,
-    hasher: RandomState,
+    /// Seeds the label hash: foldhash, randomly seeded per head, so label
+    /// sets chosen to collide cannot be precomputed (hash flooding only
+    /// costs the side table, never correctness).
+    hasher: foldhash::fast::RandomState,
     next_id: u64,
     /// Samples older than this are refused ([`Head::truncate_before`] moved
     /// the head's start past them).
@@ -210,36 +213,62 @@ impl Head {
         self.next_id
     }
 
-    fn hash_labels(&self, labels: &Labels) -> u64 {
+    /// The seeded hash of label pairs in name order: each name and value,
+    /// then both lengths, so no two different label sets feed the same bytes.
+    fn hash_pairs<'x>(&self, pairs: impl Iterator<Item = (&'x str, &'x str)>) -> u64 {
         #[cfg(test)]
         if let Some(forced) = self.forced_hash {
             return forced;
         }
         let mut hasher = self.hasher.build_hasher();
-        for label in labels {
-            hasher.write(label.name.as_bytes());
-            hasher.write_u8(0xff);
-            hasher.write(label.value.as_bytes());
-            hasher.write_u8(0xff);
+        for (name, value) in pairs {
+            hasher.write(name.as_bytes());
+            hasher.write(value.as_bytes());
+            hasher.write_u64(((name.len() as u64) << 32) ^ value.len() as u64);
         }
         hasher.finish()
     }
 
+    fn hash_labels(&self, labels: &Labels) -> u64 {
+        self.hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
     /// The ID of the series with exactly these labels.
     pub fn lookup(&self, labels: &Labels) -> Option<u64> {
-        let hash = self.hash_labels(labels);
+        self.find(self.hash_labels(labels), |packed| packed.equals(labels))
+    }
+
+    /// [`Head::lookup`] for borrowed labels (the write path), with the
+    /// series itself: nothing is allocated.
+    pub fn lookup_ref(&self, labels: LabelsRef<'_>) -> Option<(u64, &MemSeries)> {
+        let hash = self.hash_pairs(labels.iter().map(|l| (l.name, l.value)));
+        self.find_series(hash, |packed| packed.equals_ref(labels))
+    }
+
+    fn find(&self, hash: u64, same: impl Fn(&PackedLabels) -> bool) -> Option<u64> {
+        self.find_series(hash, same).map(|(id, _)| id)
+    }
+
+    /// The series under `hash` whose labels satisfy `same`.
+    #[inline]
+    fn find_series(
+        &self,
+        hash: u64,
+        same: impl Fn(&PackedLabels) -> bool,
+    ) -> Option<(u64, &MemSeries)> {
         let first = *self.by_hash.get(&hash)?;
-        let same = |id: &u64| {
+        let matching = |id: u64| {
             self.series
-                .get(id)
-                .is_some_and(|s| s.labels().equals(labels))
+                .get(&id)
+                .filter(|s| same(s.labels()))
+                .map(|s| (id, s))
         };
-        if same(&first) {
-            return Some(first);
+        if let Some(found) = matching(first) {
+            return Some(found);
         }
         self.hash_conflicts
             .get(&hash)
-            .and_then(|ids| ids.iter().copied().find(|id| same(id)))
+            .and_then(|ids| ids.iter().find_map(|id| matching(*id)))
     }
 
     pub fn get(&self, id: u64) -> Option<&MemSeries> {
@@ -436,6 +465,48 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_model::LabelRef;
+
+    fn label_refs(labels: &Labels) -> Vec<LabelRef<'_>> {
+        labels
+            .iter()
+            .map(|l| LabelRef {
+                name: &l.name,
+                value: &l.value,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lookup_by_borrowed_labels_matches_lookup_by_owned_labels() {
+        let mut head = Head::new();
+        let sets = [
+            Labels::from_pairs(&[("__name__", "up"), ("job", "a")]),
+            Labels::from_pairs(&[("__name__", "up"), ("job", "ab")]),
+            Labels::from_pairs(&[("__name__", "upj"), ("ob", "a")]),
+            Labels::from_pairs(&[("__name__", "up")]),
+        ];
+        for (i, labels) in sets.iter().enumerate() {
+            assert!(head.create_series(i as u64 + 1, labels));
+        }
+        for (i, labels) in sets.iter().enumerate() {
+            let pairs = label_refs(labels);
+            assert_eq!(head.lookup(labels), Some(i as u64 + 1));
+            assert_eq!(
+                head.lookup_ref(LabelsRef::from_sorted(&pairs))
+                    .map(|(id, _)| id),
+                Some(i as u64 + 1)
+            );
+            // A prefix of a known set is not that set.
+            if pairs.len() > 1 {
+                let prefix = LabelsRef::from_sorted(&pairs[..1]);
+                assert_ne!(
+                    head.lookup_ref(prefix).map(|(id, _)| id),
+                    Some(i as u64 + 1)
+                );
+            }
+        }
+    }
 
     #[test]
     fn hash_collisions_keep_series_apart() {
@@ -452,6 +523,14 @@ mod tests {
         assert_eq!(head.lookup(&b), Some(2));
         assert_eq!(head.lookup(&c), Some(3));
         assert_eq!(head.lookup(&Labels::from_pairs(&[("__name__", "d")])), None);
+        for (labels, id) in [(&a, 1), (&b, 2), (&c, 3)] {
+            let pairs = label_refs(labels);
+            assert_eq!(
+                head.lookup_ref(LabelsRef::from_sorted(&pairs))
+                    .map(|(id, _)| id),
+                Some(id)
+            );
+        }
         head.append(2, 5, 1.0);
         let snap = head.snapshot(&[Matcher::equal("__name__", "b")], 0, 10);
         assert_eq!(snap.len(), 1);
