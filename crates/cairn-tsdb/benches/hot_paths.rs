@@ -1,13 +1,14 @@
 //! The head's hot paths one at a time, without the WAL: series lookup and
-//! creation by label set, XOR chunk append and iteration, and postings
-//! intersection for a two-matcher selector.
+//! creation by label set, XOR chunk append and iteration, dense (block)
+//! chunk encoding and iteration, and postings intersection for a
+//! two-matcher selector.
 //!
 //! Run: `cargo bench -p cairn-tsdb --bench hot_paths`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use cairn_model::{LabelRef, Labels, LabelsRef, Matcher};
-use cairn_tsdb::chunk::{XorAppender, XorIter};
+use cairn_tsdb::chunk::{dense, DenseIter, XorAppender, XorIter};
 use cairn_tsdb::head::postings::intersect;
 use cairn_tsdb::head::{Head, Postings};
 
@@ -130,6 +131,51 @@ fn chunk(c: &mut Criterion) {
     group.finish();
 }
 
+/// A block's dense chunk of a day of 15 s scrapes, cut as the block writer
+/// cuts it (2,880 samples), against the same samples in XOR chunks of 120.
+fn dense_chunk(c: &mut Criterion) {
+    let samples = counter(2880);
+    let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+    let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    let mut group = c.benchmark_group("dense_chunk");
+    group.throughput(Throughput::Elements(samples.len() as u64));
+    group.bench_function("encode 2880 samples", |b| {
+        b.iter(|| dense::encode(&ts, &vs))
+    });
+    let bytes = dense::encode(&ts, &vs).expect("decimal values");
+    group.bench_function("iterate 2880 samples", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for (_, v) in DenseIter::new(&bytes) {
+                sum += v;
+            }
+            sum
+        })
+    });
+    let xor: Vec<Vec<u8>> = samples
+        .chunks(120)
+        .map(|chunk| {
+            let mut appender = XorAppender::new();
+            for &(t, v) in chunk {
+                appender.append(t, v);
+            }
+            appender.into_bytes()
+        })
+        .collect();
+    group.bench_function("iterate 2880 samples as 24 XOR chunks", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for chunk in &xor {
+                for (_, v) in XorIter::new(chunk) {
+                    sum += v;
+                }
+            }
+            sum
+        })
+    });
+    group.finish();
+}
+
 fn postings(c: &mut Criterion) {
     let labels = series_labels(SERIES);
     let mut postings = Postings::default();
@@ -160,5 +206,5 @@ fn postings(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, series, chunk, postings);
+criterion_group!(benches, series, chunk, dense_chunk, postings);
 criterion_main!(benches);

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::{corrupt_block, io_error};
 use crate::TsdbError;
 
-/// The block format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The block format version this code writes: 2 (chunks may be dense,
+/// encoding 2). It also reads version 1 (XOR chunks only).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest block format version this code reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,7 +54,7 @@ impl BlockMeta {
         let bytes = std::fs::read(&path).map_err(io_error(&path))?;
         let meta: BlockMeta = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt_block(&path, format!("bad meta.json: {e}")))?;
-        if meta.version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&meta.version) {
             return Err(corrupt_block(
                 &path,
                 format!("unknown block format version {}", meta.version),

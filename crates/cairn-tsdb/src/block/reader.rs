@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::index::{ChunkMeta, IndexReader};
 use super::meta::BlockMeta;
 use super::writer::BlockSeries;
-use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_XOR};
+use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_DENSE, ENCODING_XOR};
 use super::{corrupt_block, io_error, Decbuf};
 use crate::chunk::ClosedChunk;
 use crate::tombstones::Tombstones;
@@ -180,14 +180,16 @@ impl Block {
         if crc32fast::hash(payload).to_le_bytes() != crc {
             return Err(bad("chunk checksum mismatch"));
         }
-        if payload[0] != ENCODING_XOR {
-            return Err(bad("unknown chunk encoding"));
+        let encoding = payload[0];
+        if encoding != ENCODING_XOR && encoding != ENCODING_DENSE {
+            return Err(bad(&format!("unknown chunk encoding {encoding}")));
         }
-        Ok(ClosedChunk {
-            min_t: meta.min_t,
-            max_t: meta.max_t,
-            data: Arc::from(&payload[1..]),
-        })
+        Ok(ClosedChunk::tagged(
+            meta.min_t,
+            meta.max_t,
+            encoding,
+            &payload[1..],
+        ))
     }
 
     /// Labels of the matching series with a sample in `[start, end]`;
@@ -305,9 +307,9 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::writer::NewBlock;
-    use crate::block::{write_block, BlockSeries};
-    use crate::chunk::XorAppender;
+    use crate::block::writer::{write_block_with, ChunkEncoding, NewBlock};
+    use crate::block::BlockSeries;
+    use crate::chunk::{dense, XorAppender};
 
     fn chunk(ts: std::ops::Range<i64>, value: impl Fn(i64) -> f64) -> ClosedChunk {
         let mut appender = XorAppender::new();
@@ -321,32 +323,45 @@ mod tests {
         }
     }
 
+    fn samples(chunks: &[ClosedChunk]) -> Vec<(i64, u64)> {
+        chunks
+            .iter()
+            .flat_map(|c| c.iter().map(|(t, v)| (t, v.to_bits())))
+            .collect()
+    }
+
+    fn one_series_block(dir: &Path, chunks: Vec<ClosedChunk>, encoding: ChunkEncoding) -> PathBuf {
+        let series = vec![Ok(BlockSeries {
+            labels: Labels::from_pairs(&[("__name__", "m")]),
+            chunks,
+        })];
+        let new = NewBlock {
+            min_time: 0,
+            max_time: 1_000_000,
+            level: 1,
+            ..NewBlock::default()
+        };
+        let meta = write_block_with(dir, series, new, encoding).unwrap();
+        dir.join(&meta.ulid)
+    }
+
+    /// The old writer (XOR chunks as given, format 1): chunks come back
+    /// byte for byte, short and long, and corruption is reported.
     #[test]
-    fn chunks_round_trip_short_and_long_and_corruption_is_reported() {
+    fn xor_blocks_of_format_1_stay_readable_and_corruption_is_reported() {
         let tmp = tempfile::tempdir().unwrap();
         // A noisy chunk is longer than the first read.
         let noisy = chunk(0..120, |t| (t as f64 * 1.618_033).sin() * 1e9);
         assert!(noisy.data.len() > 512);
         let flat = chunk(120..240, |_| 1.0);
-        let series = vec![Ok(BlockSeries {
-            labels: Labels::from_pairs(&[("__name__", "m")]),
-            chunks: vec![noisy.clone(), flat.clone()],
-        })];
-        let meta = write_block(
+        let dir = one_series_block(
             tmp.path(),
-            series,
-            NewBlock {
-                min_time: 0,
-                max_time: 1000,
-                level: 1,
-                sources: Vec::new(),
-                ..NewBlock::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(meta.stats.num_samples, 240);
-        let dir = tmp.path().join(&meta.ulid);
+            vec![noisy.clone(), flat.clone()],
+            ChunkEncoding::Xor,
+        );
         let block = Block::open(&dir).unwrap();
+        assert_eq!(block.meta().version, 1);
+        assert_eq!(block.meta().stats.num_samples, 240);
         let got = block.select(&[], 0, 1000).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(&*got[0].1[0].data, &*noisy.data);
@@ -368,5 +383,71 @@ mod tests {
         let reopened = Block::open(&dir).unwrap();
         let error = reopened.select(&[], 0, 1000).unwrap_err().to_string();
         assert!(error.contains("000001"), "{error}");
+    }
+
+    /// The default writer re-chunks a series into dense chunks of up to
+    /// `MAX_CHUNK_SAMPLES`, with the same samples, bit for bit (a stale
+    /// marker and -0.0 included), in fewer bytes.
+    #[test]
+    fn dense_blocks_rechunk_series_and_keep_every_bit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let n = dense::MAX_CHUNK_SAMPLES as i64 + 500;
+        let value = |t: i64| match t {
+            7 => f64::from_bits(cairn_model::STALE_NAN_BITS),
+            8 => -0.0,
+            _ => (t * 7 % 1000) as f64 / 100.0,
+        };
+        let xor: Vec<ClosedChunk> = (0..n)
+            .step_by(120)
+            .map(|start| chunk(start..(start + 120).min(n), value))
+            .collect();
+        let xor_bytes: usize = xor.iter().map(|c| c.data.len()).sum();
+        let dir = one_series_block(tmp.path(), xor.clone(), ChunkEncoding::Dense);
+        let block = Block::open(&dir).unwrap();
+        assert_eq!(block.meta().version, crate::block::meta::FORMAT_VERSION);
+        assert_eq!(block.meta().stats.num_samples, n as u64);
+        assert_eq!(block.meta().stats.num_chunks, 2);
+        let got = block.select(&[], 0, 1_000_000).unwrap();
+        let chunks = &got[0].1;
+        assert_eq!(chunks.len(), 2);
+        assert!(chunks.iter().all(|c| c.encoded().0 == ENCODING_DENSE));
+        assert_eq!(samples(chunks), samples(&xor));
+        assert_eq!((chunks[0].min_t, chunks[1].max_t), (0, n - 1));
+        assert_eq!(chunks[0].max_t + 1, chunks[1].min_t);
+        let dense_bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
+        assert!(dense_bytes * 2 < xor_bytes, "{dense_bytes} vs {xor_bytes}");
+        // A range inside the second chunk reads only that chunk.
+        assert_eq!(block.select(&[], n - 10, n).unwrap()[0].1.len(), 1);
+        assert_eq!(block.select_labels(&[], n - 1, n + 10).unwrap().len(), 1);
+        assert_eq!(block.select_labels(&[], n, n + 10).unwrap().len(), 0);
+
+        // Values with no decimal form are written as XOR chunks, bit exact.
+        let noisy = vec![chunk(0..120, |t| (t as f64 * 1.618_033).sin() * 1e9)];
+        let dir = one_series_block(tmp.path(), noisy.clone(), ChunkEncoding::Dense);
+        let got = Block::open(&dir).unwrap().select(&[], 0, 1000).unwrap();
+        assert_eq!(got[0].1[0].encoded().0, ENCODING_XOR);
+        assert_eq!(samples(&got[0].1), samples(&noisy));
+    }
+
+    /// An encoding byte the reader does not know is an error naming it.
+    #[test]
+    fn unknown_chunk_encodings_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = one_series_block(
+            tmp.path(),
+            vec![chunk(0..10, |t| t as f64)],
+            ChunkEncoding::Dense,
+        );
+        let segment = dir.join("chunks").join("000001");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // Header, one-byte length, then the encoding byte; fix the CRC.
+        let len = bytes[8] as usize;
+        bytes[9] = 9;
+        let crc = crc32fast::hash(&bytes[9..10 + len]);
+        bytes[10 + len..14 + len].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&segment, bytes).unwrap();
+        let error = Block::open(&dir).unwrap().select(&[], 0, 1000).unwrap_err();
+        let error = format!("{error:?}");
+        assert!(error.contains("unknown chunk encoding 9"), "{error}");
     }
 }

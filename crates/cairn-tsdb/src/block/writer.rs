@@ -10,7 +10,8 @@ use cairn_model::Labels;
 use super::index::{self, ChunkMeta, IndexSeries};
 use super::meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
 use super::{io_error, put_uvarint, sync_dir, ulid, TMP_CREATION};
-use crate::chunk::{xor, ClosedChunk};
+use crate::chunk::{dense, ClosedChunk, XorAppender};
+pub use crate::chunk::{ENCODING_DENSE, ENCODING_XOR};
 use crate::fault;
 use crate::TsdbError;
 
@@ -18,9 +19,19 @@ use crate::TsdbError;
 pub const CHUNKS_MAGIC: u32 = 0x4348_4B31;
 /// Bytes before the first chunk of a segment.
 pub const CHUNKS_HEADER_LEN: u64 = 8;
-/// Encoding byte of an XOR chunk.
-pub const ENCODING_XOR: u8 = 1;
 const MAX_SEGMENT_SIZE: u64 = 512 << 20;
+
+/// How a block's chunks are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkEncoding {
+    /// Each series' samples re-chunked into dense chunks of up to
+    /// [`dense::MAX_CHUNK_SAMPLES`] (XOR for a chunk whose values have no
+    /// exact decimal form, or when XOR is smaller); block format 2.
+    Dense,
+    /// The chunks as given, XOR (what Cairn wrote before format 2, kept to
+    /// test that old blocks stay readable); block format 1.
+    Xor,
+}
 
 /// One series to write: labels and its chunks, oldest first, not overlapping.
 pub struct BlockSeries {
@@ -50,10 +61,10 @@ struct ChunkFiles {
 }
 
 impl ChunkFiles {
-    fn write(&mut self, data: &[u8]) -> Result<(u64, u64), TsdbError> {
+    fn write(&mut self, encoding: u8, data: &[u8]) -> Result<(u64, u64), TsdbError> {
         let mut framed = Vec::with_capacity(data.len() + 16);
         put_uvarint(&mut framed, data.len() as u64);
-        framed.push(ENCODING_XOR);
+        framed.push(encoding);
         framed.extend_from_slice(data);
         let crc = crc32fast::hash(&framed[framed.len() - data.len() - 1..]);
         framed.extend_from_slice(&crc.to_le_bytes());
@@ -102,6 +113,16 @@ pub fn write_block(
     series: impl IntoIterator<Item = Result<BlockSeries, TsdbError>>,
     new: NewBlock,
 ) -> Result<BlockMeta, TsdbError> {
+    write_block_with(blocks_dir, series, new, ChunkEncoding::Dense)
+}
+
+/// [`write_block`] with a choice of chunk encoding.
+pub fn write_block_with(
+    blocks_dir: &Path,
+    series: impl IntoIterator<Item = Result<BlockSeries, TsdbError>>,
+    new: NewBlock,
+    encoding: ChunkEncoding,
+) -> Result<BlockMeta, TsdbError> {
     let id = ulid::new();
     let kind = if new.level <= 1 {
         "block"
@@ -109,7 +130,7 @@ pub fn write_block(
         "compaction"
     };
     let tmp = blocks_dir.join(format!("{id}{TMP_CREATION}"));
-    let result = write_into(&tmp, &id, series, new);
+    let result = write_into(&tmp, &id, series, new, encoding);
     let meta = match result {
         Ok(meta) => meta,
         Err(error) => {
@@ -130,6 +151,7 @@ fn write_into(
     id: &str,
     series: impl IntoIterator<Item = Result<BlockSeries, TsdbError>>,
     new: NewBlock,
+    encoding: ChunkEncoding,
 ) -> Result<BlockMeta, TsdbError> {
     let kind = if new.level <= 1 {
         "block"
@@ -158,17 +180,23 @@ fn write_into(
         debug_assert!(index_series
             .last()
             .is_none_or(|prev| prev.labels < s.labels));
-        let mut metas = Vec::with_capacity(s.chunks.len());
-        for chunk in &s.chunks {
-            debug_assert!(new.min_time <= chunk.min_t && chunk.max_t < new.max_time);
-            let (segment, offset) = files.write(&chunk.data)?;
-            let samples = u64::from(xor::sample_count(&chunk.data));
-            stats.num_samples += samples;
+        debug_assert!(s
+            .chunks
+            .iter()
+            .all(|c| new.min_time <= c.min_t && c.max_t < new.max_time));
+        let chunks = match encoding {
+            ChunkEncoding::Dense => dense_chunks(&s.chunks),
+            ChunkEncoding::Xor => s.chunks.iter().map(xor_chunk).collect(),
+        };
+        let mut metas = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let (segment, offset) = files.write(chunk.encoding, &chunk.bytes)?;
+            stats.num_samples += chunk.samples;
             stats.num_chunks += 1;
             metas.push(ChunkMeta {
                 min_t: chunk.min_t,
                 max_t: chunk.max_t,
-                samples,
+                samples: chunk.samples,
                 segment,
                 offset,
             });
@@ -201,13 +229,94 @@ fn write_into(
             level: new.level,
             sources,
         },
-        version: FORMAT_VERSION,
+        version: match encoding {
+            ChunkEncoding::Dense => FORMAT_VERSION,
+            ChunkEncoding::Xor => 1,
+        },
         imported: new.imported,
         head_end: new.head_end,
     };
     write_synced(&tmp.join("meta.json"), &meta.to_json())?;
     sync_dir(tmp)?;
     Ok(meta)
+}
+
+/// One chunk as it goes to disk.
+struct EncodedChunk {
+    min_t: i64,
+    max_t: i64,
+    samples: u64,
+    encoding: u8,
+    bytes: Vec<u8>,
+}
+
+/// A series' chunks (oldest first) re-cut into chunks of at most
+/// [`dense::MAX_CHUNK_SAMPLES`] samples, of equal size, each dense unless
+/// XOR is smaller.
+fn dense_chunks(chunks: &[ClosedChunk]) -> Vec<EncodedChunk> {
+    let total: usize = chunks.iter().map(|c| c.iter().size_hint().0).sum();
+    let mut ts = Vec::with_capacity(total);
+    let mut vs = Vec::with_capacity(total);
+    for chunk in chunks {
+        for (t, v) in chunk.iter() {
+            ts.push(t);
+            vs.push(v);
+        }
+    }
+    if ts.is_empty() {
+        return Vec::new();
+    }
+    let groups = ts.len().div_ceil(dense::MAX_CHUNK_SAMPLES);
+    let size = ts.len().div_ceil(groups);
+    let mut out = Vec::with_capacity(groups);
+    for (ts, vs) in ts.chunks(size).zip(vs.chunks(size)) {
+        let dense = dense::encode(ts, vs);
+        // Values with no exact decimal form: XOR may do better (a decimal
+        // chunk of regular data takes well under a byte per sample).
+        let try_xor = dense.as_ref().is_none_or(|d| d.len() > ts.len());
+        let xor = try_xor.then(|| {
+            let mut appender = XorAppender::new();
+            for (&t, &v) in ts.iter().zip(vs) {
+                appender.append(t, v);
+            }
+            appender.into_bytes()
+        });
+        let (encoding, bytes) = match (dense, xor) {
+            (Some(d), Some(x)) if x.len() < d.len() => (ENCODING_XOR, x),
+            (Some(d), _) => (ENCODING_DENSE, d),
+            (None, Some(x)) => (ENCODING_XOR, x),
+            (None, None) => unreachable!("XOR is tried when dense is not possible"),
+        };
+        out.push(EncodedChunk {
+            min_t: ts[0],
+            max_t: ts[ts.len() - 1],
+            samples: ts.len() as u64,
+            encoding,
+            bytes,
+        });
+    }
+    out
+}
+
+/// A chunk written as XOR, as it is when it is one.
+fn xor_chunk(chunk: &ClosedChunk) -> EncodedChunk {
+    let (encoding, bytes) = chunk.encoded();
+    let bytes = if encoding == ENCODING_XOR {
+        bytes.to_vec()
+    } else {
+        let mut appender = XorAppender::new();
+        for (t, v) in chunk.iter() {
+            appender.append(t, v);
+        }
+        appender.into_bytes()
+    };
+    EncodedChunk {
+        min_t: chunk.min_t,
+        max_t: chunk.max_t,
+        samples: u64::from(crate::chunk::xor::sample_count(&bytes)),
+        encoding: ENCODING_XOR,
+        bytes,
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TsdbError> {

@@ -1,18 +1,30 @@
-//! Chunk encodings. One encoding today: [`xor`], Gorilla-style floats.
-//! A closed chunk is immutable and shared ([`ClosedChunk`]); the head keeps one
-//! open [`XorAppender`] per series.
+//! Chunk encodings: [`xor`] (Gorilla-style floats, the head's and old
+//! blocks') and [`dense`] (decimal integer columns, what the block writer
+//! writes). A closed chunk is immutable and shared ([`ClosedChunk`]); the
+//! head keeps one open [`XorAppender`] per series.
 
 mod bstream;
+pub mod dense;
 pub mod xor;
 
 use std::sync::Arc;
 
+pub use dense::DenseIter;
 pub use xor::{XorAppender, XorIter};
 
 /// Samples per chunk before the head cuts a new one (Prometheus's target).
 pub const SAMPLES_PER_CHUNK: u16 = 120;
 
+/// Encoding byte of an XOR chunk (block chunk framing, `docs/format.md`).
+pub const ENCODING_XOR: u8 = 1;
+/// Encoding byte of a dense chunk.
+pub const ENCODING_DENSE: u8 = 2;
+
 /// An immutable, encoded chunk with the time range it covers (inclusive).
+///
+/// `data` is an XOR chunk's bytes as they are; a chunk in any other
+/// encoding is held as `00 00` (an XOR sample count of zero, which no closed
+/// XOR chunk has), its encoding byte, then its bytes: see [`ClosedChunk::tagged`].
 #[derive(Clone, Debug)]
 pub struct ClosedChunk {
     pub min_t: i64,
@@ -20,12 +32,80 @@ pub struct ClosedChunk {
     pub data: Arc<[u8]>,
 }
 
+/// The prefix of a non-XOR chunk's in-memory bytes.
+const TAG: [u8; 2] = [0, 0];
+
 impl ClosedChunk {
+    /// A chunk of `encoding` ([`ENCODING_XOR`] or [`ENCODING_DENSE`]) from
+    /// its encoded bytes.
+    pub fn tagged(min_t: i64, max_t: i64, encoding: u8, bytes: &[u8]) -> ClosedChunk {
+        let data: Arc<[u8]> = if encoding == ENCODING_XOR {
+            Arc::from(bytes)
+        } else {
+            let mut tagged = Vec::with_capacity(bytes.len() + 3);
+            tagged.extend_from_slice(&TAG);
+            tagged.push(encoding);
+            tagged.extend_from_slice(bytes);
+            Arc::from(tagged)
+        };
+        ClosedChunk { min_t, max_t, data }
+    }
+
+    /// The chunk's encoding byte and encoded bytes (without the in-memory tag).
+    pub fn encoded(&self) -> (u8, &[u8]) {
+        match &*self.data {
+            [0, 0, encoding, bytes @ ..] => (*encoding, bytes),
+            xor => (ENCODING_XOR, xor),
+        }
+    }
+
     pub fn overlaps(&self, start: i64, end: i64) -> bool {
         self.min_t <= end && start <= self.max_t
     }
 
-    pub fn iter(&self) -> XorIter<'_> {
-        XorIter::new(&self.data)
+    /// The samples, oldest first. A dense chunk is decoded whole here, once.
+    pub fn iter(&self) -> ChunkIter<'_> {
+        match self.encoded() {
+            (ENCODING_DENSE, bytes) => ChunkIter::Dense(DenseIter::new(bytes)),
+            (ENCODING_XOR, bytes) => ChunkIter::Xor(XorIter::new(bytes)),
+            // Unknown encodings never get past the block reader.
+            _ => ChunkIter::Dense(DenseIter::new(&[])),
+        }
+    }
+}
+
+/// The samples of a [`ClosedChunk`] of either encoding.
+#[derive(Clone, Debug)]
+pub enum ChunkIter<'a> {
+    Xor(XorIter<'a>),
+    Dense(DenseIter),
+}
+
+impl ChunkIter<'_> {
+    /// Whether the bytes ended (or were malformed) before every sample.
+    pub fn is_truncated(&self) -> bool {
+        match self {
+            ChunkIter::Xor(iter) => iter.is_truncated(),
+            ChunkIter::Dense(iter) => iter.is_truncated(),
+        }
+    }
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        match self {
+            ChunkIter::Xor(iter) => iter.next(),
+            ChunkIter::Dense(iter) => iter.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ChunkIter::Xor(iter) => iter.size_hint(),
+            ChunkIter::Dense(iter) => iter.size_hint(),
+        }
     }
 }

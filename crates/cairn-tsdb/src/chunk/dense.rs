@@ -1,0 +1,741 @@
+//! The dense chunk (block chunk encoding 2): how blocks store samples at
+//! rest. The head keeps XOR chunks; the block writer re-chunks a series'
+//! samples into dense chunks of up to [`MAX_CHUNK_SAMPLES`].
+//!
+//! Timestamps, and values turned into decimal integers with one common
+//! scale per chunk (`v = m / 10^k`, exact to the bit or the value is a
+//! patched exception), are each written as an integer column: delta or
+//! delta-of-delta (whichever is smallest), minus the column's minimum,
+//! divided by the common divisor of what is left, bit-packed at the width
+//! that minimises size with the few wider values patched in afterwards
+//! (PFOR). The body is zstd-compressed when that saves at least 1/16.
+//! VictoriaMetrics gets its density the same way (decimal mantissas,
+//! "nearest delta" / "delta2", zstd: `lib/encoding`, `lib/decimal`); the
+//! bit packing is Lemire and Boytsov's patched frame of reference.
+//! Byte layout: `docs/format.md`, "Dense chunks".
+
+use std::fmt;
+
+use crate::block::{put_uvarint, put_varint};
+
+/// Most samples the writer puts in one dense chunk.
+pub const MAX_CHUNK_SAMPLES: usize = 4096;
+/// Most samples a reader accepts in one chunk (bounds decoding memory).
+const MAX_DECODE_SAMPLES: u64 = 1 << 16;
+/// Most body bytes a reader decompresses.
+const MAX_BODY_LEN: u64 = 16 << 20;
+/// Flag of a zstd-compressed body.
+const FLAG_ZSTD: u8 = 1;
+/// zstd level: 3 is zstd's default; higher levels gain nothing on
+/// bit-packed columns.
+const ZSTD_LEVEL: i32 = 3;
+/// Bodies shorter than this are not worth compressing (VictoriaMetrics
+/// uses the same 128-byte floor).
+const MIN_COMPRESSIBLE: usize = 128;
+/// Bytes of zeros after a body so unpacking may read 16 bytes at any bit.
+const PADDING: usize = 16;
+/// Largest decimal scale: 10^22 is the largest power of ten an f64 holds exactly.
+const MAX_SCALE: usize = 22;
+/// Mantissas stay within ±2^53 so they convert to f64 exactly.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+/// A chunk with more value exceptions than 1 in this many is left to XOR.
+const MAX_EXCEPTION_RATIO: usize = 8;
+
+const POW10: [f64; MAX_SCALE + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Why a dense chunk did not decode (only malformed bytes do).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(&'static str);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed dense chunk: {}", self.0)
+    }
+}
+
+/// The value a decoder computes from mantissa `m` at scale `k`. The
+/// encoder checks every value against exactly this, so decoding is exact.
+#[inline]
+fn from_decimal(m: i64, k: usize) -> f64 {
+    m as f64 / POW10[k]
+}
+
+/// The smallest scale `k` and mantissa `m` with `from_decimal(m, k)` equal
+/// to `v` bit for bit; `None` for NaN, infinities, -0.0 and values that
+/// need more than 53 bits of decimal mantissa.
+fn to_decimal(v: f64) -> Option<(i64, usize)> {
+    let bits = v.to_bits();
+    for (k, pow) in POW10.iter().enumerate() {
+        let scaled = v * pow;
+        // NaN and infinities fail here too.
+        if scaled.is_nan() || scaled.abs() > MAX_EXACT {
+            return None;
+        }
+        let m = scaled.round() as i64;
+        if from_decimal(m, k).to_bits() == bits {
+            return Some((m, k));
+        }
+    }
+    None
+}
+
+/// Encodes samples (any i64 timestamps, any floats) as a dense chunk.
+/// `None` when too many values have no exact decimal form for the dense
+/// encoding to pay (the caller writes XOR). Panics on an empty input or
+/// more than `u16::MAX` samples.
+pub fn encode(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
+    assert!(!ts.is_empty() && ts.len() == vs.len() && ts.len() as u64 <= MAX_DECODE_SAMPLES);
+    let n = ts.len();
+    let decimals: Vec<Option<(i64, usize)>> = vs.iter().map(|&v| to_decimal(v)).collect();
+    let scale = decimals.iter().flatten().map(|d| d.1).max().unwrap_or(0);
+    let mut mantissas = Vec::with_capacity(n);
+    let mut exceptions: Vec<(usize, u64)> = Vec::new();
+    let mut previous = 0i64;
+    let mut first_exact: Option<usize> = None;
+    for (i, (decimal, &v)) in decimals.iter().zip(vs).enumerate() {
+        let common = decimal.and_then(|(m, k)| {
+            let m = m.checked_mul(10i64.checked_pow((scale - k) as u32)?)?;
+            let exact = (m.unsigned_abs() as f64) <= MAX_EXACT
+                && from_decimal(m, scale).to_bits() == v.to_bits();
+            exact.then_some(m)
+        });
+        match common {
+            Some(m) => {
+                previous = m;
+                first_exact.get_or_insert(i);
+            }
+            // The previous mantissa keeps the deltas around it small.
+            None => exceptions.push((i, v.to_bits())),
+        }
+        mantissas.push(previous);
+    }
+    if exceptions.len() * MAX_EXCEPTION_RATIO > n {
+        return None;
+    }
+    if let Some(first) = first_exact {
+        // Leading exceptions take the first exact mantissa, not zero.
+        let m = mantissas[first];
+        mantissas[..first].fill(m);
+    }
+
+    let mut body = Vec::with_capacity(16 + n * 2);
+    put_uvarint(&mut body, n as u64);
+    put_column(&mut body, ts);
+    body.push(scale as u8);
+    put_column(&mut body, &mantissas);
+    put_uvarint(&mut body, exceptions.len() as u64);
+    let mut last = 0usize;
+    for (i, bits) in exceptions {
+        put_uvarint(&mut body, (i - last) as u64);
+        body.extend_from_slice(&bits.to_le_bytes());
+        last = i;
+    }
+
+    if body.len() >= MIN_COMPRESSIBLE {
+        if let Ok(compressed) = zstd::bulk::compress(&body, ZSTD_LEVEL) {
+            if compressed.len() + 8 < body.len() - body.len() / 16 {
+                let mut out = Vec::with_capacity(compressed.len() + 8);
+                out.push(FLAG_ZSTD);
+                put_uvarint(&mut out, body.len() as u64);
+                out.extend_from_slice(&compressed);
+                return Some(out);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(0);
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+/// Decodes a dense chunk into its timestamps and values.
+pub fn decode(chunk: &[u8]) -> Result<(Vec<i64>, Vec<f64>), DecodeError> {
+    let (&flags, rest) = chunk.split_first().ok_or(DecodeError("empty"))?;
+    let mut body = match flags {
+        0 => {
+            let mut body = Vec::with_capacity(rest.len() + PADDING);
+            body.extend_from_slice(rest);
+            body
+        }
+        FLAG_ZSTD => {
+            let mut r = Reader::new(rest);
+            let len = r.uvarint()?;
+            if len > MAX_BODY_LEN {
+                return Err(DecodeError("body too long"));
+            }
+            let mut body = zstd::bulk::decompress(&rest[r.pos..], len as usize)
+                .map_err(|_| DecodeError("bad zstd frame"))?;
+            if body.len() as u64 != len {
+                return Err(DecodeError("body length mismatch"));
+            }
+            body.reserve_exact(PADDING);
+            body
+        }
+        _ => return Err(DecodeError("unknown flags")),
+    };
+    let len = body.len();
+    body.resize(len + PADDING, 0);
+    let mut r = Reader::new(&body[..len]);
+    r.padded = &body;
+    let n = r.uvarint()?;
+    if n == 0 || n > MAX_DECODE_SAMPLES {
+        return Err(DecodeError("bad sample count"));
+    }
+    let n = n as usize;
+    let ts = r.column(n)?;
+    let scale = usize::from(r.u8()?);
+    if scale > MAX_SCALE {
+        return Err(DecodeError("bad scale"));
+    }
+    let mantissas = r.column(n)?;
+    let pow = POW10[scale];
+    let mut vs: Vec<f64> = mantissas.iter().map(|&m| m as f64 / pow).collect();
+    let exceptions = r.uvarint()?;
+    let mut i = 0u64;
+    for e in 0..exceptions {
+        let gap = r.uvarint()?;
+        i = if e == 0 {
+            gap
+        } else {
+            i.checked_add(gap).ok_or(DecodeError("bad exception"))?
+        };
+        let bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+        *vs.get_mut(usize::try_from(i).map_err(|_| DecodeError("bad exception"))?)
+            .ok_or(DecodeError("exception past the end"))? = f64::from_bits(bits);
+    }
+    if r.pos != len {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok((ts, vs))
+}
+
+/// Appends an integer column (layout in `docs/format.md`).
+fn put_column(out: &mut Vec<u8>, values: &[i64]) {
+    let mut best: Option<Plan> = None;
+    for order in 0..=2usize.min(values.len() - 1) {
+        let plan = Plan::new(values, order);
+        if best.as_ref().is_none_or(|b| plan.bits < b.bits) {
+            best = Some(plan);
+        }
+    }
+    let plan = best.expect("at least order 0");
+    out.push(plan.order as u8);
+    for &head in &plan.heads {
+        put_varint(out, head);
+    }
+    if plan.rest.is_empty() {
+        return;
+    }
+    put_varint(out, plan.base);
+    put_uvarint(out, plan.divisor);
+    out.push(plan.width);
+    let width = u32::from(plan.width);
+    let patches: Vec<(usize, u64)> = if width == 64 {
+        Vec::new()
+    } else {
+        plan.rest
+            .iter()
+            .enumerate()
+            .filter(|(_, &u)| u >> width != 0)
+            .map(|(i, &u)| (i, u >> width))
+            .collect()
+    };
+    put_uvarint(out, patches.len() as u64);
+    let mut last = 0;
+    for &(i, high) in &patches {
+        put_uvarint(out, (i - last) as u64);
+        put_uvarint(out, high);
+        last = i;
+    }
+    let mask = low_mask(width);
+    let mut acc: u128 = 0;
+    let mut pending = 0u32;
+    for &u in &plan.rest {
+        acc |= u128::from(u & mask) << pending;
+        pending += width;
+        while pending >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            pending -= 8;
+        }
+    }
+    if pending > 0 {
+        out.push(acc as u8);
+    }
+}
+
+fn low_mask(width: u32) -> u64 {
+    if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    }
+}
+
+/// One way to write a column: the first `order` values of the
+/// `order`-times differenced sequence as they are, the rest as
+/// `(x - base) / divisor` packed at `width` bits.
+struct Plan {
+    order: usize,
+    heads: Vec<i64>,
+    base: i64,
+    divisor: u64,
+    width: u8,
+    rest: Vec<u64>,
+    /// Estimated size in bits.
+    bits: u64,
+}
+
+impl Plan {
+    fn new(values: &[i64], order: usize) -> Plan {
+        let mut x = values.to_vec();
+        for _ in 0..order {
+            for i in (1..x.len()).rev() {
+                x[i] = x[i].wrapping_sub(x[i - 1]);
+            }
+        }
+        // Differencing in place leaves x[0..order] as the heads: x[0] the
+        // first value, x[1] the first delta.
+        let heads = x[..order].to_vec();
+        let tail = &x[order..];
+        let base = tail.iter().copied().min().unwrap_or(0);
+        let mut divisor = 0u64;
+        let mut rest: Vec<u64> = tail
+            .iter()
+            .map(|&v| {
+                let u = v.wrapping_sub(base) as u64;
+                // Once 1, always 1: skip the work on noisy data.
+                if divisor != 1 {
+                    divisor = gcd(divisor, u);
+                }
+                u
+            })
+            .collect();
+        let divisor = divisor.max(1);
+        let mut histogram = [0u64; 65];
+        for u in &mut rest {
+            *u /= divisor;
+            histogram[(64 - u.leading_zeros()) as usize] += 1;
+        }
+        // Width minimising packed bits plus patches (~2 bytes of index and
+        // varint per patch, plus the high bits).
+        let count = rest.len() as u64;
+        let (mut width, mut bits) = (64u8, 64 * count);
+        for w in 0..64u64 {
+            let mut cost = w * count;
+            for (len, &c) in histogram.iter().enumerate().skip(w as usize + 1) {
+                cost += c * (16 + 8 * (len as u64 - w).div_ceil(7));
+            }
+            if cost < bits {
+                (width, bits) = (w as u8, cost);
+            }
+        }
+        let head_bits: u64 = heads.iter().map(|&h| varint_bits(h)).sum();
+        Plan {
+            order,
+            heads,
+            base,
+            divisor,
+            width,
+            rest,
+            bits: bits + head_bits + varint_bits(base) + 8 * u64::from(divisor > 127),
+        }
+    }
+}
+
+fn varint_bits(v: i64) -> u64 {
+    let zigzag = ((v << 1) ^ (v >> 63)) as u64;
+    8 * u64::from((64 - zigzag.leading_zeros()).max(1).div_ceil(7))
+}
+
+/// Binary GCD (Stein's); `gcd(0, x) = x`.
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    if a == 0 || b == 0 {
+        return a | b;
+    }
+    let shift = (a | b).trailing_zeros();
+    a >>= a.trailing_zeros();
+    loop {
+        b >>= b.trailing_zeros();
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        b -= a;
+        if b == 0 {
+            return a << shift;
+        }
+    }
+}
+
+/// A bounds-checked reader over a body followed by [`PADDING`] zero bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    padded: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader {
+            bytes,
+            padded: bytes,
+            pos: 0,
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError("truncated"))?;
+        let out = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(DecodeError("truncated"))?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            if shift == 63 && byte > 1 {
+                break;
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError("bad varint"))
+    }
+
+    fn varint(&mut self) -> Result<i64, DecodeError> {
+        let raw = self.uvarint()?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// Reads a column of `n` values.
+    fn column(&mut self, n: usize) -> Result<Vec<i64>, DecodeError> {
+        let order = usize::from(self.u8()?);
+        if order > 2 || order > n - 1 {
+            return Err(DecodeError("bad column order"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..order {
+            out.push(self.varint()?);
+        }
+        let count = n - order;
+        if count > 0 {
+            let base = self.varint()?;
+            let divisor = self.uvarint()?;
+            let width = u32::from(self.u8()?);
+            if width > 64 || divisor == 0 {
+                return Err(DecodeError("bad column header"));
+            }
+            let patches = self.uvarint()?;
+            if patches > count as u64 {
+                return Err(DecodeError("too many patches"));
+            }
+            let mut patch_list = Vec::with_capacity(patches as usize);
+            let mut i = 0u64;
+            for p in 0..patches {
+                let gap = self.uvarint()?;
+                i = if p == 0 { gap } else { i.saturating_add(gap) };
+                let high = self.uvarint()?;
+                if i >= count as u64 || width > high.leading_zeros() {
+                    return Err(DecodeError("bad patch"));
+                }
+                patch_list.push((i as usize, high.checked_shl(width).unwrap_or(0)));
+            }
+            let packed_len = (count as u64 * u64::from(width)).div_ceil(8) as usize;
+            let start = self.pos;
+            self.take(packed_len)?;
+            let packed = &self.padded[start..];
+            let first = out.len();
+            unpack(packed, width, count, &mut out);
+            for (i, high) in patch_list {
+                let slot = &mut out[first + i];
+                *slot = (*slot as u64 | high) as i64;
+            }
+            for slot in &mut out[first..] {
+                *slot = base.wrapping_add((*slot as u64).wrapping_mul(divisor) as i64);
+            }
+        }
+        for _ in 0..order {
+            for i in 1..out.len() {
+                out[i] = out[i].wrapping_add(out[i - 1]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Unpacks `count` values of `width` bits (LSB first) from `packed`, which
+/// has at least [`PADDING`] readable bytes past the packed ones.
+fn unpack(packed: &[u8], width: u32, count: usize, out: &mut Vec<i64>) {
+    if width == 0 {
+        out.resize(out.len() + count, 0);
+        return;
+    }
+    let mask = low_mask(width);
+    if width <= 56 {
+        for i in 0..count {
+            let bit = i * width as usize;
+            let word =
+                u64::from_le_bytes(packed[bit / 8..bit / 8 + 8].try_into().expect("8 bytes"));
+            out.push(((word >> (bit % 8)) & mask) as i64);
+        }
+    } else {
+        for i in 0..count {
+            let bit = i * width as usize;
+            let word =
+                u128::from_le_bytes(packed[bit / 8..bit / 8 + 16].try_into().expect("16 bytes"));
+            out.push(((word >> (bit % 8)) as u64 & mask) as i64);
+        }
+    }
+}
+
+/// Iterates a decoded dense chunk. Malformed bytes yield no sample and
+/// [`DenseIter::is_truncated`] tells.
+#[derive(Clone, Debug)]
+pub struct DenseIter {
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+    pos: usize,
+    truncated: bool,
+}
+
+impl DenseIter {
+    /// Decodes the whole chunk at once (one pass, no per-sample branching
+    /// on the stream).
+    pub fn new(chunk: &[u8]) -> DenseIter {
+        let (ts, vs, truncated) = match decode(chunk) {
+            Ok((ts, vs)) => (ts, vs, false),
+            Err(_) => (Vec::new(), Vec::new(), true),
+        };
+        DenseIter {
+            ts,
+            vs,
+            pos: 0,
+            truncated,
+        }
+    }
+
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl Iterator for DenseIter {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        let t = *self.ts.get(self.pos)?;
+        let v = self.vs[self.pos];
+        self.pos += 1;
+        Some((t, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.ts.len() - self.pos;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for DenseIter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_model::STALE_NAN_BITS;
+    use proptest::prelude::*;
+
+    fn round_trip(ts: &[i64], vs: &[f64]) -> Option<usize> {
+        let chunk = encode(ts, vs)?;
+        let (got_ts, got_vs) = decode(&chunk).expect("decodes");
+        assert_eq!(got_ts, ts);
+        let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        assert_eq!(bits(&got_vs), bits(vs));
+        Some(chunk.len())
+    }
+
+    fn regular(n: usize) -> Vec<i64> {
+        (0..n as i64)
+            .map(|i| 1_700_000_000_000 + i * 15_000)
+            .collect()
+    }
+
+    #[test]
+    fn decimal_form_is_exact_or_absent() {
+        assert_eq!(to_decimal(1234.57), Some((123_457, 2)));
+        assert_eq!(to_decimal(0.1), Some((1, 1)));
+        assert_eq!(to_decimal(8e9), Some((8_000_000_000, 0)));
+        assert_eq!(to_decimal(-2.5), Some((-25, 1)));
+        assert_eq!(to_decimal(0.0), Some((0, 0)));
+        for v in [
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.1 + 0.2,
+            1e300,
+            5e-324,
+        ] {
+            assert_eq!(to_decimal(v), None, "{v:e}");
+        }
+        assert_eq!(to_decimal(f64::from_bits(STALE_NAN_BITS)), None);
+    }
+
+    #[test]
+    fn regular_counters_and_gauges_take_a_few_bits_per_sample() {
+        let ts = regular(4096);
+        // A counter at a constant rate: delta-of-delta zero everywhere.
+        let counter: Vec<f64> = (0..4096).map(|i| i as f64 * 3.0).collect();
+        assert!(round_trip(&ts, &counter).unwrap() < 64);
+        // A constant.
+        assert!(round_trip(&ts, &vec![500_107_862_016.0; 4096]).unwrap() < 64);
+        // A 2-decimal gauge in 0..4: about 9 bits per sample.
+        let mut x = 1u64;
+        let gauge: Vec<f64> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 401) as f64 / 100.0
+            })
+            .collect();
+        let len = round_trip(&ts, &gauge).unwrap();
+        assert!(len < 4096 * 9 / 8 + 64, "{len} bytes");
+        // Multiples of a page size: the common divisor comes out.
+        let pages: Vec<f64> = gauge
+            .iter()
+            .map(|g| 8e9 + (g * 100.0).round() * 4096.0)
+            .collect();
+        let len = round_trip(&ts, &pages).unwrap();
+        assert!(len < 4096 * 9 / 8 + 64, "{len} bytes");
+    }
+
+    #[test]
+    fn special_values_are_patched_bit_exactly() {
+        let ts = regular(64);
+        let mut vs: Vec<f64> = (0..64).map(|i| i as f64 / 4.0).collect();
+        vs[0] = f64::from_bits(STALE_NAN_BITS);
+        vs[5] = -0.0;
+        vs[17] = f64::NAN;
+        vs[40] = f64::INFINITY;
+        vs[63] = f64::from_bits(STALE_NAN_BITS);
+        round_trip(&ts, &vs).unwrap();
+        // Mostly inexact values: left to XOR.
+        let thirds: Vec<f64> = (0..64).map(|i| i as f64 / 3.0).collect();
+        assert_eq!(encode(&ts, &thirds), None);
+    }
+
+    #[test]
+    fn single_samples_and_extreme_timestamps_round_trip() {
+        round_trip(&[i64::MIN], &[1.0]).unwrap();
+        round_trip(&[i64::MIN, i64::MAX], &[1.0, 2.0]).unwrap();
+        round_trip(
+            &[i64::MAX, i64::MIN, 0, 0, -5],
+            &[0.0, 9e15, -9e15, 1.0, 7.0],
+        )
+        .unwrap();
+        // One scale for 9e15 and 1e-22 does not fit 53 bits: XOR's job.
+        assert_eq!(encode(&[1, 2], &[9e15, 1e-22]), None);
+        let big = [9_007_199_254_740_992.0, -9_007_199_254_740_992.0, 1.0, 3.0];
+        round_trip(&[1, 2, 3, 4], &big).unwrap();
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let ts = regular(300);
+        let vs: Vec<f64> = (0..300).map(|i| (i * i) as f64).collect();
+        let chunk = encode(&ts, &vs).unwrap();
+        for cut in 0..chunk.len() {
+            assert!(decode(&chunk[..cut]).is_err());
+        }
+        let mut bad = chunk.clone();
+        bad[0] = 7;
+        assert!(decode(&bad).is_err());
+        assert!(DenseIter::new(&bad).is_truncated());
+        assert_eq!(DenseIter::new(&bad).count(), 0);
+    }
+
+    /// Floats that stress the decimal conversion and the fallbacks.
+    fn adversarial_float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            (-100_000i64..100_000, 0u32..6).prop_map(|(m, k)| m as f64 / 10f64.powi(k as i32)),
+            (any::<i64>(), 0usize..23).prop_map(|(m, k)| m as f64 / POW10[k]),
+            prop::sample::select(vec![
+                0.0,
+                -0.0,
+                f64::NAN,
+                f64::from_bits(STALE_NAN_BITS),
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::MIN_POSITIVE,
+                f64::MAX,
+                f64::MIN,
+                5e-324,
+                0.1 + 0.2,
+                9_007_199_254_740_993.0,
+                1e22,
+                1e23,
+            ]),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_is_bit_exact(
+            start in any::<i64>(),
+            steps in proptest::collection::vec(any::<i64>(), 0..300),
+            step_kind in 0u8..4,
+            values in proptest::collection::vec(adversarial_float(), 300),
+        ) {
+            let mut ts = vec![start];
+            for step in &steps {
+                let step = match step_kind {
+                    0 => 15_000,
+                    1 => 15_000 + step % 50,
+                    2 => *step,
+                    _ => step >> 20,
+                };
+                ts.push(ts[ts.len() - 1].wrapping_add(step));
+            }
+            let vs = &values[..ts.len()];
+            if let Some(chunk) = encode(&ts, vs) {
+                let (got_ts, got_vs) = decode(&chunk).unwrap();
+                prop_assert_eq!(got_ts, ts);
+                let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+                prop_assert_eq!(bits(&got_vs), bits(vs));
+            }
+            // `None`: the writer uses XOR, whose round trip xor.rs tests.
+        }
+
+        #[test]
+        fn decimal_values_always_encode_dense(
+            mantissas in proptest::collection::vec(-1_000_000_000i64..1_000_000_000, 1..500),
+            scale in 0usize..10,
+        ) {
+            let ts = regular(mantissas.len());
+            let vs: Vec<f64> = mantissas.iter().map(|&m| from_decimal(m, scale)).collect();
+            prop_assert!(round_trip(&ts, &vs).is_some());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+            let mut compressed = vec![FLAG_ZSTD];
+            compressed.extend_from_slice(&bytes);
+            let _ = decode(&compressed);
+        }
+    }
+}
