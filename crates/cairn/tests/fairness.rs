@@ -308,8 +308,8 @@ fn time_in_the_queue_counts_against_the_timeout() {
         &dir.path().join("data"),
         "querier:\n  max_concurrent: 3\nlimits:\n  max_query_parallelism: 1\n",
     ));
-    // Needs no data: a subquery of 30 days at 1 s evaluates 2,592,000 steps.
-    const SLOW: &str = "count_over_time((time() + vector(1))[30d:1s])";
+    // Needs no data: a subquery of 90 days at 1 s evaluates 7,776,000 steps.
+    const SLOW: &str = "count_over_time((time() + vector(1))[90d:1s])";
     let time = (now_minute_ms() / 1000).to_string();
     let slow = {
         let cairn = Arc::clone(&cairn);
@@ -338,7 +338,10 @@ fn time_in_the_queue_counts_against_the_timeout() {
     );
     let slow_took = slow.join().unwrap();
     assert!(
-        slow_took > Duration::from_millis(1_000),
+        // The second query is sent 300 ms in, with 200 ms to live: it waits
+        // in the queue for longer than that only if the first takes longer
+        // than 500 ms; 200 ms more is the margin.
+        slow_took > Duration::from_millis(700),
         "the slow query took only {slow_took:?}: make it slower so the second one must wait"
     );
     assert_eq!(status, 503, "{json}");
