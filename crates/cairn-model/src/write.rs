@@ -70,6 +70,15 @@ pub struct LabelRef<'a> {
     pub value: &'a str,
 }
 
+impl<'a> From<&'a Label> for LabelRef<'a> {
+    fn from(label: &'a Label) -> LabelRef<'a> {
+        LabelRef {
+            name: &label.name,
+            value: &label.value,
+        }
+    }
+}
+
 /// A borrowed label set with the invariants of [`Labels`]: sorted by name,
 /// unique names, no empty values. Built by validation, so whoever makes
 /// one checks those first.
@@ -164,13 +173,7 @@ mod tests {
     #[test]
     fn labels_ref_matches_labels() {
         let owned = Labels::from_pairs(&[("__name__", "up"), ("job", "x\"y")]);
-        let pairs: Vec<LabelRef> = owned
-            .iter()
-            .map(|l| LabelRef {
-                name: &l.name,
-                value: &l.value,
-            })
-            .collect();
+        let pairs: Vec<LabelRef> = owned.iter().map(LabelRef::from).collect();
         let borrowed = LabelsRef::from_sorted(&pairs);
         assert_eq!(borrowed, owned);
         assert_eq!(borrowed.to_labels(), owned);

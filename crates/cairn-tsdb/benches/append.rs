@@ -58,14 +58,7 @@ fn append(c: &mut Criterion) {
     // The remote write path: labels and samples borrowed from the request.
     let borrowed: Vec<Vec<LabelRef>> = labels
         .iter()
-        .map(|l| {
-            l.iter()
-                .map(|l| LabelRef {
-                    name: &l.name,
-                    value: &l.value,
-                })
-                .collect()
-        })
+        .map(|l| l.iter().map(LabelRef::from).collect())
         .collect();
     group.bench_function("1000 existing series x 1 sample, borrowed labels", |b| {
         b.iter_batched(

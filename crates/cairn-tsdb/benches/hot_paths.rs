@@ -55,14 +55,7 @@ fn series(c: &mut Criterion) {
     // The remote write path: labels borrowed from the request buffer.
     let borrowed: Vec<Vec<LabelRef>> = labels
         .iter()
-        .map(|l| {
-            l.iter()
-                .map(|l| LabelRef {
-                    name: &l.name,
-                    value: &l.value,
-                })
-                .collect()
-        })
+        .map(|l| l.iter().map(LabelRef::from).collect())
         .collect();
     group.bench_function("lookup_ref 100k existing", |b| {
         b.iter(|| {

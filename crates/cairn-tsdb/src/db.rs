@@ -206,15 +206,7 @@ impl Tsdb {
         }
         let label_refs: Vec<Vec<LabelRef<'_>>> = owned_labels
             .iter()
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|l| LabelRef {
-                        name: &l.name,
-                        value: &l.value,
-                    })
-                    .collect()
-            })
+            .map(|labels| labels.iter().map(LabelRef::from).collect())
             .collect();
         let by_ref = rest
             .iter_mut()

@@ -4,9 +4,11 @@
 //! point inside block writing, checkpointing or compaction and killed with
 //! SIGKILL, and the reopened database holds every acknowledged sample once.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cairn_model::{Labels, Matcher, Queryable, Sample, SeriesSamples, TimeRange};
 use cairn_tsdb::{Tsdb, TsdbOptions};
@@ -250,30 +252,12 @@ fn crash_at(test_name: &str, fault: &str) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
         .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, tmp.path())
-        .env("CAIRN_TSDB_FAULT", fault)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut last_acked = None;
-    let mut reached = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(round) = line.strip_prefix("acked ") {
-            last_acked = Some(round.parse::<i64>().unwrap());
-        } else if line == format!("fault-point {fault}") {
-            reached = true;
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(reached, "the child never reached {fault}");
-    let last_acked = last_acked.expect("the child acknowledged appends");
+        .env("CAIRN_TSDB_FAULT", fault);
+    let last_acked = support::run_until_fault(child, fault);
 
     let db = Tsdb::open(tmp.path(), options()).unwrap();
     let last = check_exactly_once(&db);

@@ -7,9 +7,11 @@
 //! binary, re-run) with SIGKILL at named fault points of a block cut while
 //! it ingests late samples, as `tests/blocks.rs` does for in-order data.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cairn_model::{DiscardReason, Labels, Matcher, Queryable, Sample, SeriesSamples, TimeRange};
 use cairn_tsdb::{SeriesLimits, Tsdb, TsdbOptions};
@@ -511,32 +513,13 @@ fn ooo_crash_at(test_name: &str, fault: &str) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
         .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
         .env(CRASH_CHILD_DIR, tmp.path())
         .env(CRASH_CHILD_FAULT, fault)
-        .env_remove("CAIRN_TSDB_FAULT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut last_acked = None;
-    let mut reached = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(round) = line.strip_prefix("acked ") {
-            last_acked = Some(round.parse::<i64>().unwrap());
-        } else if line == format!("fault-point {fault}") {
-            reached = true;
-            break;
-        }
-    }
-    // SIGKILL by PID (std's Child::kill).
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(reached, "the child never reached {fault}");
-    let last_acked = last_acked.expect("the child acknowledged appends");
+        .env_remove("CAIRN_TSDB_FAULT");
+    let last_acked = support::run_until_fault(child, fault);
     assert!(last_acked > 200);
 
     let db = open(tmp.path());

@@ -473,13 +473,7 @@ mod tests {
     use cairn_model::LabelRef;
 
     fn label_refs(labels: &Labels) -> Vec<LabelRef<'_>> {
-        labels
-            .iter()
-            .map(|l| LabelRef {
-                name: &l.name,
-                value: &l.value,
-            })
-            .collect()
+        labels.iter().map(LabelRef::from).collect()
     }
 
     #[test]
