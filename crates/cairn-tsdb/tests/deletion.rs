@@ -4,6 +4,8 @@
 //! the next compaction or `clean_tombstones`; a tenant marked for deletion
 //! is removed whole after its grace period, other tenants untouched.
 
+mod support;
+
 use std::path::Path;
 
 use cairn_model::{
@@ -356,19 +358,6 @@ fn tenants_are_deleted_after_the_grace_period_only() {
     assert!(!tmp.path().join("deleting-tenants").exists());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A crash after the rewritten block's rename but before the old block's
 /// deletion leaves both on disk; open keeps only the rewritten one, so the
 /// deleted samples neither come back nor count twice.
@@ -383,7 +372,7 @@ fn a_crash_between_rewrite_and_old_block_deletion_resolves_at_open() {
         .unwrap();
     let old_dir = tmp.path().join("blocks").join(&old.ulid);
     let saved = tmp.path().join("saved-old-block");
-    copy_dir(&old_dir, &saved);
+    support::copy_dir(&old_dir, &saved);
     db.clean_tombstones().unwrap();
     let new = db.blocks()[0].clone();
     drop(db);

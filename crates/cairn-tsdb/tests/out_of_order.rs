@@ -328,19 +328,6 @@ fn out_of_order_blocks_overlap_until_compaction_merges_them_and_each_sample_stay
     assert_eq!(read(&open(tmp.path()), "m"), expected);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A crash after a block's rename but before the WAL checkpoint leaves
 /// the block and the old WAL: replay drops what the block holds (in-order
 /// and out-of-order) and keeps the late samples that are not in it.
@@ -365,7 +352,7 @@ fn a_crash_before_the_checkpoint_neither_loses_nor_doubles_out_of_order_samples(
     expected.sort_by_key(|s| s.0);
     db.close().unwrap();
     let saved_wal = tmp.path().join("wal-before-cut");
-    copy_dir(&tmp.path().join("wal"), &saved_wal);
+    support::copy_dir(&tmp.path().join("wal"), &saved_wal);
     // This cut writes [2h, 4h) and the late samples' own [0, 2h) block.
     let cut = db.cut_blocks(i64::MAX).unwrap();
     assert_eq!(cut.len(), 2);

@@ -1,8 +1,11 @@
 //! Shared by the crash tests: runs a child test process (this same test
 //! binary, re-run with an environment variable that makes it the writer)
-//! until it parks at a fault point, then kills it.
+//! until it parks at a fault point, then kills it; and copies data
+//! directories to replay a crash's state.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Spawns `child` (stdout piped), reads its `acked <round>` lines until it
@@ -30,4 +33,19 @@ pub fn run_until_fault(mut child: Command, fault: &str) -> i64 {
     child.wait().unwrap();
     assert!(reached, "the child never reached {fault}");
     last_acked.expect("the child acknowledged appends")
+}
+
+/// Copies directory `from` (recursively) to `to`, e.g. a database as it
+/// was at a crash point.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
