@@ -60,8 +60,7 @@ fn admin_request(
     let auth = AuthContext::current();
     auth.require_admin()?;
     let tenant = tenant::admin_tenant(&auth, headers)?;
-    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
-    Ok((tenant, Arc::clone(store)))
+    Ok((tenant, state.open_store()?))
 }
 
 /// Runs blocking storage work off the async threads.

@@ -59,6 +59,16 @@ pub(crate) struct AppState {
     pub ingestion_rate: IngestionRateLimiter,
 }
 
+impl AppState {
+    /// The tenant store, or 503 while WAL replay is still running.
+    pub fn open_store(&self) -> Result<Arc<TenantStore>, crate::error::ApiError> {
+        self.store
+            .get()
+            .cloned()
+            .ok_or_else(crate::error::ApiError::unavailable)
+    }
+}
+
 /// A bound, running Cairn HTTP server.
 pub struct Server {
     listener: TcpListener,

@@ -19,11 +19,7 @@ pub(crate) async fn flush(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<StatusCode, ApiError> {
     AuthContext::current().require_admin()?;
-    let store = state
-        .store
-        .get()
-        .cloned()
-        .ok_or_else(ApiError::unavailable)?;
+    let store = state.open_store()?;
     let only: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "tenant")

@@ -91,11 +91,7 @@ pub(crate) async fn admin_tenants(
     State(state): State<Arc<AppState>>,
 ) -> Result<Response, ApiError> {
     AuthContext::current().require_admin()?;
-    let store = state
-        .store
-        .get()
-        .cloned()
-        .ok_or_else(ApiError::unavailable)?;
+    let store = state.open_store()?;
     let rows = tokio::task::spawn_blocking(move || overview(&store))
         .await
         .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?;

@@ -98,8 +98,20 @@ fn write_cut_compact_restart_returns_every_sample_once() {
     let first = first_sample();
     let cairn = Cairn::start(&data, CONFIG);
     push_history(&cairn, first);
+    wait_for_compaction(&cairn, &blocks);
+    check_exactly_once(&cairn, first);
+    let status = cairn.terminate();
+    assert!(status.success());
+    let cairn = Cairn::restart_after_kill(&data);
+    check_exactly_once(&cairn, first);
+    assert!(top_level(&blocks) >= 2);
+}
+
+/// Waits (bounded by `DEADLINE`) until compaction has left at least two
+/// top-level blocks.
+fn wait_for_compaction(cairn: &Cairn, blocks: &Path) {
     let started = std::time::Instant::now();
-    while top_level(&blocks) < 2 {
+    while top_level(blocks) < 2 {
         assert!(
             started.elapsed() < DEADLINE,
             "no compaction; log:\n{}",
@@ -107,12 +119,6 @@ fn write_cut_compact_restart_returns_every_sample_once() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    check_exactly_once(&cairn, first);
-    let status = cairn.terminate();
-    assert!(status.success());
-    let cairn = Cairn::restart_after_kill(&data);
-    check_exactly_once(&cairn, first);
-    assert!(top_level(&blocks) >= 2);
 }
 
 /// Pushes with the maintenance thread set to park at `fault`, kills the
@@ -138,15 +144,7 @@ fn crash_at(fault: &str) {
     // The restarted server finishes the interrupted work.
     std::fs::write(&config, CONFIG).unwrap();
     let cairn = Cairn::restart_after_kill(&data);
-    let started = std::time::Instant::now();
-    while top_level(&blocks) < 2 {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "no compaction; log:\n{}",
-            cairn.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_compaction(&cairn, &blocks);
     check_exactly_once(&cairn, first);
 }
 

@@ -484,8 +484,7 @@ pub(crate) fn tenant_db(
     headers: &HeaderMap,
 ) -> Result<Option<Arc<cairn_tsdb::Tsdb>>, ApiError> {
     let tenant = crate::tenant::read_tenant(&crate::auth::AuthContext::current(), headers)?;
-    let store = state.store.get().ok_or_else(ApiError::unavailable)?;
-    Ok(store.get(&tenant))
+    Ok(state.open_store()?.get(&tenant))
 }
 
 /// Runs a storage read for the request's tenant (or federated tenants) on

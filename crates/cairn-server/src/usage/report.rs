@@ -129,11 +129,7 @@ pub(crate) async fn usage_report(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    let store = state
-        .store
-        .get()
-        .cloned()
-        .ok_or_else(ApiError::unavailable)?;
+    let store = state.open_store()?;
     let task_state = Arc::clone(&state);
     let rows = tokio::task::spawn_blocking(move || {
         let Some(db) = store.get(&usage_tenant()) else {
