@@ -342,7 +342,7 @@ impl Head {
             .collect();
         let mut chunks = 0;
         for (id, series) in &removed {
-            let hash = self.hash_labels(&series.to_labels());
+            let hash = self.hash_pairs(series.labels().iter());
             self.unlink_hash(hash, *id);
             chunks += series.closed_chunks().len() + 1;
         }
