@@ -166,7 +166,46 @@ fn dense_chunk(c: &mut Criterion) {
             sum
         })
     });
+    // The storage benchmark's random value kinds (`cairn-bench history`
+    // `node`): uniform steps no fixed-width packing fits exactly.
+    for (name, values) in random_kinds(2880) {
+        let bytes = dense::encode(&ts, &values).expect("decimal values");
+        group.bench_function(format!("iterate 2880 samples, {name}"), |b| {
+            b.iter(|| {
+                let mut sum = 0.0;
+                for (_, v) in DenseIter::new(&bytes) {
+                    sum += v;
+                }
+                sum
+            })
+        });
+    }
     group.finish();
+}
+
+/// Three of the storage benchmark's value kinds, from a fixed xorshift.
+fn random_kinds(n: usize) -> Vec<(&'static str, Vec<f64>)> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut draw = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut cpu, mut bytes) = (0.0f64, 0.0f64);
+    let mut kinds = vec![
+        ("cpu seconds +0..15.00", Vec::new()),
+        ("byte counter +0..1e6", Vec::new()),
+        ("gauge 0..4.00", Vec::new()),
+    ];
+    for _ in 0..n {
+        cpu = ((cpu + 15.0 * draw()) * 100.0).round() / 100.0;
+        bytes += (draw() * 1_000_000.0).round();
+        kinds[0].1.push(cpu);
+        kinds[1].1.push(bytes);
+        kinds[2].1.push((draw() * 400.0).round() / 100.0);
+    }
+    kinds
 }
 
 fn postings(c: &mut Criterion) {

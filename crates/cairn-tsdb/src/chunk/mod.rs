@@ -5,6 +5,7 @@
 
 mod bstream;
 pub mod dense;
+mod entropy;
 pub mod xor;
 
 use std::sync::Arc;
