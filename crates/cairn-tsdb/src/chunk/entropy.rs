@@ -1,8 +1,8 @@
 //! The entropy-coded mode of a dense chunk's integer column: values
 //! `0 ..= max` coded by their magnitude class with a static rANS coder
 //! (Duda, "Asymmetric numeral systems", 2013; the byte-wise 32-bit variant
-//! F. Giesen describes as `rans_byte`), plus the bits below each class's
-//! leading one written as they are.
+//! F. Giesen describes as `rans_byte`; written here, no crate), plus the
+//! bits below each class's leading one written as they are.
 //!
 //! Why this shape: bit packing (PFOR) rounds every value up to whole bits,
 //! so a uniform range of `R` values costs `ceil(log2 R)` bits, and a column
@@ -10,14 +10,15 @@
 //! is its bit length (0 ..= 64), coded with a per-column frequency table
 //! normalised to [`SCALE`] (so a skewed column costs about its entropy);
 //! within class `c` the value is one of `2^(c-1)` equally likely ones, so
-//! its `c - 1` low bits go out raw, except in the top class (the one of
-//! `max`), which holds only `max - 2^(c-1) + 1` values: there the high part
-//! of the offset is coded uniformly over its `H <= 4096` possibilities by
-//! the rANS coder, so a uniform range costs about `log2 R` bits. The table
-//! lists only the classes from the lowest used one up to the top: ~10 to 20
-//! bytes for a column of thousands of values. Decoding is table-driven (one
-//! lookup of a 4,096-entry slot table per value, a multiply by a
-//! precomputed reciprocal for the uniform part, no division).
+//! its `c - 1` low bits go out raw. The top class (the one of `max`) holds
+//! only `max - 2^(c-1) + 1` values: it is split into up to 128 symbols by
+//! the high part of the offset, so a uniform range costs about `log2 R`
+//! bits. The table lists only the classes from the lowest used one up to
+//! the top (the top's frequency is implied): ~10 to 20 bytes for a column
+//! of thousands of values. A static model (one table per column, counted
+//! by the writer) rather than an adaptive one keeps decoding to one table
+//! lookup per value; two coders with a stream each alternate, so decoding
+//! follows two independent dependency chains.
 //!
 //! Byte layout: `docs/format.md`, "Dense chunks".
 
