@@ -134,12 +134,14 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool) -> Option<Vec<u8>> {
         mantissas[..first].fill(m);
     }
 
+    // Each column's ways of writing it, worked out once for both bodies.
+    let (ts_plans, mantissa_plans) = (plans(ts, entropy), plans(&mantissas, entropy));
     let write_body = |entropy: bool| {
         let mut body = Vec::with_capacity(16 + n * 2);
         put_uvarint(&mut body, n as u64);
-        let mut coded = put_column(&mut body, ts, entropy);
+        let mut coded = put_column(&mut body, &ts_plans, entropy);
         body.push(scale as u8);
-        coded |= put_column(&mut body, &mantissas, entropy);
+        coded |= put_column(&mut body, &mantissa_plans, entropy);
         put_uvarint(&mut body, exceptions.len() as u64);
         let mut last = 0usize;
         for &(i, bits) in &exceptions {
@@ -248,20 +250,21 @@ pub fn decode(chunk: &[u8]) -> Result<(Vec<i64>, Vec<f64>), DecodeError> {
 
 /// Appends an integer column (layout in `docs/format.md`), entropy-coded
 /// if `entropy` allows and that is smaller; tells whether it was.
-fn put_column(out: &mut Vec<u8>, values: &[i64], entropy: bool) -> bool {
-    let mut best: Option<Plan> = None;
-    for order in 0..=2usize.min(values.len() - 1) {
-        let plan = Plan::new(values, order, entropy);
-        if best.as_ref().is_none_or(|b| plan.bits < b.bits) {
-            best = Some(plan);
-        }
-    }
-    let plan = best.expect("at least order 0");
-    let mode = if plan.model.is_some() {
-        MODE_ENTROPY
-    } else {
-        0
+fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
+    let bits = |plan: &Plan| match &plan.model {
+        Some((_, bits)) if entropy => *bits,
+        _ => plan.bits,
     };
+    let plan = plans
+        .iter()
+        .min_by_key(|&plan| bits(plan))
+        .expect("at least order 0");
+    let model = plan
+        .model
+        .as_ref()
+        .filter(|_| entropy)
+        .map(|(model, _)| model);
+    let mode = if model.is_some() { MODE_ENTROPY } else { 0 };
     out.push(plan.order as u8 | mode);
     for &head in &plan.heads {
         put_varint(out, head);
@@ -271,7 +274,7 @@ fn put_column(out: &mut Vec<u8>, values: &[i64], entropy: bool) -> bool {
     }
     put_varint(out, plan.base);
     put_uvarint(out, plan.divisor);
-    if let Some(model) = &plan.model {
+    if let Some(model) = model {
         model.put(out, &plan.rest);
         return true;
     }
@@ -320,6 +323,14 @@ fn low_mask(width: u32) -> u64 {
     }
 }
 
+/// The ways to write a column, one per order (0, 1, 2, at most n - 1);
+/// entropy-coded ones considered if `entropy`.
+fn plans(values: &[i64], entropy: bool) -> Vec<Plan> {
+    (0..=2usize.min(values.len() - 1))
+        .map(|order| Plan::new(values, order, entropy))
+        .collect()
+}
+
 /// One way to write a column: the first `order` values of the
 /// `order`-times differenced sequence as they are, the rest as
 /// `(x - base) / divisor` packed at `width` bits, or entropy-coded with
@@ -330,9 +341,11 @@ struct Plan {
     base: i64,
     divisor: u64,
     width: u8,
-    model: Option<Model>,
+    /// The entropy-coded alternative and its estimated size in bits, when
+    /// smaller than packing.
+    model: Option<(Model, u64)>,
     rest: Vec<u64>,
-    /// Estimated size in bits.
+    /// Estimated size in bits, packed.
     bits: u64,
 }
 
@@ -390,27 +403,28 @@ impl Plan {
             }
         }
         // The packed size above, plus the width byte and patch count.
-        let mut bits = bits + 16;
+        let bits = bits + 16;
         let mut model = None;
         if entropy && longest > 0 {
             let max = rest.iter().copied().max().unwrap_or(0);
             let entropy = Model::new(&histogram, max);
             let entropy_bits = entropy.bits(&histogram);
             if entropy_bits < bits {
-                bits = entropy_bits;
-                model = Some(entropy);
+                model = Some((entropy, entropy_bits));
             }
         }
-        let head_bits: u64 = heads.iter().map(|&h| varint_bits(h)).sum();
+        let header = heads.iter().map(|&h| varint_bits(h)).sum::<u64>()
+            + varint_bits(base)
+            + 8 * u64::from(divisor > 127);
         Plan {
             order,
             heads,
             base,
             divisor,
             width,
-            model,
+            model: model.map(|(m, bits)| (m, bits + header)),
             rest,
-            bits: bits + head_bits + varint_bits(base) + 8 * u64::from(divisor > 127),
+            bits: bits + header,
         }
     }
 }
