@@ -162,6 +162,14 @@ fn aggregate_simple(
             crate::functions::quantile_param_warnings(ev, p, e.param.as_deref());
         }
     }
+    if op != T_QUANTILE {
+        let cells = group_labels.len().saturating_mul(ev.nsteps);
+        // Series-major when the per-group step arrays are not much larger
+        // than the input (always for instant queries and few groups).
+        if cells <= total_points(&input).saturating_mul(2).max(ev.nsteps) {
+            return aggregate_dense(ev, e, op, group_labels, &series_group, &input);
+        }
+    }
     let steps = transpose(&input, ev.nsteps);
     let mut out: Vec<StepSeries> = group_labels
         .iter()
@@ -284,6 +292,177 @@ fn aggregate_simple(
         }
     }
     out.retain(|s| !s.points.is_empty());
+    Ok(out)
+}
+
+/// The running state of one group at one step (`groupedAggregation`), for
+/// the operators that need no list of values.
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    seen: bool,
+    incremental_mean: bool,
+    drop_name: bool,
+    value: f64,
+    mean: f64,
+    kahan: f64,
+    count: f64,
+}
+
+impl Cell {
+    /// The first value of the group at this step.
+    fn first(op: u16, f: f64, drop_name: bool) -> Cell {
+        let value = match op {
+            T_STDVAR | T_STDDEV => {
+                if f.is_nan() || f.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                }
+            }
+            T_GROUP => 1.0,
+            _ => f,
+        };
+        Cell {
+            seen: true,
+            incremental_mean: false,
+            drop_name,
+            value,
+            mean: f,
+            kahan: 0.0,
+            count: 1.0,
+        }
+    }
+
+    /// Adds a further value, as Prometheus's `aggregation` does per sample.
+    fn add(&mut self, op: u16, f: f64) {
+        match op {
+            T_SUM => {
+                let (v, c) = kahan_inc(f, self.value, self.kahan);
+                self.value = v;
+                self.kahan = c;
+            }
+            T_AVG => {
+                self.count += 1.0;
+                if !self.incremental_mean {
+                    let (v, c) = kahan_inc(f, self.value, self.kahan);
+                    if !v.is_infinite() {
+                        self.value = v;
+                        self.kahan = c;
+                        return;
+                    }
+                    self.incremental_mean = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.kahan /= self.count - 1.0;
+                }
+                let q = (self.count - 1.0) / self.count;
+                let (m, c) = kahan_inc(f / self.count, q * self.mean, q * self.kahan);
+                self.mean = m;
+                self.kahan = c;
+            }
+            T_MAX => {
+                if self.value < f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            T_MIN => {
+                if self.value > f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            T_COUNT => self.count += 1.0,
+            T_STDVAR | T_STDDEV => {
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            _ => {}
+        }
+    }
+
+    /// The group's result at this step.
+    fn result(&self, op: u16) -> f64 {
+        match op {
+            T_AVG => {
+                if self.incremental_mean {
+                    self.mean + self.kahan
+                } else {
+                    self.value / self.count + self.kahan / self.count
+                }
+            }
+            T_COUNT => self.count,
+            T_STDVAR => self.value / self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            T_SUM => self.value + self.kahan,
+            _ => self.value,
+        }
+    }
+}
+
+/// [`aggregate_simple`] series-major: every input series adds its points
+/// into its group's array of per-step cells, in series order, so each
+/// group and step sees its values in the same order as the step-major
+/// walk (identical floating-point results) without a per-step list of
+/// every series' value.
+fn aggregate_dense(
+    ev: &Evaluator,
+    e: &AggregateExpr,
+    op: u16,
+    group_labels: Vec<Labels>,
+    series_group: &[usize],
+    input: &[StepSeries],
+) -> Result<Vec<StepSeries>, QueryError> {
+    if !matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDVAR | T_STDDEV
+    ) {
+        return Err(QueryError::BadData(format!(
+            "unsupported aggregation operator {}",
+            e.op
+        )));
+    }
+    let nsteps = ev.nsteps;
+    let mut cells = vec![Cell::default(); group_labels.len() * nsteps];
+    for (s, &g) in input.iter().zip(series_group) {
+        ev.sh.check()?;
+        let row = &mut cells[g * nsteps..(g + 1) * nsteps];
+        for p in &s.points {
+            let Some(cell) = row.get_mut(p.step) else {
+                continue;
+            };
+            if cell.seen {
+                cell.drop_name |= s.drop_name;
+                cell.add(op, p.v);
+            } else {
+                *cell = Cell::first(op, p.v, s.drop_name);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(group_labels.len());
+    for (g, labels) in group_labels.into_iter().enumerate() {
+        let row = &cells[g * nsteps..(g + 1) * nsteps];
+        let n = row.iter().filter(|c| c.seen).count();
+        if n == 0 {
+            continue;
+        }
+        let mut points = Vec::with_capacity(n);
+        let mut drop_name = false;
+        for (step, cell) in row.iter().enumerate() {
+            if cell.seen {
+                points.push(Point {
+                    step,
+                    v: cell.result(op),
+                });
+                // As the step-major walk: the last step decides.
+                drop_name = cell.drop_name;
+            }
+        }
+        out.push(StepSeries {
+            labels,
+            drop_name,
+            points,
+        });
+    }
     Ok(out)
 }
 

@@ -4,7 +4,7 @@
 use cairn_model::Sample;
 use promql_parser::parser::Call;
 
-use super::{arg, eval_range_fn, unparen, Window};
+use super::{arg, eval_range_fn, eval_range_fn_with, unparen, Window};
 use crate::eval::Evaluator;
 use crate::value::Val;
 use crate::QueryError;
@@ -20,19 +20,25 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     };
     let arg_expr = arg(call, 0)?;
     let range_arg = ev.eval_range_arg(arg_expr)?;
-    let out = eval_range_fn(ev, &range_arg, true, |w, samples, _| {
-        if instant {
+    let out = if instant {
+        eval_range_fn(ev, range_arg, true, |_, samples| {
             instant_value(samples, is_rate)
-        } else {
-            extrapolated_rate(w, samples, is_counter, is_rate)
-        }
-    })?;
+        })?
+    } else if is_counter {
+        eval_range_fn_with(ev, range_arg, true, counter_resets, |w, samples, resets| {
+            let in_window = resets_in(resets, w.offset, samples.len());
+            extrapolated_rate(w, samples, in_window, is_counter, is_rate)
+        })?
+    } else {
+        eval_range_fn(ev, range_arg, true, |w, samples| {
+            extrapolated_rate(w, samples, &[], is_counter, is_rate)
+        })?
+    };
     if matches!(name, "rate" | "increase") {
-        // Prometheus: info when the input might not be a counter.
-        // The set of output label sets is built only if a name needs it.
+        // Prometheus: info when the input might not be a counter, for every
+        // series that produced a point (the outputs keep the input labels).
         let mut pos: Option<String> = None;
-        let mut produced: Option<std::collections::HashSet<&cairn_model::Labels>> = None;
-        for s in &range_arg.series {
+        for s in &out {
             let Some(metric) = s.labels.metric_name() else {
                 continue;
             };
@@ -40,9 +46,6 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
                 && !metric.ends_with("_sum")
                 && !metric.ends_with("_count")
                 && !metric.ends_with("_bucket")
-                && produced
-                    .get_or_insert_with(|| out.iter().map(|o| &o.labels).collect())
-                    .contains(&s.labels)
             {
                 ev.sh.info(format!(
                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}{}",
@@ -54,6 +57,30 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
     Ok(Some(Val::Vector(out)))
 }
 
+/// Indices `i` of a series' samples where the value drops below the one
+/// before (a counter reset), ascending; usually none, so a window's rate
+/// costs no pass over its samples.
+fn counter_resets(samples: &[Sample]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for (i, pair) in samples.windows(2).enumerate() {
+        if pair[1].v < pair[0].v {
+            out.push((i + 1) as u32);
+        }
+    }
+    out
+}
+
+/// The resets of the window `samples[offset..offset + len]`: reset indices
+/// `i` with both `i - 1` and `i` inside it.
+fn resets_in(resets: &[u32], offset: usize, len: usize) -> &[u32] {
+    if resets.is_empty() {
+        return resets;
+    }
+    let from = resets.partition_point(|&i| (i as usize) <= offset);
+    let to = resets.partition_point(|&i| (i as usize) < offset + len);
+    &resets[from..to.max(from)]
+}
+
 /// `extrapolatedRate` for float samples: counter resets are compensated,
 /// and the result is extrapolated towards the window boundaries by at most
 /// 1.1× the average sample interval (half an interval otherwise), never
@@ -61,6 +88,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
 pub(crate) fn extrapolated_rate(
     w: &Window,
     samples: &[Sample],
+    resets: &[u32],
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
@@ -71,10 +99,12 @@ pub(crate) fn extrapolated_rate(
     let last = samples[samples.len() - 1];
     let mut result = last.v - first.v;
     if is_counter {
-        for pair in samples.windows(2) {
-            if pair[1].v < pair[0].v {
-                result += pair[0].v;
-            }
+        // `resets` holds, in order, the indices (in the series) of the
+        // window's samples that are below their predecessor: Prometheus adds
+        // the predecessor's value for each, in the same order.
+        let offset = w.offset;
+        for &i in resets {
+            result += samples[i as usize - offset - 1].v;
         }
     }
     let range_start = w.start;
