@@ -119,6 +119,13 @@ pub(crate) fn eval_aggregate(ev: &Evaluator, e: &AggregateExpr) -> Result<Val, Q
         _ => None,
     };
     let base = ev.sh.samples_now();
+    if let Expr::VectorSelector(vs) = crate::functions::unparen(&e.expr) {
+        if is_dense_op(op) {
+            let out = aggregate_selector(ev, e, op, &grouping, vs)?;
+            ev.sh.reset_samples(base, total_points(&out))?;
+            return Ok(Val::Vector(out));
+        }
+    }
     let input = ev.eval_vector(&e.expr)?;
     let out = match op {
         T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
@@ -359,16 +366,8 @@ impl Cell {
                 self.mean = m;
                 self.kahan = c;
             }
-            T_MAX => {
-                if self.value < f || self.value.is_nan() {
-                    self.value = f;
-                }
-            }
-            T_MIN => {
-                if self.value > f || self.value.is_nan() {
-                    self.value = f;
-                }
-            }
+            T_MAX if self.value < f || self.value.is_nan() => self.value = f,
+            T_MIN if self.value > f || self.value.is_nan() => self.value = f,
             T_COUNT => self.count += 1.0,
             T_STDVAR | T_STDDEV => {
                 self.count += 1.0;
@@ -399,6 +398,103 @@ impl Cell {
     }
 }
 
+/// The operators [`Cell`] computes.
+fn is_dense_op(op: u16) -> bool {
+    matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDVAR | T_STDDEV
+    )
+}
+
+/// Most per-group step cells an aggregation fused with its selector holds
+/// beyond what the selected samples would (it falls back to the general
+/// path above this).
+const MAX_FUSED_CELLS: usize = 4_000_000;
+
+/// `op by/without (...) (selector)`, fused: each series' sample at every
+/// step goes straight into its group's cell, with no per-series list of
+/// points in between. Same results, annotations and sample accounting as
+/// evaluating the selector and then [`aggregate_simple`]: groups are
+/// ordered by their first series that selects a sample, and every group and
+/// step sees its values in series order.
+fn aggregate_selector(
+    ev: &Evaluator,
+    e: &AggregateExpr,
+    op: u16,
+    grouping: &Grouping,
+    vs: &promql_parser::parser::VectorSelector,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let matchers = crate::selector::selector_matchers(vs)?;
+    let offset = crate::eval::offset_ms(vs.offset.as_ref())?;
+    let at = ev.at_ms(vs.at.as_ref())?;
+    let fetched = crate::selector::fetch_instant(ev, &matchers, offset, at)?;
+    // Every fetched series' candidate group, whether or not it selects a
+    // sample (decides the cells' size before the walk).
+    let mut candidates = GroupIndex::default();
+    let candidate_of: Vec<usize> = fetched
+        .series
+        .iter()
+        .map(|s| candidates.index_of(&s.labels, |name| grouping.keeps(name)))
+        .collect();
+    let nsteps = ev.nsteps;
+    let cells_needed = candidates.len().saturating_mul(nsteps);
+    if cells_needed > MAX_FUSED_CELLS.max(fetched.samples.saturating_mul(2)) {
+        let input: Vec<StepSeries> =
+            crate::selector::instant_points(ev, fetched, |step, _, v| Point { step, v })?
+                .into_iter()
+                .map(|(labels, points)| StepSeries {
+                    labels,
+                    drop_name: false,
+                    points,
+                })
+                .collect();
+        return aggregate_simple(ev, e, op, grouping, input, None);
+    }
+    let mut cells = vec![Cell::default(); cells_needed];
+    // Candidate groups in order of their first series with a sample.
+    let mut order: Vec<usize> = Vec::new();
+    let mut present = vec![false; candidates.len()];
+    for (series, &g) in fetched.series.iter().zip(&candidate_of) {
+        ev.sh.check()?;
+        let row = &mut cells[g * nsteps..(g + 1) * nsteps];
+        let n = fetched.walk(ev, &series.samples, |step, _, v| {
+            let cell = &mut row[step];
+            if cell.seen {
+                cell.add(op, v);
+            } else {
+                *cell = Cell::first(op, v, false);
+            }
+        });
+        if n > 0 {
+            ev.sh.add_samples(n)?;
+            if !present[g] {
+                present[g] = true;
+                order.push(g);
+            }
+        }
+    }
+    let mut labels: Vec<Option<Labels>> = candidates.into_labels().into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(order.len());
+    for g in order {
+        let row = &cells[g * nsteps..(g + 1) * nsteps];
+        let points: Vec<Point> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.seen)
+            .map(|(step, c)| Point {
+                step,
+                v: c.result(op),
+            })
+            .collect();
+        out.push(StepSeries {
+            labels: labels[g].take().unwrap_or_else(Labels::empty),
+            drop_name: false,
+            points,
+        });
+    }
+    Ok(out)
+}
+
 /// [`aggregate_simple`] series-major: every input series adds its points
 /// into its group's array of per-step cells, in series order, so each
 /// group and step sees its values in the same order as the step-major
@@ -412,10 +508,7 @@ fn aggregate_dense(
     series_group: &[usize],
     input: &[StepSeries],
 ) -> Result<Vec<StepSeries>, QueryError> {
-    if !matches!(
-        op,
-        T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDVAR | T_STDDEV
-    ) {
+    if !is_dense_op(op) {
         return Err(QueryError::BadData(format!(
             "unsupported aggregation operator {}",
             e.op

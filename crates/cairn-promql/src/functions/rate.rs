@@ -161,3 +161,49 @@ pub(crate) fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
     }
     Some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reset index yields, for every window, exactly the resets a pass
+    /// over the window's pairs finds, in order (so the sum is the same).
+    #[test]
+    fn reset_index_gives_each_windows_resets_in_order() {
+        let values = [
+            5.0,
+            3.0,
+            4.0,
+            4.0,
+            1.0,
+            0.0,
+            7.0,
+            2.0,
+            2.5,
+            f64::NAN,
+            1.0,
+            0.5,
+        ];
+        let samples: Vec<Sample> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Sample::new(i as i64 * 1000, *v))
+            .collect();
+        let resets = counter_resets(&samples);
+        for lo in 0..samples.len() {
+            for hi in lo + 1..=samples.len() {
+                let window = &samples[lo..hi];
+                let pass: Vec<usize> = (1..window.len())
+                    .filter(|&j| window[j].v < window[j - 1].v)
+                    .map(|j| lo + j)
+                    .collect();
+                let indexed: Vec<usize> = resets_in(&resets, lo, hi - lo)
+                    .iter()
+                    .map(|&i| i as usize)
+                    .collect();
+                assert_eq!(indexed, pass, "window {lo}..{hi}");
+            }
+        }
+        assert!(resets_in(&[], 3, 4).is_empty());
+    }
+}
