@@ -174,7 +174,10 @@ fn aggregate_simple(
         // Series-major when the per-group step arrays are not much larger
         // than the input (always for instant queries and few groups).
         if cells <= total_points(&input).saturating_mul(2).max(ev.nsteps) {
-            return aggregate_dense(ev, e, op, group_labels, &series_group, &input);
+            let out = aggregate_dense(ev, e, op, group_labels, &series_group, &input);
+            let garbage = input.len().saturating_mul(8);
+            crate::parallel::defer_drop(input, garbage);
+            return out;
         }
     }
     let steps = transpose(&input, ev.nsteps);
@@ -473,6 +476,8 @@ fn aggregate_selector(
             }
         }
     }
+    let garbage = fetched.series.len().saturating_mul(8);
+    crate::parallel::defer_drop(fetched, garbage);
     let mut labels: Vec<Option<Labels>> = candidates.into_labels().into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(order.len());
     for g in order {

@@ -216,13 +216,22 @@ pub(crate) fn instant_points<P: Send>(
         }
         Ok(out)
     })?;
-    Ok(fetched
-        .series
-        .into_iter()
-        .zip(points)
-        .filter(|(_, points)| !points.is_empty())
-        .map(|(series, points)| (series.labels, points))
-        .collect())
+    let mut selected = Vec::with_capacity(fetched.series.len());
+    let mut garbage = Vec::with_capacity(fetched.series.len());
+    for (series, points) in fetched.series.into_iter().zip(points) {
+        if points.is_empty() {
+            garbage.push(series);
+        } else {
+            selected.push((series.labels, points));
+            garbage.push(Series {
+                labels: Labels::empty(),
+                samples: series.samples,
+            });
+        }
+    }
+    let allocations = garbage.len().saturating_mul(2);
+    crate::parallel::defer_drop(garbage, allocations);
+    Ok(selected)
 }
 
 pub(crate) fn eval_vector_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<Val, QueryError> {

@@ -65,17 +65,23 @@ pub(crate) fn eval_range_fn_with<S>(
     let points = crate::parallel::map_chunks(&arg.series, work, |chunk| {
         range_fn_chunk(ev, &arg, chunk, &prepare, &f)
     })?;
-    Ok(arg
-        .series
-        .into_iter()
-        .zip(points)
-        .filter(|(_, points)| !points.is_empty())
-        .map(|(series, points)| StepSeries {
+    let mut out = Vec::with_capacity(arg.series.len());
+    let mut garbage = Vec::with_capacity(arg.series.len());
+    for (series, points) in arg.series.into_iter().zip(points) {
+        if points.is_empty() {
+            garbage.push(series.samples);
+            continue;
+        }
+        garbage.push(series.samples);
+        out.push(StepSeries {
             labels: series.labels,
             drop_name: drop_name || series.drop_name,
             points,
-        })
-        .collect())
+        });
+    }
+    let allocations = garbage.len();
+    crate::parallel::defer_drop(garbage, allocations);
+    Ok(out)
 }
 
 /// The points of each series of `chunk` (empty when it has none), walking
