@@ -46,6 +46,29 @@ impl Grouping {
         }
     }
 
+    /// Each series' group (in order of first appearance) and the groups'
+    /// labels. `op (...)` without `by`/`without` names puts every series in
+    /// one group with no labels, without looking at any series' labels.
+    pub fn assign<'l>(
+        &self,
+        series: impl ExactSizeIterator<Item = &'l Labels>,
+    ) -> (Vec<usize>, Vec<Labels>) {
+        if !self.without && self.names.is_empty() {
+            let n = series.len();
+            let labels = if n == 0 {
+                Vec::new()
+            } else {
+                vec![Labels::empty()]
+            };
+            return (vec![0; n], labels);
+        }
+        let mut found = GroupIndex::default();
+        let of = series
+            .map(|labels| found.index_of(labels, |name| self.keeps(name)))
+            .collect();
+        (of, found.into_labels())
+    }
+
     /// The output labels of a series' group (`generateGroupingLabels`); they
     /// also serve as the group key.
     pub fn group_labels(&self, labels: &Labels) -> Labels {
@@ -158,12 +181,7 @@ fn aggregate_simple(
     param: Option<&[f64]>,
 ) -> Result<Vec<StepSeries>, QueryError> {
     // Map each input series to its output group.
-    let mut groups_found = GroupIndex::default();
-    let series_group: Vec<usize> = input
-        .iter()
-        .map(|s| groups_found.index_of(&s.labels, |name| grouping.keeps(name)))
-        .collect();
-    let group_labels = groups_found.into_labels();
+    let (series_group, group_labels) = grouping.assign(input.iter().map(|s| &s.labels));
     if op == T_QUANTILE {
         if let Some(p) = param {
             crate::functions::quantile_param_warnings(ev, p, e.param.as_deref());
@@ -433,12 +451,7 @@ fn aggregate_selector(
     let fetched = crate::selector::fetch_instant(ev, &matchers, offset, at)?;
     // Every fetched series' candidate group, whether or not it selects a
     // sample (decides the cells' size before the walk).
-    let mut candidates = GroupIndex::default();
-    let candidate_of: Vec<usize> = fetched
-        .series
-        .iter()
-        .map(|s| candidates.index_of(&s.labels, |name| grouping.keeps(name)))
-        .collect();
+    let (candidate_of, candidates) = grouping.assign(fetched.series.iter().map(|s| &s.labels));
     let nsteps = ev.nsteps;
     let cells_needed = candidates.len().saturating_mul(nsteps);
     if cells_needed > MAX_FUSED_CELLS.max(fetched.samples.saturating_mul(2)) {
@@ -478,7 +491,7 @@ fn aggregate_selector(
     }
     let garbage = fetched.series.len().saturating_mul(8);
     crate::parallel::defer_drop(fetched, garbage);
-    let mut labels: Vec<Option<Labels>> = candidates.into_labels().into_iter().map(Some).collect();
+    let mut labels: Vec<Option<Labels>> = candidates.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(order.len());
     for g in order {
         let row = &cells[g * nsteps..(g + 1) * nsteps];

@@ -10,7 +10,7 @@ use crate::QueryError;
 pub use cairn_model::cpu::{take_worker_cpu_time, thread_cpu_time};
 
 /// Below this many sample-steps a query runs on one thread.
-const MIN_PARALLEL_WORK: usize = 500_000;
+const MIN_PARALLEL_WORK: usize = 2_000_000;
 
 fn available() -> usize {
     cairn_model::cpu::available_threads()
