@@ -1,5 +1,11 @@
 //! Aggregation operators, as Prometheus's `rangeEvalAgg`, `aggregation`,
 //! `aggregationK` and `aggregationCountValues`.
+//!
+//! `sum`/`avg`/`count`/`min`/`max`/`group`/`stddev`/`stdvar` run
+//! series-major into per-group arrays of step cells (VictoriaMetrics's
+//! order), adding each group's values at each step in series order, so the
+//! floating-point results equal Prometheus's step-major walk; over a plain
+//! selector they are fused with it.
 
 use std::collections::HashMap;
 
