@@ -52,9 +52,10 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
     }
 }
 
-/// Values waiting for the drop thread at most; beyond, they are dropped
-/// where they are (the memory held this way stays bounded).
-const DEFERRED_DROPS: usize = 4;
+/// Values waiting for the drop thread at most (one more is being freed);
+/// beyond, they are dropped where they are, so at most three query
+/// values' memory is held this way.
+const DEFERRED_DROPS: usize = 2;
 
 /// Drops `value` on a background thread when it holds many allocations
 /// (`allocations` estimates how many), so that freeing a storage answer or
