@@ -642,3 +642,36 @@ fn fused_selector_aggregation_equals_the_general_path() {
         }
     }
 }
+
+/// With many groups over many steps and few samples, the fused aggregation
+/// falls back to the general path (its cell arrays would dwarf the input);
+/// the answer is the same.
+#[test]
+fn fused_aggregation_falls_back_for_sparse_groups() {
+    let mut q = MemQueryable::default();
+    for i in 0..401i64 {
+        let id = format!("{i}");
+        q.add(
+            &[("__name__", "m"), ("id", &id)],
+            &[(i * 25_000, i as f64 + 0.5)],
+        );
+    }
+    for query in ["sum by (id) (m)", "count without () (m)"] {
+        let general = query.replace("(m)", "(-(-m))");
+        let run = |query: &str| {
+            engine()
+                .range_query(&q, query, 0, 10_999_000, 1_000, &QueryOptions::default())
+                .unwrap()
+                .value
+        };
+        let fused = run(query);
+        match &fused {
+            Value::Matrix(m) => {
+                assert_eq!(m.len(), 401, "{query}");
+                assert!(m.iter().all(|s| s.samples.len() == 300), "{query}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fused, run(&general), "{query}");
+    }
+}
