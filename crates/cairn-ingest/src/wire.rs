@@ -343,6 +343,9 @@ impl<'a> WriteRequestRef<'a> {
 }
 
 fn decode_label(bytes: &[u8], depth: u32) -> Result<LabelRef<'_>, WireError> {
+    if let Some(label) = decode_ascii_label(bytes) {
+        return Ok(label);
+    }
     let mut label = LabelRef {
         name: "",
         value: "",
@@ -356,6 +359,43 @@ fn decode_label(bytes: &[u8], depth: u32) -> Result<LabelRef<'_>, WireError> {
         }
     }
     Ok(label)
+}
+
+/// The common shape of a label, read directly: `0a <n> name 12 <m> value`
+/// with both lengths under 128 (one varint byte) and every byte ASCII.
+/// The general loop reads these bytes to the same label; `None` sends
+/// anything else there.
+#[inline]
+fn decode_ascii_label(bytes: &[u8]) -> Option<LabelRef<'_>> {
+    let ([0x0a, name_len], rest) = bytes.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let name_len = usize::from(*name_len);
+    if name_len >= 0x80 || rest.len() < name_len + 2 {
+        return None;
+    }
+    let (name, rest) = rest.split_at(name_len);
+    let ([0x12, value_len], value) = rest.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if usize::from(*value_len) != value.len() || *value_len >= 0x80 {
+        return None;
+    }
+    // One word-at-a-time pass over the whole label (tags and lengths are
+    // ASCII too) instead of a UTF-8 validation per string: labels are
+    // nearly always ASCII, and this is a per-label cost on the write path.
+    if !bytes.is_ascii() {
+        return None;
+    }
+    // SAFETY: `name` and `value` are sub-slices of `bytes`, which is all
+    // ASCII, and ASCII is valid UTF-8.
+    let (name, value) = unsafe {
+        (
+            std::str::from_utf8_unchecked(name),
+            std::str::from_utf8_unchecked(value),
+        )
+    };
+    Some(LabelRef { name, value })
 }
 
 fn decode_sample(bytes: &[u8], depth: u32) -> Result<Sample, WireError> {
@@ -449,22 +489,15 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.varint()?;
-        if key > u64::from(u32::MAX) {
-            return Err(WireError::new(&format!("invalid key value: {key}")));
-        }
         let wire_type = (key & 7) as u8;
-        if wire_type > FIXED32 {
-            return Err(WireError::new(&format!(
-                "invalid wire type value: {wire_type}"
-            )));
-        }
         let tag = (key as u32) >> 3;
-        if tag == 0 {
-            return Err(WireError::new("invalid tag value: 0"));
+        if key > u64::from(u32::MAX) || wire_type > FIXED32 || tag == 0 {
+            return Err(invalid_key(key));
         }
         Ok(Some((tag, wire_type)))
     }
 
+    #[inline]
     fn take(&mut self, len: u64) -> Result<&'a [u8], WireError> {
         if len > self.rest.len() as u64 {
             return Err(WireError::new("buffer underflow"));
@@ -474,19 +507,17 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
+    #[inline]
     fn expect(wire_type: u8, expected: u8) -> Result<(), WireError> {
         if wire_type == expected {
             Ok(())
         } else {
-            Err(WireError::new(&format!(
-                "invalid wire type: {} (expected {})",
-                wire_type_name(wire_type),
-                wire_type_name(expected)
-            )))
+            Err(wrong_wire_type(wire_type, expected))
         }
     }
 
     /// A length-delimited field's bytes.
+    #[inline]
     fn bytes(&mut self, wire_type: u8) -> Result<&'a [u8], WireError> {
         Reader::expect(wire_type, LEN)?;
         let len = self.varint()?;
@@ -494,6 +525,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An embedded message's bytes; `depth` is the recursion budget left.
+    #[inline]
     fn message(&mut self, wire_type: u8, depth: u32) -> Result<&'a [u8], WireError> {
         if depth == 0 {
             return Err(WireError::new("recursion limit reached"));
@@ -547,6 +579,28 @@ impl<'a> Reader<'a> {
         };
         self.take(len).map(|_| ())
     }
+}
+
+/// The error for a key `Reader::key` refuses, in `prost`'s order of checks.
+#[cold]
+fn invalid_key(key: u64) -> WireError {
+    let wire_type = key & 7;
+    if key > u64::from(u32::MAX) {
+        WireError::new(&format!("invalid key value: {key}"))
+    } else if wire_type > u64::from(FIXED32) {
+        WireError::new(&format!("invalid wire type value: {wire_type}"))
+    } else {
+        WireError::new("invalid tag value: 0")
+    }
+}
+
+#[cold]
+fn wrong_wire_type(wire_type: u8, expected: u8) -> WireError {
+    WireError::new(&format!(
+        "invalid wire type: {} (expected {})",
+        wire_type_name(wire_type),
+        wire_type_name(expected)
+    ))
 }
 
 fn wire_type_name(wire_type: u8) -> &'static str {

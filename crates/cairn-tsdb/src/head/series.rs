@@ -89,6 +89,17 @@ impl MemSeries {
         self.open.as_ref().and_then(|open| open.appender.last())
     }
 
+    /// The open chunk's first and last byte, summed (0 without one): the
+    /// bytes an append rewrites, read by [`super::Head::warm_for_append`].
+    pub fn open_chunk_edges(&self) -> u64 {
+        self.open.as_ref().map_or(0, |open| {
+            let bytes = open.appender.bytes();
+            let first = bytes.first().copied().unwrap_or(0);
+            let last = bytes.last().copied().unwrap_or(0);
+            u64::from(first) + u64::from(last)
+        })
+    }
+
     pub fn closed_chunks(&self) -> &[ClosedChunk] {
         &self.closed
     }
