@@ -9,7 +9,7 @@ use prost::Message;
 
 use crate::config_keys;
 use crate::prompb::WriteRequest;
-use crate::wire::{WireError, WriteRequestRef};
+use crate::wire::{DecodeScratch, WireError, WriteRequestRef};
 
 /// 100 MiB, Mimir's `-distributor.max-recv-msg-size` default.
 pub const DEFAULT_MAX_WRITE_MESSAGE_BYTES: usize = 100 << 20;
@@ -149,6 +149,17 @@ pub fn decode_write_request_ref<'a>(
     limits: &DecodeLimits,
     buffer: &'a mut Vec<u8>,
 ) -> Result<WriteRequestRef<'a>, DecodeError> {
+    decode_write_request_ref_with(body, limits, buffer, DecodeScratch::default())
+}
+
+/// [`decode_write_request_ref`] reusing the arrays of an earlier request
+/// ([`WriteRequestRef::into_scratch`]).
+pub fn decode_write_request_ref_with<'a>(
+    body: &[u8],
+    limits: &DecodeLimits,
+    buffer: &'a mut Vec<u8>,
+    scratch: DecodeScratch,
+) -> Result<WriteRequestRef<'a>, DecodeError> {
     if body.len() > limits.max_compressed_bytes {
         return Err(DecodeError::body_too_large(
             Some(body.len() as u64),
@@ -156,7 +167,7 @@ pub fn decode_write_request_ref<'a>(
         ));
     }
     let written = decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
-    WriteRequestRef::decode(&buffer[..written]).map_err(DecodeError::Protobuf)
+    WriteRequestRef::decode_with(&buffer[..written], scratch).map_err(DecodeError::Protobuf)
 }
 
 /// Decompresses a snappy block into the start of `buffer` after checking
