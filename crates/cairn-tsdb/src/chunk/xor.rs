@@ -100,8 +100,10 @@ impl XorAppender {
         }
         for (prefix, prefix_len, value_bits) in DOD_BUCKETS {
             if fits_in_bits(delta_of_delta, value_bits) {
-                self.stream.write_bits(prefix, prefix_len);
-                self.stream.write_bits(delta_of_delta as u64, value_bits);
+                // Prefix and value in one write (at most 24 bits).
+                let value = delta_of_delta as u64 & ((1u64 << value_bits) - 1);
+                self.stream
+                    .write_bits((prefix << value_bits) | value, prefix_len + value_bits);
                 return;
             }
         }
@@ -115,25 +117,38 @@ impl XorAppender {
             self.stream.write_bit(false);
             return;
         }
-        self.stream.write_bit(true);
         // Five bits hold the leading-zero count, so it is capped at 31.
         let leading = (xor.leading_zeros() as u8).min(31);
         let trailing = xor.trailing_zeros() as u8;
         if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
             // The meaningful bits fit in the previous window: reuse it.
-            self.stream.write_bit(false);
+            // Control bits `10`, then the bits (one write when they fit).
             let significant = 64 - self.leading - self.trailing;
-            self.stream.write_bits(xor >> self.trailing, significant);
+            let bits = xor >> self.trailing;
+            if significant <= 62 {
+                self.stream
+                    .write_bits((0b10 << significant) | bits, significant + 2);
+            } else {
+                self.stream.write_bits(0b10, 2);
+                self.stream.write_bits(bits, significant);
+            }
             return;
         }
         self.leading = leading;
         self.trailing = trailing;
         let significant = 64 - leading - trailing;
-        self.stream.write_bit(true);
-        self.stream.write_bits(u64::from(leading), 5);
-        // 64 significant bits do not fit in six bits; 0 stands for 64 (0 is impossible).
-        self.stream.write_bits(u64::from(significant) & 0x3f, 6);
-        self.stream.write_bits(xor >> trailing, significant);
+        // Control bits `11`, five bits of leading zeros, six of the
+        // significant count (64 does not fit; 0 stands for it, 0 itself is
+        // impossible), then the bits.
+        let header = (0b11 << 11) | (u64::from(leading) << 6) | (u64::from(significant) & 0x3f);
+        let bits = xor >> trailing;
+        if significant <= 51 {
+            self.stream
+                .write_bits((header << significant) | bits, significant + 13);
+        } else {
+            self.stream.write_bits(header, 13);
+            self.stream.write_bits(bits, significant);
+        }
     }
 }
 
