@@ -23,10 +23,6 @@ impl BitWriter {
         &self.bytes
     }
 
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
-    }
-
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

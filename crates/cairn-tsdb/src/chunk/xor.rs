@@ -56,14 +56,31 @@ impl XorAppender {
         (self.sample_count > 0).then_some((self.last_t, self.last_v_bits))
     }
 
-    /// The encoded chunk so far (a valid chunk at every point).
-    pub fn bytes(&self) -> &[u8] {
-        self.stream.bytes()
+    /// A copy of the chunk so far, a valid chunk. The sample-count header
+    /// is written into copies and the finished chunk, not on every append
+    /// (it sits on another cache line than the bits being appended).
+    pub fn to_shared(&self) -> std::sync::Arc<[u8]> {
+        let mut chunk: std::sync::Arc<[u8]> = std::sync::Arc::from(self.stream.bytes());
+        std::sync::Arc::get_mut(&mut chunk).expect("a new Arc is unique")[..HEADER_LEN]
+            .copy_from_slice(&self.sample_count.to_be_bytes());
+        chunk
+    }
+
+    /// Bytes encoded so far, header included.
+    pub fn encoded_len(&self) -> usize {
+        self.stream.bytes().len()
+    }
+
+    /// The last byte encoded: the one the next append writes into.
+    pub fn last_byte(&self) -> u8 {
+        self.stream.bytes().last().copied().unwrap_or(0)
     }
 
     /// The finished chunk.
     pub fn into_bytes(self) -> Vec<u8> {
+        let count = self.sample_count.to_be_bytes();
         let mut bytes = self.stream.into_bytes();
+        bytes[..HEADER_LEN].copy_from_slice(&count);
         bytes.shrink_to_fit();
         bytes
     }
@@ -90,7 +107,6 @@ impl XorAppender {
             .sample_count
             .checked_add(1)
             .expect("xor chunk holds at most u16::MAX samples");
-        self.stream.bytes_mut()[..HEADER_LEN].copy_from_slice(&self.sample_count.to_be_bytes());
     }
 
     fn write_delta_of_delta(&mut self, delta_of_delta: i64) {

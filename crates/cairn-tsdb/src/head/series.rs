@@ -89,15 +89,12 @@ impl MemSeries {
         self.open.as_ref().and_then(|open| open.appender.last())
     }
 
-    /// The open chunk's first and last byte, summed (0 without one): the
-    /// bytes an append rewrites, read by [`super::Head::warm_for_append`].
-    pub fn open_chunk_edges(&self) -> u64 {
-        self.open.as_ref().map_or(0, |open| {
-            let bytes = open.appender.bytes();
-            let first = bytes.first().copied().unwrap_or(0);
-            let last = bytes.last().copied().unwrap_or(0);
-            u64::from(first) + u64::from(last)
-        })
+    /// The open chunk's last byte (0 without one): the byte the next
+    /// append writes into, read by [`super::Head::warm_for_append`].
+    pub fn open_chunk_tail(&self) -> u8 {
+        self.open
+            .as_ref()
+            .map_or(0, |open| open.appender.last_byte())
     }
 
     pub fn closed_chunks(&self) -> &[ClosedChunk] {
@@ -129,7 +126,7 @@ impl MemSeries {
     pub fn sample_at(&self, t: i64) -> Option<u64> {
         if let Some(open) = &self.open {
             if open.min_t <= t && open.appender.last().is_some_and(|(max_t, _)| t <= max_t) {
-                if let Some(bits) = ooo::find_in_chunk(open.appender.bytes(), t) {
+                if let Some(bits) = ooo::find_in_chunk(&open.appender.to_shared(), t) {
                     return Some(bits);
                 }
             }
@@ -235,7 +232,7 @@ impl MemSeries {
                     out.push(ClosedChunk {
                         min_t: open.min_t,
                         max_t,
-                        data: Arc::from(open.appender.bytes()),
+                        data: open.appender.to_shared(),
                     });
                 }
             }
@@ -258,7 +255,7 @@ impl MemSeries {
     pub fn chunk_bytes(&self) -> usize {
         let closed: usize = self.closed.iter().map(|c| c.data.len()).sum();
         closed
-            + self.open.as_ref().map_or(0, |o| o.appender.bytes().len())
+            + self.open.as_ref().map_or(0, |o| o.appender.encoded_len())
             + self.ooo.as_ref().map_or(0, |o| o.bytes())
     }
 
