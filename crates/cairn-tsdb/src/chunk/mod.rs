@@ -53,7 +53,11 @@ impl ClosedChunk {
             // not overlap `bytes` (it was just allocated); with the header
             // written above every slot is initialised.
             unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), body.as_mut_ptr().cast(), bytes.len());
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    body.as_mut_ptr().cast(),
+                    bytes.len(),
+                );
                 tagged.assume_init()
             }
         };
