@@ -516,32 +516,18 @@ impl Tsdb {
     }
 }
 
-/// Hands memory freed by a compaction back to the system: a compaction
-/// reads and writes chunks and builds a new index, megabytes no longer in
-/// use which the allocator would otherwise keep (counted in the process's
-/// RSS until reused; measured in `BENCHMARKS.md`, "Memory bounded by active
-/// series"). The binary sets how for its global allocator
-/// ([`set_return_freed_memory`]); by default glibc's `malloc_trim`.
+/// Hands memory freed by a compaction back to the system. glibc's
+/// allocator keeps freed heap pages for reuse; after a compaction (chunks
+/// read and written, the new index built) that is megabytes no longer in
+/// use which would otherwise count in the process's RSS until reused
+/// (measured in `BENCHMARKS.md`, "Memory bounded by active series").
 fn return_freed_memory() {
-    if let Some(release) = RETURN_FREED_MEMORY.get() {
-        release();
-        return;
-    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of glibc's arenas; it
     // takes the allocator's own locks and touches no live allocation.
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-static RETURN_FREED_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Sets how memory freed by a compaction is handed back to the system (a
-/// binary with another global allocator than glibc's: e.g. mimalloc's
-/// `mi_collect`). The first call wins.
-pub fn set_return_freed_memory(release: fn()) {
-    let _ = RETURN_FREED_MEMORY.set(release);
 }
 
 /// A k-way merge of series streams, each sorted by labels (Prometheus's

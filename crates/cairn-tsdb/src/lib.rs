@@ -72,7 +72,6 @@ pub mod wal;
 
 use cairn_model::{DiscardReason, Labels};
 
-pub use compact::set_return_freed_memory;
 pub use db::Tsdb;
 pub use series_deletion::DeleteStats;
 pub use shipper::{SyncReport, SHIPPER_FILE};

@@ -15,27 +15,6 @@ use clap::{Parser, Subcommand};
 
 use config::Config;
 
-/// mimalloc as the process's allocator: queries allocate and free many
-/// small objects (label strings, chunk copies, per-series vectors) on
-/// several threads, where glibc's malloc spent 15–35 % of a query's CPU
-/// (`BENCHMARKS.md`, "Optimisations (issue 8): queries, storage side,
-/// second round").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-extern "C" {
-    /// mimalloc's "return free memory to the OS now" (part of its public
-    /// C API, `mimalloc.h`; linked in with the allocator above).
-    fn mi_collect(force: bool);
-}
-
-/// After a compaction: mimalloc's counterpart of glibc's `malloc_trim`.
-fn collect_freed_memory() {
-    // SAFETY: mi_collect only releases memory mimalloc holds free; it
-    // takes no pointer and may be called from any thread.
-    unsafe { mi_collect(true) }
-}
-
 #[derive(Parser, Debug)]
 #[command(
     name = "cairn",
@@ -141,7 +120,6 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    cairn_tsdb::set_return_freed_memory(collect_freed_memory);
     let cli = Cli::parse();
     match cli.command {
         Command::Config {
