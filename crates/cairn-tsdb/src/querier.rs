@@ -125,30 +125,42 @@ pub(crate) fn decode_series(found: Vec<FoundSeries>, range: TimeRange) -> Vec<Se
 
 /// Merges per-source `(labels, chunks)` lists (oldest source first) into
 /// one list sorted by labels, a series found in several sources getting
-/// their chunks in source order.
+/// their chunks in source order. Each source holds a label set at most
+/// once; the sorted ones are merged pairwise in one pass each (one label
+/// comparison per series, nothing moved twice).
 pub(crate) fn merge_sources(mut sources: Vec<Vec<FoundSeries>>) -> Vec<FoundSeries> {
     for source in &mut sources {
         if !source.is_sorted_by(|a, b| a.0 <= b.0) {
             source.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
-    sources.retain(|s| !s.is_empty());
-    match sources.len() {
-        0 => return Vec::new(),
-        1 => return sources.pop().unwrap_or_default(),
-        _ => {}
-    }
-    // A stable sort of the concatenation keeps equal label sets in source
-    // order; it finds the sorted runs and merges them in linear time.
-    let mut all: Vec<FoundSeries> = sources.into_iter().flatten().collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<FoundSeries> = Vec::with_capacity(all.len());
-    for (labels, chunks) in all {
-        match out.last_mut() {
-            Some(last) if last.0 == labels => last.1.extend(chunks),
-            _ => out.push((labels, chunks)),
+    sources
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .reduce(merge_two)
+        .unwrap_or_default()
+}
+
+/// Merges two sorted lists, `older`'s chunks first for a shared label set.
+fn merge_two(older: Vec<FoundSeries>, newer: Vec<FoundSeries>) -> Vec<FoundSeries> {
+    let mut out = Vec::with_capacity(older.len().max(newer.len()));
+    let mut older = older.into_iter().peekable();
+    let mut newer = newer.into_iter().peekable();
+    while let (Some(a), Some(b)) = (older.peek(), newer.peek()) {
+        match a.0.cmp(&b.0) {
+            std::cmp::Ordering::Less => out.extend(older.next()),
+            std::cmp::Ordering::Greater => out.extend(newer.next()),
+            std::cmp::Ordering::Equal => {
+                if let (Some((labels, mut chunks)), Some((_, later))) = (older.next(), newer.next())
+                {
+                    chunks.extend(later);
+                    out.push((labels, chunks));
+                }
+            }
         }
     }
+    out.extend(older);
+    out.extend(newer);
     out
 }
 
