@@ -1,5 +1,11 @@
 //! Aggregation operators, as Prometheus's `rangeEvalAgg`, `aggregation`,
 //! `aggregationK` and `aggregationCountValues`.
+//!
+//! `sum`/`avg`/`count`/`min`/`max`/`group`/`stddev`/`stdvar` run
+//! series-major into per-group arrays of step cells (VictoriaMetrics's
+//! order), adding each group's values at each step in series order, so the
+//! floating-point results equal Prometheus's step-major walk; over a plain
+//! selector they are fused with it.
 
 use std::collections::HashMap;
 
@@ -44,6 +50,29 @@ impl Grouping {
         } else {
             listed
         }
+    }
+
+    /// Each series' group (in order of first appearance) and the groups'
+    /// labels. `op (...)` without `by`/`without` names puts every series in
+    /// one group with no labels, without looking at any series' labels.
+    pub fn assign<'l>(
+        &self,
+        series: impl ExactSizeIterator<Item = &'l Labels>,
+    ) -> (Vec<usize>, Vec<Labels>) {
+        if !self.without && self.names.is_empty() {
+            let n = series.len();
+            let labels = if n == 0 {
+                Vec::new()
+            } else {
+                vec![Labels::empty()]
+            };
+            return (vec![0; n], labels);
+        }
+        let mut found = GroupIndex::default();
+        let of = series
+            .map(|labels| found.index_of(labels, |name| self.keeps(name)))
+            .collect();
+        (of, found.into_labels())
     }
 
     /// The output labels of a series' group (`generateGroupingLabels`); they
@@ -119,6 +148,13 @@ pub(crate) fn eval_aggregate(ev: &Evaluator, e: &AggregateExpr) -> Result<Val, Q
         _ => None,
     };
     let base = ev.sh.samples_now();
+    if let Expr::VectorSelector(vs) = crate::functions::unparen(&e.expr) {
+        if is_dense_op(op) {
+            let out = aggregate_selector(ev, e, op, &grouping, vs)?;
+            ev.sh.reset_samples(base, total_points(&out))?;
+            return Ok(Val::Vector(out));
+        }
+    }
     let input = ev.eval_vector(&e.expr)?;
     let out = match op {
         T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
@@ -151,15 +187,21 @@ fn aggregate_simple(
     param: Option<&[f64]>,
 ) -> Result<Vec<StepSeries>, QueryError> {
     // Map each input series to its output group.
-    let mut groups_found = GroupIndex::default();
-    let series_group: Vec<usize> = input
-        .iter()
-        .map(|s| groups_found.index_of(&s.labels, |name| grouping.keeps(name)))
-        .collect();
-    let group_labels = groups_found.into_labels();
+    let (series_group, group_labels) = grouping.assign(input.iter().map(|s| &s.labels));
     if op == T_QUANTILE {
         if let Some(p) = param {
             crate::functions::quantile_param_warnings(ev, p, e.param.as_deref());
+        }
+    }
+    if op != T_QUANTILE {
+        let cells = group_labels.len().saturating_mul(ev.nsteps);
+        // Series-major when the per-group step arrays are not much larger
+        // than the input (always for instant queries and few groups).
+        if cells <= total_points(&input).saturating_mul(2).max(ev.nsteps) {
+            let out = aggregate_dense(ev, e, op, group_labels, &series_group, &input);
+            let garbage = input.len().saturating_mul(8);
+            crate::parallel::defer_drop(input, garbage);
+            return out;
         }
     }
     let steps = transpose(&input, ev.nsteps);
@@ -284,6 +326,260 @@ fn aggregate_simple(
         }
     }
     out.retain(|s| !s.points.is_empty());
+    Ok(out)
+}
+
+/// The running state of one group at one step (`groupedAggregation`), for
+/// the operators that need no list of values.
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    seen: bool,
+    incremental_mean: bool,
+    drop_name: bool,
+    value: f64,
+    mean: f64,
+    kahan: f64,
+    count: f64,
+}
+
+impl Cell {
+    /// The first value of the group at this step.
+    fn first(op: u16, f: f64, drop_name: bool) -> Cell {
+        let value = match op {
+            T_STDVAR | T_STDDEV => {
+                if f.is_nan() || f.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                }
+            }
+            T_GROUP => 1.0,
+            _ => f,
+        };
+        Cell {
+            seen: true,
+            incremental_mean: false,
+            drop_name,
+            value,
+            mean: f,
+            kahan: 0.0,
+            count: 1.0,
+        }
+    }
+
+    /// Adds a further value, as Prometheus's `aggregation` does per sample.
+    fn add(&mut self, op: u16, f: f64) {
+        match op {
+            T_SUM => {
+                let (v, c) = kahan_inc(f, self.value, self.kahan);
+                self.value = v;
+                self.kahan = c;
+            }
+            T_AVG => {
+                self.count += 1.0;
+                if !self.incremental_mean {
+                    let (v, c) = kahan_inc(f, self.value, self.kahan);
+                    if !v.is_infinite() {
+                        self.value = v;
+                        self.kahan = c;
+                        return;
+                    }
+                    self.incremental_mean = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.kahan /= self.count - 1.0;
+                }
+                let q = (self.count - 1.0) / self.count;
+                let (m, c) = kahan_inc(f / self.count, q * self.mean, q * self.kahan);
+                self.mean = m;
+                self.kahan = c;
+            }
+            T_MAX if self.value < f || self.value.is_nan() => self.value = f,
+            T_MIN if self.value > f || self.value.is_nan() => self.value = f,
+            T_COUNT => self.count += 1.0,
+            T_STDVAR | T_STDDEV => {
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            _ => {}
+        }
+    }
+
+    /// The group's result at this step.
+    fn result(&self, op: u16) -> f64 {
+        match op {
+            T_AVG => {
+                if self.incremental_mean {
+                    self.mean + self.kahan
+                } else {
+                    self.value / self.count + self.kahan / self.count
+                }
+            }
+            T_COUNT => self.count,
+            T_STDVAR => self.value / self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            T_SUM => self.value + self.kahan,
+            _ => self.value,
+        }
+    }
+}
+
+/// The operators [`Cell`] computes.
+fn is_dense_op(op: u16) -> bool {
+    matches!(
+        op,
+        T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDVAR | T_STDDEV
+    )
+}
+
+/// Most per-group step cells an aggregation fused with its selector holds
+/// beyond what the selected samples would (it falls back to the general
+/// path above this).
+const MAX_FUSED_CELLS: usize = 4_000_000;
+
+/// `op by/without (...) (selector)`, fused: each series' sample at every
+/// step goes straight into its group's cell, with no per-series list of
+/// points in between. Same results, annotations and sample accounting as
+/// evaluating the selector and then [`aggregate_simple`]: groups are
+/// ordered by their first series that selects a sample, and every group and
+/// step sees its values in series order.
+fn aggregate_selector(
+    ev: &Evaluator,
+    e: &AggregateExpr,
+    op: u16,
+    grouping: &Grouping,
+    vs: &promql_parser::parser::VectorSelector,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let matchers = crate::selector::selector_matchers(vs)?;
+    let offset = crate::eval::offset_ms(vs.offset.as_ref())?;
+    let at = ev.at_ms(vs.at.as_ref())?;
+    let fetched = crate::selector::fetch_instant(ev, &matchers, offset, at)?;
+    // Every fetched series' candidate group, whether or not it selects a
+    // sample (decides the cells' size before the walk).
+    let (candidate_of, candidates) = grouping.assign(fetched.series.iter().map(|s| &s.labels));
+    let nsteps = ev.nsteps;
+    let cells_needed = candidates.len().saturating_mul(nsteps);
+    if cells_needed > MAX_FUSED_CELLS.max(fetched.samples.saturating_mul(2)) {
+        let input: Vec<StepSeries> =
+            crate::selector::instant_points(ev, fetched, |step, _, v| Point { step, v })?
+                .into_iter()
+                .map(|(labels, points)| StepSeries {
+                    labels,
+                    drop_name: false,
+                    points,
+                })
+                .collect();
+        return aggregate_simple(ev, e, op, grouping, input, None);
+    }
+    let mut cells = vec![Cell::default(); cells_needed];
+    // Candidate groups in order of their first series with a sample.
+    let mut order: Vec<usize> = Vec::new();
+    let mut present = vec![false; candidates.len()];
+    for (series, &g) in fetched.series.iter().zip(&candidate_of) {
+        ev.sh.check()?;
+        let row = &mut cells[g * nsteps..(g + 1) * nsteps];
+        let n = fetched.walk(ev, &series.samples, |step, _, v| {
+            let cell = &mut row[step];
+            if cell.seen {
+                cell.add(op, v);
+            } else {
+                *cell = Cell::first(op, v, false);
+            }
+        });
+        if n > 0 {
+            ev.sh.add_samples(n)?;
+            if !present[g] {
+                present[g] = true;
+                order.push(g);
+            }
+        }
+    }
+    let garbage = fetched.series.len().saturating_mul(8);
+    crate::parallel::defer_drop(fetched, garbage);
+    let mut labels: Vec<Option<Labels>> = candidates.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(order.len());
+    for g in order {
+        let row = &cells[g * nsteps..(g + 1) * nsteps];
+        let points: Vec<Point> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.seen)
+            .map(|(step, c)| Point {
+                step,
+                v: c.result(op),
+            })
+            .collect();
+        out.push(StepSeries {
+            labels: labels[g].take().unwrap_or_else(Labels::empty),
+            drop_name: false,
+            points,
+        });
+    }
+    Ok(out)
+}
+
+/// [`aggregate_simple`] series-major: every input series adds its points
+/// into its group's array of per-step cells, in series order, so each
+/// group and step sees its values in the same order as the step-major
+/// walk (identical floating-point results) without a per-step list of
+/// every series' value.
+fn aggregate_dense(
+    ev: &Evaluator,
+    e: &AggregateExpr,
+    op: u16,
+    group_labels: Vec<Labels>,
+    series_group: &[usize],
+    input: &[StepSeries],
+) -> Result<Vec<StepSeries>, QueryError> {
+    if !is_dense_op(op) {
+        return Err(QueryError::BadData(format!(
+            "unsupported aggregation operator {}",
+            e.op
+        )));
+    }
+    let nsteps = ev.nsteps;
+    let mut cells = vec![Cell::default(); group_labels.len() * nsteps];
+    for (s, &g) in input.iter().zip(series_group) {
+        ev.sh.check()?;
+        let row = &mut cells[g * nsteps..(g + 1) * nsteps];
+        for p in &s.points {
+            let Some(cell) = row.get_mut(p.step) else {
+                continue;
+            };
+            if cell.seen {
+                cell.drop_name |= s.drop_name;
+                cell.add(op, p.v);
+            } else {
+                *cell = Cell::first(op, p.v, s.drop_name);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(group_labels.len());
+    for (g, labels) in group_labels.into_iter().enumerate() {
+        let row = &cells[g * nsteps..(g + 1) * nsteps];
+        let n = row.iter().filter(|c| c.seen).count();
+        if n == 0 {
+            continue;
+        }
+        let mut points = Vec::with_capacity(n);
+        let mut drop_name = false;
+        for (step, cell) in row.iter().enumerate() {
+            if cell.seen {
+                points.push(Point {
+                    step,
+                    v: cell.result(op),
+                });
+                // As the step-major walk: the last step decides.
+                drop_name = cell.drop_name;
+            }
+        }
+        out.push(StepSeries {
+            labels,
+            drop_name,
+            points,
+        });
+    }
     Ok(out)
 }
 

@@ -15,7 +15,8 @@
 //! - `annotations` carries Prometheus's warning and info texts and finds
 //!   the source positions they cite.
 //! - `value` holds the internal per-step values; `parallel` splits
-//!   per-series work of large queries across threads.
+//!   per-series work of large queries across threads and frees large
+//!   intermediate values on a background thread.
 //!
 //! Limits: a query is bounded by its timeout and cancel flag (checked as it
 //! runs), by [`EngineOptions::max_samples`], and by

@@ -1,4 +1,5 @@
-//! Splitting per-series work across threads for large queries.
+//! Splitting per-series work across threads for large queries, and
+//! freeing large intermediate values off the query's thread.
 //!
 //! Only work that is independent per series is split (range-vector
 //! functions, instant selectors); results keep the input order. Small
@@ -51,10 +52,70 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
     }
 }
 
+/// Values waiting for the drop thread at most (one more is being freed);
+/// beyond, they are dropped where they are, so at most three query
+/// values' memory is held this way.
+const DEFERRED_DROPS: usize = 2;
+
+/// Drops `value` on a background thread when it holds many allocations
+/// (`allocations` estimates how many), so that freeing a storage answer or
+/// an operator's input (tens of thousands of label strings and sample
+/// vectors) overlaps with the rest of the query instead of adding to its
+/// latency, as Go's concurrent collector does for Prometheus. Small values,
+/// and any value while the thread is behind, are dropped right here.
+pub(crate) fn defer_drop<T: Send + 'static>(value: T, allocations: usize) {
+    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+    use std::sync::OnceLock;
+    type Garbage = Box<dyn Send>;
+    static DROPPER: OnceLock<Option<SyncSender<Garbage>>> = OnceLock::new();
+    if allocations < 1_000 {
+        return;
+    }
+    let dropper = DROPPER.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Garbage>(DEFERRED_DROPS);
+        std::thread::Builder::new()
+            .name("cairn-query-free".into())
+            .spawn(move || {
+                for garbage in rx {
+                    drop(garbage);
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(sender) = dropper else {
+        return;
+    };
+    match sender.try_send(Box::new(value)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(value) | TrySendError::Disconnected(value)) => drop(value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn deferred_drops_happen() {
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for allocations in [0, 1_000_000, 1_000_000, 1_000_000] {
+            defer_drop(Flag(std::sync::Arc::clone(&dropped)), allocations);
+        }
+        // The small one at once; the others within a bounded wait.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dropped.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+            assert!(std::time::Instant::now() < deadline, "values never dropped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 
     #[test]
     fn keeps_order_and_propagates_errors() {

@@ -98,6 +98,83 @@ pub(crate) fn select_instant_with(
     })
 }
 
+/// An instant selector's storage answer and the geometry to pick each
+/// step's sample from it.
+pub(crate) struct InstantFetch {
+    pub series: Vec<Series>,
+    /// Total samples in `series`.
+    pub samples: usize,
+    offset: i64,
+    at: Option<i64>,
+    lookback: i64,
+}
+
+impl InstantFetch {
+    /// The reference time of step `i`: `(@ or step time) - offset`.
+    fn reference(&self, ev: &Evaluator, i: usize) -> i64 {
+        self.at
+            .unwrap_or_else(|| ev.ts(i))
+            .saturating_sub(self.offset)
+    }
+
+    /// Calls `point(step, sample t, value)` for the sample `series`
+    /// contributes at each step, in step order, with one cursor over its
+    /// samples; returns how many it selected.
+    pub fn walk(
+        &self,
+        ev: &Evaluator,
+        samples: &[cairn_model::Sample],
+        mut point: impl FnMut(usize, i64, f64),
+    ) -> usize {
+        let mut n = 0;
+        let mut next = 0usize; // first sample with t > ref
+        for step in 0..ev.nsteps {
+            let r = self.reference(ev, step);
+            while next < samples.len() && samples[next].t <= r {
+                next += 1;
+            }
+            if next == 0 {
+                continue;
+            }
+            let s = samples[next - 1];
+            if s.t <= r.saturating_sub(self.lookback) || is_stale_nan(s.v) {
+                continue;
+            }
+            point(step, s.t, s.v);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Reads what an instant selector needs for all steps from storage.
+pub(crate) fn fetch_instant(
+    ev: &Evaluator,
+    matchers: &[Matcher],
+    offset: i64,
+    at: Option<i64>,
+) -> Result<InstantFetch, QueryError> {
+    let mut fetched = InstantFetch {
+        series: Vec::new(),
+        samples: 0,
+        offset,
+        at,
+        lookback: ev.sh.lookback_ms,
+    };
+    if ev.nsteps == 0 {
+        return Ok(fetched);
+    }
+    let first_ref = fetched.reference(ev, 0);
+    let last_ref = fetched.reference(ev, ev.nsteps - 1);
+    let range = TimeRange::new(
+        first_ref.saturating_sub(fetched.lookback).saturating_add(1),
+        last_ref,
+    );
+    fetched.series = fetch(ev, matchers, range)?;
+    fetched.samples = fetched.series.iter().map(|s| s.samples.len()).sum();
+    Ok(fetched)
+}
+
 /// The instant selection with each selected sample mapped by `point(step,
 /// sample t, value)`, as `(labels, points)` per series that has any. The
 /// series' labels are moved out of the storage answer, not copied.
@@ -108,66 +185,53 @@ fn select_instant_map<P: Send>(
     at: Option<i64>,
     point: impl Fn(usize, i64, f64) -> P + Sync,
 ) -> Result<Vec<(Labels, Vec<P>)>, QueryError> {
-    if ev.nsteps == 0 {
-        return Ok(Vec::new());
-    }
-    let reference = |i: usize| -> i64 { at.unwrap_or_else(|| ev.ts(i)).saturating_sub(offset) };
-    let first_ref = reference(0);
-    let last_ref = reference(ev.nsteps - 1);
-    let lookback = ev.sh.lookback_ms;
-    let range = TimeRange::new(
-        first_ref.saturating_sub(lookback).saturating_add(1),
-        last_ref,
-    );
-    let fetched = fetch(ev, matchers, range)?;
-    let samples: usize = fetched.iter().map(|s| s.samples.len()).sum();
-    let work = samples.saturating_add(fetched.len().saturating_mul(ev.nsteps));
-    let points = crate::parallel::map_chunks(&fetched, work, |chunk| {
-        step_series(ev, chunk, &reference, lookback, &point)
-    })?;
-    Ok(fetched
-        .into_iter()
-        .zip(points)
-        .filter(|(_, points)| !points.is_empty())
-        .map(|(series, points)| (series.labels, points))
-        .collect())
+    let fetched = fetch_instant(ev, matchers, offset, at)?;
+    instant_points(ev, fetched, point)
 }
 
-/// Walks each series' samples across the steps with one cursor; one list
-/// of points per series, in order (empty when it has none).
-fn step_series<P>(
+/// [`select_instant_map`] over an answer already read.
+pub(crate) fn instant_points<P: Send>(
     ev: &Evaluator,
-    chunk: &[Series],
-    reference: &(impl Fn(usize) -> i64 + Sync),
-    lookback: i64,
-    point: &impl Fn(usize, i64, f64) -> P,
-) -> Result<Vec<Vec<P>>, QueryError> {
-    let mut out = Vec::with_capacity(chunk.len());
-    for series in chunk {
-        ev.sh.check()?;
-        let samples = &series.samples;
-        let mut points = Vec::with_capacity(ev.nsteps.min(samples.len()));
-        let mut next = 0usize; // first sample with t > ref
-        for step in 0..ev.nsteps {
-            let r = reference(step);
-            while next < samples.len() && samples[next].t <= r {
-                next += 1;
+    fetched: InstantFetch,
+    point: impl Fn(usize, i64, f64) -> P + Sync,
+) -> Result<Vec<(Labels, Vec<P>)>, QueryError> {
+    let work = fetched
+        .samples
+        .saturating_add(fetched.series.len().saturating_mul(ev.nsteps));
+    let points = crate::parallel::map_chunks(&fetched.series, work, |chunk| {
+        let mut out = Vec::with_capacity(chunk.len());
+        for series in chunk {
+            ev.sh.check()?;
+            let mut points = Vec::new();
+            fetched.walk(ev, &series.samples, |step, t, v| {
+                if points.is_empty() {
+                    points.reserve_exact((ev.nsteps - step).min(series.samples.len()));
+                }
+                points.push(point(step, t, v));
+            });
+            if !points.is_empty() {
+                ev.sh.add_samples(points.len())?;
             }
-            if next == 0 {
-                continue;
-            }
-            let s = samples[next - 1];
-            if s.t <= r.saturating_sub(lookback) || is_stale_nan(s.v) {
-                continue;
-            }
-            points.push(point(step, s.t, s.v));
+            out.push(points);
         }
-        if !points.is_empty() {
-            ev.sh.add_samples(points.len())?;
+        Ok(out)
+    })?;
+    let mut selected = Vec::with_capacity(fetched.series.len());
+    let mut garbage = Vec::with_capacity(fetched.series.len());
+    for (series, points) in fetched.series.into_iter().zip(points) {
+        if points.is_empty() {
+            garbage.push(series);
+        } else {
+            selected.push((series.labels, points));
+            garbage.push(Series {
+                labels: Labels::empty(),
+                samples: series.samples,
+            });
         }
-        out.push(points);
     }
-    Ok(out)
+    let allocations = garbage.len().saturating_mul(2);
+    crate::parallel::defer_drop(garbage, allocations);
+    Ok(selected)
 }
 
 pub(crate) fn eval_vector_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<Val, QueryError> {

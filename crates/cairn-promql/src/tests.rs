@@ -563,3 +563,115 @@ fn delayed_name_removal_keeps_names_until_the_end() {
     let r = instant(&q, r#"rate({__name__=~"a_total|b_total"}[5m])"#, 10 * MIN);
     assert!(matches!(r, Err(QueryError::Execution(_))), "{r:?}");
 }
+
+/// `op (m)` is evaluated fused with its selector; `op (-(-m))` (same values,
+/// exactly) through the general path. Both must agree bit for bit, at every
+/// step, with gaps, stale markers, NaN and series that select nothing.
+#[test]
+fn fused_selector_aggregation_equals_the_general_path() {
+    let mut q = MemQueryable::default();
+    let values = [1.5, -2.25, 1e16, 3.0, f64::NAN, 0.1, 7.0, 1e-3];
+    for i in 0..24usize {
+        let g = format!("g{}", i % 3);
+        let h = format!("h{}", i % 2);
+        let id = format!("{i}");
+        let samples: Vec<(i64, f64)> = (0..40i64)
+            .filter(|k| !(*k as usize + i).is_multiple_of(7))
+            .map(|k| {
+                let v = if (k as usize + 2 * i).is_multiple_of(13) {
+                    STALE_NAN
+                } else {
+                    values[(k as usize * 3 + i) % values.len()] * (i as f64 + 1.0)
+                };
+                (k * 30_000 + i as i64 * 100, v)
+            })
+            .collect();
+        q.add(
+            &[("__name__", "m"), ("g", &g), ("h", &h), ("id", &id)],
+            &samples,
+        );
+    }
+    // Selects samples, but only long before the queried steps.
+    q.add(&[("__name__", "m"), ("g", "old")], &[(-3_600_000, 1.0)]);
+    let ops = [
+        "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
+    ];
+    let groupings = [
+        "",
+        " by (g)",
+        " by (g, h)",
+        " without (id)",
+        " without (h, id)",
+    ];
+    let key = |v: Value| -> Vec<(String, Vec<(i64, u64)>)> {
+        match v {
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.labels.to_string(),
+                        s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect(),
+                    )
+                })
+                .collect(),
+            Value::Vector(v) => v
+                .into_iter()
+                .map(|s| (s.labels.to_string(), vec![(s.t, s.v.to_bits())]))
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    for op in ops {
+        for grouping in groupings {
+            let fused = format!("{op}{grouping} (m)");
+            let general = format!("{op}{grouping} (-(-m))");
+            let run = |query: &str| {
+                engine()
+                    .range_query(&q, query, 0, 20 * MIN, 15_000, &QueryOptions::default())
+                    .unwrap()
+                    .value
+            };
+            assert_eq!(key(run(&fused)), key(run(&general)), "{fused}");
+            for t in [0, 7 * MIN + 1, 19 * MIN] {
+                assert_eq!(
+                    key(instant(&q, &fused, t).unwrap()),
+                    key(instant(&q, &general, t).unwrap()),
+                    "{fused} at {t}"
+                );
+            }
+        }
+    }
+}
+
+/// With many groups over many steps and few samples, the fused aggregation
+/// falls back to the general path (its cell arrays would dwarf the input);
+/// the answer is the same.
+#[test]
+fn fused_aggregation_falls_back_for_sparse_groups() {
+    let mut q = MemQueryable::default();
+    for i in 0..401i64 {
+        let id = format!("{i}");
+        q.add(
+            &[("__name__", "m"), ("id", &id)],
+            &[(i * 25_000, i as f64 + 0.5)],
+        );
+    }
+    for query in ["sum by (id) (m)", "count without () (m)"] {
+        let general = query.replace("(m)", "(-(-m))");
+        let run = |query: &str| {
+            engine()
+                .range_query(&q, query, 0, 10_999_000, 1_000, &QueryOptions::default())
+                .unwrap()
+                .value
+        };
+        let fused = run(query);
+        match &fused {
+            Value::Matrix(m) => {
+                assert_eq!(m.len(), 401, "{query}");
+                assert!(m.iter().all(|s| s.samples.len() == 300), "{query}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fused, run(&general), "{query}");
+    }
+}

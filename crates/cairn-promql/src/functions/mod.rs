@@ -33,35 +33,71 @@ pub(crate) struct Window {
     pub start: i64,
     pub end: i64,
     pub range_ms: i64,
+    /// Index of the window's first sample in its series.
+    pub offset: usize,
 }
 
 /// Applies `f` to every series' window at every step. `f` returns the value
 /// for the step or `None` for no point. Large inputs are split by series
-/// across threads ([`crate::parallel::map_chunks`]).
+/// across threads ([`crate::parallel::map_chunks`]). The series' labels are
+/// moved into the result, not copied.
 pub(crate) fn eval_range_fn(
     ev: &Evaluator,
-    arg: &RangeArg,
+    arg: RangeArg,
     drop_name: bool,
-    f: impl Fn(&Window, &[Sample], &Labels) -> Option<f64> + Sync,
+    f: impl Fn(&Window, &[Sample]) -> Option<f64> + Sync,
+) -> Result<Vec<StepSeries>, QueryError> {
+    eval_range_fn_with(ev, arg, drop_name, |_| (), |w, samples, _| f(w, samples))
+}
+
+/// [`eval_range_fn`] with per-series state: `prepare(samples)` runs once per
+/// series (e.g. to index its counter resets), and `f` gets that state with
+/// every window.
+pub(crate) fn eval_range_fn_with<S>(
+    ev: &Evaluator,
+    arg: RangeArg,
+    drop_name: bool,
+    prepare: impl Fn(&[Sample]) -> S + Sync,
+    f: impl Fn(&Window, &[Sample], &S) -> Option<f64> + Sync,
 ) -> Result<Vec<StepSeries>, QueryError> {
     let samples: usize = arg.series.iter().map(|s| s.samples.len()).sum();
     let work = samples.saturating_add(arg.series.len().saturating_mul(ev.nsteps));
-    crate::parallel::map_chunks(&arg.series, work, |chunk| {
-        range_fn_chunk(ev, arg, chunk, drop_name, &f)
-    })
+    let points = crate::parallel::map_chunks(&arg.series, work, |chunk| {
+        range_fn_chunk(ev, &arg, chunk, &prepare, &f)
+    })?;
+    let mut out = Vec::with_capacity(arg.series.len());
+    let mut garbage = Vec::with_capacity(arg.series.len());
+    for (series, points) in arg.series.into_iter().zip(points) {
+        if points.is_empty() {
+            garbage.push(series.samples);
+            continue;
+        }
+        garbage.push(series.samples);
+        out.push(StepSeries {
+            labels: series.labels,
+            drop_name: drop_name || series.drop_name,
+            points,
+        });
+    }
+    let allocations = garbage.len();
+    crate::parallel::defer_drop(garbage, allocations);
+    Ok(out)
 }
 
-fn range_fn_chunk(
+/// The points of each series of `chunk` (empty when it has none), walking
+/// its samples across the steps with two cursors.
+fn range_fn_chunk<S>(
     ev: &Evaluator,
     arg: &RangeArg,
     chunk: &[crate::value::RangeSeries],
-    drop_name: bool,
-    f: &(impl Fn(&Window, &[Sample], &Labels) -> Option<f64> + Sync),
-) -> Result<Vec<StepSeries>, QueryError> {
+    prepare: &impl Fn(&[Sample]) -> S,
+    f: &impl Fn(&Window, &[Sample], &S) -> Option<f64>,
+) -> Result<Vec<Vec<Point>>, QueryError> {
     let mut out = Vec::with_capacity(chunk.len());
     for series in chunk {
         ev.sh.check_now()?;
         let samples = &series.samples;
+        let state = prepare(samples);
         let mut lo = 0usize;
         let mut hi = 0usize;
         let mut points = Vec::new();
@@ -92,19 +128,19 @@ fn range_fn_chunk(
                 start,
                 end,
                 range_ms: arg.range,
+                offset: lo,
             };
-            if let Some(v) = f(&w, window, &series.labels) {
+            if let Some(v) = f(&w, window, &state) {
+                if points.is_empty() {
+                    points.reserve_exact(ev.nsteps - step);
+                }
                 points.push(Point { step, v });
             }
         }
         if !points.is_empty() {
             ev.sh.add_samples(points.len())?;
-            out.push(StepSeries {
-                labels: series.labels.clone(),
-                drop_name: drop_name || series.drop_name,
-                points,
-            });
         }
+        out.push(points);
     }
     Ok(out)
 }

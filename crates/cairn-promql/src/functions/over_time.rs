@@ -49,7 +49,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(call, 0)?)?;
             let range_arg = ev.eval_range_arg(arg(call, 1)?)?;
-            let out = eval_range_fn(ev, &range_arg, true, |w, s, _| {
+            let out = eval_range_fn(ev, range_arg, true, |w, s| {
                 let qv = q.get(w.step).copied().unwrap_or(f64::NAN);
                 let mut values: Vec<f64> = s.iter().map(|p| p.v).collect();
                 Some(quantile(qv, &mut values))
@@ -69,7 +69,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
         "predict_linear" => {
             let range_arg = ev.eval_range_arg(arg(call, 0)?)?;
             let duration = ev.eval_scalar(arg(call, 1)?)?;
-            eval_range_fn(ev, &range_arg, true, |w, s, _| {
+            eval_range_fn(ev, range_arg, true, |w, s| {
                 if s.len() < 2 {
                     return None;
                 }
@@ -83,7 +83,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
             let sf = scalar_arg_or(ev, call, 1, f64::NAN)?;
             let tf = scalar_arg_or(ev, call, 2, f64::NAN)?;
             let err = std::sync::Mutex::new(None);
-            let out = eval_range_fn(ev, &range_arg, true, |w, s, _| {
+            let out = eval_range_fn(ev, range_arg, true, |w, s| {
                 let sfv = sf.get(w.step).copied().unwrap_or(f64::NAN);
                 let tfv = tf.get(w.step).copied().unwrap_or(f64::NAN);
                 // NaN factors fail these checks too, as in Go.
@@ -114,7 +114,7 @@ pub(super) fn eval(ev: &Evaluator, call: &Call, name: &str) -> Result<Option<Val
         "absent_over_time" => {
             let a = arg(call, 0)?;
             let range_arg = ev.eval_range_arg(a)?;
-            let present = eval_range_fn(ev, &range_arg, true, |_, _, _| Some(1.0))?;
+            let present = eval_range_fn(ev, range_arg, true, |_, _| Some(1.0))?;
             let points = super::math::absent_points(&present, ev.nsteps);
             if points.is_empty() {
                 Vec::new()
@@ -141,7 +141,7 @@ fn simple(
     f: impl Fn(&[Sample]) -> Option<f64> + Sync,
 ) -> Result<Vec<StepSeries>, QueryError> {
     let range_arg = ev.eval_range_arg(arg(call, 0)?)?;
-    eval_range_fn(ev, &range_arg, drop_name, |_, s, _| f(s))
+    eval_range_fn(ev, range_arg, drop_name, |_, s| f(s))
 }
 
 /// `avg_over_time`: Kahan sum, switching to an incremental mean on overflow.
