@@ -9,7 +9,7 @@ use prost::Message;
 
 use crate::config_keys;
 use crate::prompb::WriteRequest;
-use crate::wire::{WireError, WriteRequestRef};
+use crate::wire::{DecodeScratch, WireError, WriteRequestRef};
 
 /// 100 MiB, Mimir's `-distributor.max-recv-msg-size` default.
 pub const DEFAULT_MAX_WRITE_MESSAGE_BYTES: usize = 100 << 20;
@@ -137,8 +137,8 @@ pub fn decode_write_request_with_buffer(
             limits.max_compressed_bytes,
         ));
     }
-    decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
-    WriteRequest::decode(buffer.as_slice()).map_err(|err| DecodeError::Protobuf(err.into()))
+    let written = decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
+    WriteRequest::decode(&buffer[..written]).map_err(|err| DecodeError::Protobuf(err.into()))
 }
 
 /// Decodes a remote write 1.0 body into `buffer` (decompressed, reused
@@ -149,23 +149,36 @@ pub fn decode_write_request_ref<'a>(
     limits: &DecodeLimits,
     buffer: &'a mut Vec<u8>,
 ) -> Result<WriteRequestRef<'a>, DecodeError> {
+    decode_write_request_ref_with(body, limits, buffer, DecodeScratch::default())
+}
+
+/// [`decode_write_request_ref`] reusing the arrays of an earlier request
+/// ([`WriteRequestRef::into_scratch`]).
+pub fn decode_write_request_ref_with<'a>(
+    body: &[u8],
+    limits: &DecodeLimits,
+    buffer: &'a mut Vec<u8>,
+    scratch: DecodeScratch,
+) -> Result<WriteRequestRef<'a>, DecodeError> {
     if body.len() > limits.max_compressed_bytes {
         return Err(DecodeError::body_too_large(
             Some(body.len() as u64),
             limits.max_compressed_bytes,
         ));
     }
-    decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
-    WriteRequestRef::decode(buffer.as_slice()).map_err(DecodeError::Protobuf)
+    let written = decompress_snappy_block(body, limits.max_decompressed_bytes, buffer)?;
+    WriteRequestRef::decode_with(&buffer[..written], scratch).map_err(DecodeError::Protobuf)
 }
 
-/// Decompresses a snappy block into `buffer` after checking the declared
-/// length against `max_decompressed_bytes`.
+/// Decompresses a snappy block into the start of `buffer` after checking
+/// the declared length against `max_decompressed_bytes`; returns the length
+/// written. The buffer only grows (zeroed once, not per request); bytes
+/// past the returned length are left from earlier requests and never read.
 fn decompress_snappy_block(
     body: &[u8],
     max_decompressed_bytes: usize,
     buffer: &mut Vec<u8>,
-) -> Result<(), DecodeError> {
+) -> Result<usize, DecodeError> {
     let too_large = |actual: u64| DecodeError::TooLarge {
         actual: Some(actual),
         limit: max_decompressed_bytes as u64,
@@ -186,14 +199,14 @@ fn decompress_snappy_block(
             compressed: body.len() as u64,
         });
     }
-    buffer.clear();
-    buffer.resize(declared, 0);
+    if buffer.len() < declared {
+        buffer.resize(declared, 0);
+    }
     let written = snap::raw::Decoder::new()
-        .decompress(body, buffer)
+        .decompress(body, &mut buffer[..declared])
         .map_err(DecodeError::Snappy)?;
     debug_assert_eq!(written, declared);
-    buffer.truncate(written);
-    Ok(())
+    Ok(written)
 }
 
 /// Encodes a request the way a remote write sender does: protobuf, then

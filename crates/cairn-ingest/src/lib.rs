@@ -31,15 +31,16 @@ pub mod wire;
 mod proptests;
 
 pub use decode::{
-    decode_write_request, decode_write_request_ref, decode_write_request_with_buffer,
-    encode_write_request, BodySize, DecodeError, DecodeLimits, DEFAULT_MAX_WRITE_MESSAGE_BYTES,
+    decode_write_request, decode_write_request_ref, decode_write_request_ref_with,
+    decode_write_request_with_buffer, encode_write_request, BodySize, DecodeError, DecodeLimits,
+    DEFAULT_MAX_WRITE_MESSAGE_BYTES,
 };
 pub use validate::{
     storage_rejection_message, validate_write_request, ExemplarDiscardReason,
     MetadataDiscardReason, NameValidationScheme, ValidatedWrite, ValidationLimits, WriteError,
     EXEMPLAR_MAX_LABEL_SET_CHARS,
 };
-pub use wire::{WireError, WriteRequestRef};
+pub use wire::{DecodeScratch, WireError, WriteRequestRef};
 
 /// Prefix of every client-facing error ID.
 pub const ERROR_ID_PREFIX: &str = "err-cairn-";

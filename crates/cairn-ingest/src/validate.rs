@@ -66,15 +66,7 @@ impl NameValidationScheme {
     /// Whether `name` is a valid metric name under this scheme.
     pub fn is_valid_metric_name(self, name: &str) -> bool {
         match self {
-            NameValidationScheme::Legacy => {
-                let mut bytes = name.bytes();
-                match bytes.next() {
-                    Some(first)
-                        if first.is_ascii_alphabetic() || first == b'_' || first == b':' => {}
-                    _ => return false,
-                }
-                bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-            }
+            NameValidationScheme::Legacy => legacy_name_is_valid(name, METRIC_FIRST, METRIC_REST),
             NameValidationScheme::Utf8 => !name.is_empty(),
         }
     }
@@ -82,16 +74,57 @@ impl NameValidationScheme {
     /// Whether `name` is a valid label name under this scheme.
     pub fn is_valid_label_name(self, name: &str) -> bool {
         match self {
-            NameValidationScheme::Legacy => {
-                let mut bytes = name.bytes();
-                match bytes.next() {
-                    Some(first) if first.is_ascii_alphabetic() || first == b'_' => {}
-                    _ => return false,
-                }
-                bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            }
+            NameValidationScheme::Legacy => legacy_name_is_valid(name, LABEL_FIRST, LABEL_REST),
             NameValidationScheme::Utf8 => !name.is_empty(),
         }
+    }
+}
+
+/// Legacy-scheme character classes, one bit each in [`LEGACY_NAME_CHARS`].
+const LABEL_FIRST: u8 = 1; // [a-zA-Z_]
+const LABEL_REST: u8 = 2; // [a-zA-Z0-9_]
+const METRIC_FIRST: u8 = 4; // [a-zA-Z_:]
+const METRIC_REST: u8 = 8; // [a-zA-Z0-9_:]
+
+/// The legacy character classes of every byte: one table load per byte
+/// instead of a chain of range tests (names are checked for every label of
+/// every series of every request).
+static LEGACY_NAME_CHARS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let letter = b.is_ascii_alphabetic() || b == b'_';
+        let digit = b.is_ascii_digit();
+        let colon = b == b':';
+        let mut classes = 0;
+        if letter {
+            classes |= LABEL_FIRST | LABEL_REST | METRIC_FIRST | METRIC_REST;
+        }
+        if digit {
+            classes |= LABEL_REST | METRIC_REST;
+        }
+        if colon {
+            classes |= METRIC_FIRST | METRIC_REST;
+        }
+        table[byte] = classes;
+        byte += 1;
+    }
+    table
+};
+
+/// Whether `name` is non-empty, starts with a byte of class `first` and
+/// continues with bytes of class `rest`.
+#[inline]
+fn legacy_name_is_valid(name: &str, first: u8, rest: u8) -> bool {
+    match name.as_bytes().split_first() {
+        Some((head, tail)) => {
+            LEGACY_NAME_CHARS[usize::from(*head)] & first != 0
+                && tail
+                    .iter()
+                    .all(|b| LEGACY_NAME_CHARS[usize::from(*b)] & rest != 0)
+        }
+        None => false,
     }
 }
 

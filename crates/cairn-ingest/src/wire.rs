@@ -149,10 +149,69 @@ impl<'r, 'a> TimeSeriesRef<'r, 'a> {
     }
 }
 
+/// The flat arrays of a decoded request, emptied, kept between requests
+/// so that decoding the next one reuses their allocations
+/// ([`WriteRequestRef::into_scratch`], [`WriteRequestRef::decode_with`]).
+#[derive(Debug, Default)]
+pub struct DecodeScratch {
+    series: Vec<SeriesSpans>,
+    labels: Vec<LabelRef<'static>>,
+    samples: Vec<Sample>,
+    exemplars: Vec<ExemplarSpan>,
+    exemplar_labels: Vec<LabelRef<'static>>,
+    metadata: Vec<MetricMetadataRef<'static>>,
+}
+
+impl DecodeScratch {
+    /// Bytes allocated by the arrays.
+    pub fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.series)
+            + bytes(&self.labels)
+            + bytes(&self.samples)
+            + bytes(&self.exemplars)
+            + bytes(&self.exemplar_labels)
+            + bytes(&self.metadata)
+    }
+}
+
+/// Empties `items` and gives back its allocation for borrows of another
+/// lifetime: collecting a vector's own iterator into a vector of an element
+/// type of the same size and alignment reuses the allocation (std's
+/// in-place collect; were it not to, the result is simply a new empty
+/// vector). No element is converted: the iterator is empty.
+fn recycle<From, To>(mut items: Vec<From>) -> Vec<To> {
+    items.clear();
+    items
+        .into_iter()
+        .map(|_| -> To { unreachable!("the vector was cleared") })
+        .collect()
+}
+
 impl<'a> WriteRequestRef<'a> {
     /// Decodes a protobuf `prometheus.WriteRequest` (no snappy).
     pub fn decode(bytes: &'a [u8]) -> Result<WriteRequestRef<'a>, WireError> {
-        let mut out = WriteRequestRef::default();
+        WriteRequestRef::decode_with(bytes, DecodeScratch::default())
+    }
+
+    /// [`WriteRequestRef::decode`] into the arrays of an earlier request.
+    pub fn decode_with(
+        bytes: &'a [u8],
+        scratch: DecodeScratch,
+    ) -> Result<WriteRequestRef<'a>, WireError> {
+        let mut out = WriteRequestRef {
+            series: scratch.series,
+            labels: recycle(scratch.labels),
+            samples: scratch.samples,
+            exemplars: scratch.exemplars,
+            exemplar_labels: recycle(scratch.exemplar_labels),
+            metadata: recycle(scratch.metadata),
+        };
+        out.series.clear();
+        out.samples.clear();
+        out.exemplars.clear();
         // A series costs at least ~30 bytes on the wire; reserving from the
         // size avoids regrowing the flat arrays for typical requests.
         out.series.reserve(bytes.len() / 64);
@@ -174,6 +233,19 @@ impl<'a> WriteRequestRef<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// Ends the borrow of the decoded buffer, keeping the arrays for the
+    /// next [`WriteRequestRef::decode_with`].
+    pub fn into_scratch(self) -> DecodeScratch {
+        DecodeScratch {
+            series: recycle(self.series),
+            labels: recycle(self.labels),
+            samples: recycle(self.samples),
+            exemplars: recycle(self.exemplars),
+            exemplar_labels: recycle(self.exemplar_labels),
+            metadata: recycle(self.metadata),
+        }
     }
 
     /// Borrows an owned request (tests, tools, the owned decoder's callers).
@@ -287,7 +359,11 @@ impl<'a> WriteRequestRef<'a> {
             match tag {
                 1 => {
                     let body = reader.message(wire_type, depth)?;
-                    self.labels.push(decode_label(body, depth - 1)?);
+                    let label = match decode_ascii_label(body) {
+                        Some(label) => label,
+                        None => decode_label(body, depth - 1)?,
+                    };
+                    self.labels.push(label);
                 }
                 2 => {
                     let body = reader.message(wire_type, depth)?;
@@ -343,6 +419,9 @@ impl<'a> WriteRequestRef<'a> {
 }
 
 fn decode_label(bytes: &[u8], depth: u32) -> Result<LabelRef<'_>, WireError> {
+    if let Some(label) = decode_ascii_label(bytes) {
+        return Ok(label);
+    }
     let mut label = LabelRef {
         name: "",
         value: "",
@@ -356,6 +435,43 @@ fn decode_label(bytes: &[u8], depth: u32) -> Result<LabelRef<'_>, WireError> {
         }
     }
     Ok(label)
+}
+
+/// The common shape of a label, read directly: `0a <n> name 12 <m> value`
+/// with both lengths under 128 (one varint byte) and every byte ASCII.
+/// The general loop reads these bytes to the same label; `None` sends
+/// anything else there.
+#[inline(always)]
+fn decode_ascii_label(bytes: &[u8]) -> Option<LabelRef<'_>> {
+    let ([0x0a, name_len], rest) = bytes.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let name_len = usize::from(*name_len);
+    if name_len >= 0x80 || rest.len() < name_len + 2 {
+        return None;
+    }
+    let (name, rest) = rest.split_at(name_len);
+    let ([0x12, value_len], value) = rest.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if usize::from(*value_len) != value.len() || *value_len >= 0x80 {
+        return None;
+    }
+    // One word-at-a-time pass over the whole label (tags and lengths are
+    // ASCII too) instead of a UTF-8 validation per string: labels are
+    // nearly always ASCII, and this is a per-label cost on the write path.
+    if !bytes.is_ascii() {
+        return None;
+    }
+    // SAFETY: `name` and `value` are sub-slices of `bytes`, which is all
+    // ASCII, and ASCII is valid UTF-8.
+    let (name, value) = unsafe {
+        (
+            std::str::from_utf8_unchecked(name),
+            std::str::from_utf8_unchecked(value),
+        )
+    };
+    Some(LabelRef { name, value })
 }
 
 fn decode_sample(bytes: &[u8], depth: u32) -> Result<Sample, WireError> {
@@ -449,22 +565,15 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.varint()?;
-        if key > u64::from(u32::MAX) {
-            return Err(WireError::new(&format!("invalid key value: {key}")));
-        }
         let wire_type = (key & 7) as u8;
-        if wire_type > FIXED32 {
-            return Err(WireError::new(&format!(
-                "invalid wire type value: {wire_type}"
-            )));
-        }
         let tag = (key as u32) >> 3;
-        if tag == 0 {
-            return Err(WireError::new("invalid tag value: 0"));
+        if key > u64::from(u32::MAX) || wire_type > FIXED32 || tag == 0 {
+            return Err(invalid_key(key));
         }
         Ok(Some((tag, wire_type)))
     }
 
+    #[inline]
     fn take(&mut self, len: u64) -> Result<&'a [u8], WireError> {
         if len > self.rest.len() as u64 {
             return Err(WireError::new("buffer underflow"));
@@ -474,19 +583,17 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
+    #[inline]
     fn expect(wire_type: u8, expected: u8) -> Result<(), WireError> {
         if wire_type == expected {
             Ok(())
         } else {
-            Err(WireError::new(&format!(
-                "invalid wire type: {} (expected {})",
-                wire_type_name(wire_type),
-                wire_type_name(expected)
-            )))
+            Err(wrong_wire_type(wire_type, expected))
         }
     }
 
     /// A length-delimited field's bytes.
+    #[inline]
     fn bytes(&mut self, wire_type: u8) -> Result<&'a [u8], WireError> {
         Reader::expect(wire_type, LEN)?;
         let len = self.varint()?;
@@ -494,6 +601,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An embedded message's bytes; `depth` is the recursion budget left.
+    #[inline]
     fn message(&mut self, wire_type: u8, depth: u32) -> Result<&'a [u8], WireError> {
         if depth == 0 {
             return Err(WireError::new("recursion limit reached"));
@@ -549,6 +657,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The error for a key `Reader::key` refuses, in `prost`'s order of checks.
+#[cold]
+fn invalid_key(key: u64) -> WireError {
+    let wire_type = key & 7;
+    if key > u64::from(u32::MAX) {
+        WireError::new(&format!("invalid key value: {key}"))
+    } else if wire_type > u64::from(FIXED32) {
+        WireError::new(&format!("invalid wire type value: {wire_type}"))
+    } else {
+        WireError::new("invalid tag value: 0")
+    }
+}
+
+#[cold]
+fn wrong_wire_type(wire_type: u8, expected: u8) -> WireError {
+    WireError::new(&format!(
+        "invalid wire type: {} (expected {})",
+        wire_type_name(wire_type),
+        wire_type_name(expected)
+    ))
+}
+
 fn wire_type_name(wire_type: u8) -> &'static str {
     match wire_type {
         VARINT => "Varint",
@@ -563,6 +693,31 @@ fn wire_type_name(wire_type: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request decoded into the arrays of an earlier, bigger one equals
+    /// a fresh decode, and the arrays' allocations are kept.
+    #[test]
+    fn decode_with_scratch_reuses_the_arrays() {
+        let big = sample_request().encode_to_vec();
+        let first = WriteRequestRef::decode(&big).unwrap();
+        let expected = first.clone();
+        let scratch = first.into_scratch();
+        let kept = scratch.capacity_bytes();
+        assert!(kept > 0);
+        let again = WriteRequestRef::decode_with(&big, scratch).unwrap();
+        assert_eq!(again, expected);
+        let small = prompb::WriteRequest {
+            timeseries: vec![prompb::TimeSeries {
+                labels: vec![prompb::Label::new("__name__", "x")],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        let reused = WriteRequestRef::decode_with(&small, again.into_scratch()).unwrap();
+        assert_eq!(reused, WriteRequestRef::decode(&small).unwrap());
+        assert_eq!(reused.into_scratch().capacity_bytes(), kept);
+    }
 
     fn sample_request() -> prompb::WriteRequest {
         prompb::WriteRequest {

@@ -18,7 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use cairn_ingest::{decode_write_request_ref, validate_write_request, DecodeError};
+use cairn_ingest::{
+    decode_write_request_ref_with, validate_write_request, DecodeError, DecodeScratch,
+    WriteRequestRef,
+};
 use cairn_model::{DiscardReason, TenantId};
 use cairn_tsdb::TenantStore;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -78,14 +81,15 @@ fn too_large(actual: Option<u64>, max: usize) -> WriteApiError {
     )
 }
 
-/// A blocking-pool thread keeps its decompression buffer up to this size
-/// between requests (bigger ones are freed after the request).
+/// A blocking-pool thread keeps its decompression buffer and decoded
+/// arrays up to this size each between requests (bigger ones are freed
+/// after the request).
 const KEPT_BUFFER_BYTES: usize = 8 << 20;
 
 thread_local! {
-    /// The decompressed body of the request this thread is ingesting,
-    /// reused across requests.
-    static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The decompressed body of the request this thread is ingesting and
+    /// the decoded request's arrays, reused across requests.
+    static SCRATCH: RefCell<(Vec<u8>, DecodeScratch)> = RefCell::new(Default::default());
 }
 
 /// Decode, validate, append; runs on the blocking pool (CPU and file I/O).
@@ -95,11 +99,15 @@ fn ingest(
     tenant: &TenantId,
     body: &[u8],
 ) -> Result<StatusCode, WriteApiError> {
-    let mut buffer = DECOMPRESSED.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    let result = ingest_with_buffer(state, store, tenant, body, &mut buffer);
-    if buffer.capacity() <= KEPT_BUFFER_BYTES {
-        DECOMPRESSED.with(|b| *b.borrow_mut() = buffer);
+    let (mut buffer, mut scratch) = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let result = ingest_with_buffer(state, store, tenant, body, &mut buffer, &mut scratch);
+    if buffer.capacity() > KEPT_BUFFER_BYTES {
+        buffer = Vec::new();
     }
+    if scratch.capacity_bytes() > KEPT_BUFFER_BYTES {
+        scratch = DecodeScratch::default();
+    }
+    SCRATCH.with(|s| *s.borrow_mut() = (buffer, scratch));
     result
 }
 
@@ -109,20 +117,38 @@ fn ingest_with_buffer(
     tenant: &TenantId,
     body: &[u8],
     buffer: &mut Vec<u8>,
+    scratch: &mut DecodeScratch,
 ) -> Result<StatusCode, WriteApiError> {
-    let mut request = decode_write_request_ref(body, &state.options.decode_limits, buffer)
-        .map_err(|err| {
-            let status = if err.is_too_large() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            WriteApiError::new(status, err.to_string())
-        })?;
+    let decoded = decode_write_request_ref_with(
+        body,
+        &state.options.decode_limits,
+        buffer,
+        std::mem::take(scratch),
+    );
+    let mut request = decoded.map_err(|err| {
+        let status = if err.is_too_large() {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        WriteApiError::new(status, err.to_string())
+    })?;
+    let result = store_request(state, store, tenant, &mut request);
+    *scratch = request.into_scratch();
+    result
+}
+
+/// Validates a decoded request, applies the tenant's limits and stores it.
+fn store_request(
+    state: &AppState,
+    store: &TenantStore,
+    tenant: &TenantId,
+    request: &mut WriteRequestRef<'_>,
+) -> Result<StatusCode, WriteApiError> {
     let limits = state.overrides.for_tenant(tenant);
     let now = now_ms();
-    let mut usage = state.usage.begin_write(tenant, &request);
-    let mut validated = validate_write_request(&mut request, &limits.validation_limits(), now);
+    let mut usage = state.usage.begin_write(tenant, request);
+    let mut validated = validate_write_request(request, &limits.validation_limits(), now);
     limits::write::enforce_past_grace(&mut validated, &limits, now);
     usage.validated(&validated);
     let metrics = &state.metrics;

@@ -22,6 +22,7 @@ use cairn_model::{
 
 use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
+use crate::head::labels::pack_pairs;
 use crate::head::ooo::{self, Verdict};
 use crate::head::{Applied, Head, SeriesSnapshot};
 use crate::idhash::IdMap;
@@ -231,7 +232,9 @@ impl Tsdb {
         let plan = {
             let head = self.head.read();
             let exemplars = self.exemplars.read();
-            plan_append(&head, &exemplars, batch, limits)
+            let plan = plan_append(&head, &exemplars, batch, limits);
+            head.warm_for_append(plan.samples.iter().map(|s| s.id));
+            plan
         };
         let (mut stored, mut stored_ooo) = (0u64, 0u64);
         let mut framed = Vec::new();
@@ -874,6 +877,21 @@ fn plan_append(
     batch_last.reserve(batch.len());
     let mut batch_newest_exemplar: IdMap<i64> = IdMap::default();
     let window = limits.out_of_order_window_ms;
+    // Every series' labels packed back to back, then looked up in one go
+    // (see `Head::lookup_packed_many`).
+    let packed_len: usize = batch
+        .iter()
+        .flat_map(|s| s.labels.iter())
+        .map(|l| l.name.len() + l.value.len() + 2)
+        .sum();
+    let mut packed: Vec<u8> = Vec::with_capacity(packed_len);
+    let mut packed_ends: Vec<usize> = Vec::with_capacity(batch.len());
+    for series in &batch {
+        pack_pairs(series.labels.iter().map(|l| (l.name, l.value)), &mut packed);
+        packed_ends.push(packed.len());
+    }
+    let mut in_head_all = Vec::with_capacity(batch.len());
+    head.lookup_packed_many(&packed, &packed_ends, &mut in_head_all);
     // The head's newest sample when the append began (Prometheus's
     // appender `headMaxt`); an empty head starts at the batch's first sample.
     let head_max = head
@@ -889,7 +907,7 @@ fn plan_append(
         },
     ) in batch.into_iter().enumerate()
     {
-        let in_head = head.lookup_ref(labels);
+        let in_head = in_head_all[index];
         let existing = in_head
             .map(|(id, _)| id)
             .or_else(|| batch_series.get(&labels).copied());

@@ -11,13 +11,36 @@
 
 use cairn_model::{Labels, Sample, Series, TimeRange};
 
-use crate::chunk::ClosedChunk;
+use crate::chunk::dense::Decoder;
+use crate::chunk::{ClosedChunk, ENCODING_DENSE};
 
 /// Appends the samples of `chunks` (oldest first) that lie inside `range`
-/// to `out`. Decoding stops at the first sample past the range's end.
-pub(crate) fn decode_into(out: &mut Vec<Sample>, chunks: &[ClosedChunk], range: TimeRange) {
+/// to `out`. Decoding stops at the first sample past the range's end; dense
+/// chunks (blocks) are decoded with `dense`'s reused buffers and their
+/// samples in range found by binary search.
+pub(crate) fn decode_into(
+    out: &mut Vec<Sample>,
+    chunks: &[ClosedChunk],
+    range: TimeRange,
+    dense: &mut Decoder,
+) {
     for chunk in chunks {
         if chunk.max_t < range.start || chunk.min_t > range.end {
+            continue;
+        }
+        if let (ENCODING_DENSE, bytes) = chunk.encoded() {
+            // A malformed chunk yields no sample, as its iterator would.
+            if dense.decode(bytes).is_ok() {
+                let (ts, vs) = (dense.timestamps(), dense.values());
+                let from = ts.partition_point(|&t| t < range.start);
+                let to = from + ts[from..].partition_point(|&t| t <= range.end);
+                out.extend(
+                    ts[from..to]
+                        .iter()
+                        .zip(&vs[from..to])
+                        .map(|(&t, &v)| Sample::new(t, v)),
+                );
+            }
             continue;
         }
         for (t, v) in chunk.iter() {
@@ -44,11 +67,12 @@ pub(crate) type FoundSeries = (Labels, Vec<ClosedChunk>);
 /// block's rename and the head's truncation, or overlapping blocks).
 fn series_samples(
     scratch: &mut Vec<Sample>,
+    dense: &mut Decoder,
     chunks: &[ClosedChunk],
     range: TimeRange,
 ) -> Vec<Sample> {
     scratch.clear();
-    decode_into(scratch, chunks, range);
+    decode_into(scratch, chunks, range, dense);
     let in_order = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
     if !in_order && !scratch.windows(2).all(|w| w[0].t < w[1].t) {
         // Stable: equal timestamps stay in source order, the first is kept.
@@ -73,8 +97,9 @@ pub(crate) fn decode_series(found: Vec<FoundSeries>, range: TimeRange) -> Vec<Se
     };
     let decode = |part: &[FoundSeries]| -> Vec<Vec<Sample>> {
         let mut scratch: Vec<Sample> = Vec::new();
+        let mut dense = Decoder::default();
         part.iter()
-            .map(|(_, chunks)| series_samples(&mut scratch, chunks, range))
+            .map(|(_, chunks)| series_samples(&mut scratch, &mut dense, chunks, range))
             .collect()
     };
     let decoded: Vec<Vec<Sample>> = if threads <= 1 {
@@ -100,30 +125,42 @@ pub(crate) fn decode_series(found: Vec<FoundSeries>, range: TimeRange) -> Vec<Se
 
 /// Merges per-source `(labels, chunks)` lists (oldest source first) into
 /// one list sorted by labels, a series found in several sources getting
-/// their chunks in source order.
+/// their chunks in source order. Each source holds a label set at most
+/// once; the sorted ones are merged pairwise in one pass each (one label
+/// comparison per series, nothing moved twice).
 pub(crate) fn merge_sources(mut sources: Vec<Vec<FoundSeries>>) -> Vec<FoundSeries> {
     for source in &mut sources {
         if !source.is_sorted_by(|a, b| a.0 <= b.0) {
             source.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
-    sources.retain(|s| !s.is_empty());
-    match sources.len() {
-        0 => return Vec::new(),
-        1 => return sources.pop().unwrap_or_default(),
-        _ => {}
-    }
-    // A stable sort of the concatenation keeps equal label sets in source
-    // order; it finds the sorted runs and merges them in linear time.
-    let mut all: Vec<FoundSeries> = sources.into_iter().flatten().collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<FoundSeries> = Vec::with_capacity(all.len());
-    for (labels, chunks) in all {
-        match out.last_mut() {
-            Some(last) if last.0 == labels => last.1.extend(chunks),
-            _ => out.push((labels, chunks)),
+    sources
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .reduce(merge_two)
+        .unwrap_or_default()
+}
+
+/// Merges two sorted lists, `older`'s chunks first for a shared label set.
+fn merge_two(older: Vec<FoundSeries>, newer: Vec<FoundSeries>) -> Vec<FoundSeries> {
+    let mut out = Vec::with_capacity(older.len().max(newer.len()));
+    let mut older = older.into_iter().peekable();
+    let mut newer = newer.into_iter().peekable();
+    while let (Some(a), Some(b)) = (older.peek(), newer.peek()) {
+        match a.0.cmp(&b.0) {
+            std::cmp::Ordering::Less => out.extend(older.next()),
+            std::cmp::Ordering::Greater => out.extend(newer.next()),
+            std::cmp::Ordering::Equal => {
+                if let (Some((labels, mut chunks)), Some((_, later))) = (older.next(), newer.next())
+                {
+                    chunks.extend(later);
+                    out.push((labels, chunks));
+                }
+            }
         }
     }
+    out.extend(older);
+    out.extend(newer);
     out
 }
 
@@ -161,7 +198,12 @@ mod tests {
             chunk(&[(20, 20.0)]),
         ];
         let mut out = Vec::new();
-        decode_into(&mut out, &chunks, TimeRange::new(2, 10));
+        decode_into(
+            &mut out,
+            &chunks,
+            TimeRange::new(2, 10),
+            &mut Decoder::default(),
+        );
         assert_eq!(out, samples(&[(2, 2.0), (3, 3.0), (10, 10.0)]));
         let found = vec![
             (named("a"), chunks.clone()),
@@ -170,6 +212,47 @@ mod tests {
         let decoded = decode_series(found, TimeRange::new(0, 15));
         assert_eq!(decoded.len(), 1, "b has no sample in range");
         assert_eq!(decoded[0].samples.len(), 5);
+    }
+
+    /// Dense chunks (blocks) decode through the reused decoder, a range
+    /// cutting into them at both ends, as their iterator would.
+    #[test]
+    fn dense_chunks_decode_the_range_with_one_decoder() {
+        let dense = |points: &[(i64, f64)]| {
+            let ts: Vec<i64> = points.iter().map(|p| p.0).collect();
+            let vs: Vec<f64> = points.iter().map(|p| p.1).collect();
+            let bytes = crate::chunk::dense::encode(&ts, &vs).unwrap();
+            ClosedChunk::tagged(ts[0], ts[ts.len() - 1], ENCODING_DENSE, &bytes)
+        };
+        let long: Vec<(i64, f64)> = (0..300).map(|i| (i * 15, i as f64 * 0.5)).collect();
+        let chunks = vec![
+            dense(&long[..200]),
+            dense(&long[200..]),
+            chunk(&[(5000, 1.0)]),
+        ];
+        let mut decoder = Decoder::default();
+        for (start, end) in [(0, 10_000), (14, 15), (16, 29), (1000, 3500), (2985, 2985)] {
+            let range = TimeRange::new(start, end);
+            let mut got = Vec::new();
+            decode_into(&mut got, &chunks, range, &mut decoder);
+            let expected: Vec<Sample> = chunks
+                .iter()
+                .flat_map(|c| c.iter())
+                .filter(|&(t, _)| range.contains(t))
+                .map(|(t, v)| Sample::new(t, v))
+                .collect();
+            assert_eq!(got, expected, "{range:?}");
+        }
+        // A malformed chunk yields nothing and leaves the decoder usable.
+        let bad = ClosedChunk::tagged(0, 10, ENCODING_DENSE, &[1, 2, 3]);
+        let mut got = Vec::new();
+        decode_into(
+            &mut got,
+            &[bad, chunks[1].clone()],
+            TimeRange::all(),
+            &mut decoder,
+        );
+        assert_eq!(got.len(), 100);
     }
 
     #[test]
@@ -187,7 +270,7 @@ mod tests {
         for ((labels, chunks), series) in many.iter().zip(&decoded) {
             assert_eq!(&series.labels, labels);
             let mut expected = Vec::new();
-            decode_into(&mut expected, chunks, range);
+            decode_into(&mut expected, chunks, range, &mut Decoder::default());
             assert_eq!(series.samples, expected);
         }
     }

@@ -855,3 +855,25 @@ fn message_fields_are_cut_at_200_characters() {
     assert_eq!(truncate_chars(&long).chars().count(), 200);
     assert_eq!(truncate_chars("short"), "short");
 }
+
+/// The legacy scheme's lookup table agrees with the character ranges it
+/// encodes, for every byte in first and in later position.
+#[test]
+fn legacy_name_table_matches_the_character_ranges() {
+    let label_first = |b: u8| b.is_ascii_alphabetic() || b == b'_';
+    let label_rest = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let metric_first = |b: u8| label_first(b) || b == b':';
+    let metric_rest = |b: u8| label_rest(b) || b == b':';
+    let legacy = NameValidationScheme::Legacy;
+    for b in 0..=127u8 {
+        let alone = (b as char).to_string();
+        let after = format!("a{}", b as char);
+        assert_eq!(legacy.is_valid_label_name(&alone), label_first(b), "{b}");
+        assert_eq!(legacy.is_valid_label_name(&after), label_rest(b), "{b}");
+        assert_eq!(legacy.is_valid_metric_name(&alone), metric_first(b), "{b}");
+        assert_eq!(legacy.is_valid_metric_name(&after), metric_rest(b), "{b}");
+    }
+    assert!(!legacy.is_valid_label_name("aé"));
+    assert!(!legacy.is_valid_metric_name("é"));
+    assert!(!legacy.is_valid_label_name(""));
+}

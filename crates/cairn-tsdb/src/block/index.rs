@@ -639,8 +639,17 @@ impl IndexReader {
                 };
                 to_subtract.push(rejected);
             } else {
-                let selected = match m.op {
-                    MatchOp::Equal => self.postings(&m.name, &m.value)?,
+                let selected = match (m.op, m.set_values()) {
+                    (MatchOp::Equal, _) => self.postings(&m.name, &m.value)?,
+                    // `a=~"x|y"`: the listed values' postings, looked up.
+                    (_, Some(values)) => {
+                        let lists = values
+                            .iter()
+                            .map(|v| self.postings(&m.name, v))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let slices: Vec<&[u64]> = lists.iter().map(Vec::as_slice).collect();
+                        union_all(&slices)
+                    }
                     _ => self.matching_values(&m.name, |v| m.matches(v))?,
                 };
                 result = Some(match result {
@@ -745,6 +754,11 @@ mod tests {
                 vec![Matcher::equal("job", "")],
                 vec![Matcher::equal("job", "nope")],
                 vec![m(MatchOp::RegexMatch, "__name__", "a|c")],
+                vec![m(MatchOp::RegexMatch, "__name__", "c|b|nope|b")],
+                vec![
+                    m(MatchOp::RegexMatch, "job", "x|y"),
+                    m(MatchOp::RegexMatch, "zone", "e.+"),
+                ],
                 vec![m(MatchOp::RegexMatch, "job", ".*")],
                 vec![m(MatchOp::RegexMatch, "job", ".+")],
                 vec![m(MatchOp::RegexNoMatch, "job", "x")],

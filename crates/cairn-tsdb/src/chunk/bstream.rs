@@ -23,10 +23,6 @@ impl BitWriter {
         &self.bytes
     }
 
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
-    }
-
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
@@ -36,27 +32,45 @@ impl BitWriter {
     }
 
     /// Writes the low `bit_count` bits of `value` (at most 64), high bit first.
+    ///
+    /// Fills the free bits of the last byte, then pushes whole bytes: at
+    /// most 9 bytes, one capacity check per call (the append path calls
+    /// this a few times per sample).
+    #[inline]
     pub fn write_bits(&mut self, value: u64, bit_count: u8) {
         debug_assert!(bit_count <= 64);
-        let mut remaining = bit_count;
-        while remaining > 0 {
-            if self.free_bits_in_last_byte == 0 {
-                if self.bytes.len() == self.bytes.capacity() {
-                    // Grow by a quarter, not double: an open chunk lives
-                    // as long as its series, and doubling wastes up to half.
-                    self.bytes
-                        .reserve_exact((self.bytes.capacity() / 4).max(16));
-                }
-                self.bytes.push(0);
-                self.free_bits_in_last_byte = 8;
-            }
-            let take = remaining.min(self.free_bits_in_last_byte);
-            let shifted = value >> (remaining - take);
-            let bits = (shifted & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.last_mut().expect("a byte was pushed above");
-            *last |= bits << (self.free_bits_in_last_byte - take);
-            self.free_bits_in_last_byte -= take;
+        if bit_count == 0 {
+            return;
+        }
+        let mut remaining = u32::from(bit_count);
+        let value = value & (u64::MAX >> (64 - remaining));
+        let free = u32::from(self.free_bits_in_last_byte);
+        if free > 0 {
+            let take = remaining.min(free);
+            let bits = (value >> (remaining - take)) as u8;
+            let last = self.bytes.last_mut().expect("free bits imply a last byte");
+            *last |= bits << (free - take);
+            self.free_bits_in_last_byte = (free - take) as u8;
             remaining -= take;
+            if remaining == 0 {
+                return;
+            }
+        }
+        let new_bytes = remaining.div_ceil(8) as usize;
+        if self.bytes.len() + new_bytes > self.bytes.capacity() {
+            // Grow by a quarter, not double: an open chunk lives as long as
+            // its series, and doubling wastes up to half.
+            self.bytes
+                .reserve_exact((self.bytes.capacity() / 4).max(16));
+        }
+        while remaining >= 8 {
+            remaining -= 8;
+            self.bytes.push((value >> remaining) as u8);
+        }
+        if remaining > 0 {
+            // The low `remaining` bits, at the top of a new byte.
+            self.bytes.push((value << (8 - remaining)) as u8);
+            self.free_bits_in_last_byte = (8 - remaining) as u8;
         }
     }
 }

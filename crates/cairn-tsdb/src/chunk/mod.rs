@@ -43,11 +43,24 @@ impl ClosedChunk {
         let data: Arc<[u8]> = if encoding == ENCODING_XOR {
             Arc::from(bytes)
         } else {
-            let mut tagged = Vec::with_capacity(bytes.len() + 3);
-            tagged.extend_from_slice(&TAG);
-            tagged.push(encoding);
-            tagged.extend_from_slice(bytes);
-            Arc::from(tagged)
+            // One allocation (the Arc's), not a Vec copied into an Arc.
+            let mut tagged = Arc::<[u8]>::new_uninit_slice(bytes.len() + TAG.len() + 1);
+            let slots = Arc::get_mut(&mut tagged).expect("a new Arc is unique");
+            let (header, body) = slots.split_at_mut(TAG.len() + 1);
+            for (slot, &byte) in header.iter_mut().zip(TAG.iter().chain([&encoding])) {
+                slot.write(byte);
+            }
+            // SAFETY: `body` is exactly `bytes.len()` slots of u8 and does
+            // not overlap `bytes` (it was just allocated); with the header
+            // written above every slot is initialised.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    body.as_mut_ptr().cast(),
+                    bytes.len(),
+                );
+                tagged.assume_init()
+            }
         };
         ClosedChunk { min_t, max_t, data }
     }

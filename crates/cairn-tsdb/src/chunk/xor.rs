@@ -56,14 +56,31 @@ impl XorAppender {
         (self.sample_count > 0).then_some((self.last_t, self.last_v_bits))
     }
 
-    /// The encoded chunk so far (a valid chunk at every point).
-    pub fn bytes(&self) -> &[u8] {
-        self.stream.bytes()
+    /// A copy of the chunk so far, a valid chunk. The sample-count header
+    /// is written into copies and the finished chunk, not on every append
+    /// (it sits on another cache line than the bits being appended).
+    pub fn to_shared(&self) -> std::sync::Arc<[u8]> {
+        let mut chunk: std::sync::Arc<[u8]> = std::sync::Arc::from(self.stream.bytes());
+        std::sync::Arc::get_mut(&mut chunk).expect("a new Arc is unique")[..HEADER_LEN]
+            .copy_from_slice(&self.sample_count.to_be_bytes());
+        chunk
+    }
+
+    /// Bytes encoded so far, header included.
+    pub fn encoded_len(&self) -> usize {
+        self.stream.bytes().len()
+    }
+
+    /// The last byte encoded: the one the next append writes into.
+    pub fn last_byte(&self) -> u8 {
+        self.stream.bytes().last().copied().unwrap_or(0)
     }
 
     /// The finished chunk.
     pub fn into_bytes(self) -> Vec<u8> {
+        let count = self.sample_count.to_be_bytes();
         let mut bytes = self.stream.into_bytes();
+        bytes[..HEADER_LEN].copy_from_slice(&count);
         bytes.shrink_to_fit();
         bytes
     }
@@ -90,7 +107,6 @@ impl XorAppender {
             .sample_count
             .checked_add(1)
             .expect("xor chunk holds at most u16::MAX samples");
-        self.stream.bytes_mut()[..HEADER_LEN].copy_from_slice(&self.sample_count.to_be_bytes());
     }
 
     fn write_delta_of_delta(&mut self, delta_of_delta: i64) {
@@ -100,8 +116,10 @@ impl XorAppender {
         }
         for (prefix, prefix_len, value_bits) in DOD_BUCKETS {
             if fits_in_bits(delta_of_delta, value_bits) {
-                self.stream.write_bits(prefix, prefix_len);
-                self.stream.write_bits(delta_of_delta as u64, value_bits);
+                // Prefix and value in one write (at most 24 bits).
+                let value = delta_of_delta as u64 & ((1u64 << value_bits) - 1);
+                self.stream
+                    .write_bits((prefix << value_bits) | value, prefix_len + value_bits);
                 return;
             }
         }
@@ -115,25 +133,38 @@ impl XorAppender {
             self.stream.write_bit(false);
             return;
         }
-        self.stream.write_bit(true);
         // Five bits hold the leading-zero count, so it is capped at 31.
         let leading = (xor.leading_zeros() as u8).min(31);
         let trailing = xor.trailing_zeros() as u8;
         if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
             // The meaningful bits fit in the previous window: reuse it.
-            self.stream.write_bit(false);
+            // Control bits `10`, then the bits (one write when they fit).
             let significant = 64 - self.leading - self.trailing;
-            self.stream.write_bits(xor >> self.trailing, significant);
+            let bits = xor >> self.trailing;
+            if significant <= 62 {
+                self.stream
+                    .write_bits((0b10 << significant) | bits, significant + 2);
+            } else {
+                self.stream.write_bits(0b10, 2);
+                self.stream.write_bits(bits, significant);
+            }
             return;
         }
         self.leading = leading;
         self.trailing = trailing;
         let significant = 64 - leading - trailing;
-        self.stream.write_bit(true);
-        self.stream.write_bits(u64::from(leading), 5);
-        // 64 significant bits do not fit in six bits; 0 stands for 64 (0 is impossible).
-        self.stream.write_bits(u64::from(significant) & 0x3f, 6);
-        self.stream.write_bits(xor >> trailing, significant);
+        // Control bits `11`, five bits of leading zeros, six of the
+        // significant count (64 does not fit; 0 stands for it, 0 itself is
+        // impossible), then the bits.
+        let header = (0b11 << 11) | (u64::from(leading) << 6) | (u64::from(significant) & 0x3f);
+        let bits = xor >> trailing;
+        if significant <= 51 {
+            self.stream
+                .write_bits((header << significant) | bits, significant + 13);
+        } else {
+            self.stream.write_bits(header, 13);
+            self.stream.write_bits(bits, significant);
+        }
     }
 }
 

@@ -17,13 +17,17 @@ impl PackedLabels {
             .map(|l| l.name.len() + l.value.len() + 2)
             .sum();
         let mut bytes = Vec::with_capacity(size);
-        for label in labels {
-            put_uvarint(&mut bytes, label.name.len());
-            bytes.extend_from_slice(label.name.as_bytes());
-            put_uvarint(&mut bytes, label.value.len());
-            bytes.extend_from_slice(label.value.as_bytes());
-        }
+        pack_pairs(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &mut bytes,
+        );
         PackedLabels(bytes.into_boxed_slice())
+    }
+
+    /// The packed bytes (see [`pack_pairs`]): two label sets are equal
+    /// exactly when their packed bytes are.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// `(name, value)` pairs in name order.
@@ -103,6 +107,19 @@ impl<'a> Iterator for PackedIter<'a> {
         let name = self.string();
         let value = self.string();
         Some((name, value))
+    }
+}
+
+/// Appends `(name, value)` pairs (in name order) to `out` in the packed
+/// format: `uvarint(len) name uvarint(len) value` per label. The format is
+/// prefix-free, so equal bytes mean equal label sets; the head hashes and
+/// compares these bytes to find a series.
+pub fn pack_pairs<'x>(pairs: impl Iterator<Item = (&'x str, &'x str)>, out: &mut Vec<u8>) {
+    for (name, value) in pairs {
+        put_uvarint(out, name.len());
+        out.extend_from_slice(name.as_bytes());
+        put_uvarint(out, value.len());
+        out.extend_from_slice(value.as_bytes());
     }
 }
 

@@ -211,40 +211,97 @@ impl Head {
         self.next_id
     }
 
-    /// The seeded hash of label pairs in name order: each name and value,
-    /// then both lengths, so no two different label sets feed the same bytes.
-    fn hash_pairs<'x>(&self, pairs: impl Iterator<Item = (&'x str, &'x str)>) -> u64 {
+    /// The seeded hash of packed label bytes ([`labels::pack_pairs`]): one
+    /// pass over one byte string, and the packing is prefix-free, so no two
+    /// different label sets feed the same bytes.
+    fn hash_packed(&self, packed: &[u8]) -> u64 {
         #[cfg(test)]
         if let Some(forced) = self.forced_hash {
             return forced;
         }
         let mut hasher = self.hasher.build_hasher();
-        for (name, value) in pairs {
-            hasher.write(name.as_bytes());
-            hasher.write(value.as_bytes());
-            hasher.write_u64(((name.len() as u64) << 32) ^ value.len() as u64);
-        }
+        hasher.write(packed);
         hasher.finish()
-    }
-
-    fn hash_labels(&self, labels: &Labels) -> u64 {
-        self.hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     /// The ID of the series with exactly these labels.
     pub fn lookup(&self, labels: &Labels) -> Option<u64> {
-        self.find(self.hash_labels(labels), |packed| packed.equals(labels))
+        let mut packed = Vec::new();
+        labels::pack_pairs(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &mut packed,
+        );
+        self.lookup_packed(&packed).map(|(id, _)| id)
     }
 
-    /// [`Head::lookup`] for borrowed labels (the write path), with the
-    /// series itself: nothing is allocated.
+    /// [`Head::lookup`] for borrowed labels, with the series itself.
     pub fn lookup_ref(&self, labels: LabelsRef<'_>) -> Option<(u64, &MemSeries)> {
-        let hash = self.hash_pairs(labels.iter().map(|l| (l.name, l.value)));
-        self.find_series(hash, |packed| packed.equals_ref(labels))
+        let mut packed = Vec::new();
+        labels::pack_pairs(labels.iter().map(|l| (l.name, l.value)), &mut packed);
+        self.lookup_packed(&packed)
     }
 
-    fn find(&self, hash: u64, same: impl Fn(&PackedLabels) -> bool) -> Option<u64> {
-        self.find_series(hash, same).map(|(id, _)| id)
+    /// The series whose labels pack to exactly `packed`
+    /// ([`labels::pack_pairs`]), with its ID. The write path packs each
+    /// series' labels into a reused buffer and calls this: one hash of the
+    /// bytes and one `memcmp`, nothing allocated.
+    #[inline]
+    pub fn lookup_packed(&self, packed: &[u8]) -> Option<(u64, &MemSeries)> {
+        self.find_series(self.hash_packed(packed), |labels| {
+            labels.as_bytes() == packed
+        })
+    }
+
+    /// [`Head::lookup_packed`] for many label sets at once: `packed` holds
+    /// them back to back, `ends[i]` is where set `i` ends. Pushes one answer
+    /// per set to `out`, in order.
+    ///
+    /// The lookups run as short passes over all sets (hash; probe the hash
+    /// map; probe the series map; compare labels) instead of one set after
+    /// the other: within a pass the memory reads of different sets do not
+    /// depend on each other, so the CPU overlaps their cache misses, which
+    /// are most of a lookup's cost once the head outgrows the CPU caches.
+    pub fn lookup_packed_many<'h>(
+        &'h self,
+        packed: &[u8],
+        ends: &[usize],
+        out: &mut Vec<Option<(u64, &'h MemSeries)>>,
+    ) {
+        let sets = || {
+            ends.iter().scan(0, |start, &end| {
+                let set = &packed[*start..end];
+                *start = end;
+                Some(set)
+            })
+        };
+        let hashes: Vec<u64> = sets().map(|set| self.hash_packed(set)).collect();
+        let firsts: Vec<Option<u64>> = hashes
+            .iter()
+            .map(|hash| self.by_hash.get(hash).copied())
+            .collect();
+        let candidates: Vec<Option<(u64, &MemSeries)>> = firsts
+            .iter()
+            .map(|id| id.and_then(|id| self.series.get(&id).map(|s| (id, s))))
+            .collect();
+        // Read what the comparison and the append plan read next (the
+        // packed labels, the series' last sample), for the same reason.
+        let mut sink = 0u64;
+        for (_, series) in candidates.iter().flatten() {
+            let first_label_byte = series.labels().as_bytes().first().copied();
+            let last_t = series.last().map_or(0, |(t, _)| t as u64);
+            sink = sink.wrapping_add(u64::from(first_label_byte.unwrap_or(0)) ^ last_t);
+        }
+        std::hint::black_box(sink);
+        out.reserve(ends.len());
+        for (i, set) in sets().enumerate() {
+            let found = match (firsts[i], candidates[i]) {
+                (None, _) => None,
+                (_, Some((id, series))) if series.labels().as_bytes() == set => Some((id, series)),
+                // Not the first series under this hash: the side table.
+                _ => self.find_series(hashes[i], |labels| labels.as_bytes() == set),
+            };
+            out.push(found);
+        }
     }
 
     /// The series under `hash` whose labels satisfy `same`.
@@ -269,6 +326,21 @@ impl Head {
             .and_then(|ids| ids.iter().find_map(|id| matching(*id)))
     }
 
+    /// Reads, for each ID, what appending to that series will touch (its
+    /// map slot and the open chunk's last byte), so that the
+    /// appends that follow find it in cache. These reads do not depend on
+    /// each other, so the CPU overlaps their misses, where the appends
+    /// (long loop bodies) would wait on them one at a time.
+    pub fn warm_for_append(&self, ids: impl Iterator<Item = u64>) {
+        let mut sink = 0u64;
+        for id in ids {
+            if let Some(series) = self.series.get(&id) {
+                sink = sink.wrapping_add(u64::from(series.open_chunk_tail()));
+            }
+        }
+        std::hint::black_box(sink);
+    }
+
     pub fn get(&self, id: u64) -> Option<&MemSeries> {
         self.series.get(&id)
     }
@@ -276,10 +348,11 @@ impl Head {
     /// Creates a series with a given ID (from an append plan or the WAL).
     /// Returns false, changing nothing, if the ID or the labels already exist.
     pub fn create_series(&mut self, id: u64, labels: &Labels) -> bool {
-        if self.series.contains_key(&id) || self.lookup(labels).is_some() {
+        let packed = PackedLabels::new(labels);
+        if self.series.contains_key(&id) || self.lookup_packed(packed.as_bytes()).is_some() {
             return false;
         }
-        let hash = self.hash_labels(labels);
+        let hash = self.hash_packed(packed.as_bytes());
         match self.by_hash.entry(hash) {
             Entry::Vacant(slot) => {
                 slot.insert(id);
@@ -290,8 +363,7 @@ impl Head {
             id,
             labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
         );
-        self.series
-            .insert(id, MemSeries::new(PackedLabels::new(labels)));
+        self.series.insert(id, MemSeries::new(packed));
         self.next_id = self.next_id.max(id + 1);
         true
     }
@@ -342,7 +414,7 @@ impl Head {
             .collect();
         let mut chunks = 0;
         for (id, series) in &removed {
-            let hash = self.hash_pairs(series.labels().iter());
+            let hash = self.hash_packed(series.labels().as_bytes());
             self.unlink_hash(hash, *id);
             chunks += series.closed_chunks().len() + 1;
         }

@@ -128,8 +128,21 @@ impl Postings {
                 };
                 to_subtract.push(rejected);
             } else {
-                let selected = match matcher.op {
-                    MatchOp::Equal => self.by_label_value(&matcher.name, &matcher.value),
+                let selected = match (matcher.op, matcher.set_values()) {
+                    (MatchOp::Equal, _) => self.by_label_value(&matcher.name, &matcher.value),
+                    // `a=~"x|y"`: the listed values' postings, looked up.
+                    (_, Some(values)) => {
+                        let lists: Vec<&[u64]> = self
+                            .by_label
+                            .get(matcher.name.as_str())
+                            .into_iter()
+                            .flat_map(|by_value| {
+                                values.iter().filter_map(|v| by_value.get(v.as_str()))
+                            })
+                            .map(Vec::as_slice)
+                            .collect();
+                        union_all(&lists)
+                    }
                     _ => self.matching_values(&matcher.name, |v| matcher.matches(v)),
                 };
                 result = Some(match result {
@@ -259,7 +272,8 @@ mod tests {
             Just("x|"),
             Just(".*"),
             Just(".+"),
-            Just("x.*")
+            Just("x.*"),
+            Just("xy|y|nope")
         ];
         (ops, names, values).prop_map(|(op, name, value)| Matcher::new(op, name, value).unwrap())
     }

@@ -89,6 +89,14 @@ impl MemSeries {
         self.open.as_ref().and_then(|open| open.appender.last())
     }
 
+    /// The open chunk's last byte (0 without one): the byte the next
+    /// append writes into, read by [`super::Head::warm_for_append`].
+    pub fn open_chunk_tail(&self) -> u8 {
+        self.open
+            .as_ref()
+            .map_or(0, |open| open.appender.last_byte())
+    }
+
     pub fn closed_chunks(&self) -> &[ClosedChunk] {
         &self.closed
     }
@@ -118,7 +126,7 @@ impl MemSeries {
     pub fn sample_at(&self, t: i64) -> Option<u64> {
         if let Some(open) = &self.open {
             if open.min_t <= t && open.appender.last().is_some_and(|(max_t, _)| t <= max_t) {
-                if let Some(bits) = ooo::find_in_chunk(open.appender.bytes(), t) {
+                if let Some(bits) = ooo::find_in_chunk(&open.appender.to_shared(), t) {
                     return Some(bits);
                 }
             }
@@ -224,7 +232,7 @@ impl MemSeries {
                     out.push(ClosedChunk {
                         min_t: open.min_t,
                         max_t,
-                        data: Arc::from(open.appender.bytes()),
+                        data: open.appender.to_shared(),
                     });
                 }
             }
@@ -247,7 +255,7 @@ impl MemSeries {
     pub fn chunk_bytes(&self) -> usize {
         let closed: usize = self.closed.iter().map(|c| c.data.len()).sum();
         closed
-            + self.open.as_ref().map_or(0, |o| o.appender.bytes().len())
+            + self.open.as_ref().map_or(0, |o| o.appender.encoded_len())
             + self.ooo.as_ref().map_or(0, |o| o.bytes())
     }
 
