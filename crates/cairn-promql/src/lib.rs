@@ -28,6 +28,7 @@ mod binary;
 mod eval;
 mod functions;
 mod parallel;
+mod parse_cache;
 mod selector;
 mod value;
 
@@ -263,8 +264,13 @@ impl Engine {
 pub const MAX_EXPRESSION_DEPTH: usize = 200;
 
 /// Parses a query, rejecting expressions nested too deeply to evaluate
-/// without risking the stack.
+/// without risking the stack. Repeated queries come from a bounded cache
+/// (see `parse_cache`).
 pub fn parse_expr(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    parse_cache::get_or_parse(query, parse_uncached)
+}
+
+fn parse_uncached(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     // Cheap lexical bound first, so neither the parser nor dropping the AST
     // recurses without limit: nesting depth plus operator count.
     let mut depth = 0usize;
