@@ -166,15 +166,11 @@ pub(crate) fn eval_aggregate(ev: &Evaluator, e: &AggregateExpr) -> Result<Val, Q
     Ok(Val::Vector(out))
 }
 
+/// One group's state at one step on the step-major path: a [`Cell`], plus
+/// the values `quantile` needs.
 #[derive(Clone, Default)]
 struct Group {
-    seen: bool,
-    value: f64,
-    mean: f64,
-    kahan: f64,
-    count: f64,
-    incremental_mean: bool,
-    drop_name: bool,
+    cell: Cell,
     values: Vec<f64>,
 }
 
@@ -213,116 +209,44 @@ fn aggregate_simple(
             points: Vec::new(),
         })
         .collect();
+    if !(is_dense_op(op) || op == T_QUANTILE) {
+        return Err(QueryError::BadData(format!(
+            "unsupported aggregation operator {}",
+            e.op
+        )));
+    }
     let mut groups: Vec<Group> = vec![Group::default(); out.len()];
     for (step, vec) in steps.iter().enumerate() {
         ev.sh.check()?;
         for g in groups.iter_mut() {
-            g.seen = false;
+            g.cell.seen = false;
         }
         for &(si, f) in vec {
             let g = &mut groups[series_group[si]];
             let drop = input[si].drop_name;
-            if !g.seen {
-                *g = Group {
-                    seen: true,
-                    value: f,
-                    mean: f,
-                    kahan: 0.0,
-                    count: 1.0,
-                    incremental_mean: false,
-                    drop_name: drop,
-                    values: Vec::new(),
-                };
-                match op {
-                    T_STDVAR | T_STDDEV => {
-                        g.value = if f.is_nan() || f.is_infinite() {
-                            f64::NAN
-                        } else {
-                            0.0
-                        };
-                    }
-                    T_QUANTILE => g.values.push(f),
-                    T_GROUP => g.value = 1.0,
-                    _ => {}
-                }
-                continue;
+            if g.cell.seen {
+                g.cell.drop_name |= drop;
+                g.cell.add(op, f);
+            } else {
+                g.cell = Cell::first(op, f, drop);
+                g.values.clear();
             }
-            g.drop_name |= drop;
-            match op {
-                T_SUM => {
-                    let (v, c) = kahan_inc(f, g.value, g.kahan);
-                    g.value = v;
-                    g.kahan = c;
-                }
-                T_AVG => {
-                    g.count += 1.0;
-                    if !g.incremental_mean {
-                        let (v, c) = kahan_inc(f, g.value, g.kahan);
-                        if !v.is_infinite() {
-                            g.value = v;
-                            g.kahan = c;
-                            continue;
-                        }
-                        g.incremental_mean = true;
-                        g.mean = g.value / (g.count - 1.0);
-                        g.kahan /= g.count - 1.0;
-                    }
-                    let q = (g.count - 1.0) / g.count;
-                    let (m, c) = kahan_inc(f / g.count, q * g.mean, q * g.kahan);
-                    g.mean = m;
-                    g.kahan = c;
-                }
-                T_GROUP => {}
-                T_MAX => {
-                    if g.value < f || g.value.is_nan() {
-                        g.value = f;
-                    }
-                }
-                T_MIN => {
-                    if g.value > f || g.value.is_nan() {
-                        g.value = f;
-                    }
-                }
-                T_COUNT => g.count += 1.0,
-                T_STDVAR | T_STDDEV => {
-                    g.count += 1.0;
-                    let delta = f - g.mean;
-                    g.mean += delta / g.count;
-                    g.value += delta * (f - g.mean);
-                }
-                T_QUANTILE => g.values.push(f),
-                _ => {
-                    return Err(QueryError::BadData(format!(
-                        "unsupported aggregation operator {}",
-                        e.op
-                    )))
-                }
+            if op == T_QUANTILE {
+                g.values.push(f);
             }
         }
         for (gi, g) in groups.iter_mut().enumerate() {
-            if !g.seen {
+            if !g.cell.seen {
                 continue;
             }
-            let v = match op {
-                T_AVG => {
-                    if g.incremental_mean {
-                        g.mean + g.kahan
-                    } else {
-                        g.value / g.count + g.kahan / g.count
-                    }
-                }
-                T_COUNT => g.count,
-                T_STDVAR => g.value / g.count,
-                T_STDDEV => (g.value / g.count).sqrt(),
-                T_QUANTILE => {
-                    let q = param.and_then(|p| p.get(step).copied()).unwrap_or(f64::NAN);
-                    quantile(q, &mut g.values)
-                }
-                T_SUM => g.value + g.kahan,
-                _ => g.value,
+            let v = if op == T_QUANTILE {
+                let q = param.and_then(|p| p.get(step).copied()).unwrap_or(f64::NAN);
+                quantile(q, &mut g.values)
+            } else {
+                g.cell.result(op)
             };
             out[gi].points.push(Point { step, v });
-            out[gi].drop_name = g.drop_name;
+            out[gi].drop_name = g.cell.drop_name;
         }
     }
     out.retain(|s| !s.points.is_empty());
@@ -330,7 +254,8 @@ fn aggregate_simple(
 }
 
 /// The running state of one group at one step (`groupedAggregation`), for
-/// the operators that need no list of values.
+/// the operators that need no list of values (both the step-major path and
+/// the series-major and fused ones use it, so they agree bit for bit).
 #[derive(Clone, Copy, Default)]
 struct Cell {
     seen: bool,
