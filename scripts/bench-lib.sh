@@ -41,6 +41,26 @@ wait_blocks() {
   return 1
 }
 
+# Waits (at most $2 s) until the number of blocks in $1 has not changed
+# for $3 s and no temporary folder is left: compaction has settled.
+wait_blocks_settled() {
+  local last=-1 still=0
+  for _ in $(seq 1 "$2"); do
+    local now
+    now=$(count_blocks "$1")
+    if [ "$now" = "$last" ] && ! ls "$1" | grep -q tmp; then
+      still=$((still + 1))
+      [ "$still" -ge "$3" ] && return 0
+    else
+      still=0
+    fi
+    last=$now
+    sleep 1
+  done
+  echo "blocks in $1 still changing after $2 s: $(count_blocks "$1")" >&2
+  return 1
+}
+
 # Apparent size in bytes of the block directories under $1 (chunks, index, meta, tombstones).
 blocks_bytes() {
   find "$1" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9A-Z]{26}' -print0 |
