@@ -95,11 +95,18 @@ fn to_decimal(v: f64) -> Option<(i64, usize)> {
 /// encoding to pay (the caller writes XOR). Panics on an empty input or
 /// more than `u16::MAX` samples.
 pub fn encode(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
-    encode_with(ts, vs, true)
+    encode_with(ts, vs, true, true)
 }
 
-/// [`encode`], with entropy-coded columns allowed or not.
-fn encode_with(ts: &[i64], vs: &[f64], entropy: bool) -> Option<Vec<u8>> {
+/// [`encode`] for short chunks kept in memory: no zstd (it is rarely
+/// smaller on a chunk of ~120 samples, and trying it costs more than the
+/// rest of the encoding). Entropy-coded columns are allowed.
+pub fn encode_small(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
+    encode_with(ts, vs, true, false)
+}
+
+/// [`encode`], with entropy-coded columns and zstd allowed or not.
+fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, zstd: bool) -> Option<Vec<u8>> {
     assert!(!ts.is_empty() && ts.len() == vs.len() && ts.len() as u64 <= MAX_DECODE_SAMPLES);
     let n = ts.len();
     let decimals: Vec<Option<(i64, usize)>> = vs.iter().map(|&v| to_decimal(v)).collect();
@@ -153,12 +160,12 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool) -> Option<Vec<u8>> {
     };
     let (body, coded) = write_body(entropy);
     if !coded {
-        return Some(frame(body));
+        return Some(frame(body, zstd));
     }
     // zstd finds repetition (periodic series) in packed columns that it
     // cannot in entropy-coded ones (so it is not tried on those): keep
     // whichever ends up smaller.
-    let packed = frame(write_body(false).0);
+    let packed = frame(write_body(false).0, zstd);
     if packed.len() <= body.len() {
         return Some(packed);
     }
@@ -169,8 +176,8 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool) -> Option<Vec<u8>> {
 }
 
 /// A body behind its flags byte, zstd-compressed when that saves enough.
-fn frame(body: Vec<u8>) -> Vec<u8> {
-    if body.len() >= MIN_COMPRESSIBLE {
+fn frame(body: Vec<u8>, zstd: bool) -> Vec<u8> {
+    if zstd && body.len() >= MIN_COMPRESSIBLE {
         if let Ok(compressed) = zstd::bulk::compress(&body, ZSTD_LEVEL) {
             if compressed.len() + 8 < body.len() - body.len() / 16 {
                 let mut out = Vec::with_capacity(compressed.len() + 8);
@@ -434,8 +441,14 @@ impl Plan {
             .collect();
         let divisor = divisor.max(1);
         let mut histogram = [0u64; 65];
-        for u in &mut rest {
-            *u /= divisor;
+        if divisor > 1 {
+            // A division per value is most of a short column's cost: only
+            // when it changes something.
+            for u in &mut rest {
+                *u /= divisor;
+            }
+        }
+        for u in &rest {
             histogram[(64 - u.leading_zeros()) as usize] += 1;
         }
         // Width minimising packed bits plus patches (~2 bytes of index and
@@ -940,7 +953,7 @@ mod tests {
             }
             for (s, vs) in values.iter_mut().enumerate() {
                 bytes[s % 6] += round_trip(&ts, vs).unwrap();
-                packed[s % 6] += encode_with(&ts, vs, false).unwrap().len();
+                packed[s % 6] += encode_with(&ts, vs, false, true).unwrap().len();
                 count[s % 6] += vs.len();
                 vs.clear();
             }
@@ -990,8 +1003,8 @@ mod tests {
             kinds[3].1.push(errors);
         }
         for (name, vs) in &kinds {
-            let coded = encode_with(&ts, vs, true).unwrap();
-            let packed = encode_with(&ts, vs, false).unwrap();
+            let coded = encode_with(&ts, vs, true, true).unwrap();
+            let packed = encode_with(&ts, vs, false, true).unwrap();
             let mut best = [f64::MAX; 2];
             for _ in 0..15 {
                 for (k, chunk) in [&coded, &packed].into_iter().enumerate() {
@@ -1008,7 +1021,7 @@ mod tests {
                 for (k, entropy) in [true, false].into_iter().enumerate() {
                     let start = std::time::Instant::now();
                     for _ in 0..20 {
-                        std::hint::black_box(encode_with(&ts, vs, entropy));
+                        std::hint::black_box(encode_with(&ts, vs, entropy, true));
                     }
                     let ns = start.elapsed().as_nanos() as f64 / (20.0 * 2880.0);
                     encode_best[k] = encode_best[k].min(ns);
@@ -1173,7 +1186,7 @@ mod tests {
             let ts = regular(vs.len());
             let chunk = encode(&ts, &vs).unwrap();
             // The values column is entropy-coded (smaller than packed).
-            prop_assert!(chunk.len() < encode_with(&ts, &vs, false).unwrap().len());
+            prop_assert!(chunk.len() < encode_with(&ts, &vs, false, true).unwrap().len());
             let mut bad = chunk.clone();
             for (at, byte) in flips {
                 let at = at % bad.len();

@@ -265,7 +265,12 @@ pub fn merge_chunks(
 
 /// Whether the encoded chunk bytes hold a sample at `t`; its value bits.
 pub fn find_in_chunk(data: &[u8], t: i64) -> Option<u64> {
-    XorIter::new(data)
+    find_in_samples(XorIter::new(data), t)
+}
+
+/// Whether samples in time order hold one at `t`; its value bits.
+pub fn find_in_samples(samples: impl Iterator<Item = (i64, f64)>, t: i64) -> Option<u64> {
+    samples
         .take_while(|s| s.0 <= t)
         .find(|s| s.0 == t)
         .map(|s| s.1.to_bits())
