@@ -36,6 +36,10 @@ impl SeriesSlab {
         self.index.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     pub fn contains(&self, id: u64) -> bool {
         self.index.contains_key(&id)
     }
