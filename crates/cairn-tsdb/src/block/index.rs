@@ -669,6 +669,57 @@ impl IndexReader {
     }
 }
 
+/// Byte counts of a version-2 index file's sections (for the storage
+/// breakdown test); `None` for other versions or malformed files.
+#[cfg(test)]
+pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
+    if bytes.len() < 5 + TOC_LEN + 4 || bytes[4] != 2 {
+        return None;
+    }
+    let mut d = Decbuf::new(&bytes[..bytes.len() - 4]);
+    d.pos = 5;
+    let mut out = Vec::new();
+    let n = d.uvarint()?;
+    for _ in 0..n {
+        d.str()?;
+    }
+    out.push(("symbol table", d.pos - 5));
+    let start = d.pos;
+    let n = d.uvarint()?;
+    let mut metas = 0;
+    for _ in 0..n {
+        let nl = d.uvarint()?;
+        for _ in 0..2 * nl {
+            d.uvarint()?;
+        }
+        let before = d.pos;
+        let nc = d.uvarint()?;
+        for _ in 0..nc {
+            d.varint()?;
+            for _ in 0..4 {
+                d.uvarint()?;
+            }
+        }
+        metas += d.pos - before;
+    }
+    out.push(("series labels", d.pos - start - metas));
+    out.push(("series chunk metas", metas));
+    let start = d.pos;
+    let n = d.uvarint()?;
+    for _ in 0..n {
+        d.uvarint()?;
+        d.uvarint()?;
+        let k = d.uvarint()?;
+        for _ in 0..k {
+            d.uvarint()?;
+        }
+    }
+    out.push(("postings", d.pos - start));
+    out.push(("offset tables", bytes.len() - 4 - TOC_LEN - d.pos));
+    out.push(("toc and crc", TOC_LEN + 4));
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
