@@ -27,7 +27,7 @@ const START: i64 = 20_416 * DAY;
 fn series_labels(s: usize) -> Labels {
     let host = s / 100;
     let metric = s % 100;
-    let name = if metric % 2 == 0 {
+    let name = if metric.is_multiple_of(2) {
         format!("node_metric_{metric}_total")
     } else {
         format!("node_gauge_{metric}")
