@@ -54,6 +54,12 @@ const MODE_ENTROPY: u8 = 4;
 /// values `0 ..= max` ([`super::entropy::uniform`]). Readers before it
 /// refuse the column (its mode byte is above 6).
 const MODE_UNIFORM: u8 = 8;
+/// Column mode bit: every value after the heads equals `base` (only the
+/// base is written: regular timestamps, constant gauges). Readers before
+/// it refuse the column (its mode byte is above 10).
+const MODE_CONSTANT: u8 = 16;
+/// The mode bits above the order.
+const MODE_BITS: u8 = MODE_ENTROPY | MODE_UNIFORM | MODE_CONSTANT;
 
 const POW10: [f64; MAX_SCALE + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -342,10 +348,13 @@ fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
         .uniform
         .filter(|&(_, b)| entropy && model.is_none() && b == best && plan.bits > best)
         .map(|(max, _)| max);
+    let constant = !plan.rest.is_empty() && plan.rest.iter().all(|&u| u == 0);
     let mode = if model.is_some() {
         MODE_ENTROPY
     } else if uniform.is_some() {
         MODE_UNIFORM
+    } else if constant {
+        MODE_CONSTANT
     } else {
         0
     };
@@ -357,6 +366,9 @@ fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
         return false;
     }
     put_varint(out, plan.base);
+    if constant {
+        return false;
+    }
     put_uvarint(out, plan.divisor);
     if let Some(model) = model {
         model.put(out, &plan.rest);
@@ -493,8 +505,9 @@ impl Plan {
                 (width, bits) = (w as u8, cost);
             }
         }
-        // The packed size above, plus the width byte and patch count.
-        let bits = bits + 16;
+        // The packed size above, plus the divisor, width byte and patch
+        // count; a column whose rest is all `base` writes none of them.
+        let bits = if longest == 0 { 0 } else { bits + 24 };
         let mut model = None;
         let mut uniform = None;
         if entropy && longest > 0 {
@@ -612,8 +625,8 @@ impl<'a> Reader<'a> {
     /// Reads a column of `n` values into `out` (cleared first).
     fn column(&mut self, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
         let mode = self.u8()?;
-        let order = usize::from(mode & !(MODE_ENTROPY | MODE_UNIFORM));
-        if order > 2 || order > n - 1 || mode & (MODE_ENTROPY | MODE_UNIFORM) == 12 {
+        let order = usize::from(mode & !MODE_BITS);
+        if order > 2 || order > n - 1 || (mode & MODE_BITS).count_ones() > 1 {
             return Err(DecodeError("bad column order"));
         }
         out.clear();
@@ -622,7 +635,10 @@ impl<'a> Reader<'a> {
             out.push(self.varint()?);
         }
         let count = n - order;
-        if count > 0 {
+        if count > 0 && mode & MODE_CONSTANT != 0 {
+            let base = self.varint()?;
+            out.resize(n, base);
+        } else if count > 0 {
             let base = self.varint()?;
             let divisor = self.uvarint()?;
             if divisor == 0 {
@@ -769,11 +785,14 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     let start = r.pos;
     let mode = r.u8()?;
     layout.value_mode = mode;
-    let order = usize::from(mode & !(MODE_ENTROPY | MODE_UNIFORM));
+    let order = usize::from(mode & !MODE_BITS);
     for _ in 0..order {
         r.varint()?;
     }
-    if n > order {
+    if n > order && mode & MODE_CONSTANT != 0 {
+        r.varint()?;
+        layout.value_header = r.pos - start;
+    } else if n > order {
         r.varint()?;
         r.uvarint()?;
         layout.value_header = r.pos - start;
@@ -1296,6 +1315,29 @@ mod tests {
             "{} vs {ideal}",
             chunk.len()
         );
+    }
+
+    #[test]
+    fn constant_columns_write_only_their_base() {
+        let ts = regular(5760);
+        let vs = vec![500_107_862_016.0; 5760];
+        let chunk = encode(&ts, &vs).unwrap();
+        let (got_ts, got_vs) = decode(&chunk).unwrap();
+        assert_eq!((got_ts, got_vs), (ts.clone(), vs));
+        let layout = layout(&chunk).unwrap();
+        assert_eq!(layout.value_mode, MODE_CONSTANT);
+        // flags, n, timestamps (mode, t0, d0, base), scale, values (mode,
+        // base), exception count.
+        assert!(
+            chunk.len() <= 1 + 2 + 11 + 1 + 7 + 1,
+            "{} bytes",
+            chunk.len()
+        );
+        // Two mode bits at once are refused.
+        let mut body = vec![0u8];
+        put_uvarint(&mut body, 3);
+        body.extend_from_slice(&[MODE_CONSTANT | MODE_ENTROPY, 0, 0]);
+        assert!(decode(&body).is_err());
     }
 
     /// Floats that stress the decimal conversion and the fallbacks.
