@@ -9,8 +9,10 @@
 //! divided by the common divisor of what is left, bit-packed at the width
 //! that minimises size with the few wider values patched in afterwards
 //! (PFOR), or entropy-coded ([`super::entropy`]: rANS over magnitude
-//! classes) when that is smaller, which it is for uniform ranges that
-//! packing rounds up to whole bits and for mostly-zero columns. The body
+//! classes, for mostly-zero columns; or exact rANS over `max + 1` equally
+//! likely values, for uniform ranges that packing rounds up to whole bits)
+//! when that is smaller; a column whose values after the heads are all
+//! one value writes just that value. The body
 //! is zstd-compressed when that saves at least 1/16.
 //! VictoriaMetrics gets its density the same way (decimal mantissas,
 //! "nearest delta" / "delta2", zstd: `lib/encoding`, `lib/decimal`); the

@@ -20,6 +20,9 @@
 //! lookup per value; two coders with a stream each alternate, so decoding
 //! follows two independent dependency chains.
 //!
+//! The [`uniform`] mode codes a column of values spread evenly over
+//! `0 ..= max` exactly (`log2(max + 1)` bits each, no table).
+//!
 //! Byte layout: `docs/format.md`, "Dense chunks".
 
 use super::dense::{DecodeError, Reader};
