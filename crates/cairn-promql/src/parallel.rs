@@ -5,6 +5,10 @@
 //! functions, instant selectors); results keep the input order. Small
 //! queries stay on the calling thread, so the common case pays nothing.
 
+use std::sync::Mutex;
+
+use cairn_model::SeriesSet;
+
 use crate::QueryError;
 
 pub use cairn_model::cpu::{take_worker_cpu_time, thread_cpu_time};
@@ -50,6 +54,113 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Counts the samples a reader decodes from storage and adds them to the
+/// query's loaded samples when dropped (an error part-way included).
+pub(crate) struct Loaded<'e, 'a> {
+    ev: &'e crate::eval::Evaluator<'a>,
+    n: usize,
+}
+
+impl<'e, 'a> Loaded<'e, 'a> {
+    pub fn new(ev: &'e crate::eval::Evaluator<'a>) -> Self {
+        Loaded { ev, n: 0 }
+    }
+
+    pub fn add(&mut self, n: usize) {
+        self.n = self.n.saturating_add(n);
+    }
+}
+
+impl Drop for Loaded<'_, '_> {
+    fn drop(&mut self) {
+        self.ev.sh.loaded(self.n);
+    }
+}
+
+/// Below this decoding cost (samples, [`SeriesSet::decode_cost`]) a set is
+/// decoded on the calling thread.
+const MIN_PARALLEL_DECODE: usize = 500_000;
+
+/// Series each thread decodes per batch of [`for_each_series`].
+const DECODE_BATCH: usize = 1_024;
+
+/// One thread's share of a batch: series `first..` decoded back to back
+/// into `flat`, series `first + j` ending at `ends[j]`.
+#[derive(Default)]
+struct DecodedPart {
+    first: usize,
+    flat: Vec<cairn_model::Sample>,
+    ends: Vec<usize>,
+}
+
+/// Calls `f(i, samples)` for every series `i` of `set` in order, with its
+/// samples. A large set is decoded a batch at a time on several threads
+/// (each into a buffer reused from batch to batch) while `f` runs on the
+/// calling thread; so a consumer that folds series in order (a fused
+/// aggregation) holds one batch decoded, not the whole selection.
+pub(crate) fn for_each_series(
+    ev: &crate::eval::Evaluator,
+    set: &dyn SeriesSet,
+    mut f: impl FnMut(usize, &[cairn_model::Sample]) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    let n = set.len();
+    let mut loaded = Loaded::new(ev);
+    let threads = if set.decode_cost() < MIN_PARALLEL_DECODE {
+        1
+    } else {
+        available().min(n.div_ceil(DECODE_BATCH)).max(1)
+    };
+    if threads <= 1 {
+        let mut samples = Vec::new();
+        for i in 0..n {
+            samples.clear();
+            set.append_samples(i, &mut samples);
+            loaded.add(samples.len());
+            f(i, &samples)?;
+        }
+        return Ok(());
+    }
+    let mut parts: Vec<Mutex<DecodedPart>> = (0..threads).map(|_| Mutex::default()).collect();
+    let batch = DECODE_BATCH * threads;
+    for from in (0..n).step_by(batch) {
+        let to = (from + batch).min(n);
+        let per = (to - from).div_ceil(threads);
+        for (k, part) in parts.iter_mut().enumerate() {
+            let part = part.get_mut().unwrap_or_else(|e| e.into_inner());
+            part.first = (from + k * per).min(to);
+            part.flat.clear();
+            part.ends.clear();
+        }
+        // `split_map` gives each thread one part (as many parts as threads).
+        let done = cairn_model::cpu::split_map(&parts, threads, |mine| {
+            for part in mine {
+                let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
+                let part = &mut *part;
+                for i in part.first..(part.first + per).min(to) {
+                    set.append_samples(i, &mut part.flat);
+                    part.ends.push(part.flat.len());
+                }
+            }
+        });
+        if done.iter().any(Option::is_none) {
+            return Err(QueryError::Execution(
+                "internal error in a decoding worker".into(),
+            ));
+        }
+        for part in parts.iter_mut() {
+            let part = part.get_mut().unwrap_or_else(|e| e.into_inner());
+            let mut start = 0;
+            for (j, &end) in part.ends.iter().enumerate() {
+                let samples = &part.flat[start..end];
+                loaded.add(samples.len());
+                f(part.first + j, samples)?;
+                start = end;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Values waiting for the drop thread at most (one more is being freed);
