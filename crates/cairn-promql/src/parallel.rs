@@ -5,8 +5,6 @@
 //! functions, instant selectors); results keep the input order. Small
 //! queries stay on the calling thread, so the common case pays nothing.
 
-use std::sync::Mutex;
-
 use cairn_model::SeriesSet;
 
 use crate::QueryError;
@@ -83,36 +81,45 @@ impl Drop for Loaded<'_, '_> {
 /// decoded on the calling thread.
 const MIN_PARALLEL_DECODE: usize = 500_000;
 
-/// Series each thread decodes per batch of [`for_each_series`].
+/// Series in one batch of [`for_each_series`].
 const DECODE_BATCH: usize = 1_024;
 
-/// One thread's share of a batch: series `first..` decoded back to back
-/// into `flat`, series `first + j` ending at `ends[j]`.
+/// Decoded batches each helper of [`for_each_series`] has in flight (one
+/// being decoded, one waiting or being read).
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// One batch: series `first..` decoded back to back into `flat`, series
+/// `first + j` ending at `ends[j]`.
 #[derive(Default)]
-struct DecodedPart {
+struct DecodedBatch {
     first: usize,
     flat: Vec<cairn_model::Sample>,
     ends: Vec<usize>,
 }
 
 /// Calls `f(i, samples)` for every series `i` of `set` in order, with its
-/// samples. A large set is decoded a batch at a time on several threads
-/// (each into a buffer reused from batch to batch) while `f` runs on the
-/// calling thread; so a consumer that folds series in order (a fused
-/// aggregation) holds one batch decoded, not the whole selection.
+/// samples. A large set is decoded by helper threads, batch `b` by helper
+/// `b % helpers`, each into [`BATCHES_IN_FLIGHT`] buffers it reuses, while
+/// `f` runs on the calling thread over the batches already decoded; so a
+/// consumer that folds series in order (a fused aggregation) holds a few
+/// batches decoded, never the whole selection, and decoding overlaps with
+/// it. The helpers' CPU time is handed to the calling thread (as
+/// [`cairn_model::cpu::split_map`] does).
 pub(crate) fn for_each_series(
     ev: &crate::eval::Evaluator,
     set: &dyn SeriesSet,
     mut f: impl FnMut(usize, &[cairn_model::Sample]) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
+    use std::sync::mpsc::sync_channel;
     let n = set.len();
     let mut loaded = Loaded::new(ev);
-    let threads = if set.decode_cost() < MIN_PARALLEL_DECODE {
-        1
+    let batches = n.div_ceil(DECODE_BATCH);
+    let helpers = if set.decode_cost() < MIN_PARALLEL_DECODE {
+        0
     } else {
-        available().min(n.div_ceil(DECODE_BATCH)).max(1)
+        available().min(batches)
     };
-    if threads <= 1 {
+    if helpers <= 1 {
         let mut samples = Vec::new();
         for i in 0..n {
             samples.clear();
@@ -122,45 +129,78 @@ pub(crate) fn for_each_series(
         }
         return Ok(());
     }
-    let mut parts: Vec<Mutex<DecodedPart>> = (0..threads).map(|_| Mutex::default()).collect();
-    let batch = DECODE_BATCH * threads;
-    for from in (0..n).step_by(batch) {
-        let to = (from + batch).min(n);
-        let per = (to - from).div_ceil(threads);
-        for (k, part) in parts.iter_mut().enumerate() {
-            let part = part.get_mut().unwrap_or_else(|e| e.into_inner());
-            part.first = (from + k * per).min(to);
-            part.flat.clear();
-            part.ends.clear();
-        }
-        // `split_map` gives each thread one part (as many parts as threads).
-        let done = cairn_model::cpu::split_map(&parts, threads, |mine| {
-            for part in mine {
-                let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
-                let part = &mut *part;
-                for i in part.first..(part.first + per).min(to) {
-                    set.append_samples(i, &mut part.flat);
-                    part.ends.push(part.flat.len());
-                }
+    let (result, used) = std::thread::scope(|scope| {
+        let mut lanes = Vec::with_capacity(helpers);
+        for helper in 0..helpers {
+            let (full_tx, full_rx) = sync_channel::<DecodedBatch>(BATCHES_IN_FLIGHT);
+            let (empty_tx, empty_rx) = sync_channel::<DecodedBatch>(BATCHES_IN_FLIGHT);
+            for _ in 0..BATCHES_IN_FLIGHT {
+                let _ = empty_tx.send(DecodedBatch::default());
             }
-        });
-        if done.iter().any(Option::is_none) {
-            return Err(QueryError::Execution(
-                "internal error in a decoding worker".into(),
-            ));
+            let handle = scope.spawn(move || {
+                let started = cairn_model::cpu::thread_cpu_time();
+                for b in (helper..batches).step_by(helpers) {
+                    // The reader stopped (an error): so does the helper.
+                    let Ok(mut batch) = empty_rx.recv() else {
+                        break;
+                    };
+                    batch.first = b * DECODE_BATCH;
+                    batch.flat.clear();
+                    batch.ends.clear();
+                    for i in batch.first..(batch.first + DECODE_BATCH).min(n) {
+                        set.append_samples(i, &mut batch.flat);
+                        batch.ends.push(batch.flat.len());
+                    }
+                    if full_tx.send(batch).is_err() {
+                        break;
+                    }
+                }
+                cairn_model::cpu::thread_cpu_time().saturating_sub(started)
+                    + cairn_model::cpu::take_worker_cpu_time()
+            });
+            lanes.push((full_rx, empty_tx, handle));
         }
-        for part in parts.iter_mut() {
-            let part = part.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut result = Ok(());
+        'batches: for b in 0..batches {
+            let (full_rx, empty_tx, _) = &lanes[b % helpers];
+            // A helper only hangs up early when it panicked.
+            let Ok(batch) = full_rx.recv() else {
+                result = Err(worker_failed());
+                break;
+            };
             let mut start = 0;
-            for (j, &end) in part.ends.iter().enumerate() {
-                let samples = &part.flat[start..end];
+            for (j, &end) in batch.ends.iter().enumerate() {
+                let samples = &batch.flat[start..end];
                 loaded.add(samples.len());
-                f(part.first + j, samples)?;
+                if let Err(e) = f(batch.first + j, samples) {
+                    result = Err(e);
+                    break 'batches;
+                }
                 start = end;
             }
+            let _ = empty_tx.send(batch);
         }
-    }
-    Ok(())
+        let mut used = std::time::Duration::ZERO;
+        for (full_rx, empty_tx, handle) in lanes {
+            // Hanging up stops a helper that is still decoding.
+            drop((full_rx, empty_tx));
+            match handle.join() {
+                Ok(cpu) => used += cpu,
+                Err(_) => {
+                    if result.is_ok() {
+                        result = Err(worker_failed());
+                    }
+                }
+            }
+        }
+        (result, used)
+    });
+    cairn_model::cpu::add_worker_cpu_time(used);
+    result
+}
+
+fn worker_failed() -> QueryError {
+    QueryError::Execution("internal error in a decoding worker".into())
 }
 
 /// Values waiting for the drop thread at most (one more is being freed);
