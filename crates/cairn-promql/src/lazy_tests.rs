@@ -162,11 +162,12 @@ fn compare(
 /// samples) and counters `c` with resets.
 fn point(i: usize, k: i64) -> Option<(i64, f64)> {
     let t = k * SCRAPE;
-    if i % 17 == 0 && k > 8 {
+    if i.is_multiple_of(17) && k > 8 {
         return None;
     }
-    if i % 5 == 0 && (100..110).contains(&k) {
-        return Some((t, if k == 100 { STALE_NAN } else { return None }));
+    if i.is_multiple_of(5) && (100..110).contains(&k) {
+        // A staleness marker, then nothing for 2 minutes.
+        return (k == 100).then_some((t, STALE_NAN));
     }
     Some((t, ((i * 31 + k as usize * 7) % 101) as f64 / 3.0))
 }

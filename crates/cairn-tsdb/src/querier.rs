@@ -1,13 +1,15 @@
 //! What a query reads: the matching series of the blocks and the head,
-//! merged into one list sorted by labels and decoded into the samples
-//! inside the range (the body of `Tsdb`'s `Queryable::select`).
+//! merged into one list sorted by labels, then either decoded into the
+//! samples inside the range (`Tsdb`'s `Queryable::select`) or handed out
+//! undecoded as a [`LazySeries`] that decodes one series at a time into
+//! the caller's buffer (`Queryable::select_set`, what the engine reads).
 //!
 //! Costs that matter at tens of thousands of series per query: every source
 //! yields its series already sorted (blocks by their index order, the head
 //! sorted once here), so merging is a near-linear walk over chunk lists
 //! (no map keyed by labels, no samples copied); each series is then decoded
-//! once, into one reused buffer copied out at its exact length; a large
-//! selection is decoded on several threads.
+//! once, with reused buffers; a large eager selection is decoded on
+//! several threads.
 
 use cairn_model::{Labels, Sample, Series, TimeRange};
 
