@@ -24,7 +24,7 @@ use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
 use crate::head::labels::pack_pairs;
 use crate::head::ooo::{self, Verdict};
-use crate::head::{Applied, Head, SeriesSnapshot};
+use crate::head::{Applied, Head, SeriesSnapshot, SlotId, NO_SLOT};
 use crate::idhash::IdMap;
 use crate::querier;
 use crate::stats::{
@@ -69,6 +69,10 @@ pub struct Tsdb {
 struct AppendPlan {
     new_series: Vec<(u64, Labels)>,
     samples: Vec<RefSample>,
+    /// Per planned sample, the head slot its series had at planning
+    /// ([`NO_SLOT`] for a series this batch creates): the apply reaches
+    /// the series without a lookup by ID.
+    sample_slots: Vec<SlotId>,
     exemplars: Vec<RefExemplar>,
     discarded: BTreeMap<DiscardReason, u64>,
     outcome: AppendOutcome,
@@ -233,7 +237,7 @@ impl Tsdb {
             let head = self.head.read();
             let exemplars = self.exemplars.read();
             let plan = plan_append(&head, &exemplars, batch, limits);
-            head.warm_for_append(plan.samples.iter().map(|s| s.id));
+            head.warm_for_append(plan.sample_slots.iter().copied());
             plan
         };
         let (mut stored, mut stored_ooo) = (0u64, 0u64);
@@ -248,10 +252,14 @@ impl Tsdb {
                 let created = head.create_series(*id, labels);
                 debug_assert!(created, "planned series {id} already exists");
             }
-            for sample in &plan.samples {
+            // The writer lock was held since planning: no series was removed,
+            // so the planned slots still hold their series (checked anyway).
+            debug_assert_eq!(plan.samples.len(), plan.sample_slots.len());
+            for (i, sample) in plan.samples.iter().enumerate() {
+                let slot = plan.sample_slots.get(i).copied().unwrap_or(NO_SLOT);
                 // Out-of-order samples repeating a timestamp within the batch
                 // are dropped here, as replay will drop them.
-                match head.append(sample.id, sample.t, sample.v) {
+                match head.append_in_slot(slot, sample.id, sample.t, sample.v) {
                     Some(Applied::InOrder) => stored += 1,
                     Some(Applied::OutOfOrder) => stored_ooo += 1,
                     Some(Applied::Duplicate) => {}
@@ -888,6 +896,7 @@ fn plan_append(
 ) -> AppendPlan {
     let mut plan = AppendPlan {
         samples: Vec::with_capacity(batch.iter().map(|s| s.samples.len()).sum()),
+        sample_slots: Vec::with_capacity(batch.iter().map(|s| s.samples.len()).sum()),
         ..AppendPlan::default()
     };
     // New series of this batch per metric name (only with a per-metric limit).
@@ -931,13 +940,14 @@ fn plan_append(
     {
         let in_head = in_head_all[index];
         let existing = in_head
-            .map(|(id, _)| id)
+            .map(|(id, _, _)| id)
             .or_else(|| batch_series.get(&labels).copied());
+        let slot = in_head.map_or(NO_SLOT, |(_, slot, _)| slot);
         let mut last = existing.and_then(|id| {
             batch_last
                 .get(&id)
                 .copied()
-                .or_else(|| in_head.and_then(|(_, s)| s.last()))
+                .or_else(|| in_head.and_then(|(_, _, s)| s.last()))
         });
         // Accepted samples go straight into the plan under a placeholder ID
         // (the series may not exist yet), fixed up or rolled back below.
@@ -1036,6 +1046,7 @@ fn plan_append(
         for planned in &mut plan.samples[first_planned..] {
             planned.id = id;
         }
+        plan.sample_slots.resize(plan.samples.len(), slot);
         for exemplar in exemplars {
             let newest = batch_newest_exemplar.get(&id).copied();
             if exemplar_store.accepts(id, exemplar.t, newest) {

@@ -8,9 +8,10 @@
 //! - [`metadata`]: `/api/v1/metadata`, `/api/v1/query_exemplars`;
 //! - [`status`]: `/api/v1/status/*`, `/api/v1/format_query`.
 //!
-//! Evaluation and storage reads run on the [`scheduler`]'s query workers,
-//! over the request's tenant or federated tenants ([`crate::federation`]);
-//! if the client goes away, the engine's cancel flag is raised.
+//! Evaluation and storage reads run on the [`scheduler`]'s query workers
+//! (a query known to be cheap inline, see there), over the request's tenant
+//! or federated tenants ([`crate::federation`]); if the client goes away,
+//! the engine's cancel flag is raised.
 
 pub mod json;
 pub mod metadata;
@@ -52,12 +53,14 @@ pub(crate) async fn instant_query(
     let options = query_options(&params)?;
     let output = output_options(&params)?;
     let started = Instant::now();
+    let shape = cost_shape(&expr, &options, None);
     let result = evaluate(
         &state,
         &headers,
         "query",
         options,
         None,
+        shape,
         move |engine, queryable, opts| engine.instant_query(queryable, &expr, time, opts),
     )
     .await?;
@@ -98,12 +101,14 @@ pub(crate) async fn range_query(
     let output = output_options(&params)?;
     let started = Instant::now();
     let range = Some((start, end));
+    let shape = cost_shape(&expr, &options, Some((end - start, step)));
     let result = evaluate(
         &state,
         &headers,
         "query_range",
         options,
         range,
+        shape,
         move |engine, queryable, opts| engine.range_query(queryable, &expr, start, end, step, opts),
     )
     .await?;
@@ -124,6 +129,20 @@ fn query_options(params: &Params) -> Result<QueryOptions, ApiError> {
     Ok(options)
 }
 
+/// What a query's cost is remembered by (with its tenant, in [`evaluate`]):
+/// the expression, the range query's length and step (not where the range
+/// lies: a dashboard's refreshes slide it) and the lookback delta. The
+/// scheduler runs a query inline when its previous evaluation was cheap
+/// ([`scheduler`] module doc).
+fn cost_shape(expr: &str, options: &QueryOptions, range: Option<(i64, i64)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    expr.hash(&mut hasher);
+    range.hash(&mut hasher);
+    options.lookback_delta_ms.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Raises the engine's cancel flag when dropped, i.e. when the handler's
 /// future is dropped because the client went away.
 struct CancelOnDrop(Arc<AtomicBool>);
@@ -136,13 +155,15 @@ impl Drop for CancelOnDrop {
 
 /// Runs a query on the tenant's data under the tenant's query limits
 /// (`range`: a range query's start and end, for the length limits) on the
-/// blocking pool, and records it in the query metrics under `endpoint`.
+/// query workers (or inline, when `shape`, see [`cost_shape`], was cheap
+/// last time), and records it in the query metrics under `endpoint`.
 async fn evaluate<F>(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     endpoint: &'static str,
     mut options: QueryOptions,
     range: Option<(i64, i64)>,
+    shape: u64,
     run: F,
 ) -> Result<QueryResult, ApiError>
 where
@@ -167,9 +188,15 @@ where
     let metrics_state = Arc::clone(state);
     // A federated read is recorded under its joined `a|b` key.
     let tenant_label = target.queue_key();
+    let cost_key = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (endpoint, tenant_label.as_str(), shape).hash(&mut hasher);
+        hasher.finish()
+    };
     let engine_state = Arc::clone(state);
     let enqueued = Instant::now();
-    let outcome = scheduler::run_read(state, target, move |target| {
+    let outcome = scheduler::run_read_learned(state, target, Some(cost_key), move |target| {
         let started = Instant::now();
         cairn_promql::take_worker_cpu_time();
         let cpu = cairn_promql::thread_cpu_time();

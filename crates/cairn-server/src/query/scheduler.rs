@@ -27,12 +27,25 @@
 //! A request whose client went away while it waited is dropped when a worker
 //! reaches it; one already running is stopped by the engine's cancel flag.
 //! Time spent waiting is observed in `cairn_query_queue_duration_seconds`.
+//!
+//! Known-cheap queries run inline. Handing a read to a worker and its
+//! answer back costs two thread wake-ups (futex, context switches, and
+//! Tokio waking a second worker to look for work), which was a third of a
+//! one-host dashboard query's server time. A query whose previous
+//! evaluation (same tenant, expression and range shape, see
+//! [`QueryScheduler::run_learned`]) took at most [`INLINE_MAX`] runs on the
+//! request's own thread, but only when a worker would have started it at
+//! once anyway: nothing queued for any tenant, a worker slot free, the
+//! tenant under its limit. It takes that slot while it runs, so the limits
+//! above hold unchanged. Such a query is not cancelled when its client goes
+//! away (it is over within about a millisecond). One that turns out slower
+//! is forgotten, so its next run goes through the queue again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use prometheus_client::metrics::counter::Counter;
@@ -120,13 +133,36 @@ where
     T: Send + 'static,
     F: FnOnce(&ReadTarget) -> T + Send + 'static,
 {
+    run_read_learned(state, target, None, read).await
+}
+
+/// [`run_read`] for a read whose cost is remembered under `cost_key` (see
+/// [`QueryScheduler::run_learned`]); the key should cover the tenant.
+pub(crate) async fn run_read_learned<T, F>(
+    state: &AppState,
+    target: ReadTarget,
+    cost_key: Option<u64>,
+    read: F,
+) -> Result<T, ScheduleError>
+where
+    T: Send + 'static,
+    F: FnOnce(&ReadTarget) -> T + Send + 'static,
+{
     let key = target.queue_key();
     let limit = concurrency_limit(state, &target);
     state
         .scheduler
-        .run(&key, limit, move || read(&target))
+        .run_learned(&key, limit, cost_key, move || read(&target))
         .await
 }
+
+/// The longest evaluation after which the same query may next run inline
+/// (module doc).
+pub const INLINE_MAX: Duration = Duration::from_millis(1);
+
+/// Most queries remembered as cheap; the set is emptied when full (as the
+/// parse cache is).
+const CHEAP_CAPACITY: usize = 4096;
 
 /// One queued read.
 struct Job {
@@ -155,6 +191,8 @@ struct Queues {
     tenants: HashMap<String, TenantQueue>,
     rotation: VecDeque<String>,
     workers: usize,
+    /// Jobs running, on the workers or inline; at most `workers`.
+    running: usize,
     max_outstanding: usize,
     closed: bool,
 }
@@ -165,13 +203,43 @@ impl Queues {
             tenants: HashMap::new(),
             rotation: VecDeque::new(),
             workers,
+            running: 0,
             max_outstanding,
             closed: false,
         }
     }
 
+    /// The tenant's limit clamped to all workers but one (so another tenant
+    /// can always start at once).
+    fn clamp_limit(&self, limit: usize) -> usize {
+        let reserve = usize::from(self.workers > 1);
+        limit.clamp(1, self.workers - reserve)
+    }
+
+    /// Takes a worker slot for a job run inline, if a worker would start it
+    /// at once: nothing queued, a slot free, the tenant under its limit.
+    fn start_inline(&mut self, tenant: &str, limit: usize) -> bool {
+        if self.closed || !self.rotation.is_empty() || self.running >= self.workers {
+            return false;
+        }
+        let limit = self.clamp_limit(limit);
+        let queue = match self.tenants.get_mut(tenant) {
+            Some(queue) => queue,
+            None => self.tenants.entry(tenant.to_string()).or_default(),
+        };
+        queue.limit = limit;
+        if queue.running >= queue.limit {
+            return false;
+        }
+        queue.running += 1;
+        self.running += 1;
+        true
+    }
+
     /// Adds a job to the tenant's FIFO, or refuses it when the FIFO is full.
     fn push(&mut self, tenant: &str, limit: usize, job: Job) -> Result<(), ScheduleError> {
+        // All workers but one, so another tenant can always start at once.
+        let limit = self.clamp_limit(limit);
         let queue = self.tenants.entry(tenant.to_string()).or_default();
         if queue.pending.len() >= self.max_outstanding {
             // Waiting requests whose clients left do not count.
@@ -180,9 +248,7 @@ impl Queues {
                 return Err(ScheduleError::TooManyOutstanding);
             }
         }
-        // All workers but one, so another tenant can always start at once.
-        let reserve = usize::from(self.workers > 1);
-        queue.limit = limit.clamp(1, self.workers - reserve);
+        queue.limit = limit;
         let was_idle = queue.pending.is_empty();
         queue.pending.push_back(job);
         if was_idle {
@@ -194,6 +260,10 @@ impl Queues {
     /// The next job to run: from the first tenant in rotation that has one
     /// and is under its limit; that tenant then goes to the back.
     fn pop(&mut self) -> Option<(String, Job)> {
+        // Every slot may be taken with a worker idle: jobs run inline count.
+        if self.running >= self.workers {
+            return None;
+        }
         for _ in 0..self.rotation.len() {
             let tenant = self.rotation.pop_front()?;
             let Some(queue) = self.tenants.get_mut(&tenant) else {
@@ -214,6 +284,7 @@ impl Queues {
             }
             let job = queue.pending.pop_front()?;
             queue.running += 1;
+            self.running += 1;
             if !queue.pending.is_empty() {
                 self.rotation.push_back(tenant.clone());
             }
@@ -224,6 +295,7 @@ impl Queues {
 
     /// Marks one of the tenant's jobs finished.
     fn done(&mut self, tenant: &str) {
+        self.running = self.running.saturating_sub(1);
         if let Some(queue) = self.tenants.get_mut(tenant) {
             queue.running = queue.running.saturating_sub(1);
             if queue.running == 0 && queue.pending.is_empty() {
@@ -236,6 +308,12 @@ impl Queues {
 struct Shared {
     queues: Mutex<Queues>,
     work: Condvar,
+    /// Cost keys of queries whose latest evaluation took at most
+    /// `inline_max`.
+    cheap: Mutex<HashSet<u64>>,
+    /// [`INLINE_MAX`] (longer in tests, which cannot time a job that short
+    /// on a loaded machine).
+    inline_max: Duration,
     queue_duration: Histogram,
     rejected: Family<TenantLabels, Counter>,
 }
@@ -249,6 +327,10 @@ pub struct QueryScheduler {
 impl QueryScheduler {
     /// Starts `options.max_concurrent` worker threads.
     pub fn new(options: &SchedulerOptions) -> QueryScheduler {
+        QueryScheduler::start(options, INLINE_MAX)
+    }
+
+    fn start(options: &SchedulerOptions, inline_max: Duration) -> QueryScheduler {
         let workers = options.max_concurrent.max(1);
         let shared = Arc::new(Shared {
             queues: Mutex::new(Queues::new(
@@ -256,6 +338,8 @@ impl QueryScheduler {
                 options.max_outstanding_per_tenant.max(1),
             )),
             work: Condvar::new(),
+            cheap: Mutex::new(HashSet::new()),
+            inline_max,
             queue_duration: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
             rejected: Family::default(),
         });
@@ -291,14 +375,60 @@ impl QueryScheduler {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.run_learned(tenant, limit, None, job).await
+    }
+
+    /// [`QueryScheduler::run`] for a job whose wall time is remembered under
+    /// `cost_key` (when given): if its previous run took at most
+    /// [`INLINE_MAX`], it runs inline on the calling thread when a worker
+    /// would have started it at once (module doc).
+    pub async fn run_learned<T, F>(
+        &self,
+        tenant: &str,
+        limit: usize,
+        cost_key: Option<u64>,
+        job: F,
+    ) -> Result<T, ScheduleError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let inline = cost_key.is_some_and(|key| self.shared.cheap.lock().contains(&key))
+            && self.shared.queues.lock().start_inline(tenant, limit);
+        if inline {
+            let _slot = Slot {
+                shared: Arc::clone(&self.shared),
+                tenant: tenant.to_string(),
+            };
+            self.shared.queue_duration.observe(0.0);
+            let started = Instant::now();
+            // As on a worker: a panicking job answers 500.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(job));
+            learn(&self.shared, cost_key, started.elapsed());
+            return result.map_err(|_| ScheduleError::Failed);
+        }
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let abandoned = Arc::new(AtomicBool::new(false));
         let _abandon_on_drop = AbandonOnDrop(Arc::clone(&abandoned));
+        let shared = Arc::clone(&self.shared);
+        let owner = tenant.to_string();
         let job = Job {
             enqueued: Instant::now(),
             abandoned,
             run: Box::new(move || {
-                let _ = sender.send(job());
+                // The worker that popped the job took its slot (a job
+                // dropped unrun never did).
+                let slot = Slot {
+                    shared,
+                    tenant: owner,
+                };
+                let started = Instant::now();
+                let result = job();
+                learn(&slot.shared, cost_key, started.elapsed());
+                // The slot is free before the answer is: the request that
+                // follows this one on the connection finds it free.
+                drop(slot);
+                let _ = sender.send(result);
             }),
         };
         {
@@ -329,6 +459,48 @@ impl Drop for QueryScheduler {
     }
 }
 
+/// Remembers whether the job under `cost_key` was cheap enough to run
+/// inline next time.
+fn learn(shared: &Shared, cost_key: Option<u64>, elapsed: Duration) {
+    let Some(key) = cost_key else {
+        return;
+    };
+    let mut cheap = shared.cheap.lock();
+    if elapsed <= shared.inline_max {
+        if cheap.len() >= CHEAP_CAPACITY {
+            cheap.clear();
+        }
+        cheap.insert(key);
+    } else {
+        cheap.remove(&key);
+    }
+}
+
+/// The worker slot of a running job (on a worker or inline), given back
+/// when it is dropped: when the job ends, or unwinds.
+struct Slot {
+    shared: Arc<Shared>,
+    tenant: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let pending = {
+            let mut queues = self.shared.queues.lock();
+            queues.done(&self.tenant);
+            !queues.rotation.is_empty()
+        };
+        // A tenant held back by its limit, or a job queued while every slot
+        // was taken, may run now; wake a worker in case this thread is about
+        // to take something else. With nothing queued there is nothing to
+        // hand over: waking a worker only to see it sleep again cost every
+        // query two context switches.
+        if pending {
+            self.shared.work.notify_one();
+        }
+    }
+}
+
 /// Raises the abandoned flag when the waiting future is dropped; after the
 /// job ran, the flag is read by no one.
 struct AbandonOnDrop(Arc<AtomicBool>);
@@ -342,11 +514,11 @@ impl Drop for AbandonOnDrop {
 /// One worker: takes jobs in turn until the scheduler closes and is drained.
 fn work(shared: &Shared) {
     loop {
-        let (tenant, job) = {
+        let job = {
             let mut queues = shared.queues.lock();
             loop {
-                if let Some(next) = queues.pop() {
-                    break next;
+                if let Some((_, job)) = queues.pop() {
+                    break job;
                 }
                 if queues.closed && queues.rotation.is_empty() {
                     return;
@@ -357,13 +529,9 @@ fn work(shared: &Shared) {
         shared
             .queue_duration
             .observe(job.enqueued.elapsed().as_secs_f64());
-        // A panicking job drops its sender, so its request answers 500; the
-        // worker lives on.
+        // A panicking job drops its sender, so its request answers 500, and
+        // its slot; the worker lives on.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(job.run));
-        shared.queues.lock().done(&tenant);
-        // A tenant held back by its limit may run now; wake a peer in case
-        // this worker is about to take something else.
-        shared.work.notify_one();
     }
 }
 
@@ -463,6 +631,77 @@ mod tests {
         queues.push("a", 1, job(&log, "a2")).unwrap();
         drain(&mut queues);
         assert_eq!(*log.lock(), ["a1", "b0", "a2"]);
+    }
+
+    #[test]
+    fn inline_jobs_take_a_slot_only_when_a_worker_would_start_them_at_once() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut queues = Queues::new(3, 100);
+        // Tenant limit 1: a second inline job of the same tenant waits.
+        assert!(queues.start_inline("a", 1));
+        assert!(!queues.start_inline("a", 1));
+        assert!(queues.start_inline("b", 5));
+        // b is clamped to all workers but one, and the last slot is free.
+        assert!(queues.start_inline("c", 5));
+        assert!(!queues.start_inline("d", 5), "every slot is taken");
+        // A queued job waits for a slot although a worker thread is idle.
+        queues.push("d", 5, job(&log, "d0")).unwrap();
+        assert!(queues.pop().is_none());
+        queues.done("c");
+        // Something is queued: nothing may overtake it inline.
+        assert!(!queues.start_inline("e", 5));
+        assert_eq!(queues.pop().unwrap().0, "d");
+        queues.done("d");
+        queues.done("a");
+        queues.done("b");
+        assert_eq!(queues.running, 0);
+        assert!(queues.tenants.is_empty() && queues.rotation.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cheap_query_runs_inline_next_time_and_a_slow_one_is_forgotten() {
+        let inline_max = Duration::from_millis(200);
+        let options = SchedulerOptions {
+            max_concurrent: 2,
+            max_outstanding_per_tenant: 10,
+        };
+        let scheduler = QueryScheduler::start(&options, inline_max);
+        let on_worker = || {
+            std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("cairn-query-"))
+        };
+        // Unknown cost: on a worker, then remembered as cheap.
+        assert!(scheduler
+            .run_learned("a", 1, Some(1), on_worker)
+            .await
+            .unwrap());
+        assert!(!scheduler
+            .run_learned("a", 1, Some(1), on_worker)
+            .await
+            .unwrap());
+        // Without a key, always on a worker.
+        assert!(scheduler.run("a", 1, on_worker).await.unwrap());
+        // A run slower than the limit is forgotten.
+        let slow = move || {
+            std::thread::sleep(inline_max * 2);
+            on_worker()
+        };
+        assert!(!scheduler.run_learned("a", 1, Some(1), slow).await.unwrap());
+        assert!(scheduler
+            .run_learned("a", 1, Some(1), on_worker)
+            .await
+            .unwrap());
+        // A panic inline answers an error and gives the slot back.
+        let failed = scheduler
+            .run_learned("a", 1, Some(1), || -> u8 { panic!("boom") })
+            .await;
+        assert!(matches!(failed, Err(ScheduleError::Failed)));
+        assert_eq!(scheduler.shared.queues.lock().running, 0);
+        assert_eq!(
+            scheduler.run_learned("a", 1, Some(1), || 7).await.unwrap(),
+            7
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

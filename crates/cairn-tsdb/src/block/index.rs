@@ -21,11 +21,12 @@ use crate::head::postings::{intersect, subtract, union_all};
 use crate::TsdbError;
 
 const MAGIC: u32 = 0x4944_5831;
-/// Version written; 1 is still read.
-const VERSION: u8 = 2;
+/// Version written: 3 (a base time, 32-bit offset tables); 2 when the
+/// body is too large for 32-bit offsets. 1 and 2 are still read.
+const VERSION: u8 = 3;
 /// Bytes of the version-2 table of contents before the CRC.
 const TOC_LEN: usize = 6 * 8;
-/// Width of one postings offset entry: name, value (u32 each), offset (u64).
+/// Width of one version-1/2 postings offset entry: name, value (u32 each), offset (u64).
 const POSTINGS_ENTRY: usize = 16;
 
 /// Where one chunk is and what it covers.
@@ -44,28 +45,49 @@ pub struct IndexSeries {
     pub chunks: Vec<ChunkMeta>,
 }
 
-/// Encodes a version-2 index for series already sorted by labels.
+/// Encodes an index for series already sorted by labels: version 3, or
+/// version 2 if the body does not fit 32-bit offsets.
 pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
+    let v3 = encode_version(series, VERSION);
+    if v3.is_empty() {
+        encode_version(series, 2)
+    } else {
+        v3
+    }
+}
+
+/// Encodes version 2 or 3 (empty if version 3's offsets would not fit).
+fn encode_version(series: &[IndexSeries], version: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    let tables = encode_body(series, &mut out, VERSION);
+    let tables = encode_body(series, &mut out, version);
+    if version >= 3 && out.len() > u32::MAX as usize {
+        return Vec::new();
+    }
+    let put_offset = |out: &mut Vec<u8>, offset: usize| {
+        if version >= 3 {
+            out.extend_from_slice(&(offset as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(offset as u64).to_le_bytes());
+        }
+    };
     let toc_start = out.len();
     let mut toc = [0u64; 6];
     toc[0] = tables.symbols.len() as u64;
     toc[1] = out.len() as u64;
     for offset in &tables.symbols {
-        out.extend_from_slice(&(*offset as u64).to_le_bytes());
+        put_offset(&mut out, *offset);
     }
     toc[2] = tables.series.len() as u64;
     toc[3] = out.len() as u64;
     for offset in &tables.series {
-        out.extend_from_slice(&(*offset as u64).to_le_bytes());
+        put_offset(&mut out, *offset);
     }
     toc[4] = tables.postings.len() as u64;
     toc[5] = out.len() as u64;
     for (name, value, offset) in &tables.postings {
         out.extend_from_slice(&name.to_le_bytes());
         out.extend_from_slice(&value.to_le_bytes());
-        out.extend_from_slice(&(*offset as u64).to_le_bytes());
+        put_offset(&mut out, *offset);
     }
     debug_assert!(toc_start <= out.len());
     for field in toc {
@@ -109,6 +131,16 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
     let mut tables = BodyTables::default();
     out.extend_from_slice(&MAGIC.to_be_bytes());
     out.push(version);
+    // Version 3: the first chunk's min_t of every series is relative to
+    // the earliest one (a byte or two instead of six).
+    let base = series
+        .iter()
+        .filter_map(|s| s.chunks.first().map(|c| c.min_t))
+        .min()
+        .unwrap_or(0);
+    if version >= 3 {
+        put_varint(out, base);
+    }
     put_uvarint(out, symbols.len() as u64);
     for symbol in &symbols {
         tables.symbols.push(out.len());
@@ -126,6 +158,7 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         let mut previous_max: Option<i64> = None;
         for c in &s.chunks {
             match previous_max {
+                None if version >= 3 => put_varint(out, c.min_t.wrapping_sub(base)),
                 None => put_varint(out, c.min_t),
                 Some(previous) => put_varint(out, c.min_t.wrapping_sub(previous)),
             }
@@ -187,6 +220,11 @@ pub struct IndexReader {
     series: Table,
     postings_count: usize,
     postings: Table,
+    /// Width of an offset in the tables: 4 (version 3) or 8.
+    offset_width: usize,
+    /// What each series' first chunk min_t is relative to (version 3; 0
+    /// before).
+    base_t: i64,
 }
 
 impl std::fmt::Debug for IndexReader {
@@ -241,7 +279,7 @@ impl IndexReader {
                 let bytes = fs::read(path).map_err(io_error(path))?;
                 Self::scan_v1(path, bytes)
             }
-            2 => {
+            2 | 3 => {
                 // SAFETY: blocks are immutable once renamed into place and
                 // only ever deleted whole (after the last reader dropped
                 // this mapping), so the mapped file never changes under us.
@@ -279,9 +317,16 @@ impl IndexReader {
             }
             Ok((count, start))
         };
-        let (symbol_count, symbols) = table(0, 8)?;
-        let (series_count, series) = table(2, 8)?;
-        let (postings_count, postings) = table(4, POSTINGS_ENTRY)?;
+        let (offset_width, base_t) = if data[4] >= 3 {
+            let mut d = Decbuf::new(&data[..toc_start]);
+            d.pos = 5;
+            (4, d.varint().ok_or_else(|| bad("base time"))?)
+        } else {
+            (8, 0)
+        };
+        let (symbol_count, symbols) = table(0, offset_width)?;
+        let (series_count, series) = table(2, offset_width)?;
+        let (postings_count, postings) = table(4, 8 + offset_width)?;
         if series_count > u32::MAX as usize || symbol_count > u32::MAX as usize {
             return Err(bad("too many series or symbols"));
         }
@@ -294,6 +339,8 @@ impl IndexReader {
             series: Table::InFile { start: series },
             postings_count,
             postings: Table::InFile { start: postings },
+            offset_width,
+            base_t,
         })
     }
 
@@ -358,6 +405,8 @@ impl IndexReader {
             series: Table::Built(series),
             postings_count: postings.len() / POSTINGS_ENTRY,
             postings: Table::Built(postings),
+            offset_width: 8,
+            base_t: 0,
         })
     }
 
@@ -373,9 +422,17 @@ impl IndexReader {
         &bytes[i * width..(i + 1) * width]
     }
 
+    /// An offset of `offset_width` bytes.
+    fn read_offset(&self, bytes: &[u8]) -> u64 {
+        match *bytes {
+            [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+            _ => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
+        }
+    }
+
     /// A file offset from a table, checked to lie inside the body.
     fn offset_at(&self, table: &Table, i: usize) -> Result<usize, TsdbError> {
-        let raw = u64::from_le_bytes(self.entry(table, 8, i).try_into().expect("8 bytes"));
+        let raw = self.read_offset(self.entry(table, self.offset_width, i));
         usize::try_from(raw)
             .ok()
             .filter(|&at| at >= 5 && at < self.data.len())
@@ -461,7 +518,7 @@ impl IndexReader {
         let mut previous_max: Option<i64> = None;
         for _ in 0..nchunks {
             let delta = d.varint().ok_or_else(|| self.bad("chunk min_t"))?;
-            let min_t = previous_max.map_or(delta, |p| p.wrapping_add(delta));
+            let min_t = previous_max.unwrap_or(self.base_t).wrapping_add(delta);
             let span = d.uvarint().ok_or_else(|| self.bad("chunk span"))?;
             let max_t = min_t.wrapping_add(span as i64);
             let samples = d.uvarint().ok_or_else(|| self.bad("chunk samples"))?;
@@ -496,11 +553,11 @@ impl IndexReader {
 
     /// (name symbol, value symbol, offset of the list) of postings entry `i`.
     fn postings_entry(&self, i: usize) -> (u32, u32, u64) {
-        let e = self.entry(&self.postings, POSTINGS_ENTRY, i);
+        let e = self.entry(&self.postings, 8 + self.offset_width, i);
         (
             u32::from_le_bytes(e[0..4].try_into().expect("4 bytes")),
             u32::from_le_bytes(e[4..8].try_into().expect("4 bytes")),
-            u64::from_le_bytes(e[8..16].try_into().expect("8 bytes")),
+            self.read_offset(&e[8..]),
         )
     }
 
@@ -669,6 +726,64 @@ impl IndexReader {
     }
 }
 
+/// Byte counts of a version-2 index file's sections (for the storage
+/// breakdown test); `None` for other versions or malformed files.
+#[cfg(test)]
+pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
+    if bytes.len() < 5 + TOC_LEN + 4 || !(2..=3).contains(&bytes[4]) {
+        return None;
+    }
+    let mut d = Decbuf::new(&bytes[..bytes.len() - 4]);
+    d.pos = 5;
+    let mut out = Vec::new();
+    if bytes[4] == 3 {
+        d.varint()?;
+        out.push(("header", d.pos));
+    } else {
+        out.push(("header", 5));
+    }
+    let symbols_start = d.pos;
+    let n = d.uvarint()?;
+    for _ in 0..n {
+        d.str()?;
+    }
+    out.push(("symbol table", d.pos - symbols_start));
+    let start = d.pos;
+    let n = d.uvarint()?;
+    let mut metas = 0;
+    for _ in 0..n {
+        let nl = d.uvarint()?;
+        for _ in 0..2 * nl {
+            d.uvarint()?;
+        }
+        let before = d.pos;
+        let nc = d.uvarint()?;
+        for _ in 0..nc {
+            d.varint()?;
+            for _ in 0..4 {
+                d.uvarint()?;
+            }
+        }
+        metas += d.pos - before;
+    }
+    out.push(("series labels", d.pos - start - metas));
+    out.push(("series chunk metas", metas));
+    let start = d.pos;
+    let n = d.uvarint()?;
+    for _ in 0..n {
+        d.uvarint()?;
+        d.uvarint()?;
+        let k = d.uvarint()?;
+        for _ in 0..k {
+            d.uvarint()?;
+        }
+    }
+    out.push(("postings", d.pos - start));
+    out.push(("offset tables", bytes.len() - 4 - TOC_LEN - d.pos));
+    out.push(("toc and crc", TOC_LEN + 4));
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,7 +841,9 @@ mod tests {
     #[test]
     fn both_versions_read_back_and_select_like_a_full_scan() {
         let series = sample_series();
-        for bytes in [encode(&series), encode_v1(&series)] {
+        let v3 = encode(&series);
+        assert_eq!(v3[4], 3);
+        for bytes in [v3, encode_version(&series, 2), encode_v1(&series)] {
             let index = open_bytes(&bytes).unwrap();
             assert_eq!(index.len(), series.len());
             for (i, s) in series.iter().enumerate() {
@@ -811,6 +928,37 @@ mod tests {
         let crc = crc32fast::hash(&lying);
         lying.extend_from_slice(&crc.to_le_bytes());
         assert!(open_bytes(&lying).is_err());
+    }
+
+    /// Version 3 is smaller than version 2 (32-bit offsets, min_t from a
+    /// base), and any damage behind a valid CRC is an error, never a panic.
+    #[test]
+    fn version_3_is_smaller_and_survives_damage() {
+        let series = sample_series();
+        let (v3, v2) = (encode(&series), encode_version(&series, 2));
+        assert!(v3.len() < v2.len(), "{} vs {}", v3.len(), v2.len());
+        let mut draw = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..600 {
+            let mut broken = v3[..v3.len() - 4].to_vec();
+            for _ in 0..1 + round % 3 {
+                draw ^= draw << 13;
+                draw ^= draw >> 7;
+                draw ^= draw << 17;
+                let at = (draw >> 8) as usize % broken.len();
+                broken[at] ^= (draw as u8) | 1;
+            }
+            let crc = crc32fast::hash(&broken);
+            broken.extend_from_slice(&crc.to_le_bytes());
+            let Ok(index) = open_bytes(&broken) else {
+                continue;
+            };
+            for position in 0..index.len() as u32 {
+                let _ = index.series(position);
+            }
+            let _ = index.label_names();
+            let _ = index.postings("job", "x");
+            let _ = index.label_values("__name__");
+        }
     }
 
     /// Many series with many values: lookups through the binary searches

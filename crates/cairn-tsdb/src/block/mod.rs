@@ -13,6 +13,9 @@ pub mod reader;
 pub mod ulid;
 pub mod writer;
 
+#[cfg(test)]
+mod breakdown;
+
 use std::fs;
 use std::path::Path;
 

@@ -24,22 +24,37 @@ use crate::TsdbError;
 /// per chunk (one `pread` per chunk was about a third of an instant query's
 /// CPU over 10,000 series). The mappings are dropped when the read ends,
 /// so the segments' pages do not stay in the process's RSS.
+///
+/// A read's first [`PREAD_FIRST`] chunks are read with `pread` instead: a
+/// dashboard query for one host reads a chunk or two per block, and mapping
+/// a multi-megabyte segment for them (mmap, page faults, then a munmap whose
+/// TLB shootdown interrupts the other cores) cost more than the reads.
 struct MappedSegments<'a> {
     block: &'a Block,
     maps: Vec<(u64, memmap2::Mmap)>,
+    /// Chunks read so far with `pread`.
+    preads: usize,
 }
+
+/// Chunks a read takes with `pread` before it maps segments.
+const PREAD_FIRST: usize = 8;
 
 impl<'a> MappedSegments<'a> {
     fn new(block: &'a Block) -> MappedSegments<'a> {
         MappedSegments {
             block,
             maps: Vec::new(),
+            preads: 0,
         }
     }
 
     fn read(&mut self, meta: &ChunkMeta) -> Result<ClosedChunk, TsdbError> {
         let i = match self.maps.iter().position(|(s, _)| *s == meta.segment) {
             Some(i) => i,
+            None if self.preads < PREAD_FIRST => {
+                self.preads += 1;
+                return self.block.read_chunk(meta);
+            }
             None => {
                 let (file, _) = self.block.file(meta.segment)?;
                 // SAFETY: as the index's mapping: a block's files never

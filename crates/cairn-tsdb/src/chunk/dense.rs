@@ -9,8 +9,10 @@
 //! divided by the common divisor of what is left, bit-packed at the width
 //! that minimises size with the few wider values patched in afterwards
 //! (PFOR), or entropy-coded ([`super::entropy`]: rANS over magnitude
-//! classes) when that is smaller, which it is for uniform ranges that
-//! packing rounds up to whole bits and for mostly-zero columns. The body
+//! classes, for mostly-zero columns; or exact rANS over `max + 1` equally
+//! likely values, for uniform ranges that packing rounds up to whole bits)
+//! when that is smaller; a column whose values after the heads are all
+//! one value writes just that value. The body
 //! is zstd-compressed when that saves at least 1/16.
 //! VictoriaMetrics gets its density the same way (decimal mantissas,
 //! "nearest delta" / "delta2", zstd: `lib/encoding`, `lib/decimal`); the
@@ -22,8 +24,10 @@ use std::fmt;
 use super::entropy::Model;
 use crate::block::{put_uvarint, put_varint};
 
-/// Most samples the writer puts in one dense chunk.
-pub const MAX_CHUNK_SAMPLES: usize = 4096;
+/// Most samples the writer puts in one dense chunk: a day of 15 s scrapes
+/// (5,760) is one chunk of a 24h block, so its column headers and tables
+/// are paid once a day (4,096 before: two chunks a day).
+pub const MAX_CHUNK_SAMPLES: usize = 8192;
 /// Most samples a reader accepts in one chunk (bounds decoding memory).
 const MAX_DECODE_SAMPLES: u64 = 1 << 16;
 /// Most body bytes a reader decompresses.
@@ -48,6 +52,16 @@ const MAX_EXCEPTION_RATIO: usize = 8;
 /// ([`super::entropy`]) instead of bit-packed. Readers before it refuse
 /// the column (its mode byte is above 2).
 const MODE_ENTROPY: u8 = 4;
+/// Column mode bit: the values after the heads are coded as equally likely
+/// values `0 ..= max` ([`super::entropy::uniform`]). Readers before it
+/// refuse the column (its mode byte is above 6).
+const MODE_UNIFORM: u8 = 8;
+/// Column mode bit: every value after the heads equals `base` (only the
+/// base is written: regular timestamps, constant gauges). Readers before
+/// it refuse the column (its mode byte is above 10).
+const MODE_CONSTANT: u8 = 16;
+/// The mode bits above the order.
+const MODE_BITS: u8 = MODE_ENTROPY | MODE_UNIFORM | MODE_CONSTANT;
 
 const POW10: [f64; MAX_SCALE + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -309,20 +323,43 @@ impl Decoder {
 /// Appends an integer column (layout in `docs/format.md`), entropy-coded
 /// if `entropy` allows and that is smaller; tells whether it was.
 fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
-    let bits = |plan: &Plan| match &plan.model {
-        Some((_, bits)) if entropy => *bits,
-        _ => plan.bits,
+    let bits = |plan: &Plan| {
+        let mut bits = plan.bits;
+        if entropy {
+            if let Some((_, b)) = &plan.model {
+                bits = bits.min(*b);
+            }
+            if let Some((_, b)) = plan.uniform {
+                bits = bits.min(b);
+            }
+        }
+        bits
     };
     let plan = plans
         .iter()
         .min_by_key(|&plan| bits(plan))
         .expect("at least order 0");
+    let best = bits(plan);
+    // Packed wins ties (fastest to decode), then the class model.
     let model = plan
         .model
         .as_ref()
-        .filter(|_| entropy)
+        .filter(|(_, b)| entropy && *b == best && plan.bits > best)
         .map(|(model, _)| model);
-    let mode = if model.is_some() { MODE_ENTROPY } else { 0 };
+    let uniform = plan
+        .uniform
+        .filter(|&(_, b)| entropy && model.is_none() && b == best && plan.bits > best)
+        .map(|(max, _)| max);
+    let constant = !plan.rest.is_empty() && plan.rest.iter().all(|&u| u == 0);
+    let mode = if model.is_some() {
+        MODE_ENTROPY
+    } else if uniform.is_some() {
+        MODE_UNIFORM
+    } else if constant {
+        MODE_CONSTANT
+    } else {
+        0
+    };
     out.push(plan.order as u8 | mode);
     for &head in &plan.heads {
         put_varint(out, head);
@@ -331,9 +368,16 @@ fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
         return false;
     }
     put_varint(out, plan.base);
+    if constant {
+        return false;
+    }
     put_uvarint(out, plan.divisor);
     if let Some(model) = model {
         model.put(out, &plan.rest);
+        return true;
+    }
+    if let Some(max) = uniform {
+        super::entropy::uniform::put(out, &plan.rest, max);
         return true;
     }
     out.push(plan.width);
@@ -403,6 +447,9 @@ struct Plan {
     /// smaller than packing.
     model: Option<(Model, u64)>,
     rest: Vec<u64>,
+    /// The uniform mode's `max` and estimated size in bits, when smaller
+    /// than packing.
+    uniform: Option<(u64, u64)>,
     /// Estimated size in bits, packed.
     bits: u64,
 }
@@ -460,11 +507,16 @@ impl Plan {
                 (width, bits) = (w as u8, cost);
             }
         }
-        // The packed size above, plus the width byte and patch count.
-        let bits = bits + 16;
+        // The packed size above, plus the divisor, width byte and patch
+        // count; a column whose rest is all `base` writes none of them.
+        let bits = if longest == 0 { 0 } else { bits + 24 };
         let mut model = None;
+        let mut uniform = None;
         if entropy && longest > 0 {
             let max = rest.iter().copied().max().unwrap_or(0);
+            uniform = super::entropy::uniform::bits(rest.len(), max)
+                .filter(|&b| b < bits)
+                .map(|b| (max, b));
             let entropy = Model::new(&histogram, max);
             let entropy_bits = entropy.bits(&histogram);
             if entropy_bits < bits {
@@ -481,6 +533,7 @@ impl Plan {
             divisor,
             width,
             model: model.map(|(m, bits)| (m, bits + header)),
+            uniform: uniform.map(|(max, bits)| (max, bits + header)),
             rest,
             bits: bits + header,
         }
@@ -574,8 +627,8 @@ impl<'a> Reader<'a> {
     /// Reads a column of `n` values into `out` (cleared first).
     fn column(&mut self, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
         let mode = self.u8()?;
-        let order = usize::from(mode & !MODE_ENTROPY);
-        if order > 2 || order > n - 1 {
+        let order = usize::from(mode & !MODE_BITS);
+        if order > 2 || order > n - 1 || (mode & MODE_BITS).count_ones() > 1 {
             return Err(DecodeError("bad column order"));
         }
         out.clear();
@@ -584,7 +637,10 @@ impl<'a> Reader<'a> {
             out.push(self.varint()?);
         }
         let count = n - order;
-        if count > 0 {
+        if count > 0 && mode & MODE_CONSTANT != 0 {
+            let base = self.varint()?;
+            out.resize(n, base);
+        } else if count > 0 {
             let base = self.varint()?;
             let divisor = self.uvarint()?;
             if divisor == 0 {
@@ -593,6 +649,8 @@ impl<'a> Reader<'a> {
             let first = out.len();
             if mode & MODE_ENTROPY != 0 {
                 super::entropy::read(self, count, out)?;
+            } else if mode & MODE_UNIFORM != 0 {
+                super::entropy::uniform::read(self, count, out)?;
             } else {
                 self.packed(count, out)?;
             }
@@ -667,6 +725,117 @@ fn unpack(packed: &[u8], width: u32, count: usize, out: &mut Vec<i64>) {
             out.push(((word >> (bit % 8)) as u64 & mask) as i64);
         }
     }
+}
+
+/// Where a dense chunk's bytes go (for the storage breakdown test): byte
+/// counts of its parts, and the value column's mode.
+#[cfg(test)]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Layout {
+    /// Flags byte, and the body length of a zstd-compressed chunk.
+    pub frame: usize,
+    /// zstd saving (body length minus compressed length), if compressed.
+    pub zstd_saved: isize,
+    /// Sample count, scale byte and exception count.
+    pub header: usize,
+    pub ts_column: usize,
+    /// Mode, heads, base and divisor of the value column.
+    pub value_header: usize,
+    /// Entropy table (max, low, frequencies, stream lengths) or packed
+    /// header (width, patch count).
+    pub value_table: usize,
+    /// Final coder states.
+    pub value_states: usize,
+    /// Coded values: streams, raw bits, packed bits and patches.
+    pub value_payload: usize,
+    pub exceptions: usize,
+    pub value_mode: u8,
+}
+
+#[cfg(test)]
+pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
+    let mut layout = Layout::default();
+    let (&flags, rest) = chunk.split_first().ok_or(DecodeError("empty"))?;
+    let body = match flags {
+        0 => {
+            layout.frame = 1;
+            rest.to_vec()
+        }
+        _ => {
+            let mut r = Reader::new(rest);
+            let len = r.uvarint()?;
+            layout.frame = 1 + r.pos;
+            let body = zstd::bulk::decompress(&rest[r.pos..], len as usize)
+                .map_err(|_| DecodeError("bad zstd frame"))?;
+            layout.zstd_saved = body.len() as isize - (rest.len() - r.pos) as isize;
+            body
+        }
+    };
+    let len = body.len();
+    let mut padded = body.clone();
+    padded.resize(len + PADDING, 0);
+    let mut r = Reader::new(&padded[..len]);
+    r.padded = &padded;
+    let n = r.uvarint()? as usize;
+    layout.header = r.pos;
+    let start = r.pos;
+    let mut scratch = Vec::new();
+    r.column(n, &mut scratch)?;
+    layout.ts_column = r.pos - start;
+    r.u8()?;
+    layout.header += 1;
+    let start = r.pos;
+    let mode = r.u8()?;
+    layout.value_mode = mode;
+    let order = usize::from(mode & !MODE_BITS);
+    for _ in 0..order {
+        r.varint()?;
+    }
+    if n > order && mode & MODE_CONSTANT != 0 {
+        r.varint()?;
+        layout.value_header = r.pos - start;
+    } else if n > order {
+        r.varint()?;
+        r.uvarint()?;
+        layout.value_header = r.pos - start;
+        let table_start = r.pos;
+        if mode & MODE_ENTROPY != 0 {
+            let max = r.uvarint()?;
+            let top = 64 - max.leading_zeros();
+            let low = u32::from(r.u8()?);
+            for _ in low..top {
+                r.uvarint()?;
+            }
+            r.uvarint()?;
+            r.uvarint()?;
+            layout.value_table = r.pos - table_start;
+            layout.value_states = 8;
+        } else if mode & MODE_UNIFORM != 0 {
+            r.uvarint()?;
+            r.uvarint()?;
+            r.uvarint()?;
+            layout.value_table = r.pos - table_start;
+            layout.value_states = 16;
+        } else {
+            r.u8()?;
+            r.uvarint()?;
+            layout.value_table = r.pos - table_start;
+        }
+    } else {
+        layout.value_header = r.pos - start;
+    }
+    let mut r = Reader::new(&padded[..len]);
+    r.padded = &padded;
+    r.pos = start;
+    r.column(n, &mut scratch)?;
+    layout.value_payload =
+        r.pos - start - layout.value_header - layout.value_table - layout.value_states;
+    let start = r.pos;
+    let exceptions = r.uvarint()?;
+    layout.header += r.pos - start;
+    layout.exceptions = len - r.pos;
+    let _ = exceptions;
+    Ok(layout)
 }
 
 /// Iterates a decoded dense chunk. Malformed bytes yield no sample and
@@ -1084,6 +1253,95 @@ mod tests {
         entropy_column(&skewed);
     }
 
+    /// Writes `values` with the uniform mode and reads them back; every
+    /// truncation is an error.
+    fn uniform_column(values: &[u64]) -> Vec<u8> {
+        use crate::chunk::entropy::uniform;
+        let max = values.iter().copied().max().unwrap();
+        let mut body = Vec::new();
+        uniform::put(&mut body, values, max);
+        let len = body.len();
+        let mut padded = body.clone();
+        padded.resize(len + PADDING, 0);
+        let mut r = Reader::new(&padded[..len]);
+        r.padded = &padded;
+        let mut out = Vec::new();
+        uniform::read(&mut r, values.len(), &mut out).unwrap();
+        assert_eq!(r.pos, len, "whole column read");
+        assert_eq!(out.iter().map(|&v| v as u64).collect::<Vec<_>>(), values);
+        for cut in 0..len {
+            let mut r = Reader::new(&padded[..cut]);
+            r.padded = &padded;
+            let mut out = Vec::new();
+            assert!(uniform::read(&mut r, values.len(), &mut out).is_err());
+        }
+        body
+    }
+
+    #[test]
+    fn uniform_columns_round_trip_adversarial_values() {
+        uniform_column(&[0]);
+        uniform_column(&[1]);
+        uniform_column(&[0; 100]);
+        uniform_column(&[u32::MAX as u64, 0, 1, u32::MAX as u64 - 1]);
+        uniform_column(&[(1 << 31) + 1, 0, 5]);
+        let mut draw = draws(5);
+        let big: Vec<u64> = (0..65_536).map(|_| (draw() * 1e6).round() as u64).collect();
+        let bytes = uniform_column(&big).len();
+        // log2(1e6 + 1) bits each, plus states and framing.
+        let ideal = 65_536.0 * (1e6f64 + 1.0).log2() / 8.0;
+        assert!((bytes as f64) < ideal + 32.0, "{bytes} vs {ideal}");
+        // Past the largest range the mode is not offered.
+        assert!(crate::chunk::entropy::uniform::bits(10, u32::MAX as u64 + 1).is_none());
+    }
+
+    #[test]
+    fn uniform_steps_cost_log2_of_their_range() {
+        let ts = regular(5760);
+        let mut draw = draws(17);
+        let mut cpu = 0.0f64;
+        let walk: Vec<f64> = (0..5760)
+            .map(|_| {
+                cpu = ((cpu + 15.0 * draw()) * 100.0).round() / 100.0;
+                cpu
+            })
+            .collect();
+        let chunk = encode(&ts, &walk).unwrap();
+        let (got_ts, got_vs) = decode(&chunk).unwrap();
+        assert_eq!(got_ts, ts);
+        assert_eq!(got_vs, walk);
+        // 1,501 values: 10.55 bits each, and ~45 bytes of everything else.
+        let ideal = 5760.0 * 1501f64.log2() / 8.0;
+        assert!(
+            (chunk.len() as f64) < ideal + 48.0,
+            "{} vs {ideal}",
+            chunk.len()
+        );
+    }
+
+    #[test]
+    fn constant_columns_write_only_their_base() {
+        let ts = regular(5760);
+        let vs = vec![500_107_862_016.0; 5760];
+        let chunk = encode(&ts, &vs).unwrap();
+        let (got_ts, got_vs) = decode(&chunk).unwrap();
+        assert_eq!((got_ts, got_vs), (ts.clone(), vs));
+        let layout = layout(&chunk).unwrap();
+        assert_eq!(layout.value_mode, MODE_CONSTANT);
+        // flags, n, timestamps (mode, t0, d0, base), scale, values (mode,
+        // base), exception count.
+        assert!(
+            chunk.len() <= 1 + 2 + 11 + 1 + 7 + 1,
+            "{} bytes",
+            chunk.len()
+        );
+        // Two mode bits at once are refused.
+        let mut body = vec![0u8];
+        put_uvarint(&mut body, 3);
+        body.extend_from_slice(&[MODE_CONSTANT | MODE_ENTROPY, 0, 0]);
+        assert!(decode(&body).is_err());
+    }
+
     /// Floats that stress the decimal conversion and the fallbacks.
     fn adversarial_float() -> impl Strategy<Value = f64> {
         prop_oneof![
@@ -1194,6 +1452,32 @@ mod tests {
             r.padded = &padded;
             let mut out = Vec::new();
             if crate::chunk::entropy::read(&mut r, count, &mut out).is_ok() {
+                prop_assert_eq!(out.len(), count);
+                prop_assert!(r.pos <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn uniform_columns_round_trip(
+            values in proptest::collection::vec(
+                prop_oneof![0u64..2, 0u64..1501, 0u64..=u32::MAX as u64],
+                1..600,
+            ),
+        ) {
+            uniform_column(&values);
+        }
+
+        #[test]
+        fn arbitrary_uniform_columns_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            count in 1usize..5000,
+        ) {
+            let mut padded = bytes.clone();
+            padded.resize(bytes.len() + PADDING, 0);
+            let mut r = Reader::new(&padded[..bytes.len()]);
+            r.padded = &padded;
+            let mut out = Vec::new();
+            if crate::chunk::entropy::uniform::read(&mut r, count, &mut out).is_ok() {
                 prop_assert_eq!(out.len(), count);
                 prop_assert!(r.pos <= bytes.len());
             }

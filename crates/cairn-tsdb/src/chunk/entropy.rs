@@ -20,6 +20,9 @@
 //! lookup per value; two coders with a stream each alternate, so decoding
 //! follows two independent dependency chains.
 //!
+//! The [`uniform`] mode codes a column of values spread evenly over
+//! `0 ..= max` exactly (`log2(max + 1)` bits each, no table).
+//!
 //! Byte layout: `docs/format.md`, "Dense chunks".
 
 use super::dense::{DecodeError, Reader};
@@ -401,5 +404,134 @@ impl BitWriter {
             self.bytes.push(self.acc as u8);
         }
         out.extend_from_slice(&self.bytes);
+    }
+}
+
+/// The uniform mode (column modes 8 ..= 10): every value `0 ..= max` is
+/// one of `M = max + 1` equally likely symbols, coded exactly with rANS
+/// over a total of `M` (no table, no class split): `n log2 M` bits plus
+/// the coders' final states. The state is a u64 in `[K M, 2^32 K M)` with
+/// `K = floor(2^32 / M)`, renormalised by 32-bit words, so coding a value
+/// is `x * M + u` and decoding `x % M`, `x / M`, and at most one word in.
+pub(super) mod uniform {
+    use super::super::dense::{DecodeError, Reader};
+    use crate::block::put_uvarint;
+
+    /// Largest `M` (so `K >= 1` and the state fits a u64).
+    pub(in crate::chunk) const MAX_RANGE: u64 = 1 << 32;
+
+    fn lower(range: u64) -> u64 {
+        (MAX_RANGE / range) * range
+    }
+
+    /// Bits the mode takes for `count` values up to `max`, framing
+    /// included; `None` when `max + 1` is above [`MAX_RANGE`].
+    pub(in crate::chunk) fn bits(count: usize, max: u64) -> Option<u64> {
+        let range = max.checked_add(1).filter(|&m| m <= MAX_RANGE)?;
+        let payload = (count as f64 * (range as f64).log2()).ceil() as u64;
+        // Whole 32-bit words, two final states, max and two lengths.
+        Some(payload.div_ceil(32) * 32 + 8 * (16 + super::uvarint_len(max) + 4))
+    }
+
+    /// Appends `max` and the coded `values` (each at most `max`, with
+    /// `max + 1 <= MAX_RANGE`).
+    pub(in crate::chunk) fn put(out: &mut Vec<u8>, values: &[u64], max: u64) {
+        let range = max + 1;
+        debug_assert!(range <= MAX_RANGE && values.iter().all(|&u| u <= max));
+        let low = lower(range);
+        let k = low / range;
+        let mut states = [low; 2];
+        let mut words: [Vec<u32>; 2] = [
+            Vec::with_capacity(values.len() / 4),
+            Vec::with_capacity(values.len() / 4),
+        ];
+        for (j, &u) in values.iter().enumerate().rev() {
+            let (x, words) = (&mut states[j % 2], &mut words[j % 2]);
+            if *x >> 32 >= k {
+                words.push(*x as u32);
+                *x >>= 32;
+            }
+            *x = *x * range + u;
+        }
+        put_uvarint(out, max);
+        put_uvarint(out, 8 + 4 * words[0].len() as u64);
+        put_uvarint(out, 8 + 4 * words[1].len() as u64);
+        for (x, words) in states.iter().zip(&words) {
+            out.extend_from_slice(&x.to_le_bytes());
+            for w in words.iter().rev() {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+
+    /// Reads a uniform-mode column of `count` values (after its base and
+    /// divisor) and appends them to `out`.
+    pub(in crate::chunk) fn read(
+        r: &mut Reader<'_>,
+        count: usize,
+        out: &mut Vec<i64>,
+    ) -> Result<(), DecodeError> {
+        let max = r.uvarint()?;
+        let range = max
+            .checked_add(1)
+            .filter(|&m| m <= MAX_RANGE)
+            .ok_or(DecodeError("bad uniform range"))?;
+        let low = lower(range);
+        let mut lens = [0usize; 2];
+        for len in &mut lens {
+            *len = usize::try_from(r.uvarint()?).map_err(|_| DecodeError("truncated"))?;
+            if *len < 8 || *len % 4 != 0 {
+                return Err(DecodeError("bad uniform stream"));
+            }
+        }
+        let padded = r.padded();
+        let start0 = r.pos;
+        let mut x0 = u64::from_le_bytes(r.take(lens[0])?[..8].try_into().expect("8 bytes"));
+        let start1 = r.pos;
+        let mut x1 = u64::from_le_bytes(r.take(lens[1])?[..8].try_into().expect("8 bytes"));
+        let valid = |x: u64| x >= low && x >> 32 < low;
+        if !valid(x0) || !valid(x1) {
+            return Err(DecodeError("bad uniform state"));
+        }
+        let (bytes0, bytes1) = (&padded[start0..], &padded[start1..]);
+        let (mut p0, mut p1) = (8usize, 8usize);
+        out.reserve(count);
+        for _ in 0..count / 2 {
+            let u0 = step(&mut x0, &mut p0, bytes0, range, low);
+            let u1 = step(&mut x1, &mut p1, bytes1, range, low);
+            if p0 > lens[0] || p1 > lens[1] {
+                return Err(DecodeError("truncated uniform column"));
+            }
+            out.push(u0 as i64);
+            out.push(u1 as i64);
+        }
+        if count % 2 == 1 {
+            let u0 = step(&mut x0, &mut p0, bytes0, range, low);
+            if p0 > lens[0] {
+                return Err(DecodeError("truncated uniform column"));
+            }
+            out.push(u0 as i64);
+        }
+        if x0 != low || x1 != low || p0 != lens[0] || p1 != lens[1] {
+            return Err(DecodeError("bad uniform stream"));
+        }
+        Ok(())
+    }
+
+    /// Decodes one value; `bytes` has at least 4 readable bytes at `p`
+    /// (the body's padding covers a read just past the stream, which the
+    /// caller then refuses).
+    #[inline(always)]
+    fn step(x: &mut u64, p: &mut usize, bytes: &[u8], range: u64, low: u64) -> u64 {
+        let u = *x % range;
+        *x /= range;
+        let word = u64::from(u32::from_le_bytes(
+            bytes[*p..*p + 4].try_into().expect("4 bytes"),
+        ));
+        if *x < low {
+            *x = (*x << 32) | word;
+            *p += 4;
+        }
+        u
     }
 }

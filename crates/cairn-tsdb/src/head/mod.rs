@@ -1,8 +1,9 @@
 //! The head: recent data in memory.
 //!
-//! [`Head`] owns every series ([`MemSeries`]) by ID, finds a series from its
-//! labels through a hash map (collisions kept in a side table), and answers
-//! matchers through [`Postings`]. A series keeps its labels packed in one
+//! [`Head`] owns every series ([`MemSeries`]) in a [`SeriesSlab`] (by ID and
+//! by slot), finds a series' slot from its labels through a hash map
+//! (collisions kept in a side table), and answers matchers through
+//! [`Postings`]. A series keeps its labels packed in one
 //! allocation ([`PackedLabels`]); the index keeps one copy of each distinct
 //! name and value. The head takes no locks itself; [`crate::Tsdb`] wraps it
 //! in an `RwLock`.
@@ -11,6 +12,7 @@ pub mod labels;
 pub mod ooo;
 pub mod postings;
 pub mod series;
+pub mod slab;
 
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hasher};
@@ -23,6 +25,7 @@ use crate::idhash::IdMap;
 pub use labels::PackedLabels;
 pub use postings::Postings;
 pub use series::{decide, AppendDecision, Applied, LastSample, MemSeries, SeriesLabels};
+pub use slab::{SeriesSlab, SlotId, NO_SLOT};
 
 /// A series copied out of the head for reading without holding its lock.
 #[derive(Clone, Debug)]
@@ -62,11 +65,11 @@ impl SeriesSnapshot {
 
 #[derive(Debug, Default)]
 pub struct Head {
-    series: IdMap<MemSeries>,
-    /// Label hash → the first series with that hash.
-    by_hash: IdMap<u64>,
-    /// Label hash → further series with the same hash (rare).
-    hash_conflicts: IdMap<Vec<u64>>,
+    series: SeriesSlab,
+    /// Label hash → the slot of the first series with that hash.
+    by_hash: IdMap<SlotId>,
+    /// Label hash → slots of further series with the same hash (rare).
+    hash_conflicts: IdMap<Vec<SlotId>>,
     postings: Postings,
     /// Seeds the label hash: foldhash, randomly seeded per head, so label
     /// sets chosen to collide cannot be precomputed (hash flooding only
@@ -165,7 +168,7 @@ impl Head {
             }
             let ts: Vec<i64> = ooo.samples_in(start, end - 1).iter().map(|s| s.0).collect();
             if !ts.is_empty() {
-                out.push((*id, ts));
+                out.push((id, ts));
             }
         }
         out
@@ -177,7 +180,7 @@ impl Head {
         let mut removed = 0;
         let mut empty = Vec::new();
         for (id, timestamps) in written {
-            if let Some(series) = self.series.get_mut(id) {
+            if let Some(series) = self.series.get_mut(*id) {
                 removed += series.remove_ooo(timestamps);
                 if series.time_range().is_none() {
                     empty.push(*id);
@@ -203,7 +206,7 @@ impl Head {
 
     /// Every series with its ID, in no particular order.
     pub fn iter_series(&self) -> impl Iterator<Item = (u64, &MemSeries)> {
-        self.series.iter().map(|(id, s)| (*id, s))
+        self.series.iter()
     }
 
     /// The ID the next new series gets. IDs start at 1 and only grow.
@@ -261,11 +264,14 @@ impl Head {
     /// the other: within a pass the memory reads of different sets do not
     /// depend on each other, so the CPU overlaps their cache misses, which
     /// are most of a lookup's cost once the head outgrows the CPU caches.
+    ///
+    /// Each answer carries the series' slot, which
+    /// [`Head::append_in_slot`] takes to reach the series without a probe.
     pub fn lookup_packed_many<'h>(
         &'h self,
         packed: &[u8],
         ends: &[usize],
-        out: &mut Vec<Option<(u64, &'h MemSeries)>>,
+        out: &mut Vec<Option<(u64, SlotId, &'h MemSeries)>>,
     ) {
         let sets = || {
             ends.iter().scan(0, |start, &end| {
@@ -275,13 +281,13 @@ impl Head {
             })
         };
         let hashes: Vec<u64> = sets().map(|set| self.hash_packed(set)).collect();
-        let firsts: Vec<Option<u64>> = hashes
+        let firsts: Vec<Option<SlotId>> = hashes
             .iter()
             .map(|hash| self.by_hash.get(hash).copied())
             .collect();
         let candidates: Vec<Option<(u64, &MemSeries)>> = firsts
             .iter()
-            .map(|id| id.and_then(|id| self.series.get(&id).map(|s| (id, s))))
+            .map(|slot| slot.and_then(|slot| self.series.at(slot)))
             .collect();
         // Read what the comparison and the append plan read next (the
         // packed labels, the series' last sample), for the same reason.
@@ -296,9 +302,11 @@ impl Head {
         for (i, set) in sets().enumerate() {
             let found = match (firsts[i], candidates[i]) {
                 (None, _) => None,
-                (_, Some((id, series))) if series.labels().as_bytes() == set => Some((id, series)),
+                (Some(slot), Some((id, series))) if series.labels().as_bytes() == set => {
+                    Some((id, slot, series))
+                }
                 // Not the first series under this hash: the side table.
-                _ => self.find_series(hashes[i], |labels| labels.as_bytes() == set),
+                _ => self.find_slot(hashes[i], |labels| labels.as_bytes() == set),
             };
             out.push(found);
         }
@@ -311,30 +319,40 @@ impl Head {
         hash: u64,
         same: impl Fn(&PackedLabels) -> bool,
     ) -> Option<(u64, &MemSeries)> {
+        self.find_slot(hash, same).map(|(id, _, s)| (id, s))
+    }
+
+    /// [`Head::find_series`] with the series' slot.
+    #[inline]
+    fn find_slot(
+        &self,
+        hash: u64,
+        same: impl Fn(&PackedLabels) -> bool,
+    ) -> Option<(u64, SlotId, &MemSeries)> {
         let first = *self.by_hash.get(&hash)?;
-        let matching = |id: u64| {
+        let matching = |slot: SlotId| {
             self.series
-                .get(&id)
-                .filter(|s| same(s.labels()))
-                .map(|s| (id, s))
+                .at(slot)
+                .filter(|(_, s)| same(s.labels()))
+                .map(|(id, s)| (id, slot, s))
         };
         if let Some(found) = matching(first) {
             return Some(found);
         }
         self.hash_conflicts
             .get(&hash)
-            .and_then(|ids| ids.iter().find_map(|id| matching(*id)))
+            .and_then(|slots| slots.iter().find_map(|slot| matching(*slot)))
     }
 
-    /// Reads, for each ID, what appending to that series will touch (its
-    /// map slot and the open chunk's last byte), so that the
-    /// appends that follow find it in cache. These reads do not depend on
-    /// each other, so the CPU overlaps their misses, where the appends
-    /// (long loop bodies) would wait on them one at a time.
-    pub fn warm_for_append(&self, ids: impl Iterator<Item = u64>) {
+    /// Reads, for each slot, what appending to its series will touch (the
+    /// slot and the open chunk's last byte), so that the appends that
+    /// follow find it in cache. These reads do not depend on each other, so
+    /// the CPU overlaps their misses, where the appends (long loop bodies)
+    /// would wait on them one at a time. [`NO_SLOT`] is skipped.
+    pub fn warm_for_append(&self, slots: impl Iterator<Item = SlotId>) {
         let mut sink = 0u64;
-        for id in ids {
-            if let Some(series) = self.series.get(&id) {
+        for slot in slots {
+            if let Some((_, series)) = self.series.at(slot) {
                 sink = sink.wrapping_add(u64::from(series.open_chunk_tail()));
             }
         }
@@ -342,28 +360,28 @@ impl Head {
     }
 
     pub fn get(&self, id: u64) -> Option<&MemSeries> {
-        self.series.get(&id)
+        self.series.get(id)
     }
 
     /// Creates a series with a given ID (from an append plan or the WAL).
     /// Returns false, changing nothing, if the ID or the labels already exist.
     pub fn create_series(&mut self, id: u64, labels: &Labels) -> bool {
         let packed = PackedLabels::new(labels);
-        if self.series.contains_key(&id) || self.lookup_packed(packed.as_bytes()).is_some() {
+        if self.series.contains(id) || self.lookup_packed(packed.as_bytes()).is_some() {
             return false;
         }
         let hash = self.hash_packed(packed.as_bytes());
-        match self.by_hash.entry(hash) {
-            Entry::Vacant(slot) => {
-                slot.insert(id);
-            }
-            Entry::Occupied(_) => self.hash_conflicts.entry(hash).or_default().push(id),
-        }
         self.postings.add(
             id,
             labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
         );
-        self.series.insert(id, MemSeries::new(packed));
+        let slot = self.series.insert(id, MemSeries::new(packed));
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(entry) => {
+                entry.insert(slot);
+            }
+            Entry::Occupied(_) => self.hash_conflicts.entry(hash).or_default().push(slot),
+        }
         self.next_id = self.next_id.max(id + 1);
         true
     }
@@ -371,10 +389,21 @@ impl Head {
     /// Stores one accepted (or replayed) sample in series `id`, in order or
     /// out of order ([`MemSeries::apply`]); `None` if there is no such series.
     pub fn append(&mut self, id: u64, t: i64, v: f64) -> Option<Applied> {
-        let applied = self
-            .series
-            .get_mut(&id)
-            .map(|s| s.apply(t, v, self.min_valid_t))?;
+        self.append_in_slot(NO_SLOT, id, t, v)
+    }
+
+    /// [`Head::append`] to the series a lookup found in `slot` (from
+    /// [`Head::lookup_packed_many`]; the same writer must not have removed
+    /// series since). The slot is checked to hold series `id`; if it does
+    /// not (or is [`NO_SLOT`]), the series is found by ID.
+    #[inline]
+    pub fn append_in_slot(&mut self, slot: SlotId, id: u64, t: i64, v: f64) -> Option<Applied> {
+        let slot = match self.series.at(slot) {
+            Some((found, _)) if found == id => slot,
+            _ => self.series.slot_of(id)?,
+        };
+        let min_valid_t = self.min_valid_t;
+        let applied = self.series.at_mut(slot, id)?.apply(t, v, min_valid_t);
         if applied == Applied::InOrder && self.max_t.is_none_or(|max_t| t > max_t) {
             self.max_t = Some(t);
         }
@@ -397,7 +426,7 @@ impl Head {
                 }
                 // Out-of-order samples not yet in a block keep the series.
                 _ if series.ooo().is_some() => chunks_dropped += series.drop_in_order(),
-                _ => stale.push(*id),
+                _ => stale.push(id),
             }
         }
         chunks_dropped += self.remove_series_batch(&stale);
@@ -408,27 +437,27 @@ impl Head {
     /// Removes many series from the maps and the index, rewriting each
     /// postings list once; returns their chunk count.
     fn remove_series_batch(&mut self, ids: &[u64]) -> usize {
-        let removed: Vec<(u64, MemSeries)> = ids
+        let removed: Vec<(u64, SlotId, MemSeries)> = ids
             .iter()
-            .filter_map(|id| self.series.remove(id).map(|series| (*id, series)))
+            .filter_map(|id| self.series.remove(*id).map(|(slot, s)| (*id, slot, s)))
             .collect();
         let mut chunks = 0;
-        for (id, series) in &removed {
+        for (_, slot, series) in &removed {
             let hash = self.hash_packed(series.labels().as_bytes());
-            self.unlink_hash(hash, *id);
+            self.unlink_hash(hash, *slot);
             chunks += series.closed_chunks().len() + 1;
         }
         self.postings.remove_many(
             removed
                 .iter()
-                .map(|(id, series)| (*id, series.labels().iter())),
+                .map(|(id, _, series)| (*id, series.labels().iter())),
         );
         chunks
     }
 
-    fn unlink_hash(&mut self, hash: u64, id: u64) {
+    fn unlink_hash(&mut self, hash: u64, slot: SlotId) {
         let conflicts = self.hash_conflicts.get_mut(&hash);
-        if self.by_hash.get(&hash) == Some(&id) {
+        if self.by_hash.get(&hash) == Some(&slot) {
             // Promote a conflicting series, if any, to the primary slot.
             match conflicts.and_then(|ids| ids.pop()) {
                 Some(next) => {
@@ -439,7 +468,7 @@ impl Head {
                 }
             }
         } else if let Some(ids) = conflicts {
-            ids.retain(|other| *other != id);
+            ids.retain(|other| *other != slot);
         }
         if self
             .hash_conflicts
@@ -460,7 +489,7 @@ impl Head {
     pub fn snapshot(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<SeriesSnapshot> {
         let mut out = Vec::new();
         for id in self.select_ids(matchers) {
-            let Some(series) = self.series.get(&id) else {
+            let Some(series) = self.series.get(id) else {
                 continue;
             };
             let chunks = series.chunks_overlapping(start, end);

@@ -100,32 +100,74 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
 /// huge append becomes several records of bounded size.
 pub const SOFT_PAYLOAD_LIMIT: usize = 8 << 20;
 
-/// Frames entries into records of at most about [`SOFT_PAYLOAD_LIMIT`] bytes.
+/// Bytes before a record's payload: type, length, CRC (see [`frame`]).
+const FRAME_HEADER_LEN: usize = 9;
+
+/// Frames entries into records of at most about [`SOFT_PAYLOAD_LIMIT`]
+/// bytes, writing each payload in place in `out` (after room for its
+/// header, filled in when the record is closed): the same bytes as
+/// [`frame`] without copying the payload.
 struct RecordBuilder<'a> {
     record_type: RecordType,
-    payload: Vec<u8>,
+    /// Where the open record's header starts in `out`.
+    start: usize,
     out: &'a mut Vec<u8>,
 }
 
 impl<'a> RecordBuilder<'a> {
     fn new(record_type: RecordType, out: &'a mut Vec<u8>) -> RecordBuilder<'a> {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
         RecordBuilder {
             record_type,
-            payload: Vec::new(),
+            start,
             out,
         }
     }
 
-    /// Whether the next entry should start a new record.
-    fn is_full(&self) -> bool {
-        self.payload.len() >= SOFT_PAYLOAD_LIMIT
+    /// Where the entries go: the end of the open record's payload.
+    fn payload(&mut self) -> &mut Vec<u8> {
+        self.out
     }
 
+    fn payload_len(&self) -> usize {
+        self.out.len() - self.start - FRAME_HEADER_LEN
+    }
+
+    /// Whether the next entry should start a new record.
+    fn is_full(&self) -> bool {
+        self.payload_len() >= SOFT_PAYLOAD_LIMIT
+    }
+
+    /// Closes the open record and opens the next one.
     fn flush(&mut self) {
-        if !self.payload.is_empty() {
-            frame(self.record_type, &self.payload, self.out);
-            self.payload.clear();
+        self.close();
+        self.start = self.out.len();
+        self.out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    }
+
+    /// Closes the open record (an empty one leaves nothing).
+    fn finish(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        let len = self.payload_len();
+        if len == 0 {
+            self.out.truncate(self.start);
+            return;
         }
+        assert!(
+            len <= MAX_PAYLOAD_LEN,
+            "wal record payload of {len} bytes exceeds the format's limit"
+        );
+        let mut type_and_len = [0u8; 5];
+        type_and_len[0] = self.record_type as u8;
+        type_and_len[1..5].copy_from_slice(&(len as u32).to_le_bytes());
+        let payload_start = self.start + FRAME_HEADER_LEN;
+        let crc = checksum(&type_and_len, &self.out[payload_start..]);
+        self.out[self.start..self.start + 5].copy_from_slice(&type_and_len);
+        self.out[self.start + 5..payload_start].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -135,31 +177,35 @@ pub fn encode_series(series: &[(u64, Labels)], out: &mut Vec<u8>) {
         if builder.is_full() {
             builder.flush();
         }
-        put_uvarint(&mut builder.payload, *id);
-        put_labels(&mut builder.payload, labels);
+        put_uvarint(builder.payload(), *id);
+        put_labels(builder.payload(), labels);
     }
-    builder.flush();
+    builder.finish();
 }
 
 pub fn encode_samples(samples: &[RefSample], out: &mut Vec<u8>) {
+    // At most 10 + 10 + 8 bytes a sample, usually 1 + 1 + 8.
+    out.reserve(FRAME_HEADER_LEN + 16 + samples.len() * 12);
     let mut builder = RecordBuilder::new(RecordType::Samples, out);
     let mut base = (0u64, 0i64);
     for sample in samples {
         if builder.is_full() {
             builder.flush();
         }
-        if builder.payload.is_empty() {
+        if builder.payload_len() == 0 {
             base = (sample.id, sample.t);
-            builder.payload.extend_from_slice(&sample.id.to_le_bytes());
-            builder.payload.extend_from_slice(&sample.t.to_le_bytes());
+            builder
+                .payload()
+                .extend_from_slice(&sample.id.to_le_bytes());
+            builder.payload().extend_from_slice(&sample.t.to_le_bytes());
         }
-        put_varint(&mut builder.payload, sample.id.wrapping_sub(base.0) as i64);
-        put_varint(&mut builder.payload, sample.t.wrapping_sub(base.1));
+        put_varint(builder.payload(), sample.id.wrapping_sub(base.0) as i64);
+        put_varint(builder.payload(), sample.t.wrapping_sub(base.1));
         builder
-            .payload
+            .payload()
             .extend_from_slice(&sample.v.to_bits().to_le_bytes());
     }
-    builder.flush();
+    builder.finish();
 }
 
 pub fn encode_exemplars(exemplars: &[RefExemplar], out: &mut Vec<u8>) {
@@ -168,14 +214,14 @@ pub fn encode_exemplars(exemplars: &[RefExemplar], out: &mut Vec<u8>) {
         if builder.is_full() {
             builder.flush();
         }
-        put_uvarint(&mut builder.payload, e.id);
-        put_varint(&mut builder.payload, e.exemplar.t);
+        put_uvarint(builder.payload(), e.id);
+        put_varint(builder.payload(), e.exemplar.t);
         builder
-            .payload
+            .payload()
             .extend_from_slice(&e.exemplar.value.to_bits().to_le_bytes());
-        put_labels(&mut builder.payload, &e.exemplar.labels);
+        put_labels(builder.payload(), &e.exemplar.labels);
     }
-    builder.flush();
+    builder.finish();
 }
 
 pub fn encode_metadata(metadata: &[MetricMetadata], out: &mut Vec<u8>) {
@@ -184,12 +230,12 @@ pub fn encode_metadata(metadata: &[MetricMetadata], out: &mut Vec<u8>) {
         if builder.is_full() {
             builder.flush();
         }
-        put_str(&mut builder.payload, &m.metric_family_name);
-        builder.payload.push(metric_type_to_byte(m.metric_type));
-        put_str(&mut builder.payload, &m.unit);
-        put_str(&mut builder.payload, &m.help);
+        put_str(builder.payload(), &m.metric_family_name);
+        builder.payload().push(metric_type_to_byte(m.metric_type));
+        put_str(builder.payload(), &m.unit);
+        put_str(builder.payload(), &m.help);
     }
-    builder.flush();
+    builder.finish();
 }
 
 pub fn encode_tombstones(stones: &[(u64, Interval)], out: &mut Vec<u8>) {
@@ -198,11 +244,11 @@ pub fn encode_tombstones(stones: &[(u64, Interval)], out: &mut Vec<u8>) {
         if builder.is_full() {
             builder.flush();
         }
-        put_uvarint(&mut builder.payload, *id);
-        put_varint(&mut builder.payload, interval.min_t);
-        put_varint(&mut builder.payload, interval.max_t);
+        put_uvarint(builder.payload(), *id);
+        put_varint(builder.payload(), interval.min_t);
+        put_varint(builder.payload(), interval.max_t);
     }
-    builder.flush();
+    builder.finish();
 }
 
 /// Why a payload failed to decode.
@@ -416,6 +462,39 @@ mod tests {
         }
         let overlong = [0xffu8; 11];
         assert!(Reader { bytes: &overlong }.uvarint().is_err());
+    }
+
+    #[test]
+    fn records_framed_in_place_match_frame() {
+        let samples = [
+            RefSample {
+                id: 7,
+                t: 1_000,
+                v: 1.5,
+            },
+            RefSample {
+                id: 9,
+                t: 900,
+                v: -2.0,
+            },
+        ];
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&7u64.to_le_bytes());
+        payload.extend_from_slice(&1_000i64.to_le_bytes());
+        for (id_delta, t_delta, v) in [(0i64, 0i64, 1.5f64), (2, -100, -2.0)] {
+            put_varint(&mut payload, id_delta);
+            put_varint(&mut payload, t_delta);
+            payload.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        let mut expected = b"earlier bytes".to_vec();
+        let mut out = expected.clone();
+        frame(RecordType::Samples, &payload, &mut expected);
+        encode_samples(&samples, &mut out);
+        assert_eq!(out, expected);
+        // Nothing to encode leaves `out` as it was.
+        encode_samples(&[], &mut out);
+        encode_series(&[], &mut out);
+        assert_eq!(out, expected);
     }
 
     #[test]
