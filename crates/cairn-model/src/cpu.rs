@@ -52,6 +52,12 @@ pub fn take_worker_cpu_time() -> Duration {
     WORKER_CPU.with(|c| c.replace(Duration::ZERO))
 }
 
+/// Adds CPU time that helper threads spent for work run on this thread (for
+/// helpers not started by [`split_map`]); [`take_worker_cpu_time`] takes it.
+pub fn add_worker_cpu_time(used: Duration) {
+    WORKER_CPU.with(|c| c.set(c.get() + used));
+}
+
 /// Applies `f` to `threads` contiguous chunks of `items` on scoped threads
 /// and returns the results in order (one per chunk); with one thread (or
 /// one item) `f` runs on the calling thread. The helpers' CPU time (their

@@ -30,7 +30,9 @@ pub use discard::DiscardReason;
 pub use duration::{parse_duration_ms, DisplayDuration, DurationError};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use queryable::{EmptyQueryable, Queryable, Series, StorageError, TimeRange};
+pub use queryable::{
+    DecodedSet, EmptyQueryable, Queryable, Series, SeriesSet, StorageError, TimeRange,
+};
 pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use tenant::{parse_tenant_ids, TenantId, TenantIdError, MAX_TENANT_ID_LEN};
 pub use write::{

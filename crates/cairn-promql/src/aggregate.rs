@@ -382,10 +382,11 @@ fn aggregate_selector(
     let fetched = crate::selector::fetch_instant(ev, &matchers, offset, at)?;
     // Every fetched series' candidate group, whether or not it selects a
     // sample (decides the cells' size before the walk).
-    let (candidate_of, candidates) = grouping.assign(fetched.series.iter().map(|s| &s.labels));
+    let set = &*fetched.set;
+    let (candidate_of, candidates) = grouping.assign((0..set.len()).map(|i| set.labels(i)));
     let nsteps = ev.nsteps;
     let cells_needed = candidates.len().saturating_mul(nsteps);
-    if cells_needed > MAX_FUSED_CELLS.max(fetched.samples.saturating_mul(2)) {
+    if cells_needed > MAX_FUSED_CELLS.max(set.decode_cost().saturating_mul(2)) {
         let input: Vec<StepSeries> =
             crate::selector::instant_points(ev, fetched, |step, _, v| Point { step, v })?
                 .into_iter()
@@ -401,10 +402,12 @@ fn aggregate_selector(
     // Candidate groups in order of their first series with a sample.
     let mut order: Vec<usize> = Vec::new();
     let mut present = vec![false; candidates.len()];
-    for (series, &g) in fetched.series.iter().zip(&candidate_of) {
+    // Series by series in order, each decoded as it comes.
+    crate::parallel::for_each_series(ev, set, |i, samples| {
         ev.sh.check()?;
+        let g = candidate_of[i];
         let row = &mut cells[g * nsteps..(g + 1) * nsteps];
-        let n = fetched.walk(ev, &series.samples, |step, _, v| {
+        let n = fetched.walk(ev, samples, |step, _, v| {
             let cell = &mut row[step];
             if cell.seen {
                 cell.add(op, v);
@@ -419,8 +422,9 @@ fn aggregate_selector(
                 order.push(g);
             }
         }
-    }
-    let garbage = fetched.series.len().saturating_mul(8);
+        Ok(())
+    })?;
+    let garbage = set.len().saturating_mul(2);
     crate::parallel::defer_drop(fetched, garbage);
     let mut labels: Vec<Option<Labels>> = candidates.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(order.len());

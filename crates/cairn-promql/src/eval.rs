@@ -362,7 +362,7 @@ impl<'a> Evaluator<'a> {
         let n: usize = series.iter().map(|s| s.samples.len()).sum();
         self.sh.reset_samples(base, n)?;
         Ok(RangeArg {
-            series,
+            input: RangeInput::Series(series),
             range,
             offset,
             at,
@@ -380,10 +380,19 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The series of a range-vector argument.
+pub(crate) enum RangeInput {
+    /// Evaluated already (a subquery).
+    Series(Vec<RangeSeries>),
+    /// A matrix selector's storage answer, decoded series by series as it
+    /// is read; staleness markers are dropped on reading.
+    Storage(Box<dyn cairn_model::SeriesSet>),
+}
+
 /// A range-vector argument: series with raw samples and the window geometry.
 /// At step `ts` the window is `(e - range, e]` with `e = (at or ts) - offset`.
 pub(crate) struct RangeArg {
-    pub series: Vec<RangeSeries>,
+    pub input: RangeInput,
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
@@ -403,17 +412,46 @@ impl RangeArg {
         }
         let end = self.window_end(ev.ts(0));
         let start = end.saturating_sub(self.range);
-        self.series
-            .into_iter()
-            .filter_map(|mut s| {
-                s.samples.retain(|p| p.t > start && p.t <= end);
-                if s.samples.is_empty() {
-                    None
-                } else {
-                    Some(s)
-                }
-            })
-            .collect()
+        let in_window = |p: &cairn_model::Sample| p.t > start && p.t <= end;
+        match self.input {
+            RangeInput::Series(series) => series
+                .into_iter()
+                .filter_map(|mut s| {
+                    s.samples.retain(in_window);
+                    if s.samples.is_empty() {
+                        None
+                    } else {
+                        Some(s)
+                    }
+                })
+                .collect(),
+            RangeInput::Storage(set) => {
+                let mut loaded = crate::parallel::Loaded::new(ev);
+                let mut samples = Vec::new();
+                let kept: Vec<Vec<cairn_model::Sample>> = (0..set.len())
+                    .map(|i| {
+                        samples.clear();
+                        set.append_samples(i, &mut samples);
+                        loaded.add(samples.len());
+                        samples
+                            .iter()
+                            .filter(|p| !cairn_model::is_stale_nan(p.v) && in_window(p))
+                            .copied()
+                            .collect()
+                    })
+                    .collect();
+                set.into_labels()
+                    .into_iter()
+                    .zip(kept)
+                    .filter(|(_, samples)| !samples.is_empty())
+                    .map(|(labels, samples)| RangeSeries {
+                        labels,
+                        drop_name: false,
+                        samples,
+                    })
+                    .collect()
+            }
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub use parallel::{take_worker_cpu_time, thread_cpu_time};
 pub use selector::selector_matchers;
 
 #[cfg(test)]
+mod lazy_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::atomic::AtomicBool;

@@ -5,6 +5,8 @@
 //! functions, instant selectors); results keep the input order. Small
 //! queries stay on the calling thread, so the common case pays nothing.
 
+use cairn_model::SeriesSet;
+
 use crate::QueryError;
 
 pub use cairn_model::cpu::{take_worker_cpu_time, thread_cpu_time};
@@ -50,6 +52,155 @@ pub(crate) fn map_chunks<T: Sync, R: Send>(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Counts the samples a reader decodes from storage and adds them to the
+/// query's loaded samples when dropped (an error part-way included).
+pub(crate) struct Loaded<'e, 'a> {
+    ev: &'e crate::eval::Evaluator<'a>,
+    n: usize,
+}
+
+impl<'e, 'a> Loaded<'e, 'a> {
+    pub fn new(ev: &'e crate::eval::Evaluator<'a>) -> Self {
+        Loaded { ev, n: 0 }
+    }
+
+    pub fn add(&mut self, n: usize) {
+        self.n = self.n.saturating_add(n);
+    }
+}
+
+impl Drop for Loaded<'_, '_> {
+    fn drop(&mut self) {
+        self.ev.sh.loaded(self.n);
+    }
+}
+
+/// Below this decoding cost (samples, [`SeriesSet::decode_cost`]) a set is
+/// decoded on the calling thread.
+const MIN_PARALLEL_DECODE: usize = 500_000;
+
+/// Series in one batch of [`for_each_series`].
+const DECODE_BATCH: usize = 1_024;
+
+/// Decoded batches each helper of [`for_each_series`] has in flight (one
+/// being decoded, one waiting or being read).
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// One batch: series `first..` decoded back to back into `flat`, series
+/// `first + j` ending at `ends[j]`.
+#[derive(Default)]
+struct DecodedBatch {
+    first: usize,
+    flat: Vec<cairn_model::Sample>,
+    ends: Vec<usize>,
+}
+
+/// Calls `f(i, samples)` for every series `i` of `set` in order, with its
+/// samples. A large set is decoded by helper threads, batch `b` by helper
+/// `b % helpers`, each into [`BATCHES_IN_FLIGHT`] buffers it reuses, while
+/// `f` runs on the calling thread over the batches already decoded; so a
+/// consumer that folds series in order (a fused aggregation) holds a few
+/// batches decoded, never the whole selection, and decoding overlaps with
+/// it. The helpers' CPU time is handed to the calling thread (as
+/// [`cairn_model::cpu::split_map`] does).
+pub(crate) fn for_each_series(
+    ev: &crate::eval::Evaluator,
+    set: &dyn SeriesSet,
+    mut f: impl FnMut(usize, &[cairn_model::Sample]) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    use std::sync::mpsc::sync_channel;
+    let n = set.len();
+    let mut loaded = Loaded::new(ev);
+    let batches = n.div_ceil(DECODE_BATCH);
+    let helpers = if set.decode_cost() < MIN_PARALLEL_DECODE {
+        0
+    } else {
+        available().min(batches)
+    };
+    if helpers <= 1 {
+        let mut samples = Vec::new();
+        for i in 0..n {
+            samples.clear();
+            set.append_samples(i, &mut samples);
+            loaded.add(samples.len());
+            f(i, &samples)?;
+        }
+        return Ok(());
+    }
+    let (result, used) = std::thread::scope(|scope| {
+        let mut lanes = Vec::with_capacity(helpers);
+        for helper in 0..helpers {
+            let (full_tx, full_rx) = sync_channel::<DecodedBatch>(BATCHES_IN_FLIGHT);
+            let (empty_tx, empty_rx) = sync_channel::<DecodedBatch>(BATCHES_IN_FLIGHT);
+            for _ in 0..BATCHES_IN_FLIGHT {
+                let _ = empty_tx.send(DecodedBatch::default());
+            }
+            let handle = scope.spawn(move || {
+                let started = cairn_model::cpu::thread_cpu_time();
+                for b in (helper..batches).step_by(helpers) {
+                    // The reader stopped (an error): so does the helper.
+                    let Ok(mut batch) = empty_rx.recv() else {
+                        break;
+                    };
+                    batch.first = b * DECODE_BATCH;
+                    batch.flat.clear();
+                    batch.ends.clear();
+                    for i in batch.first..(batch.first + DECODE_BATCH).min(n) {
+                        set.append_samples(i, &mut batch.flat);
+                        batch.ends.push(batch.flat.len());
+                    }
+                    if full_tx.send(batch).is_err() {
+                        break;
+                    }
+                }
+                cairn_model::cpu::thread_cpu_time().saturating_sub(started)
+                    + cairn_model::cpu::take_worker_cpu_time()
+            });
+            lanes.push((full_rx, empty_tx, handle));
+        }
+        let mut result = Ok(());
+        'batches: for b in 0..batches {
+            let (full_rx, empty_tx, _) = &lanes[b % helpers];
+            // A helper only hangs up early when it panicked.
+            let Ok(batch) = full_rx.recv() else {
+                result = Err(worker_failed());
+                break;
+            };
+            let mut start = 0;
+            for (j, &end) in batch.ends.iter().enumerate() {
+                let samples = &batch.flat[start..end];
+                loaded.add(samples.len());
+                if let Err(e) = f(batch.first + j, samples) {
+                    result = Err(e);
+                    break 'batches;
+                }
+                start = end;
+            }
+            let _ = empty_tx.send(batch);
+        }
+        let mut used = std::time::Duration::ZERO;
+        for (full_rx, empty_tx, handle) in lanes {
+            // Hanging up stops a helper that is still decoding.
+            drop((full_rx, empty_tx));
+            match handle.join() {
+                Ok(cpu) => used += cpu,
+                Err(_) => {
+                    if result.is_ok() {
+                        result = Err(worker_failed());
+                    }
+                }
+            }
+        }
+        (result, used)
+    });
+    cairn_model::cpu::add_worker_cpu_time(used);
+    result
+}
+
+fn worker_failed() -> QueryError {
+    QueryError::Execution("internal error in a decoding worker".into())
 }
 
 /// Values waiting for the drop thread at most (one more is being freed);

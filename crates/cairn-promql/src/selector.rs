@@ -1,11 +1,13 @@
 //! Vector and matrix selectors: storage access, lookback and staleness.
 
-use cairn_model::{is_stale_nan, Labels, MatchOp, Matcher, Series, TimeRange, METRIC_NAME};
+use cairn_model::{
+    is_stale_nan, DecodedSet, Labels, MatchOp, Matcher, SeriesSet, TimeRange, METRIC_NAME,
+};
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
-use crate::eval::{checked_sub, duration_ms, offset_ms, Evaluator, RangeArg};
-use crate::value::{Point, RangeSeries, StepSeries, Val};
+use crate::eval::{checked_sub, duration_ms, offset_ms, Evaluator, RangeArg, RangeInput};
+use crate::value::{Point, StepSeries, Val};
 use crate::QueryError;
 
 /// Converts a parsed selector's name and matchers to storage matchers.
@@ -48,20 +50,18 @@ pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError
     Ok(out)
 }
 
-/// Fetches series from storage, counting loaded samples.
+/// Selects series from storage, their samples decoded as the consumer
+/// reads them (each consumer counts the samples it decodes as loaded).
 pub(crate) fn fetch(
     ev: &Evaluator,
     matchers: &[Matcher],
     range: TimeRange,
-) -> Result<Vec<Series>, QueryError> {
+) -> Result<Box<dyn SeriesSet>, QueryError> {
     ev.sh.check_now()?;
     if range.start > range.end {
-        return Ok(Vec::new());
+        return Ok(Box::new(DecodedSet::default()));
     }
-    let series = ev.sh.queryable.select(matchers, range)?;
-    let loaded: usize = series.iter().map(|s| s.samples.len()).sum();
-    ev.sh.loaded(loaded);
-    Ok(series)
+    Ok(ev.sh.queryable.select_set(matchers, range)?)
 }
 
 /// The selected sample of one series at each step: `(step, sample t, value)`.
@@ -101,9 +101,7 @@ pub(crate) fn select_instant_with(
 /// An instant selector's storage answer and the geometry to pick each
 /// step's sample from it.
 pub(crate) struct InstantFetch {
-    pub series: Vec<Series>,
-    /// Total samples in `series`.
-    pub samples: usize,
+    pub set: Box<dyn SeriesSet>,
     offset: i64,
     at: Option<i64>,
     lookback: i64,
@@ -155,8 +153,7 @@ pub(crate) fn fetch_instant(
     at: Option<i64>,
 ) -> Result<InstantFetch, QueryError> {
     let mut fetched = InstantFetch {
-        series: Vec::new(),
-        samples: 0,
+        set: Box::new(DecodedSet::default()),
         offset,
         at,
         lookback: ev.sh.lookback_ms,
@@ -170,8 +167,7 @@ pub(crate) fn fetch_instant(
         first_ref.saturating_sub(fetched.lookback).saturating_add(1),
         last_ref,
     );
-    fetched.series = fetch(ev, matchers, range)?;
-    fetched.samples = fetched.series.iter().map(|s| s.samples.len()).sum();
+    fetched.set = fetch(ev, matchers, range)?;
     Ok(fetched)
 }
 
@@ -189,23 +185,32 @@ fn select_instant_map<P: Send>(
     instant_points(ev, fetched, point)
 }
 
-/// [`select_instant_map`] over an answer already read.
+/// [`select_instant_map`] over an answer already read. Series are split
+/// across threads when the work is large; each thread decodes one series
+/// at a time into a buffer it reuses.
 pub(crate) fn instant_points<P: Send>(
     ev: &Evaluator,
     fetched: InstantFetch,
     point: impl Fn(usize, i64, f64) -> P + Sync,
 ) -> Result<Vec<(Labels, Vec<P>)>, QueryError> {
-    let work = fetched
-        .samples
-        .saturating_add(fetched.series.len().saturating_mul(ev.nsteps));
-    let points = crate::parallel::map_chunks(&fetched.series, work, |chunk| {
+    let set = &*fetched.set;
+    let work = set
+        .decode_cost()
+        .saturating_add(set.len().saturating_mul(ev.nsteps));
+    let index: Vec<usize> = (0..set.len()).collect();
+    let points = crate::parallel::map_chunks(&index, work, |chunk| {
         let mut out = Vec::with_capacity(chunk.len());
-        for series in chunk {
+        let mut samples = Vec::new();
+        let mut loaded = crate::parallel::Loaded::new(ev);
+        for &i in chunk {
             ev.sh.check()?;
+            samples.clear();
+            set.append_samples(i, &mut samples);
+            loaded.add(samples.len());
             let mut points = Vec::new();
-            fetched.walk(ev, &series.samples, |step, t, v| {
+            fetched.walk(ev, &samples, |step, t, v| {
                 if points.is_empty() {
-                    points.reserve_exact((ev.nsteps - step).min(series.samples.len()));
+                    points.reserve_exact((ev.nsteps - step).min(samples.len()));
                 }
                 points.push(point(step, t, v));
             });
@@ -216,20 +221,16 @@ pub(crate) fn instant_points<P: Send>(
         }
         Ok(out)
     })?;
-    let mut selected = Vec::with_capacity(fetched.series.len());
-    let mut garbage = Vec::with_capacity(fetched.series.len());
-    for (series, points) in fetched.series.into_iter().zip(points) {
+    let mut selected = Vec::with_capacity(points.len());
+    let mut garbage = Vec::new();
+    for (labels, points) in fetched.set.into_labels().into_iter().zip(points) {
         if points.is_empty() {
-            garbage.push(series);
+            garbage.push(labels);
         } else {
-            selected.push((series.labels, points));
-            garbage.push(Series {
-                labels: Labels::empty(),
-                samples: series.samples,
-            });
+            selected.push((labels, points));
         }
     }
-    let allocations = garbage.len().saturating_mul(2);
+    let allocations = garbage.len();
     crate::parallel::defer_drop(garbage, allocations);
     Ok(selected)
 }
@@ -251,8 +252,9 @@ pub(crate) fn eval_vector_selector(ev: &Evaluator, vs: &VectorSelector) -> Resul
     ))
 }
 
-/// Loads the samples a matrix selector needs for all steps; staleness
-/// markers are removed, as Prometheus never returns them from range selectors.
+/// Selects what a matrix selector needs for all steps, decoded when the
+/// range function reads it (which drops staleness markers, as Prometheus
+/// never returns them from range selectors: [`RangeInput::Storage`]).
 pub(crate) fn eval_matrix_selector(
     ev: &Evaluator,
     ms: &MatrixSelector,
@@ -263,7 +265,7 @@ pub(crate) fn eval_matrix_selector(
     let offset = offset_ms(vs.offset.as_ref())?;
     let at = ev.at_ms(vs.at.as_ref())?;
     let mut arg = RangeArg {
-        series: Vec::new(),
+        input: RangeInput::Series(Vec::new()),
         range,
         offset,
         at,
@@ -279,21 +281,6 @@ pub(crate) fn eval_matrix_selector(
             .saturating_add(1),
         last_end,
     );
-    let fetched = fetch(ev, &matchers, time_range)?;
-    arg.series = fetched
-        .into_iter()
-        .filter_map(|mut s| {
-            s.samples.retain(|p| !is_stale_nan(p.v));
-            if s.samples.is_empty() {
-                None
-            } else {
-                Some(RangeSeries {
-                    labels: s.labels,
-                    drop_name: false,
-                    samples: s.samples,
-                })
-            }
-        })
-        .collect();
+    arg.input = RangeInput::Storage(fetch(ev, &matchers, time_range)?);
     Ok(arg)
 }

@@ -9,7 +9,7 @@ use crate::{Engine, EngineOptions, QueryError, QueryOptions, Value};
 /// Series kept in memory, sorted by labels.
 #[derive(Default)]
 pub(crate) struct MemQueryable {
-    series: Vec<Series>,
+    pub(crate) series: Vec<Series>,
 }
 
 impl MemQueryable {

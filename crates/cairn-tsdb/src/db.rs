@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use cairn_model::{
     DiscardReason, Exemplar, LabelRef, Labels, LabelsRef, MatchOp, Matcher, MetricMetadata,
-    Queryable, Series, SeriesRef, SeriesSamples, StorageError, TimeRange,
+    Queryable, Series, SeriesRef, SeriesSamples, SeriesSet, StorageError, TimeRange,
 };
 
 use crate::block::{self, Block};
@@ -664,10 +664,14 @@ fn storage_error(error: TsdbError) -> StorageError {
     StorageError::Io(std::io::Error::other(error.to_string()))
 }
 
-impl Queryable for Tsdb {
-    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
-        // Blocks (oldest first) then the head: their chunk lists merged by
-        // labels, then each series decoded once (see `querier`).
+impl Tsdb {
+    /// The matching series of the blocks (oldest first) and the head with
+    /// their chunks overlapping `range`, merged by labels (see `querier`).
+    fn select_chunks(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<querier::FoundSeries>, StorageError> {
         let blocks = self.blocks_overlapping(range);
         let snapshots = self.snapshot(matchers, range);
         let mut sources = Vec::with_capacity(blocks.len() + 1);
@@ -683,10 +687,28 @@ impl Queryable for Tsdb {
                 .map(|snapshot| (snapshot.labels.to_labels(), snapshot.chunks))
                 .collect(),
         );
+        Ok(querier::merge_sources(sources))
+    }
+}
+
+impl Queryable for Tsdb {
+    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Series>, StorageError> {
+        // Each series decoded once (see `querier`).
         Ok(querier::decode_series(
-            querier::merge_sources(sources),
+            self.select_chunks(matchers, range)?,
             range,
         ))
+    }
+
+    fn select_set(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Box<dyn SeriesSet>, StorageError> {
+        Ok(Box::new(querier::LazySeries::new(
+            self.select_chunks(matchers, range)?,
+            range,
+        )))
     }
 
     fn label_names(

@@ -1,13 +1,15 @@
 //! What a query reads: the matching series of the blocks and the head,
-//! merged into one list sorted by labels and decoded into the samples
-//! inside the range (the body of `Tsdb`'s `Queryable::select`).
+//! merged into one list sorted by labels, then either decoded into the
+//! samples inside the range (`Tsdb`'s `Queryable::select`) or handed out
+//! undecoded as a [`LazySeries`] that decodes one series at a time into
+//! the caller's buffer (`Queryable::select_set`, what the engine reads).
 //!
 //! Costs that matter at tens of thousands of series per query: every source
 //! yields its series already sorted (blocks by their index order, the head
 //! sorted once here), so merging is a near-linear walk over chunk lists
 //! (no map keyed by labels, no samples copied); each series is then decoded
-//! once, into one reused buffer copied out at its exact length; a large
-//! selection is decoded on several threads.
+//! once, with reused buffers; a large eager selection is decoded on
+//! several threads.
 
 use cairn_model::{Labels, Sample, Series, TimeRange};
 
@@ -60,11 +62,33 @@ const MIN_PARALLEL_CHUNKS: usize = 4_096;
 /// One series' chunks from all sources (oldest source first).
 pub(crate) type FoundSeries = (Labels, Vec<ClosedChunk>);
 
-/// Samples of one series' chunks inside `range`, in time order. Chunks
-/// that follow each other in time (the rule within a source) are decoded
-/// in turn; otherwise (overlapping sources) the samples are sorted and of
-/// two with one timestamp the older source's is kept (a crash between a
-/// block's rename and the head's truncation, or overlapping blocks).
+/// Appends the samples of one series' chunks inside `range` to `out`, in
+/// time order. Chunks that follow each other in time (the rule within a
+/// source) are decoded in turn; otherwise (overlapping sources) the samples
+/// are sorted and of two with one timestamp the older source's is kept (a
+/// crash between a block's rename and the head's truncation, or
+/// overlapping blocks).
+fn append_series_samples(
+    out: &mut Vec<Sample>,
+    dense: &mut Decoder,
+    chunks: &[ClosedChunk],
+    range: TimeRange,
+) {
+    let from = out.len();
+    decode_into(out, chunks, range, dense);
+    let in_order = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
+    if !in_order && !out[from..].windows(2).all(|w| w[0].t < w[1].t) {
+        // Stable: equal timestamps stay in source order, the first is kept.
+        let mut tail = out.split_off(from);
+        tail.sort_by_key(|s| s.t);
+        tail.dedup_by_key(|s| s.t);
+        out.extend_from_slice(&tail);
+    }
+}
+
+/// Samples of one series' chunks inside `range` (see
+/// [`append_series_samples`]), decoded into `scratch` and copied out at
+/// their exact length.
 fn series_samples(
     scratch: &mut Vec<Sample>,
     dense: &mut Decoder,
@@ -72,14 +96,66 @@ fn series_samples(
     range: TimeRange,
 ) -> Vec<Sample> {
     scratch.clear();
-    decode_into(scratch, chunks, range, dense);
-    let in_order = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
-    if !in_order && !scratch.windows(2).all(|w| w[0].t < w[1].t) {
-        // Stable: equal timestamps stay in source order, the first is kept.
-        scratch.sort_by_key(|s| s.t);
-        scratch.dedup_by_key(|s| s.t);
-    }
+    append_series_samples(scratch, dense, chunks, range);
     scratch.as_slice().to_vec()
+}
+
+/// Samples a chunk is assumed to hold when estimating decoding work (the
+/// head cuts chunks at 120).
+const SAMPLES_PER_CHUNK: usize = 120;
+
+thread_local! {
+    /// The dense-chunk decoder of this thread's lazy reads (its buffers are
+    /// reused from one series to the next).
+    static DENSE: std::cell::RefCell<Decoder> = std::cell::RefCell::new(Decoder::default());
+}
+
+/// Merged series (see [`merge_sources`]) decoded on demand: `Tsdb`'s
+/// [`cairn_model::SeriesSet`]. Only chunk references are held (block
+/// chunks are mapped, head chunks shared), so a query over every series
+/// never holds all their decoded samples at once.
+pub(crate) struct LazySeries {
+    found: Vec<FoundSeries>,
+    range: TimeRange,
+    chunks: usize,
+}
+
+impl LazySeries {
+    pub(crate) fn new(found: Vec<FoundSeries>, range: TimeRange) -> LazySeries {
+        let chunks = found.iter().map(|(_, c)| c.len()).sum();
+        LazySeries {
+            found,
+            range,
+            chunks,
+        }
+    }
+}
+
+impl cairn_model::SeriesSet for LazySeries {
+    fn len(&self) -> usize {
+        self.found.len()
+    }
+
+    fn labels(&self, i: usize) -> &Labels {
+        &self.found[i].0
+    }
+
+    fn append_samples(&self, i: usize, out: &mut Vec<Sample>) {
+        let chunks = &self.found[i].1;
+        DENSE.with(|dense| match dense.try_borrow_mut() {
+            Ok(mut dense) => append_series_samples(out, &mut dense, chunks, self.range),
+            // Only if a consumer reads from inside another read.
+            Err(_) => append_series_samples(out, &mut Decoder::default(), chunks, self.range),
+        });
+    }
+
+    fn decode_cost(&self) -> usize {
+        self.chunks.saturating_mul(SAMPLES_PER_CHUNK)
+    }
+
+    fn into_labels(self: Box<Self>) -> Vec<Labels> {
+        self.found.into_iter().map(|(labels, _)| labels).collect()
+    }
 }
 
 /// Decodes merged series (see [`merge_sources`]); series without samples
@@ -308,5 +384,50 @@ mod tests {
             (named("y"), vec![chunk(&[(1, 1.0)])]),
         ]]);
         assert_eq!(single[0].0.metric_name(), Some("y"));
+    }
+
+    /// The lazy set lists every merged series (one with no sample in the
+    /// range included), and appends each series' samples after what the
+    /// buffer holds: overlapping sources sorted and deduplicated (the older
+    /// source's value kept) without touching the samples in front.
+    #[test]
+    fn lazy_series_append_what_decode_series_returns() {
+        use cairn_model::SeriesSet;
+        let block = vec![
+            (named("a"), vec![chunk(&[(1, 1.0), (2, 2.0), (5, 5.0)])]),
+            (named("c"), vec![chunk(&[(1, 1.0), (9, 9.0)])]),
+        ];
+        let head = vec![
+            (named("a"), vec![chunk(&[(2, 99.0), (3, 3.0)])]),
+            (named("b"), vec![chunk(&[(4, 4.0)])]),
+        ];
+        let range = TimeRange::new(2, 5);
+        let merged = merge_sources(vec![block, head]);
+        let eager = decode_series(merged.clone(), range);
+        let lazy: Box<dyn SeriesSet> = Box::new(LazySeries::new(merged, range));
+        assert_eq!(lazy.len(), 3);
+        // `c` has chunks overlapping [2, 5] but no sample inside it.
+        let mut got = Vec::new();
+        let mut buffer = vec![Sample::new(100, 0.0)];
+        for i in 0..lazy.len() {
+            buffer.truncate(1);
+            lazy.append_samples(i, &mut buffer);
+            assert_eq!(buffer[0], Sample::new(100, 0.0));
+            if buffer.len() > 1 {
+                got.push(Series {
+                    labels: lazy.labels(i).clone(),
+                    samples: buffer[1..].to_vec(),
+                });
+            }
+        }
+        assert_eq!(got, eager);
+        assert_eq!(
+            got[0].samples,
+            samples(&[(2, 2.0), (3, 3.0), (5, 5.0)]),
+            "the block's value at t=2"
+        );
+        assert_eq!(lazy.decode_cost(), 4 * SAMPLES_PER_CHUNK);
+        let labels = lazy.into_labels();
+        assert_eq!(labels, vec![named("a"), named("b"), named("c")]);
     }
 }

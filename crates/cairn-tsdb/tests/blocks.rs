@@ -166,12 +166,11 @@ fn write_cut_compact_restart_returns_every_sample_once() {
             .unwrap(),
         vec!["odd"]
     );
-    let selected = db
-        .select(
-            &[Matcher::equal("job", "even")],
-            TimeRange::new(2 * HOUR - MINUTE, 2 * HOUR + MINUTE),
-        )
-        .unwrap();
+    let selected = support::select_checked(
+        &db,
+        &[Matcher::equal("job", "even")],
+        TimeRange::new(2 * HOUR - MINUTE, 2 * HOUR + MINUTE),
+    );
     assert_eq!(selected.len(), 3);
     assert_eq!(selected[0].samples.len(), 3);
     let gone = names_under(&tmp.path().join("blocks"));

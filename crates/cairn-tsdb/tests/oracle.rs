@@ -7,6 +7,8 @@ use cairn_model::{
     DiscardReason, Labels, MatchOp, Matcher, Queryable, Sample, SeriesSamples, TimeRange,
 };
 use cairn_tsdb::{Tsdb, TsdbOptions};
+
+mod support;
 use proptest::prelude::*;
 
 type Model = BTreeMap<Labels, Vec<(i64, u64)>>;
@@ -49,9 +51,7 @@ fn model_append(model: &mut Model, labels: &Labels, samples: &[(i64, u64)]) -> (
 }
 
 fn check(db: &Tsdb, model: &Model, range: TimeRange, matchers: &[Matcher]) {
-    let got: Vec<(Labels, Vec<(i64, u64)>)> = db
-        .select(matchers, range)
-        .unwrap()
+    let got: Vec<(Labels, Vec<(i64, u64)>)> = support::select_checked(db, matchers, range)
         .into_iter()
         .map(|s| {
             let samples = s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect();

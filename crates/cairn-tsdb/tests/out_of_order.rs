@@ -48,9 +48,7 @@ fn open(dir: &Path) -> Tsdb {
 
 /// `(t, v)` of series `name` over all time.
 fn read(db: &Tsdb, name: &str) -> Vec<(i64, f64)> {
-    let found = db
-        .select(&[Matcher::equal("__name__", name)], TimeRange::all())
-        .unwrap();
+    let found = support::select_checked(db, &[Matcher::equal("__name__", name)], TimeRange::all());
     assert!(found.len() <= 1);
     found
         .first()
@@ -149,9 +147,7 @@ fn reads_merge_in_order_and_out_of_order_samples_sorted() {
     expected.sort_by_key(|s| s.0);
     assert_eq!(read(&db, "m"), expected);
     // A range inside the merged part.
-    let part = db
-        .select(&[], TimeRange::new(150 * MINUTE, 160 * MINUTE))
-        .unwrap();
+    let part = support::select_checked(&db, &[], TimeRange::new(150 * MINUTE, 160 * MINUTE));
     let ts: Vec<i64> = part[0].samples.iter().map(|s| s.t / MINUTE).collect();
     assert_eq!(ts, (150..=160).collect::<Vec<_>>());
     assert_eq!(

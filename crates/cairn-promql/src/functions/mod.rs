@@ -14,12 +14,12 @@ mod rate;
 mod sort;
 mod time;
 
-use cairn_model::{Label, Labels, Sample, METRIC_NAME};
+use cairn_model::{is_stale_nan, Label, Labels, Sample, METRIC_NAME};
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{Call, Expr};
 
-use crate::eval::{Evaluator, RangeArg};
-use crate::value::{total_points, Point, StepSeries, Val};
+use crate::eval::{Evaluator, RangeArg, RangeInput};
+use crate::value::{total_points, Point, RangeSeries, StepSeries, Val};
 use crate::QueryError;
 
 pub(crate) use math::quantile;
@@ -55,19 +55,75 @@ pub(crate) fn eval_range_fn(
 /// every window.
 pub(crate) fn eval_range_fn_with<S>(
     ev: &Evaluator,
-    arg: RangeArg,
+    mut arg: RangeArg,
     drop_name: bool,
     prepare: impl Fn(&[Sample]) -> S + Sync,
     f: impl Fn(&Window, &[Sample], &S) -> Option<f64> + Sync,
 ) -> Result<Vec<StepSeries>, QueryError> {
-    let samples: usize = arg.series.iter().map(|s| s.samples.len()).sum();
-    let work = samples.saturating_add(arg.series.len().saturating_mul(ev.nsteps));
-    let points = crate::parallel::map_chunks(&arg.series, work, |chunk| {
-        range_fn_chunk(ev, &arg, chunk, &prepare, &f)
+    let input = std::mem::replace(&mut arg.input, RangeInput::Series(Vec::new()));
+    let set = match input {
+        RangeInput::Series(series) => {
+            return eval_range_fn_series(ev, &arg, series, drop_name, prepare, f)
+        }
+        RangeInput::Storage(set) => set,
+    };
+    // A matrix selector: each thread decodes one series at a time into a
+    // buffer it reuses, so the selection is never held decoded at once.
+    let work = set
+        .decode_cost()
+        .saturating_add(set.len().saturating_mul(ev.nsteps));
+    let index: Vec<usize> = (0..set.len()).collect();
+    let points = crate::parallel::map_chunks(&index, work, |chunk| {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut samples = Vec::new();
+        let mut loaded = crate::parallel::Loaded::new(ev);
+        for &i in chunk {
+            samples.clear();
+            set.append_samples(i, &mut samples);
+            loaded.add(samples.len());
+            samples.retain(|p| !is_stale_nan(p.v));
+            out.push(series_points(ev, &arg, &samples, &prepare, &f)?);
+        }
+        Ok(out)
     })?;
-    let mut out = Vec::with_capacity(arg.series.len());
-    let mut garbage = Vec::with_capacity(arg.series.len());
-    for (series, points) in arg.series.into_iter().zip(points) {
+    let mut out = Vec::with_capacity(points.len());
+    let mut garbage = Vec::new();
+    for (labels, points) in set.into_labels().into_iter().zip(points) {
+        if points.is_empty() {
+            garbage.push(labels);
+        } else {
+            out.push(StepSeries {
+                labels,
+                drop_name,
+                points,
+            });
+        }
+    }
+    let allocations = garbage.len();
+    crate::parallel::defer_drop(garbage, allocations);
+    Ok(out)
+}
+
+/// [`eval_range_fn_with`] over series evaluated already (a subquery).
+fn eval_range_fn_series<S>(
+    ev: &Evaluator,
+    arg: &RangeArg,
+    series: Vec<RangeSeries>,
+    drop_name: bool,
+    prepare: impl Fn(&[Sample]) -> S + Sync,
+    f: impl Fn(&Window, &[Sample], &S) -> Option<f64> + Sync,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+    let work = samples.saturating_add(series.len().saturating_mul(ev.nsteps));
+    let points = crate::parallel::map_chunks(&series, work, |chunk| {
+        chunk
+            .iter()
+            .map(|s| series_points(ev, arg, &s.samples, &prepare, &f))
+            .collect()
+    })?;
+    let mut out = Vec::with_capacity(series.len());
+    let mut garbage = Vec::with_capacity(series.len());
+    for (series, points) in series.into_iter().zip(points) {
         if points.is_empty() {
             garbage.push(series.samples);
             continue;
@@ -84,65 +140,60 @@ pub(crate) fn eval_range_fn_with<S>(
     Ok(out)
 }
 
-/// The points of each series of `chunk` (empty when it has none), walking
-/// its samples across the steps with two cursors.
-fn range_fn_chunk<S>(
+/// The points of one series (empty when it has none), walking its samples
+/// across the steps with two cursors.
+fn series_points<S>(
     ev: &Evaluator,
     arg: &RangeArg,
-    chunk: &[crate::value::RangeSeries],
+    samples: &[Sample],
     prepare: &impl Fn(&[Sample]) -> S,
     f: &impl Fn(&Window, &[Sample], &S) -> Option<f64>,
-) -> Result<Vec<Vec<Point>>, QueryError> {
-    let mut out = Vec::with_capacity(chunk.len());
-    for series in chunk {
-        ev.sh.check_now()?;
-        let samples = &series.samples;
-        let state = prepare(samples);
-        let mut lo = 0usize;
-        let mut hi = 0usize;
-        let mut points = Vec::new();
-        for step in 0..ev.nsteps {
-            ev.sh.check()?;
-            let ts = ev.ts(step);
-            let end = arg.window_end(ts);
-            let start = end.saturating_sub(arg.range);
-            while lo < samples.len() && samples[lo].t <= start {
-                lo += 1;
-            }
-            if hi < lo {
-                hi = lo;
-            }
-            while hi < samples.len() && samples[hi].t <= end {
-                hi += 1;
-            }
-            if hi == lo {
-                continue;
-            }
-            let window = &samples[lo..hi];
-            if ev.sh.samples_now().saturating_add(window.len()) > ev.sh.max_samples {
-                return Err(QueryError::TooManySamples("query execution"));
-            }
-            let w = Window {
-                step,
-                ts,
-                start,
-                end,
-                range_ms: arg.range,
-                offset: lo,
-            };
-            if let Some(v) = f(&w, window, &state) {
-                if points.is_empty() {
-                    points.reserve_exact(ev.nsteps - step);
-                }
-                points.push(Point { step, v });
-            }
+) -> Result<Vec<Point>, QueryError> {
+    ev.sh.check_now()?;
+    let state = prepare(samples);
+    let mut lo = 0usize;
+    let mut hi = 0usize;
+    let mut points = Vec::new();
+    for step in 0..ev.nsteps {
+        ev.sh.check()?;
+        let ts = ev.ts(step);
+        let end = arg.window_end(ts);
+        let start = end.saturating_sub(arg.range);
+        while lo < samples.len() && samples[lo].t <= start {
+            lo += 1;
         }
-        if !points.is_empty() {
-            ev.sh.add_samples(points.len())?;
+        if hi < lo {
+            hi = lo;
         }
-        out.push(points);
+        while hi < samples.len() && samples[hi].t <= end {
+            hi += 1;
+        }
+        if hi == lo {
+            continue;
+        }
+        let window = &samples[lo..hi];
+        if ev.sh.samples_now().saturating_add(window.len()) > ev.sh.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        let w = Window {
+            step,
+            ts,
+            start,
+            end,
+            range_ms: arg.range,
+            offset: lo,
+        };
+        if let Some(v) = f(&w, window, &state) {
+            if points.is_empty() {
+                points.reserve_exact(ev.nsteps - step);
+            }
+            points.push(Point { step, v });
+        }
     }
-    Ok(out)
+    if !points.is_empty() {
+        ev.sh.add_samples(points.len())?;
+    }
+    Ok(points)
 }
 
 /// Maps every point of every series; `None` drops the point.

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use cairn_model::{Matcher, Queryable, Series, StorageError, TimeRange};
+use cairn_model::{DecodedSet, Matcher, Queryable, Series, SeriesSet, StorageError, TimeRange};
 use parking_lot::Mutex;
 
 use super::Limits;
@@ -158,6 +158,25 @@ impl Queryable for LimitedQueryable<'_> {
         let series = self.inner.select(matchers, range)?;
         self.account(&series)?;
         Ok(series)
+    }
+
+    /// Decoded on demand when no series or chunk-bytes limit applies;
+    /// otherwise decoded first and counted as [`Queryable::select`] is, so
+    /// the limits see exactly the series and samples they always did.
+    fn select_set(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Box<dyn SeriesSet>, StorageError> {
+        let Some(range) = self.clamp(range) else {
+            return Ok(Box::new(DecodedSet::default()));
+        };
+        if self.max_series == 0 && self.max_chunk_bytes == 0 {
+            return self.inner.select_set(matchers, range);
+        }
+        let series = self.inner.select(matchers, range)?;
+        self.account(&series)?;
+        Ok(Box::new(DecodedSet(series)))
     }
 
     fn label_names(

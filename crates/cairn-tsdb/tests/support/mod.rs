@@ -49,3 +49,41 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `db.select(matchers, range)`, checked against what the PromQL engine
+/// reads: `select_set` decoded series by series into one reused buffer (the
+/// same series in the same order and the same samples bit for bit; the set
+/// may also list series without a sample in `range`, read as empty).
+pub fn select_checked(
+    db: &cairn_tsdb::Tsdb,
+    matchers: &[cairn_model::Matcher],
+    range: cairn_model::TimeRange,
+) -> Vec<cairn_model::Series> {
+    use cairn_model::Queryable;
+    let eager = db.select(matchers, range).unwrap();
+    let set = db.select_set(matchers, range).unwrap();
+    let mut buffer = Vec::new();
+    let mut lazy = Vec::new();
+    for i in 0..set.len() {
+        buffer.clear();
+        // Something left in the buffer must stay in front of what is appended.
+        buffer.push(cairn_model::Sample::new(i64::MIN, 0.0));
+        set.append_samples(i, &mut buffer);
+        assert_eq!(buffer[0].t, i64::MIN);
+        if buffer.len() > 1 {
+            lazy.push((set.labels(i).clone(), buffer[1..].to_vec()));
+        }
+    }
+    let bits = |samples: &[cairn_model::Sample]| -> Vec<(i64, u64)> {
+        samples.iter().map(|s| (s.t, s.v.to_bits())).collect()
+    };
+    let eager_bits: Vec<_> = eager
+        .iter()
+        .map(|s| (s.labels.clone(), bits(&s.samples)))
+        .collect();
+    let lazy_bits: Vec<_> = lazy.iter().map(|(l, s)| (l.clone(), bits(s))).collect();
+    assert_eq!(lazy_bits, eager_bits, "select_set differs from select");
+    let labels = set.into_labels();
+    assert!(labels.windows(2).all(|w| w[0] < w[1]), "sorted, unique");
+    eager
+}
