@@ -507,6 +507,15 @@ impl IndexReader {
         for _ in 0..nlabels {
             let name = self.symbol(d.uvarint().ok_or_else(|| self.bad("label name"))?)?;
             let value = self.symbol(d.uvarint().ok_or_else(|| self.bad("label value"))?)?;
+            // A damaged index behind a valid CRC must not hand the engine
+            // an unsorted or empty-valued label set: `from_sorted` trusts it.
+            if value.is_empty()
+                || labels
+                    .last()
+                    .is_some_and(|l: &Label| l.name.as_str() >= name)
+            {
+                return Err(self.bad("series labels not sorted, unique and non-empty"));
+            }
             labels.push(Label::new(name, value));
         }
         Ok(Labels::from_sorted(labels))
