@@ -112,11 +112,13 @@ pub fn encode(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
     encode_with(ts, vs, true, true)
 }
 
-/// [`encode`] for short chunks kept in memory: no zstd (it is rarely
-/// smaller on a chunk of ~120 samples, and trying it costs more than the
-/// rest of the encoding). Entropy-coded columns are allowed.
+/// [`encode`] for short chunks kept in memory: bit-packed columns only. On
+/// a chunk of ~120 samples zstd is rarely smaller, and building the
+/// entropy coders' models cost about a sixth of the ingest CPU at 100k
+/// series for no measurable RSS (A/B in BENCHMARKS.md, "head chunks");
+/// blocks are written with [`encode`].
 pub fn encode_small(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
-    encode_with(ts, vs, true, false)
+    encode_with(ts, vs, false, false)
 }
 
 /// [`encode`], with entropy-coded columns and zstd allowed or not.
