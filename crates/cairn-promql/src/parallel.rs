@@ -77,6 +77,35 @@ impl Drop for Loaded<'_, '_> {
     }
 }
 
+/// Maps every series of `set` through `f` in order, split across threads
+/// ([`map_chunks`]) when decoding plus `nsteps` per series is large. Each
+/// thread decodes one series at a time into a buffer it reuses, so the
+/// selection is never held decoded at once; decoded samples count as the
+/// query's loaded samples.
+pub(crate) fn map_decoded<R: Send>(
+    ev: &crate::eval::Evaluator,
+    set: &(impl SeriesSet + ?Sized),
+    f: impl Fn(&mut Vec<cairn_model::Sample>) -> Result<R, QueryError> + Sync,
+) -> Result<Vec<R>, QueryError> {
+    let work = set
+        .decode_cost()
+        .saturating_add(set.len().saturating_mul(ev.nsteps));
+    let index: Vec<usize> = (0..set.len()).collect();
+    map_chunks(&index, work, |chunk| {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut samples = Vec::new();
+        let mut loaded = Loaded::new(ev);
+        for &i in chunk {
+            ev.sh.check()?;
+            samples.clear();
+            set.append_samples(i, &mut samples);
+            loaded.add(samples.len());
+            out.push(f(&mut samples)?);
+        }
+        Ok(out)
+    })
+}
+
 /// Below this decoding cost (samples, [`SeriesSet::decode_cost`]) a set is
 /// decoded on the calling thread.
 const MIN_PARALLEL_DECODE: usize = 500_000;

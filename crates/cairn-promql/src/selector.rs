@@ -193,33 +193,19 @@ pub(crate) fn instant_points<P: Send>(
     fetched: InstantFetch,
     point: impl Fn(usize, i64, f64) -> P + Sync,
 ) -> Result<Vec<(Labels, Vec<P>)>, QueryError> {
-    let set = &*fetched.set;
-    let work = set
-        .decode_cost()
-        .saturating_add(set.len().saturating_mul(ev.nsteps));
-    let index: Vec<usize> = (0..set.len()).collect();
-    let points = crate::parallel::map_chunks(&index, work, |chunk| {
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut samples = Vec::new();
-        let mut loaded = crate::parallel::Loaded::new(ev);
-        for &i in chunk {
-            ev.sh.check()?;
-            samples.clear();
-            set.append_samples(i, &mut samples);
-            loaded.add(samples.len());
-            let mut points = Vec::new();
-            fetched.walk(ev, &samples, |step, t, v| {
-                if points.is_empty() {
-                    points.reserve_exact((ev.nsteps - step).min(samples.len()));
-                }
-                points.push(point(step, t, v));
-            });
-            if !points.is_empty() {
-                ev.sh.add_samples(points.len())?;
+    let points = crate::parallel::map_decoded(ev, &*fetched.set, |samples| {
+        let samples: &[cairn_model::Sample] = samples;
+        let mut points = Vec::new();
+        fetched.walk(ev, samples, |step, t, v| {
+            if points.is_empty() {
+                points.reserve_exact((ev.nsteps - step).min(samples.len()));
             }
-            out.push(points);
+            points.push(point(step, t, v));
+        });
+        if !points.is_empty() {
+            ev.sh.add_samples(points.len())?;
         }
-        Ok(out)
+        Ok(points)
     })?;
     let mut selected = Vec::with_capacity(points.len());
     let mut garbage = Vec::new();

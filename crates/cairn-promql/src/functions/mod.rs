@@ -67,24 +67,10 @@ pub(crate) fn eval_range_fn_with<S>(
         }
         RangeInput::Storage(set) => set,
     };
-    // A matrix selector: each thread decodes one series at a time into a
-    // buffer it reuses, so the selection is never held decoded at once.
-    let work = set
-        .decode_cost()
-        .saturating_add(set.len().saturating_mul(ev.nsteps));
-    let index: Vec<usize> = (0..set.len()).collect();
-    let points = crate::parallel::map_chunks(&index, work, |chunk| {
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut samples = Vec::new();
-        let mut loaded = crate::parallel::Loaded::new(ev);
-        for &i in chunk {
-            samples.clear();
-            set.append_samples(i, &mut samples);
-            loaded.add(samples.len());
-            samples.retain(|p| !is_stale_nan(p.v));
-            out.push(series_points(ev, &arg, &samples, &prepare, &f)?);
-        }
-        Ok(out)
+    // A matrix selector: decoded one series at a time per thread.
+    let points = crate::parallel::map_decoded(ev, &*set, |samples| {
+        samples.retain(|p| !is_stale_nan(p.v));
+        series_points(ev, &arg, samples, &prepare, &f)
     })?;
     let mut out = Vec::with_capacity(points.len());
     let mut garbage = Vec::new();
