@@ -110,16 +110,14 @@ fn eval_range_fn_series<S>(
     let mut out = Vec::with_capacity(series.len());
     let mut garbage = Vec::with_capacity(series.len());
     for (series, points) in series.into_iter().zip(points) {
-        if points.is_empty() {
-            garbage.push(series.samples);
-            continue;
-        }
         garbage.push(series.samples);
-        out.push(StepSeries {
-            labels: series.labels,
-            drop_name: drop_name || series.drop_name,
-            points,
-        });
+        if !points.is_empty() {
+            out.push(StepSeries {
+                labels: series.labels,
+                drop_name: drop_name || series.drop_name,
+                points,
+            });
+        }
     }
     let allocations = garbage.len();
     crate::parallel::defer_drop(garbage, allocations);
