@@ -139,7 +139,7 @@ fn dense_chunk(c: &mut Criterion) {
     group.bench_function("iterate 2880 samples", |b| {
         b.iter(|| {
             let mut sum = 0.0;
-            for (_, v) in DenseIter::new(&bytes) {
+            for (_, v) in DenseIter::new(&bytes, ts[0], ts[ts.len() - 1]) {
                 sum += v;
             }
             sum
@@ -173,7 +173,7 @@ fn dense_chunk(c: &mut Criterion) {
         group.bench_function(format!("iterate 2880 samples, {name}"), |b| {
             b.iter(|| {
                 let mut sum = 0.0;
-                for (_, v) in DenseIter::new(&bytes) {
+                for (_, v) in DenseIter::new(&bytes, ts[0], ts[ts.len() - 1]) {
                     sum += v;
                 }
                 sum

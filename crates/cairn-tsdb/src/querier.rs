@@ -32,7 +32,7 @@ pub(crate) fn decode_into(
         }
         if let (ENCODING_DENSE, bytes) = chunk.encoded() {
             // A malformed chunk yields no sample, as its iterator would.
-            if dense.decode(bytes).is_ok() {
+            if dense.decode(bytes, chunk.min_t, chunk.max_t).is_ok() {
                 let (ts, vs) = (dense.timestamps(), dense.values());
                 let from = ts.partition_point(|&t| t < range.start);
                 let to = from + ts[from..].partition_point(|&t| t <= range.end);

@@ -34,6 +34,17 @@ const MAX_DECODE_SAMPLES: u64 = 1 << 16;
 const MAX_BODY_LEN: u64 = 16 << 20;
 /// Flag of a zstd-compressed body.
 const FLAG_ZSTD: u8 = 1;
+/// Flag of a chunk whose timestamps are evenly spaced from its `min_t` to
+/// its `max_t` (the chunk's time range, which every reader has beside the
+/// bytes: the block index's chunk meta, the head's chunk): the body has no
+/// timestamp column. Written by the block writer only; readers before it
+/// refuse the chunk (unknown flags).
+const FLAG_IMPLIED_TIMESTAMPS: u8 = 2;
+/// Flag of a chunk without exceptions: the body has no exception count.
+/// Readers before it refuse the chunk (unknown flags).
+const FLAG_NO_EXCEPTIONS: u8 = 4;
+/// Every flag a reader knows.
+const FLAGS: u8 = FLAG_ZSTD | FLAG_IMPLIED_TIMESTAMPS | FLAG_NO_EXCEPTIONS;
 /// zstd level: 3 is zstd's default; higher levels gain nothing on
 /// bit-packed columns.
 const ZSTD_LEVEL: i32 = 3;
@@ -108,8 +119,56 @@ fn to_decimal(v: f64) -> Option<(i64, usize)> {
 /// `None` when too many values have no exact decimal form for the dense
 /// encoding to pay (the caller writes XOR). Panics on an empty input or
 /// more than `u16::MAX` samples.
+///
+/// Evenly spaced timestamps are left out of the bytes
+/// ([`FLAG_IMPLIED_TIMESTAMPS`]): the chunk must be decoded with its time
+/// range, `ts[0]` and `ts[n - 1]` (what the block writer puts in the index).
 pub fn encode(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
     encode_with(ts, vs, true, true)
+}
+
+/// Whether `ts` is `ts[0] + i * step` for one step of at least 1 (a
+/// single timestamp is), so [`timestamps_between`] gives it back from its
+/// ends.
+fn evenly_spaced(ts: &[i64]) -> bool {
+    let n = ts.len();
+    if n == 1 {
+        return true;
+    }
+    let step = i128::from(ts[1]) - i128::from(ts[0]);
+    step >= 1
+        && ts
+            .iter()
+            .enumerate()
+            .all(|(i, &t)| i128::from(t) == i128::from(ts[0]) + i as i128 * step)
+}
+
+/// `n` timestamps evenly spaced from `min_t` to `max_t` (inclusive) into
+/// `out`; an error unless the range splits into `n - 1` whole steps of at
+/// least 1 (or `n` is 1 and the range one instant).
+fn timestamps_between(
+    n: usize,
+    min_t: i64,
+    max_t: i64,
+    out: &mut Vec<i64>,
+) -> Result<(), DecodeError> {
+    let span = i128::from(max_t) - i128::from(min_t);
+    let steps = n as i128 - 1;
+    let fits = if steps == 0 {
+        span == 0
+    } else {
+        span >= steps && span % steps == 0
+    };
+    if !fits {
+        return Err(DecodeError("timestamps do not fit the chunk's time range"));
+    }
+    // The step may not fit an i64 (two samples at i64::MIN and MAX), but
+    // every timestamp lies in [min_t, max_t]: wrapping arithmetic gives it
+    // exactly.
+    let step = if steps == 0 { 0 } else { (span / steps) as i64 };
+    out.clear();
+    out.extend((0..n as i64).map(|i| min_t.wrapping_add(i.wrapping_mul(step))));
+    Ok(())
 }
 
 /// [`encode`] for short chunks kept in memory: bit-packed columns only. On
@@ -121,8 +180,10 @@ pub fn encode_small(ts: &[i64], vs: &[f64]) -> Option<Vec<u8>> {
     encode_with(ts, vs, false, false)
 }
 
-/// [`encode`], with entropy-coded columns and zstd allowed or not.
-fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, zstd: bool) -> Option<Vec<u8>> {
+/// [`encode`], with entropy-coded columns, zstd and implied timestamps
+/// allowed or not (`blocks`).
+fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, blocks: bool) -> Option<Vec<u8>> {
+    let zstd = blocks;
     assert!(!ts.is_empty() && ts.len() == vs.len() && ts.len() as u64 <= MAX_DECODE_SAMPLES);
     let n = ts.len();
     let decimals: Vec<Option<(i64, usize)>> = vs.iter().map(|&v| to_decimal(v)).collect();
@@ -157,15 +218,30 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, zstd: bool) -> Option<Vec<
         mantissas[..first].fill(m);
     }
 
+    let implied = blocks && evenly_spaced(ts);
+    let mut flags = 0;
+    if implied {
+        flags |= FLAG_IMPLIED_TIMESTAMPS;
+    }
+    if exceptions.is_empty() {
+        flags |= FLAG_NO_EXCEPTIONS;
+    }
     // Each column's ways of writing it, worked out once for both bodies.
-    let (ts_plans, mantissa_plans) = (plans(ts, entropy), plans(&mantissas, entropy));
+    let ts_plans = if implied {
+        Vec::new()
+    } else {
+        plans(ts, entropy)
+    };
+    let mantissa_plans = plans(&mantissas, entropy);
     let write_body = |entropy: bool| {
         let mut body = Vec::with_capacity(16 + n * 2);
         put_uvarint(&mut body, n as u64);
-        let mut coded = put_column(&mut body, &ts_plans, entropy);
+        let mut coded = !implied && put_column(&mut body, &ts_plans, entropy);
         body.push(scale as u8);
         coded |= put_column(&mut body, &mantissa_plans, entropy);
-        put_uvarint(&mut body, exceptions.len() as u64);
+        if !exceptions.is_empty() {
+            put_uvarint(&mut body, exceptions.len() as u64);
+        }
         let mut last = 0usize;
         for &(i, bits) in &exceptions {
             put_uvarint(&mut body, (i - last) as u64);
@@ -176,28 +252,29 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, zstd: bool) -> Option<Vec<
     };
     let (body, coded) = write_body(entropy);
     if !coded {
-        return Some(frame(body, zstd));
+        return Some(frame(flags, body, zstd));
     }
     // zstd finds repetition (periodic series) in packed columns that it
     // cannot in entropy-coded ones (so it is not tried on those): keep
     // whichever ends up smaller.
-    let packed = frame(write_body(false).0, zstd);
+    let packed = frame(flags, write_body(false).0, zstd);
     if packed.len() <= body.len() {
         return Some(packed);
     }
     let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(0);
+    out.push(flags);
     out.extend_from_slice(&body);
     Some(out)
 }
 
-/// A body behind its flags byte, zstd-compressed when that saves enough.
-fn frame(body: Vec<u8>, zstd: bool) -> Vec<u8> {
+/// A body behind its flags byte (`flags` plus [`FLAG_ZSTD`] if
+/// compressed), zstd-compressed when that saves enough.
+fn frame(flags: u8, body: Vec<u8>, zstd: bool) -> Vec<u8> {
     if zstd && body.len() >= MIN_COMPRESSIBLE {
         if let Ok(compressed) = zstd::bulk::compress(&body, ZSTD_LEVEL) {
             if compressed.len() + 8 < body.len() - body.len() / 16 {
                 let mut out = Vec::with_capacity(compressed.len() + 8);
-                out.push(FLAG_ZSTD);
+                out.push(flags | FLAG_ZSTD);
                 put_uvarint(&mut out, body.len() as u64);
                 out.extend_from_slice(&compressed);
                 return out;
@@ -205,15 +282,17 @@ fn frame(body: Vec<u8>, zstd: bool) -> Vec<u8> {
         }
     }
     let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(0);
+    out.push(flags);
     out.extend_from_slice(&body);
     out
 }
 
-/// Decodes a dense chunk into its timestamps and values.
-pub fn decode(chunk: &[u8]) -> Result<(Vec<i64>, Vec<f64>), DecodeError> {
+/// Decodes a dense chunk with time range `[min_t, max_t]` (inclusive, as
+/// the index or the head has it beside the bytes) into its timestamps and
+/// values.
+pub fn decode(chunk: &[u8], min_t: i64, max_t: i64) -> Result<(Vec<i64>, Vec<f64>), DecodeError> {
     let mut decoder = Decoder::default();
-    decoder.decode(chunk)?;
+    decoder.decode(chunk, min_t, max_t)?;
     Ok((decoder.ts, decoder.vs))
 }
 
@@ -250,11 +329,12 @@ impl Decoder {
         &self.vs
     }
 
-    /// Decodes `chunk` in place of the previous one (left empty on error).
-    pub fn decode(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
+    /// Decodes `chunk`, whose time range is `[min_t, max_t]`, in place of
+    /// the previous one (left empty on error).
+    pub fn decode(&mut self, chunk: &[u8], min_t: i64, max_t: i64) -> Result<(), DecodeError> {
         self.ts.clear();
         self.vs.clear();
-        let result = self.decode_inner(chunk);
+        let result = self.decode_inner(chunk, min_t, max_t);
         if result.is_err() {
             self.ts.clear();
             self.vs.clear();
@@ -262,13 +342,16 @@ impl Decoder {
         result
     }
 
-    fn decode_inner(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
+    fn decode_inner(&mut self, chunk: &[u8], min_t: i64, max_t: i64) -> Result<(), DecodeError> {
         let (&flags, rest) = chunk.split_first().ok_or(DecodeError("empty"))?;
+        if flags & !FLAGS != 0 {
+            return Err(DecodeError("unknown flags"));
+        }
         let body = &mut self.body;
         body.clear();
-        match flags {
+        match flags & FLAG_ZSTD {
             0 => body.extend_from_slice(rest),
-            FLAG_ZSTD => {
+            _ => {
                 let mut r = Reader::new(rest);
                 let len = r.uvarint()?;
                 if len > MAX_BODY_LEN {
@@ -289,7 +372,6 @@ impl Decoder {
                     return Err(DecodeError("body length mismatch"));
                 }
             }
-            _ => return Err(DecodeError("unknown flags")),
         }
         let len = body.len();
         body.resize(len + PADDING, 0);
@@ -300,7 +382,11 @@ impl Decoder {
             return Err(DecodeError("bad sample count"));
         }
         let n = n as usize;
-        r.column(n, &mut self.ts)?;
+        if flags & FLAG_IMPLIED_TIMESTAMPS != 0 {
+            timestamps_between(n, min_t, max_t, &mut self.ts)?;
+        } else {
+            r.column(n, &mut self.ts)?;
+        }
         let scale = usize::from(r.u8()?);
         if scale > MAX_SCALE {
             return Err(DecodeError("bad scale"));
@@ -309,7 +395,11 @@ impl Decoder {
         let pow = POW10[scale];
         let vs = &mut self.vs;
         vs.extend(self.mantissas.iter().map(|&m| m as f64 / pow));
-        let exceptions = r.uvarint()?;
+        let exceptions = if flags & FLAG_NO_EXCEPTIONS != 0 {
+            0
+        } else {
+            r.uvarint()?
+        };
         let mut i = 0u64;
         for e in 0..exceptions {
             let gap = r.uvarint()?;
@@ -771,7 +861,7 @@ pub(crate) struct Layout {
 pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     let mut layout = Layout::default();
     let (&flags, rest) = chunk.split_first().ok_or(DecodeError("empty"))?;
-    let body = match flags {
+    let body = match flags & FLAG_ZSTD {
         0 => {
             layout.frame = 1;
             rest.to_vec()
@@ -795,7 +885,9 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     layout.header = r.pos;
     let start = r.pos;
     let mut scratch = Vec::new();
-    r.column(n, &mut scratch)?;
+    if flags & FLAG_IMPLIED_TIMESTAMPS == 0 {
+        r.column(n, &mut scratch)?;
+    }
     layout.ts_column = r.pos - start;
     r.u8()?;
     layout.header += 1;
@@ -846,10 +938,11 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     layout.value_payload =
         r.pos - start - layout.value_header - layout.value_table - layout.value_states;
     let start = r.pos;
-    let exceptions = r.uvarint()?;
+    if flags & FLAG_NO_EXCEPTIONS == 0 {
+        r.uvarint()?;
+    }
     layout.header += r.pos - start;
     layout.exceptions = len - r.pos;
-    let _ = exceptions;
     Ok(layout)
 }
 
@@ -864,10 +957,10 @@ pub struct DenseIter {
 }
 
 impl DenseIter {
-    /// Decodes the whole chunk at once (one pass, no per-sample branching
-    /// on the stream).
-    pub fn new(chunk: &[u8]) -> DenseIter {
-        let (ts, vs, truncated) = match decode(chunk) {
+    /// Decodes the whole chunk, whose time range is `[min_t, max_t]`, at
+    /// once (one pass, no per-sample branching on the stream).
+    pub fn new(chunk: &[u8], min_t: i64, max_t: i64) -> DenseIter {
+        let (ts, vs, truncated) = match decode(chunk, min_t, max_t) {
             Ok((ts, vs)) => (ts, vs, false),
             Err(_) => (Vec::new(), Vec::new(), true),
         };
@@ -911,7 +1004,7 @@ mod tests {
 
     fn round_trip(ts: &[i64], vs: &[f64]) -> Option<usize> {
         let chunk = encode(ts, vs)?;
-        let (got_ts, got_vs) = decode(&chunk).expect("decodes");
+        let (got_ts, got_vs) = decode(&chunk, ts[0], ts[ts.len() - 1]).expect("decodes");
         assert_eq!(got_ts, ts);
         let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
         assert_eq!(bits(&got_vs), bits(vs));
@@ -1005,18 +1098,76 @@ mod tests {
     }
 
     #[test]
+    fn evenly_spaced_timestamps_come_from_the_time_range() {
+        let ts = regular(5760);
+        let vs: Vec<f64> = (0..5760).map(|i| (i % 7) as f64).collect();
+        let chunk = encode(&ts, &vs).unwrap();
+        assert_eq!(chunk[0] & FLAG_IMPLIED_TIMESTAMPS, FLAG_IMPLIED_TIMESTAMPS);
+        assert_eq!(chunk[0] & FLAG_NO_EXCEPTIONS, FLAG_NO_EXCEPTIONS);
+        assert_eq!(layout(&chunk).unwrap().ts_column, 0);
+        let (got, _) = decode(&chunk, ts[0], ts[5759]).unwrap();
+        assert_eq!(got, ts);
+        // A range that does not split into whole steps is refused.
+        assert!(decode(&chunk, ts[0], ts[5759] + 1).is_err());
+        assert!(decode(&chunk, ts[5759], ts[0]).is_err());
+        assert!(decode(&chunk, i64::MIN, i64::MAX).is_err());
+        // One sample: the range is one instant.
+        let one = encode(&[7], &[1.5]).unwrap();
+        assert_eq!(decode(&one, 7, 7).unwrap(), (vec![7], vec![1.5]));
+        assert!(decode(&one, 7, 8).is_err());
+        // Extreme ends and the largest step round-trip.
+        round_trip(&[i64::MIN, i64::MAX], &[1.0, 2.0]).unwrap();
+        round_trip(&[i64::MIN, -1, i64::MAX - 1], &[1.0, 2.0, 3.0]).unwrap();
+        // Irregular, repeated or descending timestamps keep their column.
+        for ts in [vec![0, 15, 31], vec![5, 5, 5], vec![9, 6, 3]] {
+            let chunk = encode(&ts, &[1.0, 2.0, 3.0]).unwrap();
+            assert_eq!(chunk[0] & FLAG_IMPLIED_TIMESTAMPS, 0, "{ts:?}");
+            round_trip(&ts, &[1.0, 2.0, 3.0]).unwrap();
+        }
+        // Head chunks (`encode_small`) always carry their timestamps.
+        let small = encode_small(&ts[..120], &vs[..120]).unwrap();
+        assert_eq!(small[0] & FLAG_IMPLIED_TIMESTAMPS, 0);
+        assert_eq!(decode(&small, 0, 0).unwrap().0, &ts[..120]);
+    }
+
+    /// A chunk as writers before the implied-timestamp and no-exception
+    /// flags wrote it (flags 0, a timestamp column, an exception count of
+    /// zero) still decodes, whatever range it is given.
+    #[test]
+    fn chunks_without_the_newer_flags_still_decode() {
+        let mut chunk = vec![0u8];
+        put_uvarint(&mut chunk, 3);
+        // Timestamps 1000, 2000, 3000: order 2 (differenced twice in
+        // place: heads 1000 and (2000 - 1000) - 1000), constant 0.
+        chunk.push(2 | MODE_CONSTANT);
+        put_varint(&mut chunk, 1000);
+        put_varint(&mut chunk, 0);
+        put_varint(&mut chunk, 0);
+        chunk.push(1);
+        // Mantissas 25, 25, 25 at scale 1: order 0, constant.
+        chunk.push(MODE_CONSTANT);
+        put_varint(&mut chunk, 25);
+        put_uvarint(&mut chunk, 0);
+        let want = (vec![1000, 2000, 3000], vec![2.5, 2.5, 2.5]);
+        assert_eq!(decode(&chunk, 1000, 3000).unwrap(), want);
+        assert_eq!(decode(&chunk, 0, 0).unwrap(), want);
+        // Without its exception count it is truncated.
+        assert!(decode(&chunk[..chunk.len() - 1], 1000, 3000).is_err());
+    }
+
+    #[test]
     fn malformed_input_is_an_error_not_a_panic() {
         let ts = regular(300);
         let vs: Vec<f64> = (0..300).map(|i| (i * i) as f64).collect();
         let chunk = encode(&ts, &vs).unwrap();
         for cut in 0..chunk.len() {
-            assert!(decode(&chunk[..cut]).is_err());
+            assert!(decode(&chunk[..cut], ts[0], ts[ts.len() - 1]).is_err());
         }
         let mut bad = chunk.clone();
         bad[0] = 7;
-        assert!(decode(&bad).is_err());
-        assert!(DenseIter::new(&bad).is_truncated());
-        assert_eq!(DenseIter::new(&bad).count(), 0);
+        assert!(decode(&bad, ts[0], ts[ts.len() - 1]).is_err());
+        assert!(DenseIter::new(&bad, ts[0], ts[ts.len() - 1]).is_truncated());
+        assert_eq!(DenseIter::new(&bad, ts[0], ts[ts.len() - 1]).count(), 0);
     }
 
     /// A xorshift draw in `[0, 1)`, as `cairn-bench history` draws.
@@ -1181,7 +1332,9 @@ mod tests {
                 for (k, chunk) in [&coded, &packed].into_iter().enumerate() {
                     let start = std::time::Instant::now();
                     for _ in 0..100 {
-                        std::hint::black_box(decode(std::hint::black_box(chunk)).unwrap());
+                        std::hint::black_box(
+                            decode(std::hint::black_box(chunk), ts[0], ts[ts.len() - 1]).unwrap(),
+                        );
                     }
                     let ns = start.elapsed().as_nanos() as f64 / (100.0 * 2880.0);
                     best[k] = best[k].min(ns);
@@ -1322,7 +1475,7 @@ mod tests {
             })
             .collect();
         let chunk = encode(&ts, &walk).unwrap();
-        let (got_ts, got_vs) = decode(&chunk).unwrap();
+        let (got_ts, got_vs) = decode(&chunk, ts[0], ts[ts.len() - 1]).unwrap();
         assert_eq!(got_ts, ts);
         assert_eq!(got_vs, walk);
         // 1,501 values: 10.55 bits each, and ~45 bytes of everything else.
@@ -1339,7 +1492,7 @@ mod tests {
         let ts = regular(5760);
         let vs = vec![500_107_862_016.0; 5760];
         let chunk = encode(&ts, &vs).unwrap();
-        let (got_ts, got_vs) = decode(&chunk).unwrap();
+        let (got_ts, got_vs) = decode(&chunk, ts[0], ts[ts.len() - 1]).unwrap();
         assert_eq!((got_ts, got_vs), (ts.clone(), vs));
         let layout = layout(&chunk).unwrap();
         assert_eq!(layout.value_mode, MODE_CONSTANT);
@@ -1354,7 +1507,7 @@ mod tests {
         let mut body = vec![0u8];
         put_uvarint(&mut body, 3);
         body.extend_from_slice(&[MODE_CONSTANT | MODE_ENTROPY, 0, 0]);
-        assert!(decode(&body).is_err());
+        assert!(decode(&body, 0, 2).is_err());
     }
 
     /// Floats that stress the decimal conversion and the fallbacks.
@@ -1402,7 +1555,7 @@ mod tests {
             }
             let vs = &values[..ts.len()];
             if let Some(chunk) = encode(&ts, vs) {
-                let (got_ts, got_vs) = decode(&chunk).unwrap();
+                let (got_ts, got_vs) = decode(&chunk, ts[0], ts[ts.len() - 1]).unwrap();
                 prop_assert_eq!(got_ts, ts);
                 let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
                 prop_assert_eq!(bits(&got_vs), bits(vs));
@@ -1452,8 +1605,8 @@ mod tests {
                 let at = at % bad.len();
                 bad[at] ^= byte;
             }
-            let _ = decode(&bad);
-            let _ = decode(&chunk[..cut % chunk.len()]);
+            let _ = decode(&bad, ts[0], ts[ts.len() - 1]);
+            let _ = decode(&chunk[..cut % chunk.len()], ts[0], ts[ts.len() - 1]);
         }
 
         #[test]
@@ -1499,11 +1652,21 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode(&bytes);
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            min_t in any::<i64>(),
+            max_t in any::<i64>(),
+        ) {
+            let _ = decode(&bytes, min_t, max_t);
             let mut compressed = vec![FLAG_ZSTD];
             compressed.extend_from_slice(&bytes);
-            let _ = decode(&compressed);
+            let _ = decode(&compressed, min_t, max_t);
+            // The same with the timestamp column left to the range.
+            let mut implied = bytes.clone();
+            if let Some(flags) = implied.first_mut() {
+                *flags = FLAG_IMPLIED_TIMESTAMPS | (*flags & FLAGS);
+            }
+            let _ = decode(&implied, min_t, max_t);
         }
     }
 }

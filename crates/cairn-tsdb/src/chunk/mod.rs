@@ -80,10 +80,12 @@ impl ClosedChunk {
     /// The samples, oldest first. A dense chunk is decoded whole here, once.
     pub fn iter(&self) -> ChunkIter<'_> {
         match self.encoded() {
-            (ENCODING_DENSE, bytes) => ChunkIter::Dense(DenseIter::new(bytes)),
+            (ENCODING_DENSE, bytes) => {
+                ChunkIter::Dense(DenseIter::new(bytes, self.min_t, self.max_t))
+            }
             (ENCODING_XOR, bytes) => ChunkIter::Xor(XorIter::new(bytes)),
             // Unknown encodings never get past the block reader.
-            _ => ChunkIter::Dense(DenseIter::new(&[])),
+            _ => ChunkIter::Dense(DenseIter::new(&[], 0, 0)),
         }
     }
 }
