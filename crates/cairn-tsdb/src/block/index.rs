@@ -21,9 +21,14 @@ use crate::head::postings::{intersect, subtract, union_all};
 use crate::TsdbError;
 
 const MAGIC: u32 = 0x4944_5831;
-/// Version written: 3 (a base time, 32-bit offset tables); 2 when the
-/// body is too large for 32-bit offsets. 1 and 2 are still read.
-const VERSION: u8 = 3;
+/// Version written: 4 (narrow tables, chunk metas against a common step);
+/// 3 when a chunk reference does not fit version 4's (an offset of 2^29 or
+/// more), 2 when the body is too large for 32-bit offsets. 1 to 3 are
+/// still read.
+const VERSION: u8 = 4;
+/// Version 4: a chunk reference is `(segment - 1) << SEGMENT_SHIFT | offset`
+/// (chunk segments are at most 512 MiB, so every offset is below it).
+const SEGMENT_SHIFT: u32 = 29;
 /// Bytes of the version-2 table of contents before the CRC.
 const TOC_LEN: usize = 6 * 8;
 /// Width of one version-1/2 postings offset entry: name, value (u32 each), offset (u64).
@@ -45,30 +50,54 @@ pub struct IndexSeries {
     pub chunks: Vec<ChunkMeta>,
 }
 
-/// Encodes an index for series already sorted by labels: version 3, or
-/// version 2 if the body does not fit 32-bit offsets.
+/// Encodes an index for series already sorted by labels: version 4, or
+/// the newest older version that can hold it.
 pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
-    let v3 = encode_version(series, VERSION);
-    if v3.is_empty() {
-        encode_version(series, 2)
-    } else {
-        v3
-    }
+    [VERSION, 3, 2]
+        .into_iter()
+        .map(|version| encode_version(series, version))
+        .find(|bytes| !bytes.is_empty())
+        .expect("version 2 holds any index")
 }
 
-/// Encodes version 2 or 3 (empty if version 3's offsets would not fit).
+/// Bytes needed for any value below `limit` (at least `min`).
+fn width_for(limit: u64, min: usize) -> usize {
+    let bits = 64 - limit.saturating_sub(1).leading_zeros() as usize;
+    bits.div_ceil(8).max(min)
+}
+
+/// Encodes version 2, 3 or 4 (empty if the version cannot hold it: 3's
+/// and 4's offsets, 4's chunk references).
 fn encode_version(series: &[IndexSeries], version: u8) -> Vec<u8> {
+    if version >= 4
+        && series.iter().flat_map(|s| &s.chunks).any(|c| {
+            c.segment == 0
+                || (c.segment - 1) >> (64 - SEGMENT_SHIFT) != 0
+                || c.offset >> SEGMENT_SHIFT != 0
+        })
+    {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     let tables = encode_body(series, &mut out, version);
     if version >= 3 && out.len() > u32::MAX as usize {
         return Vec::new();
     }
+    // Version 4: offsets in as few bytes as the body needs (2 to 4), symbol
+    // IDs in as few as the symbol count needs (1 to 4), both in byte 5.
+    let (offset_width, symbol_width) = match version {
+        4.. => (
+            width_for(out.len() as u64, 2),
+            width_for(tables.symbols.len() as u64, 1),
+        ),
+        3 => (4, 4),
+        _ => (8, 4),
+    };
+    if version >= 4 {
+        out[5] = (offset_width | symbol_width << 4) as u8;
+    }
     let put_offset = |out: &mut Vec<u8>, offset: usize| {
-        if version >= 3 {
-            out.extend_from_slice(&(offset as u32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-        }
+        out.extend_from_slice(&(offset as u64).to_le_bytes()[..offset_width]);
     };
     let toc_start = out.len();
     let mut toc = [0u64; 6];
@@ -85,8 +114,8 @@ fn encode_version(series: &[IndexSeries], version: u8) -> Vec<u8> {
     toc[4] = tables.postings.len() as u64;
     toc[5] = out.len() as u64;
     for (name, value, offset) in &tables.postings {
-        out.extend_from_slice(&name.to_le_bytes());
-        out.extend_from_slice(&value.to_le_bytes());
+        out.extend_from_slice(&name.to_le_bytes()[..symbol_width]);
+        out.extend_from_slice(&value.to_le_bytes()[..symbol_width]);
         put_offset(&mut out, *offset);
     }
     debug_assert!(toc_start <= out.len());
@@ -131,6 +160,10 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
     let mut tables = BodyTables::default();
     out.extend_from_slice(&MAGIC.to_be_bytes());
     out.push(version);
+    if version >= 4 {
+        // The table widths, filled in once the body's length is known.
+        out.push(0);
+    }
     // Version 3: the first chunk's min_t of every series is relative to
     // the earliest one (a byte or two instead of six).
     let base = series
@@ -140,6 +173,10 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         .unwrap_or(0);
     if version >= 3 {
         put_varint(out, base);
+    }
+    let step = common_step(series);
+    if version >= 4 {
+        put_uvarint(out, step as u64);
     }
     put_uvarint(out, symbols.len() as u64);
     for symbol in &symbols {
@@ -162,11 +199,18 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
                 None => put_varint(out, c.min_t),
                 Some(previous) => put_varint(out, c.min_t.wrapping_sub(previous)),
             }
+            previous_max = Some(c.max_t);
+            if version >= 4 {
+                put_uvarint(out, c.samples);
+                let span = c.max_t.wrapping_sub(c.min_t);
+                put_varint(out, span.wrapping_sub(expected_span(c.samples, step)));
+                put_uvarint(out, (c.segment - 1) << SEGMENT_SHIFT | c.offset);
+                continue;
+            }
             put_uvarint(out, c.max_t.wrapping_sub(c.min_t) as u64);
             put_uvarint(out, c.samples);
             put_uvarint(out, c.segment);
             put_uvarint(out, c.offset);
-            previous_max = Some(c.max_t);
         }
     }
     put_uvarint(out, postings.len() as u64);
@@ -183,6 +227,32 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         }
     }
     tables
+}
+
+/// The most common whole step between a chunk's samples,
+/// `(max_t - min_t) / (samples - 1)` where that divides exactly (the
+/// scrape interval; 0 if no chunk has one): version 4 writes each chunk's
+/// span as its difference from `(samples - 1) * step`, a byte on regular
+/// scrapes instead of four.
+fn common_step(series: &[IndexSeries]) -> i64 {
+    let mut counts: std::collections::HashMap<i64, u64> = std::collections::HashMap::new();
+    for c in series.iter().flat_map(|s| &s.chunks) {
+        let gaps = c.samples.saturating_sub(1) as i64;
+        let span = c.max_t.wrapping_sub(c.min_t);
+        if gaps > 0 && span > 0 && span % gaps == 0 {
+            *counts.entry(span / gaps).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(step, count)| (count, std::cmp::Reverse(step)))
+        .map_or(0, |(step, _)| step)
+}
+
+/// `(samples - 1) * step`, wrapping (what a version-4 span is written
+/// against).
+fn expected_span(samples: u64, step: i64) -> i64 {
+    (samples.wrapping_sub(1) as i64).wrapping_mul(step)
 }
 
 /// The file's bytes: mapped (version 2), or read whole (version 1, small
@@ -220,11 +290,17 @@ pub struct IndexReader {
     series: Table,
     postings_count: usize,
     postings: Table,
-    /// Width of an offset in the tables: 4 (version 3) or 8.
+    /// Width of an offset in the tables: 2 to 4 (version 4), 4 (version 3)
+    /// or 8.
     offset_width: usize,
-    /// What each series' first chunk min_t is relative to (version 3; 0
-    /// before).
+    /// Width of a symbol ID in the postings offsets: 1 to 4 (version 4) or 4.
+    symbol_width: usize,
+    /// What each series' first chunk min_t is relative to (version 3, 4;
+    /// 0 before).
     base_t: i64,
+    /// What version-4 chunk spans are relative to, per sample gap.
+    step: i64,
+    version: u8,
 }
 
 impl std::fmt::Debug for IndexReader {
@@ -279,7 +355,7 @@ impl IndexReader {
                 let bytes = fs::read(path).map_err(io_error(path))?;
                 Self::scan_v1(path, bytes)
             }
-            2 | 3 => {
+            2..=4 => {
                 // SAFETY: blocks are immutable once renamed into place and
                 // only ever deleted whole (after the last reader dropped
                 // this mapping), so the mapped file never changes under us.
@@ -317,16 +393,34 @@ impl IndexReader {
             }
             Ok((count, start))
         };
-        let (offset_width, base_t) = if data[4] >= 3 {
-            let mut d = Decbuf::new(&data[..toc_start]);
-            d.pos = 5;
-            (4, d.varint().ok_or_else(|| bad("base time"))?)
+        let version = data[4];
+        let mut d = Decbuf::new(&data[..toc_start]);
+        d.pos = 5;
+        let (offset_width, symbol_width) = match version {
+            4.. => {
+                let widths = d.u8().ok_or_else(|| bad("table widths"))?;
+                let (offsets, symbols) = (usize::from(widths & 15), usize::from(widths >> 4));
+                if !(2..=4).contains(&offsets) || !(1..=4).contains(&symbols) {
+                    return Err(bad("table widths"));
+                }
+                (offsets, symbols)
+            }
+            3 => (4, 4),
+            _ => (8, 4),
+        };
+        let base_t = if version >= 3 {
+            d.varint().ok_or_else(|| bad("base time"))?
         } else {
-            (8, 0)
+            0
+        };
+        let step = if version >= 4 {
+            d.uvarint().ok_or_else(|| bad("step"))? as i64
+        } else {
+            0
         };
         let (symbol_count, symbols) = table(0, offset_width)?;
         let (series_count, series) = table(2, offset_width)?;
-        let (postings_count, postings) = table(4, 8 + offset_width)?;
+        let (postings_count, postings) = table(4, 2 * symbol_width + offset_width)?;
         if series_count > u32::MAX as usize || symbol_count > u32::MAX as usize {
             return Err(bad("too many series or symbols"));
         }
@@ -340,7 +434,10 @@ impl IndexReader {
             postings_count,
             postings: Table::InFile { start: postings },
             offset_width,
+            symbol_width,
             base_t,
+            step,
+            version,
         })
     }
 
@@ -406,7 +503,10 @@ impl IndexReader {
             postings_count: postings.len() / POSTINGS_ENTRY,
             postings: Table::Built(postings),
             offset_width: 8,
+            symbol_width: 4,
             base_t: 0,
+            step: 0,
+            version: 1,
         })
     }
 
@@ -422,12 +522,12 @@ impl IndexReader {
         &bytes[i * width..(i + 1) * width]
     }
 
-    /// An offset of `offset_width` bytes.
+    /// A little-endian unsigned integer of 1 to 8 bytes (an offset or a
+    /// symbol ID from a table).
     fn read_offset(&self, bytes: &[u8]) -> u64 {
-        match *bytes {
-            [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
-            _ => u64::from_le_bytes(bytes.try_into().expect("8 bytes")),
-        }
+        let mut le = [0u8; 8];
+        le[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(le)
     }
 
     /// A file offset from a table, checked to lie inside the body.
@@ -528,6 +628,23 @@ impl IndexReader {
         for _ in 0..nchunks {
             let delta = d.varint().ok_or_else(|| self.bad("chunk min_t"))?;
             let min_t = previous_max.unwrap_or(self.base_t).wrapping_add(delta);
+            if self.version >= 4 {
+                let samples = d.uvarint().ok_or_else(|| self.bad("chunk samples"))?;
+                let residual = d.varint().ok_or_else(|| self.bad("chunk span"))?;
+                let max_t = min_t
+                    .wrapping_add(expected_span(samples, self.step))
+                    .wrapping_add(residual);
+                let reference = d.uvarint().ok_or_else(|| self.bad("chunk reference"))?;
+                chunks.push(ChunkMeta {
+                    min_t,
+                    max_t,
+                    samples,
+                    segment: (reference >> SEGMENT_SHIFT) + 1,
+                    offset: reference & ((1 << SEGMENT_SHIFT) - 1),
+                });
+                previous_max = Some(max_t);
+                continue;
+            }
             let span = d.uvarint().ok_or_else(|| self.bad("chunk span"))?;
             let max_t = min_t.wrapping_add(span as i64);
             let samples = d.uvarint().ok_or_else(|| self.bad("chunk samples"))?;
@@ -562,11 +679,12 @@ impl IndexReader {
 
     /// (name symbol, value symbol, offset of the list) of postings entry `i`.
     fn postings_entry(&self, i: usize) -> (u32, u32, u64) {
-        let e = self.entry(&self.postings, 8 + self.offset_width, i);
+        let w = self.symbol_width;
+        let e = self.entry(&self.postings, 2 * w + self.offset_width, i);
         (
-            u32::from_le_bytes(e[0..4].try_into().expect("4 bytes")),
-            u32::from_le_bytes(e[4..8].try_into().expect("4 bytes")),
-            self.read_offset(&e[8..]),
+            self.read_offset(&e[..w]) as u32,
+            self.read_offset(&e[w..2 * w]) as u32,
+            self.read_offset(&e[2 * w..]),
         )
     }
 
@@ -739,18 +857,23 @@ impl IndexReader {
 /// breakdown test); `None` for other versions or malformed files.
 #[cfg(test)]
 pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
-    if bytes.len() < 5 + TOC_LEN + 4 || !(2..=3).contains(&bytes[4]) {
+    let version = *bytes.get(4)?;
+    if bytes.len() < 5 + TOC_LEN + 4 || !(2..=4).contains(&version) {
         return None;
     }
     let mut d = Decbuf::new(&bytes[..bytes.len() - 4]);
     d.pos = 5;
     let mut out = Vec::new();
-    if bytes[4] == 3 {
-        d.varint()?;
-        out.push(("header", d.pos));
-    } else {
-        out.push(("header", 5));
+    if version == 4 {
+        d.u8()?;
     }
+    if version >= 3 {
+        d.varint()?;
+    }
+    if version >= 4 {
+        d.uvarint()?;
+    }
+    out.push(("header", d.pos));
     let symbols_start = d.pos;
     let n = d.uvarint()?;
     for _ in 0..n {
@@ -768,8 +891,9 @@ pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
         let before = d.pos;
         let nc = d.uvarint()?;
         for _ in 0..nc {
-            d.varint()?;
-            for _ in 0..4 {
+            // Every field is one varint long or short: 4 of them (version
+            // 4) or 5.
+            for _ in 0..if version >= 4 { 4 } else { 5 } {
                 d.uvarint()?;
             }
         }
@@ -850,9 +974,14 @@ mod tests {
     #[test]
     fn both_versions_read_back_and_select_like_a_full_scan() {
         let series = sample_series();
-        let v3 = encode(&series);
-        assert_eq!(v3[4], 3);
-        for bytes in [v3, encode_version(&series, 2), encode_v1(&series)] {
+        let v4 = encode(&series);
+        assert_eq!(v4[4], 4);
+        for bytes in [
+            v4,
+            encode_version(&series, 3),
+            encode_version(&series, 2),
+            encode_v1(&series),
+        ] {
             let index = open_bytes(&bytes).unwrap();
             assert_eq!(index.len(), series.len());
             for (i, s) in series.iter().enumerate() {
@@ -940,15 +1069,22 @@ mod tests {
     }
 
     /// Version 3 is smaller than version 2 (32-bit offsets, min_t from a
-    /// base), and any damage behind a valid CRC is an error, never a panic.
+    /// base) and version 4 than 3, and any damage behind a valid CRC is an
+    /// error, never a panic.
     #[test]
-    fn version_3_is_smaller_and_survives_damage() {
+    fn newer_versions_are_smaller_and_survive_damage() {
         let series = sample_series();
-        let (v3, v2) = (encode(&series), encode_version(&series, 2));
+        let (v4, v3, v2) = (
+            encode(&series),
+            encode_version(&series, 3),
+            encode_version(&series, 2),
+        );
         assert!(v3.len() < v2.len(), "{} vs {}", v3.len(), v2.len());
+        assert!(v4.len() < v3.len(), "{} vs {}", v4.len(), v3.len());
         let mut draw = 0x9e37_79b9_7f4a_7c15u64;
-        for round in 0..600 {
-            let mut broken = v3[..v3.len() - 4].to_vec();
+        for round in 0..1200 {
+            let v = if round % 2 == 0 { &v4 } else { &v3 };
+            let mut broken = v[..v.len() - 4].to_vec();
             for _ in 0..1 + round % 3 {
                 draw ^= draw << 13;
                 draw ^= draw >> 7;
@@ -967,6 +1103,45 @@ mod tests {
             let _ = index.label_names();
             let _ = index.postings("job", "x");
             let _ = index.label_values("__name__");
+        }
+    }
+
+    /// Version 4's chunk metas: spans off the common step either way, one
+    /// sample, extreme times, later segments; a reference version 4 cannot
+    /// hold falls back to version 3. Narrower tables make it smaller.
+    #[test]
+    fn version_4_chunk_metas_round_trip_and_fall_back() {
+        let meta = |min_t: i64, max_t: i64, samples: u64, segment: u64, offset: u64| ChunkMeta {
+            min_t,
+            max_t,
+            samples,
+            segment,
+            offset,
+        };
+        let mut series = sample_series();
+        series[0].chunks = vec![
+            meta(-5, 20_000, 3, 1, 8),
+            meta(20_001, 20_001, 1, 1, 9),
+            meta(30_000, 29_999 + 15_000 * 9, 10, 2, (1 << SEGMENT_SHIFT) - 1),
+            meta(i64::MAX - 5, i64::MAX, 0, 1 << 30, 0),
+        ];
+        series[1].chunks = vec![meta(i64::MIN, i64::MIN + 1, u64::MAX, 3, 7)];
+        for s in &mut series[2..] {
+            s.chunks = vec![meta(0, 15_000 * 99, 100, 1, 100)];
+        }
+        let v4 = encode(&series);
+        assert_eq!(v4[4], 4);
+        let index = open_bytes(&v4).unwrap();
+        assert_eq!(index.step, 15_000);
+        for (i, s) in series.iter().enumerate() {
+            assert_eq!(&index.series(i as u32).unwrap(), s);
+        }
+        assert!(v4.len() < encode_version(&series, 3).len());
+        for (segment, offset) in [(0, 1), (1, 1 << SEGMENT_SHIFT), (1 << 40, 0)] {
+            series[3].chunks = vec![meta(0, 10, 2, segment, offset)];
+            let bytes = encode(&series);
+            assert_eq!(bytes[4], 3, "segment {segment}, offset {offset}");
+            assert_eq!(open_bytes(&bytes).unwrap().series(3).unwrap(), series[3]);
         }
     }
 
