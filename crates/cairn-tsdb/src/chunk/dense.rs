@@ -71,8 +71,14 @@ const MODE_UNIFORM: u8 = 8;
 /// base is written: regular timestamps, constant gauges). Readers before
 /// it refuse the column (its mode byte is above 10).
 const MODE_CONSTANT: u8 = 16;
+/// Column mode bit: uniform-coded like [`MODE_UNIFORM`], with the coders'
+/// last values in their initial states and final states of 5 to 8 bytes
+/// ([`super::entropy::uniform::put`]); what the writer uses for uniform
+/// columns since. Readers before it refuse the column (its mode byte is
+/// above 18).
+const MODE_UNIFORM_COMPACT: u8 = 32;
 /// The mode bits above the order.
-const MODE_BITS: u8 = MODE_ENTROPY | MODE_UNIFORM | MODE_CONSTANT;
+const MODE_BITS: u8 = MODE_ENTROPY | MODE_UNIFORM | MODE_CONSTANT | MODE_UNIFORM_COMPACT;
 
 const POW10: [f64; MAX_SCALE + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -453,7 +459,7 @@ fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
     let mode = if model.is_some() {
         MODE_ENTROPY
     } else if uniform.is_some() {
-        MODE_UNIFORM
+        MODE_UNIFORM_COMPACT
     } else if constant {
         MODE_CONSTANT
     } else {
@@ -754,6 +760,8 @@ impl<'a> Reader<'a> {
             let first = out.len();
             if mode & MODE_ENTROPY != 0 {
                 super::entropy::read(self, count, out)?;
+            } else if mode & MODE_UNIFORM_COMPACT != 0 {
+                super::entropy::uniform::read_compact(self, count, out)?;
             } else if mode & MODE_UNIFORM != 0 {
                 super::entropy::uniform::read(self, count, out)?;
             } else {
@@ -917,6 +925,12 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
             r.uvarint()?;
             layout.value_table = r.pos - table_start;
             layout.value_states = 8;
+        } else if mode & MODE_UNIFORM_COMPACT != 0 {
+            r.uvarint()?;
+            let s0 = r.uvarint()? as usize;
+            let s1 = r.uvarint()? as usize;
+            layout.value_table = r.pos - table_start;
+            layout.value_states = 10 + (s0 - 5) % 4 + (s1 - 5) % 4;
         } else if mode & MODE_UNIFORM != 0 {
             r.uvarint()?;
             r.uvarint()?;
@@ -1423,27 +1437,41 @@ mod tests {
 
     /// Writes `values` with the uniform mode and reads them back; every
     /// truncation is an error.
+    /// Round-trips `values` through the compact uniform layout and the
+    /// first one (which older blocks hold); every cut is an error. Returns
+    /// the compact column.
     fn uniform_column(values: &[u64]) -> Vec<u8> {
         use crate::chunk::entropy::uniform;
+        type Read = fn(&mut Reader<'_>, usize, &mut Vec<i64>) -> Result<(), DecodeError>;
+        type Put = fn(&mut Vec<u8>, &[u64], u64);
         let max = values.iter().copied().max().unwrap();
-        let mut body = Vec::new();
-        uniform::put(&mut body, values, max);
-        let len = body.len();
-        let mut padded = body.clone();
-        padded.resize(len + PADDING, 0);
-        let mut r = Reader::new(&padded[..len]);
-        r.padded = &padded;
-        let mut out = Vec::new();
-        uniform::read(&mut r, values.len(), &mut out).unwrap();
-        assert_eq!(r.pos, len, "whole column read");
-        assert_eq!(out.iter().map(|&v| v as u64).collect::<Vec<_>>(), values);
-        for cut in 0..len {
-            let mut r = Reader::new(&padded[..cut]);
+        let mut compact = Vec::new();
+        for (put, read) in [
+            (uniform::put as Put, uniform::read_compact as Read),
+            (uniform::put_v1 as Put, uniform::read as Read),
+        ] {
+            let mut body = Vec::new();
+            put(&mut body, values, max);
+            let len = body.len();
+            let mut padded = body.clone();
+            padded.resize(len + PADDING, 0);
+            let mut r = Reader::new(&padded[..len]);
             r.padded = &padded;
-            let mut out = Vec::new();
-            assert!(uniform::read(&mut r, values.len(), &mut out).is_err());
+            let mut out = vec![-1];
+            read(&mut r, values.len(), &mut out).unwrap();
+            assert_eq!(r.pos, len, "whole column read");
+            assert_eq!(out[1..].iter().map(|&v| v as u64).collect::<Vec<_>>(), values);
+            for cut in 0..len {
+                let mut r = Reader::new(&padded[..cut]);
+                r.padded = &padded;
+                let mut out = Vec::new();
+                assert!(read(&mut r, values.len(), &mut out).is_err());
+            }
+            if compact.is_empty() {
+                compact = body;
+            }
         }
-        body
+        compact
     }
 
     #[test]
@@ -1646,6 +1674,13 @@ mod tests {
             r.padded = &padded;
             let mut out = Vec::new();
             if crate::chunk::entropy::uniform::read(&mut r, count, &mut out).is_ok() {
+                prop_assert_eq!(out.len(), count);
+                prop_assert!(r.pos <= bytes.len());
+            }
+            let mut r = Reader::new(&padded[..bytes.len()]);
+            r.padded = &padded;
+            let mut out = Vec::new();
+            if crate::chunk::entropy::uniform::read_compact(&mut r, count, &mut out).is_ok() {
                 prop_assert_eq!(out.len(), count);
                 prop_assert!(r.pos <= bytes.len());
             }

@@ -424,18 +424,169 @@ pub(super) mod uniform {
         (MAX_RANGE / range) * range
     }
 
-    /// Bits the mode takes for `count` values up to `max`, framing
-    /// included; `None` when `max + 1` is above [`MAX_RANGE`].
+    /// Bits the compact mode ([`put`]) takes for `count` values up to
+    /// `max`, framing included; `None` when `max + 1` is above
+    /// [`MAX_RANGE`].
     pub(in crate::chunk) fn bits(count: usize, max: u64) -> Option<u64> {
         let range = max.checked_add(1).filter(|&m| m <= MAX_RANGE)?;
-        let payload = (count as f64 * (range as f64).log2()).ceil() as u64;
-        // Whole 32-bit words, two final states, max and two lengths.
-        Some(payload.div_ceil(32) * 32 + 8 * (16 + super::uvarint_len(max) + 4))
+        let (n0, n1) = (count.div_ceil(2), count / 2);
+        let tails = tail_len(range, lower(range), n0) + tail_len(range, lower(range), n1);
+        let payload = ((count - tails) as f64 * (range as f64).log2()).ceil() as u64;
+        // Whole 32-bit words, two final states (6.5 bytes each on average),
+        // max and two lengths.
+        Some(payload.div_ceil(32) * 32 + 8 * (13 + super::uvarint_len(max) + 4))
+    }
+
+    /// How many of a coder's `n` values its initial state carries: the
+    /// most `t` with `range^t <= low` (at most 32, and `n`).
+    fn tail_len(range: u64, low: u64, n: usize) -> usize {
+        let mut pow = 1u64;
+        let mut t = 0;
+        while t < n.min(32) {
+            match pow.checked_mul(range).filter(|&p| p <= low) {
+                Some(p) => pow = p,
+                None => break,
+            }
+            t += 1;
+        }
+        t
     }
 
     /// Appends `max` and the coded `values` (each at most `max`, with
-    /// `max + 1 <= MAX_RANGE`).
+    /// `max + 1 <= MAX_RANGE`) in the compact layout (column modes 32 ..=
+    /// 34): each coder starts from `low` plus its last values as digits
+    /// base `M` (bits back: the state the decoder ends in carries them
+    /// instead of a constant), and its final state takes 5 to 8 bytes, as
+    /// few as hold it, told by its stream's length mod 4.
     pub(in crate::chunk) fn put(out: &mut Vec<u8>, values: &[u64], max: u64) {
+        let range = max + 1;
+        debug_assert!(range <= MAX_RANGE && values.iter().all(|&u| u <= max));
+        let low = lower(range);
+        let k = low / range;
+        let count = values.len();
+        let n = [count.div_ceil(2), count / 2];
+        let tails = [tail_len(range, low, n[0]), tail_len(range, low, n[1])];
+        // Coder c's value i is values[2 i + c]; its last `tails[c]` ones
+        // become the initial state's digits, the first of them lowest.
+        let mut states = [0u64; 2];
+        for c in 0..2 {
+            let mut w = 0u64;
+            for i in (n[c] - tails[c]..n[c]).rev() {
+                w = w * range + values[2 * i + c];
+            }
+            states[c] = low + w;
+        }
+        let mut words: [Vec<u32>; 2] = [
+            Vec::with_capacity(count / 4),
+            Vec::with_capacity(count / 4),
+        ];
+        for (j, &u) in values.iter().enumerate().rev() {
+            let c = j % 2;
+            if j / 2 >= n[c] - tails[c] {
+                continue;
+            }
+            let (x, words) = (&mut states[c], &mut words[c]);
+            if *x >> 32 >= k {
+                words.push(*x as u32);
+                *x >>= 32;
+            }
+            *x = *x * range + u;
+        }
+        let state_len = |x: u64| ((64 - x.leading_zeros() as usize).div_ceil(8)).max(5);
+        put_uvarint(out, max);
+        for (x, words) in states.iter().zip(&words) {
+            put_uvarint(out, (state_len(*x) + 4 * words.len()) as u64);
+        }
+        for (x, words) in states.iter().zip(&words) {
+            out.extend_from_slice(&x.to_le_bytes()[..state_len(*x)]);
+            for w in words.iter().rev() {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+
+    /// Reads a compact uniform column ([`put`]) of `count` values (after
+    /// its base and divisor) and appends them to `out`.
+    pub(in crate::chunk) fn read_compact(
+        r: &mut Reader<'_>,
+        count: usize,
+        out: &mut Vec<i64>,
+    ) -> Result<(), DecodeError> {
+        let max = r.uvarint()?;
+        let range = max
+            .checked_add(1)
+            .filter(|&m| m <= MAX_RANGE)
+            .ok_or(DecodeError("bad uniform range"))?;
+        let low = lower(range);
+        let mut lens = [0usize; 2];
+        for len in &mut lens {
+            *len = usize::try_from(r.uvarint()?).map_err(|_| DecodeError("truncated"))?;
+            if *len < 5 {
+                return Err(DecodeError("bad uniform stream"));
+            }
+        }
+        let padded = r.padded();
+        let mut x = [0u64; 2];
+        let mut p = [0usize; 2];
+        let mut starts = [0usize; 2];
+        for c in 0..2 {
+            // 5, 6, 7 or 8 bytes of state, as the length says mod 4.
+            let state_len = 5 + (lens[c] - 5) % 4;
+            starts[c] = r.pos;
+            let stream = r.take(lens[c])?;
+            let mut le = [0u8; 8];
+            le[..state_len].copy_from_slice(&stream[..state_len]);
+            x[c] = u64::from_le_bytes(le);
+            p[c] = state_len;
+            if x[c] < low || x[c] >> 32 >= low {
+                return Err(DecodeError("bad uniform state"));
+            }
+        }
+        let (bytes0, bytes1) = (&padded[starts[0]..], &padded[starts[1]..]);
+        let n = [count.div_ceil(2), count / 2];
+        let tails = [tail_len(range, low, n[0]), tail_len(range, low, n[1])];
+        let streamed = [n[0] - tails[0], n[1] - tails[1]];
+        let pairs = streamed[0].min(streamed[1]);
+        let first = out.len();
+        out.resize(first + count, 0);
+        let dst = &mut out[first..];
+        let [mut x0, mut x1] = x;
+        let [mut p0, mut p1] = p;
+        for pair in dst[..2 * pairs].chunks_exact_mut(2) {
+            pair[0] = step(&mut x0, &mut p0, bytes0, range, low) as i64;
+            pair[1] = step(&mut x1, &mut p1, bytes1, range, low) as i64;
+            if p0 > lens[0] || p1 > lens[1] {
+                return Err(DecodeError("truncated uniform column"));
+            }
+        }
+        for i in pairs..streamed[0] {
+            dst[2 * i] = step(&mut x0, &mut p0, bytes0, range, low) as i64;
+        }
+        for i in pairs..streamed[1] {
+            dst[2 * i + 1] = step(&mut x1, &mut p1, bytes1, range, low) as i64;
+        }
+        if p0 != lens[0] || p1 != lens[1] {
+            return Err(DecodeError("bad uniform stream"));
+        }
+        for (c, x) in [x0, x1].into_iter().enumerate() {
+            // The state the encoder started from: low plus the tail digits.
+            let mut w = x - low;
+            for i in streamed[c]..n[c] {
+                dst[2 * i + c] = (w % range) as i64;
+                w /= range;
+            }
+            if w != 0 {
+                return Err(DecodeError("bad uniform stream"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `max` and the coded `values` in the first uniform layout
+    /// (column modes 8 ..= 10: both coders start from `low`, 8-byte final
+    /// states), which blocks written before the compact one hold.
+    #[cfg(test)]
+    pub(in crate::chunk) fn put_v1(out: &mut Vec<u8>, values: &[u64], max: u64) {
         let range = max + 1;
         debug_assert!(range <= MAX_RANGE && values.iter().all(|&u| u <= max));
         let low = lower(range);
@@ -464,8 +615,9 @@ pub(super) mod uniform {
         }
     }
 
-    /// Reads a uniform-mode column of `count` values (after its base and
-    /// divisor) and appends them to `out`.
+    /// Reads a first-layout uniform column ([`put_v1`], modes 8 ..= 10) of
+    /// `count` values (after its base and divisor) and appends them to
+    /// `out`.
     pub(in crate::chunk) fn read(
         r: &mut Reader<'_>,
         count: usize,
