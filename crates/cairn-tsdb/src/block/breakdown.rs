@@ -233,12 +233,23 @@ fn storage_breakdown() {
                 );
                 kind_samples[kind] += c.samples;
                 kind_total[kind] += data.len() as u64;
-                if encoding != ENCODING_DENSE {
-                    totals.add("chunks: xor chunk bytes", len as u64);
-                    continue;
-                }
-                let l = dense::layout(data).unwrap();
-                totals.add("chunks: dense flags/frame", l.frame as u64);
+                // A dense chunk's flags byte in the encoding byte (counted
+                // in the framing above) or in the data.
+                let (dense, flags_in_encoding): (Vec<u8>, usize) =
+                    if encoding >= super::writer::ENCODING_DENSE_FLAGS {
+                        let flags = encoding - super::writer::ENCODING_DENSE_FLAGS;
+                        ([&[flags], data].concat(), 1)
+                    } else if encoding == ENCODING_DENSE {
+                        (data.to_vec(), 0)
+                    } else {
+                        totals.add("chunks: xor chunk bytes", len as u64);
+                        continue;
+                    };
+                let l = dense::layout(&dense).unwrap();
+                totals.add(
+                    "chunks: dense flags/frame",
+                    (l.frame - flags_in_encoding) as u64,
+                );
                 totals.add(
                     "chunks: dense header (n, scale, exceptions)",
                     l.header as u64,

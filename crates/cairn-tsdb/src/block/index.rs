@@ -183,11 +183,22 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         tables.symbols.push(out.len());
         put_str(out, symbol);
     }
+    // Version 4: a label is the position of its (name, value) pair in the
+    // postings table (sorted by name, then value), one reference not two.
+    let pair_ids: BTreeMap<(&str, &str), u64> = postings
+        .keys()
+        .enumerate()
+        .map(|(i, pair)| (*pair, i as u64))
+        .collect();
     put_uvarint(out, series.len() as u64);
     for s in series {
         tables.series.push(out.len());
         put_uvarint(out, s.labels.len() as u64);
         for label in &s.labels {
+            if version >= 4 {
+                put_uvarint(out, pair_ids[&(label.name.as_str(), label.value.as_str())]);
+                continue;
+            }
             put_uvarint(out, u64::from(symbol_ids[label.name.as_str()]));
             put_uvarint(out, u64::from(symbol_ids[label.value.as_str()]));
         }
@@ -605,8 +616,22 @@ impl IndexReader {
         let nlabels = d.uvarint().ok_or_else(|| self.bad("label count"))?;
         let mut labels = Vec::with_capacity(nlabels.min(64) as usize);
         for _ in 0..nlabels {
-            let name = self.symbol(d.uvarint().ok_or_else(|| self.bad("label name"))?)?;
-            let value = self.symbol(d.uvarint().ok_or_else(|| self.bad("label value"))?)?;
+            let (name, value) = if self.version >= 4 {
+                let pair = d.uvarint().ok_or_else(|| self.bad("label pair"))?;
+                let pair = usize::try_from(pair)
+                    .ok()
+                    .filter(|&p| p < self.postings_count)
+                    .ok_or_else(|| self.bad("label pair reference"))?;
+                let (name, value, _) = self.postings_entry(pair);
+                (
+                    self.symbol(u64::from(name))?,
+                    self.symbol(u64::from(value))?,
+                )
+            } else {
+                let name = self.symbol(d.uvarint().ok_or_else(|| self.bad("label name"))?)?;
+                let value = self.symbol(d.uvarint().ok_or_else(|| self.bad("label value"))?)?;
+                (name, value)
+            };
             // A damaged index behind a valid CRC must not hand the engine
             // an unsorted or empty-valued label set: `from_sorted` trusts it.
             if value.is_empty()
@@ -885,7 +910,7 @@ pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
     let mut metas = 0;
     for _ in 0..n {
         let nl = d.uvarint()?;
-        for _ in 0..2 * nl {
+        for _ in 0..if version >= 4 { nl } else { 2 * nl } {
             d.uvarint()?;
         }
         let before = d.pos;

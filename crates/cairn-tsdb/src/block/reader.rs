@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::index::{ChunkMeta, IndexReader};
 use super::meta::BlockMeta;
 use super::writer::BlockSeries;
-use super::writer::{CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_DENSE, ENCODING_XOR};
+use super::writer::{
+    CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_DENSE, ENCODING_DENSE_FLAGS,
+    ENCODING_DENSE_FLAGS_LAST, ENCODING_XOR,
+};
 use super::{corrupt_block, io_error, Decbuf};
 use crate::chunk::ClosedChunk;
 use crate::tombstones::Tombstones;
@@ -267,6 +270,16 @@ impl Block {
             return Err(self.bad_chunk(meta, "chunk checksum mismatch"));
         }
         let encoding = payload[0];
+        if (ENCODING_DENSE_FLAGS..=ENCODING_DENSE_FLAGS_LAST).contains(&encoding) {
+            // A dense chunk with its flags byte in the encoding byte.
+            return Ok(ClosedChunk::tagged_parts(
+                meta.min_t,
+                meta.max_t,
+                ENCODING_DENSE,
+                &[encoding - ENCODING_DENSE_FLAGS],
+                &payload[1..],
+            ));
+        }
         if encoding != ENCODING_XOR && encoding != ENCODING_DENSE {
             return Err(self.bad_chunk(meta, &format!("unknown chunk encoding {encoding}")));
         }
@@ -527,15 +540,53 @@ mod tests {
             ChunkEncoding::Dense,
         );
         let segment = dir.join("chunks").join("000001");
-        let mut bytes = std::fs::read(&segment).unwrap();
-        // Header, one-byte length, then the encoding byte; fix the CRC.
+        let written = std::fs::read(&segment).unwrap();
+        // The flags byte of a dense chunk is in its encoding byte.
+        assert!((ENCODING_DENSE_FLAGS..=ENCODING_DENSE_FLAGS_LAST).contains(&written[9]));
+        for encoding in [0, ENCODING_DENSE_FLAGS_LAST + 1, u8::MAX] {
+            let mut bytes = written.clone();
+            // Header, one-byte length, then the encoding byte; fix the CRC.
+            let len = bytes[8] as usize;
+            bytes[9] = encoding;
+            let crc = crc32fast::hash(&bytes[9..10 + len]);
+            bytes[10 + len..14 + len].copy_from_slice(&crc.to_le_bytes());
+            std::fs::write(&segment, bytes).unwrap();
+            let error = Block::open(&dir).unwrap().select(&[], 0, 1000).unwrap_err();
+            let error = format!("{error:?}");
+            assert!(
+                error.contains(&format!("unknown chunk encoding {encoding}")),
+                "{error}"
+            );
+        }
+    }
+
+    /// A dense chunk framed as blocks before the flags moved into the
+    /// encoding byte wrote it (encoding 2, the flags byte in the data)
+    /// still reads.
+    #[test]
+    fn dense_chunks_with_their_flags_byte_in_the_data_still_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = one_series_block(
+            tmp.path(),
+            vec![chunk(0..10, |t| t as f64 / 4.0)],
+            ChunkEncoding::Dense,
+        );
+        let segment = dir.join("chunks").join("000001");
+        let bytes = std::fs::read(&segment).unwrap();
         let len = bytes[8] as usize;
-        bytes[9] = 9;
-        let crc = crc32fast::hash(&bytes[9..10 + len]);
-        bytes[10 + len..14 + len].copy_from_slice(&crc.to_le_bytes());
-        std::fs::write(&segment, bytes).unwrap();
-        let error = Block::open(&dir).unwrap().select(&[], 0, 1000).unwrap_err();
-        let error = format!("{error:?}");
-        assert!(error.contains("unknown chunk encoding 9"), "{error}");
+        let flags = bytes[9] - ENCODING_DENSE_FLAGS;
+        let mut old = bytes[..8].to_vec();
+        old.push(len as u8 + 1);
+        old.extend_from_slice(&[ENCODING_DENSE, flags]);
+        old.extend_from_slice(&bytes[10..10 + len]);
+        let crc = crc32fast::hash(&old[9..]);
+        old.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(bytes.len(), 14 + len, "one chunk");
+        std::fs::write(&segment, &old).unwrap();
+        // The index's reference still points at the chunk (same offset).
+        let got = Block::open(&dir).unwrap().select(&[], 0, 1000).unwrap();
+        assert_eq!(got[0].1[0].encoded().0, ENCODING_DENSE);
+        let want: Vec<(i64, f64)> = (0..10).map(|t| (t, t as f64 / 4.0)).collect();
+        assert_eq!(got[0].1[0].iter().collect::<Vec<_>>(), want);
     }
 }

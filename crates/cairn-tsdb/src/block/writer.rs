@@ -12,6 +12,12 @@ use super::meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
 use super::{io_error, put_uvarint, sync_dir, ulid, TMP_CREATION};
 use crate::chunk::{dense, ClosedChunk, XorAppender};
 pub use crate::chunk::{ENCODING_DENSE, ENCODING_XOR};
+/// Encoding bytes from this one to [`ENCODING_DENSE_FLAGS_LAST`]: a dense
+/// chunk whose flags byte is the encoding byte minus this, without that
+/// byte in the data. Bytes above are left for other encodings.
+pub const ENCODING_DENSE_FLAGS: u8 = 3;
+/// The last of them: flags of 191 at most (3 flag bits, scale + 1 <= 23).
+pub const ENCODING_DENSE_FLAGS_LAST: u8 = ENCODING_DENSE_FLAGS + 191;
 use crate::fault;
 use crate::TsdbError;
 
@@ -62,6 +68,17 @@ struct ChunkFiles {
 
 impl ChunkFiles {
     fn write(&mut self, encoding: u8, data: &[u8]) -> Result<(u64, u64), TsdbError> {
+        // A dense chunk's flags byte goes into the encoding byte
+        // (`ENCODING_DENSE_FLAGS + flags`), one byte instead of two.
+        let (encoding, data) = match data {
+            [flags, rest @ ..]
+                if encoding == ENCODING_DENSE
+                    && *flags <= ENCODING_DENSE_FLAGS_LAST - ENCODING_DENSE_FLAGS =>
+            {
+                (ENCODING_DENSE_FLAGS + flags, rest)
+            }
+            _ => (encoding, data),
+        };
         let mut framed = Vec::with_capacity(data.len() + 16);
         put_uvarint(&mut framed, data.len() as u64);
         framed.push(encoding);

@@ -43,7 +43,10 @@ const FLAG_IMPLIED_TIMESTAMPS: u8 = 2;
 /// Flag of a chunk without exceptions: the body has no exception count.
 /// Readers before it refuse the chunk (unknown flags).
 const FLAG_NO_EXCEPTIONS: u8 = 4;
-/// Every flag a reader knows.
+/// The flags' high 5 bits: the decimal scale plus 1, in place of the
+/// body's scale byte (0: the body has it, as chunks written before).
+const SCALE_SHIFT: u32 = 3;
+/// The three flag bits below the scale.
 const FLAGS: u8 = FLAG_ZSTD | FLAG_IMPLIED_TIMESTAMPS | FLAG_NO_EXCEPTIONS;
 /// zstd level: 3 is zstd's default; higher levels gain nothing on
 /// bit-packed columns.
@@ -225,7 +228,7 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, blocks: bool) -> Option<Ve
     }
 
     let implied = blocks && evenly_spaced(ts);
-    let mut flags = 0;
+    let mut flags = ((scale + 1) << SCALE_SHIFT) as u8;
     if implied {
         flags |= FLAG_IMPLIED_TIMESTAMPS;
     }
@@ -243,7 +246,6 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, blocks: bool) -> Option<Ve
         let mut body = Vec::with_capacity(16 + n * 2);
         put_uvarint(&mut body, n as u64);
         let mut coded = !implied && put_column(&mut body, &ts_plans, entropy);
-        body.push(scale as u8);
         coded |= put_column(&mut body, &mantissa_plans, entropy);
         if !exceptions.is_empty() {
             put_uvarint(&mut body, exceptions.len() as u64);
@@ -350,9 +352,6 @@ impl Decoder {
 
     fn decode_inner(&mut self, chunk: &[u8], min_t: i64, max_t: i64) -> Result<(), DecodeError> {
         let (&flags, rest) = chunk.split_first().ok_or(DecodeError("empty"))?;
-        if flags & !FLAGS != 0 {
-            return Err(DecodeError("unknown flags"));
-        }
         let body = &mut self.body;
         body.clear();
         match flags & FLAG_ZSTD {
@@ -393,7 +392,10 @@ impl Decoder {
         } else {
             r.column(n, &mut self.ts)?;
         }
-        let scale = usize::from(r.u8()?);
+        let scale = match flags >> SCALE_SHIFT {
+            0 => usize::from(r.u8()?),
+            scale => usize::from(scale - 1),
+        };
         if scale > MAX_SCALE {
             return Err(DecodeError("bad scale"));
         }
@@ -897,8 +899,10 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
         r.column(n, &mut scratch)?;
     }
     layout.ts_column = r.pos - start;
-    r.u8()?;
-    layout.header += 1;
+    if flags >> SCALE_SHIFT == 0 {
+        r.u8()?;
+        layout.header += 1;
+    }
     let start = r.pos;
     let mode = r.u8()?;
     layout.value_mode = mode;
@@ -1460,7 +1464,10 @@ mod tests {
             let mut out = vec![-1];
             read(&mut r, values.len(), &mut out).unwrap();
             assert_eq!(r.pos, len, "whole column read");
-            assert_eq!(out[1..].iter().map(|&v| v as u64).collect::<Vec<_>>(), values);
+            assert_eq!(
+                out[1..].iter().map(|&v| v as u64).collect::<Vec<_>>(),
+                values
+            );
             for cut in 0..len {
                 let mut r = Reader::new(&padded[..cut]);
                 r.padded = &padded;

@@ -476,10 +476,8 @@ pub(super) mod uniform {
             }
             states[c] = low + w;
         }
-        let mut words: [Vec<u32>; 2] = [
-            Vec::with_capacity(count / 4),
-            Vec::with_capacity(count / 4),
-        ];
+        let mut words: [Vec<u32>; 2] =
+            [Vec::with_capacity(count / 4), Vec::with_capacity(count / 4)];
         for (j, &u) in values.iter().enumerate().rev() {
             let c = j % 2;
             if j / 2 >= n[c] - tails[c] {

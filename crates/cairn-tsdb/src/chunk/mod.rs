@@ -40,14 +40,32 @@ impl ClosedChunk {
     /// A chunk of `encoding` ([`ENCODING_XOR`] or [`ENCODING_DENSE`]) from
     /// its encoded bytes.
     pub fn tagged(min_t: i64, max_t: i64, encoding: u8, bytes: &[u8]) -> ClosedChunk {
+        ClosedChunk::tagged_parts(min_t, max_t, encoding, &[], bytes)
+    }
+
+    /// [`ClosedChunk::tagged`] of the bytes `prefix` then `bytes` (a dense
+    /// chunk's flags byte, which a block keeps in its encoding byte, then
+    /// the rest); `prefix` must be empty for XOR.
+    pub fn tagged_parts(
+        min_t: i64,
+        max_t: i64,
+        encoding: u8,
+        prefix: &[u8],
+        bytes: &[u8],
+    ) -> ClosedChunk {
         let data: Arc<[u8]> = if encoding == ENCODING_XOR {
+            debug_assert!(prefix.is_empty());
             Arc::from(bytes)
         } else {
             // One allocation (the Arc's), not a Vec copied into an Arc.
-            let mut tagged = Arc::<[u8]>::new_uninit_slice(bytes.len() + TAG.len() + 1);
+            let head = TAG.len() + 1 + prefix.len();
+            let mut tagged = Arc::<[u8]>::new_uninit_slice(bytes.len() + head);
             let slots = Arc::get_mut(&mut tagged).expect("a new Arc is unique");
-            let (header, body) = slots.split_at_mut(TAG.len() + 1);
-            for (slot, &byte) in header.iter_mut().zip(TAG.iter().chain([&encoding])) {
+            let (header, body) = slots.split_at_mut(head);
+            for (slot, &byte) in header
+                .iter_mut()
+                .zip(TAG.iter().chain([&encoding]).chain(prefix))
+            {
                 slot.write(byte);
             }
             // SAFETY: `body` is exactly `bytes.len()` slots of u8 and does
