@@ -221,6 +221,7 @@ fn storage_breakdown() {
             let s = index.series(position).unwrap();
             let kind = kind_of(&s.labels);
             for c in &s.chunks {
+                let mut dense_header_in_index = 0u64;
                 let segment = &segments[&c.segment];
                 let mut d = Decbuf::new(segment);
                 d.pos = c.offset as usize;
@@ -238,7 +239,13 @@ fn storage_breakdown() {
                 let (dense, flags_in_encoding): (Vec<u8>, usize) =
                     if encoding >= super::writer::ENCODING_DENSE_FLAGS {
                         let flags = encoding - super::writer::ENCODING_DENSE_FLAGS;
-                        ([&[flags], data].concat(), 1)
+                        let mut prefix = vec![flags];
+                        if flags & dense::FLAG_ZSTD == 0 {
+                            // The sample count is the chunk meta's.
+                            super::put_uvarint(&mut prefix, c.samples);
+                            dense_header_in_index += prefix.len() as u64 - 1;
+                        }
+                        ([&prefix, data].concat(), 1)
                     } else if encoding == ENCODING_DENSE {
                         (data.to_vec(), 0)
                     } else {
@@ -252,7 +259,7 @@ fn storage_breakdown() {
                 );
                 totals.add(
                     "chunks: dense header (n, scale, exceptions)",
-                    l.header as u64,
+                    l.header as u64 - std::mem::take(&mut dense_header_in_index),
                 );
                 totals.add("chunks: timestamp column", l.ts_column as u64);
                 totals.add("chunks: value column header", l.value_header as u64);

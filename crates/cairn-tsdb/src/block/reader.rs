@@ -17,8 +17,8 @@ use super::writer::{
     CHUNKS_HEADER_LEN, CHUNKS_MAGIC, ENCODING_DENSE, ENCODING_DENSE_FLAGS,
     ENCODING_DENSE_FLAGS_LAST, ENCODING_XOR,
 };
-use super::{corrupt_block, io_error, Decbuf};
-use crate::chunk::ClosedChunk;
+use super::{corrupt_block, io_error, put_uvarint, Decbuf};
+use crate::chunk::{dense, ClosedChunk};
 use crate::tombstones::Tombstones;
 use crate::TsdbError;
 
@@ -271,12 +271,18 @@ impl Block {
         }
         let encoding = payload[0];
         if (ENCODING_DENSE_FLAGS..=ENCODING_DENSE_FLAGS_LAST).contains(&encoding) {
-            // A dense chunk with its flags byte in the encoding byte.
+            // A dense chunk with its flags byte in the encoding byte and,
+            // unless compressed, its sample count in the chunk meta.
+            let flags = encoding - ENCODING_DENSE_FLAGS;
+            let mut prefix = vec![flags];
+            if flags & dense::FLAG_ZSTD == 0 {
+                put_uvarint(&mut prefix, meta.samples);
+            }
             return Ok(ClosedChunk::tagged_parts(
                 meta.min_t,
                 meta.max_t,
                 ENCODING_DENSE,
-                &[encoding - ENCODING_DENSE_FLAGS],
+                &prefix,
                 &payload[1..],
             ));
         }
@@ -561,8 +567,8 @@ mod tests {
     }
 
     /// A dense chunk framed as blocks before the flags moved into the
-    /// encoding byte wrote it (encoding 2, the flags byte in the data)
-    /// still reads.
+    /// encoding byte wrote it (encoding 2, the flags byte and the sample
+    /// count in the data) still reads.
     #[test]
     fn dense_chunks_with_their_flags_byte_in_the_data_still_read() {
         let tmp = tempfile::tempdir().unwrap();
@@ -575,9 +581,11 @@ mod tests {
         let bytes = std::fs::read(&segment).unwrap();
         let len = bytes[8] as usize;
         let flags = bytes[9] - ENCODING_DENSE_FLAGS;
+        assert_eq!(flags & dense::FLAG_ZSTD, 0);
         let mut old = bytes[..8].to_vec();
-        old.push(len as u8 + 1);
-        old.extend_from_slice(&[ENCODING_DENSE, flags]);
+        // The flags byte and the sample count (10) back in the data.
+        old.push(len as u8 + 2);
+        old.extend_from_slice(&[ENCODING_DENSE, flags, 10]);
         old.extend_from_slice(&bytes[10..10 + len]);
         let crc = crc32fast::hash(&old[9..]);
         old.extend_from_slice(&crc.to_le_bytes());

@@ -9,7 +9,7 @@ use cairn_model::Labels;
 
 use super::index::{self, ChunkMeta, IndexSeries};
 use super::meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
-use super::{io_error, put_uvarint, sync_dir, ulid, TMP_CREATION};
+use super::{io_error, put_uvarint, sync_dir, ulid, Decbuf, TMP_CREATION};
 use crate::chunk::{dense, ClosedChunk, XorAppender};
 pub use crate::chunk::{ENCODING_DENSE, ENCODING_XOR};
 /// Encoding bytes from this one to [`ENCODING_DENSE_FLAGS_LAST`]: a dense
@@ -69,12 +69,21 @@ struct ChunkFiles {
 impl ChunkFiles {
     fn write(&mut self, encoding: u8, data: &[u8]) -> Result<(u64, u64), TsdbError> {
         // A dense chunk's flags byte goes into the encoding byte
-        // (`ENCODING_DENSE_FLAGS + flags`), one byte instead of two.
+        // (`ENCODING_DENSE_FLAGS + flags`), one byte instead of two, and an
+        // uncompressed one's sample count is left to the index's chunk meta.
         let (encoding, data) = match data {
             [flags, rest @ ..]
                 if encoding == ENCODING_DENSE
                     && *flags <= ENCODING_DENSE_FLAGS_LAST - ENCODING_DENSE_FLAGS =>
             {
+                let rest = if flags & crate::chunk::dense::FLAG_ZSTD == 0 {
+                    let mut d = Decbuf::new(rest);
+                    d.uvarint()
+                        .expect("a dense body starts with its sample count");
+                    &rest[d.pos..]
+                } else {
+                    rest
+                };
                 (ENCODING_DENSE_FLAGS + flags, rest)
             }
             _ => (encoding, data),

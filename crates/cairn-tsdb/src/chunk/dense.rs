@@ -33,7 +33,7 @@ const MAX_DECODE_SAMPLES: u64 = 1 << 16;
 /// Most body bytes a reader decompresses.
 const MAX_BODY_LEN: u64 = 16 << 20;
 /// Flag of a zstd-compressed body.
-const FLAG_ZSTD: u8 = 1;
+pub const FLAG_ZSTD: u8 = 1;
 /// Flag of a chunk whose timestamps are evenly spaced from its `min_t` to
 /// its `max_t` (the chunk's time range, which every reader has beside the
 /// bytes: the block index's chunk meta, the head's chunk): the body has no
@@ -80,8 +80,16 @@ const MODE_CONSTANT: u8 = 16;
 /// columns since. Readers before it refuse the column (its mode byte is
 /// above 18).
 const MODE_UNIFORM_COMPACT: u8 = 32;
-/// The mode bits above the order.
+/// The mode bits above the order (at most one is set).
 const MODE_BITS: u8 = MODE_ENTROPY | MODE_UNIFORM | MODE_CONSTANT | MODE_UNIFORM_COMPACT;
+/// Column mode bit: the divisor is 1 and not written. Readers before it
+/// refuse the column (its mode byte is above 34).
+const MODE_UNIT_DIVISOR: u8 = 64;
+/// Column mode bit: the base is 0 and not written. Readers before it
+/// refuse the column.
+const MODE_ZERO_BASE: u8 = 128;
+/// Every bit of a mode byte above the order.
+const MODE_ALL: u8 = MODE_BITS | MODE_UNIT_DIVISOR | MODE_ZERO_BASE;
 
 const POW10: [f64; MAX_SCALE + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -467,18 +475,30 @@ fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
     } else {
         0
     };
-    out.push(plan.order as u8 | mode);
+    let rest = !plan.rest.is_empty();
+    let zero_base = rest && plan.base == 0;
+    let unit_divisor = rest && !constant && plan.divisor == 1;
+    out.push(
+        plan.order as u8
+            | mode
+            | if zero_base { MODE_ZERO_BASE } else { 0 }
+            | if unit_divisor { MODE_UNIT_DIVISOR } else { 0 },
+    );
     for &head in &plan.heads {
         put_varint(out, head);
     }
-    if plan.rest.is_empty() {
+    if !rest {
         return false;
     }
-    put_varint(out, plan.base);
+    if !zero_base {
+        put_varint(out, plan.base);
+    }
     if constant {
         return false;
     }
-    put_uvarint(out, plan.divisor);
+    if !unit_divisor {
+        put_uvarint(out, plan.divisor);
+    }
     if let Some(model) = model {
         model.put(out, &plan.rest);
         return true;
@@ -740,7 +760,7 @@ impl<'a> Reader<'a> {
     /// Reads a column of `n` values into `out` (cleared first).
     fn column(&mut self, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
         let mode = self.u8()?;
-        let order = usize::from(mode & !MODE_BITS);
+        let order = usize::from(mode & !MODE_ALL);
         if order > 2 || order > n - 1 || (mode & MODE_BITS).count_ones() > 1 {
             return Err(DecodeError("bad column order"));
         }
@@ -750,12 +770,19 @@ impl<'a> Reader<'a> {
             out.push(self.varint()?);
         }
         let count = n - order;
+        let base = |r: &mut Self| match mode & MODE_ZERO_BASE {
+            0 => r.varint(),
+            _ => Ok(0),
+        };
         if count > 0 && mode & MODE_CONSTANT != 0 {
-            let base = self.varint()?;
+            let base = base(self)?;
             out.resize(n, base);
         } else if count > 0 {
-            let base = self.varint()?;
-            let divisor = self.uvarint()?;
+            let base = base(self)?;
+            let divisor = match mode & MODE_UNIT_DIVISOR {
+                0 => self.uvarint()?,
+                _ => 1,
+            };
             if divisor == 0 {
                 return Err(DecodeError("bad column header"));
             }
@@ -905,17 +932,20 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     }
     let start = r.pos;
     let mode = r.u8()?;
-    layout.value_mode = mode;
-    let order = usize::from(mode & !MODE_BITS);
+    layout.value_mode = mode & !(MODE_UNIT_DIVISOR | MODE_ZERO_BASE);
+    let order = usize::from(mode & !MODE_ALL);
     for _ in 0..order {
         r.varint()?;
     }
-    if n > order && mode & MODE_CONSTANT != 0 {
+    if n > order && mode & MODE_ZERO_BASE == 0 {
         r.varint()?;
+    }
+    if n > order && mode & MODE_CONSTANT != 0 {
         layout.value_header = r.pos - start;
     } else if n > order {
-        r.varint()?;
-        r.uvarint()?;
+        if mode & MODE_UNIT_DIVISOR == 0 {
+            r.uvarint()?;
+        }
         layout.value_header = r.pos - start;
         let table_start = r.pos;
         if mode & MODE_ENTROPY != 0 {
