@@ -253,8 +253,9 @@ fn encode_with(ts: &[i64], vs: &[f64], entropy: bool, blocks: bool) -> Option<Ve
     let write_body = |entropy: bool| {
         let mut body = Vec::with_capacity(16 + n * 2);
         put_uvarint(&mut body, n as u64);
-        let mut coded = !implied && put_column(&mut body, &ts_plans, entropy);
-        coded |= put_column(&mut body, &mantissa_plans, entropy);
+        let mut coded = !implied && put_column(&mut body, &ts_plans, entropy, false);
+        // Without exceptions the value column ends the body.
+        coded |= put_column(&mut body, &mantissa_plans, entropy, exceptions.is_empty());
         if !exceptions.is_empty() {
             put_uvarint(&mut body, exceptions.len() as u64);
         }
@@ -398,7 +399,7 @@ impl Decoder {
         if flags & FLAG_IMPLIED_TIMESTAMPS != 0 {
             timestamps_between(n, min_t, max_t, &mut self.ts)?;
         } else {
-            r.column(n, &mut self.ts)?;
+            r.column(n, &mut self.ts, false)?;
         }
         let scale = match flags >> SCALE_SHIFT {
             0 => usize::from(r.u8()?),
@@ -407,7 +408,7 @@ impl Decoder {
         if scale > MAX_SCALE {
             return Err(DecodeError("bad scale"));
         }
-        r.column(n, &mut self.mantissas)?;
+        r.column(n, &mut self.mantissas, flags & FLAG_NO_EXCEPTIONS != 0)?;
         let pow = POW10[scale];
         let vs = &mut self.vs;
         vs.extend(self.mantissas.iter().map(|&m| m as f64 / pow));
@@ -437,7 +438,7 @@ impl Decoder {
 
 /// Appends an integer column (layout in `docs/format.md`), entropy-coded
 /// if `entropy` allows and that is smaller; tells whether it was.
-fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
+fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool, last: bool) -> bool {
     let bits = |plan: &Plan| {
         let mut bits = plan.bits;
         if entropy {
@@ -504,7 +505,7 @@ fn put_column(out: &mut Vec<u8>, plans: &[Plan], entropy: bool) -> bool {
         return true;
     }
     if let Some(max) = uniform {
-        super::entropy::uniform::put(out, &plan.rest, max);
+        super::entropy::uniform::put(out, &plan.rest, max, last);
         return true;
     }
     out.push(plan.width);
@@ -758,7 +759,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a column of `n` values into `out` (cleared first).
-    fn column(&mut self, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
+    /// `last`: the column ends the body (a compact uniform column then
+    /// leaves its second stream's length out).
+    fn column(&mut self, n: usize, out: &mut Vec<i64>, last: bool) -> Result<(), DecodeError> {
         let mode = self.u8()?;
         let order = usize::from(mode & !MODE_ALL);
         if order > 2 || order > n - 1 || (mode & MODE_BITS).count_ones() > 1 {
@@ -790,7 +793,7 @@ impl<'a> Reader<'a> {
             if mode & MODE_ENTROPY != 0 {
                 super::entropy::read(self, count, out)?;
             } else if mode & MODE_UNIFORM_COMPACT != 0 {
-                super::entropy::uniform::read_compact(self, count, out)?;
+                super::entropy::uniform::read_compact(self, count, out, last)?;
             } else if mode & MODE_UNIFORM != 0 {
                 super::entropy::uniform::read(self, count, out)?;
             } else {
@@ -923,7 +926,7 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     let start = r.pos;
     let mut scratch = Vec::new();
     if flags & FLAG_IMPLIED_TIMESTAMPS == 0 {
-        r.column(n, &mut scratch)?;
+        r.column(n, &mut scratch, false)?;
     }
     layout.ts_column = r.pos - start;
     if flags >> SCALE_SHIFT == 0 {
@@ -962,7 +965,11 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
         } else if mode & MODE_UNIFORM_COMPACT != 0 {
             r.uvarint()?;
             let s0 = r.uvarint()? as usize;
-            let s1 = r.uvarint()? as usize;
+            let s1 = if flags & FLAG_NO_EXCEPTIONS != 0 {
+                len - r.pos - s0
+            } else {
+                r.uvarint()? as usize
+            };
             layout.value_table = r.pos - table_start;
             layout.value_states = 10 + (s0 - 5) % 4 + (s1 - 5) % 4;
         } else if mode & MODE_UNIFORM != 0 {
@@ -982,7 +989,8 @@ pub(crate) fn layout(chunk: &[u8]) -> Result<Layout, DecodeError> {
     let mut r = Reader::new(&padded[..len]);
     r.padded = &padded;
     r.pos = start;
-    r.column(n, &mut scratch)?;
+    let last = flags & FLAG_NO_EXCEPTIONS != 0;
+    r.column(n, &mut scratch, last)?;
     layout.value_payload =
         r.pos - start - layout.value_header - layout.value_table - layout.value_states;
     let start = r.pos;
@@ -1476,14 +1484,23 @@ mod tests {
     /// the compact column.
     fn uniform_column(values: &[u64]) -> Vec<u8> {
         use crate::chunk::entropy::uniform;
-        type Read = fn(&mut Reader<'_>, usize, &mut Vec<i64>) -> Result<(), DecodeError>;
-        type Put = fn(&mut Vec<u8>, &[u64], u64);
+        type Read = Box<dyn Fn(&mut Reader<'_>, usize, &mut Vec<i64>) -> Result<(), DecodeError>>;
+        type Put = Box<dyn Fn(&mut Vec<u8>, &[u64], u64)>;
         let max = values.iter().copied().max().unwrap();
         let mut compact = Vec::new();
-        for (put, read) in [
-            (uniform::put as Put, uniform::read_compact as Read),
-            (uniform::put_v1 as Put, uniform::read as Read),
-        ] {
+        let ways: [(Put, Read); 3] = [
+            (
+                Box::new(|o, v, m| uniform::put(o, v, m, false)),
+                Box::new(|r, c, o| uniform::read_compact(r, c, o, false)),
+            ),
+            // Last in the body: stream 1's length left out.
+            (
+                Box::new(|o, v, m| uniform::put(o, v, m, true)),
+                Box::new(|r, c, o| uniform::read_compact(r, c, o, true)),
+            ),
+            (Box::new(uniform::put_v1), Box::new(uniform::read)),
+        ];
+        for (way, (put, read)) in ways.into_iter().enumerate() {
             let mut body = Vec::new();
             put(&mut body, values, max);
             let len = body.len();
@@ -1502,7 +1519,10 @@ mod tests {
                 let mut r = Reader::new(&padded[..cut]);
                 r.padded = &padded;
                 let mut out = Vec::new();
-                assert!(read(&mut r, values.len(), &mut out).is_err());
+                let result = read(&mut r, values.len(), &mut out);
+                // A column that runs to the end of the body cannot tell a
+                // cut there (the chunk's CRC does): no panic is all.
+                assert!(way == 1 || result.is_err(), "cut at {cut}");
             }
             if compact.is_empty() {
                 compact = body;
@@ -1717,9 +1737,16 @@ mod tests {
             let mut r = Reader::new(&padded[..bytes.len()]);
             r.padded = &padded;
             let mut out = Vec::new();
-            if crate::chunk::entropy::uniform::read_compact(&mut r, count, &mut out).is_ok() {
+            if crate::chunk::entropy::uniform::read_compact(&mut r, count, &mut out, false).is_ok() {
                 prop_assert_eq!(out.len(), count);
                 prop_assert!(r.pos <= bytes.len());
+            }
+            let mut r = Reader::new(&padded[..bytes.len()]);
+            r.padded = &padded;
+            let mut out = Vec::new();
+            if crate::chunk::entropy::uniform::read_compact(&mut r, count, &mut out, true).is_ok() {
+                prop_assert_eq!(out.len(), count);
+                prop_assert_eq!(r.pos, bytes.len());
             }
         }
 

@@ -433,7 +433,7 @@ pub(super) mod uniform {
         let tails = tail_len(range, lower(range), n0) + tail_len(range, lower(range), n1);
         let payload = ((count - tails) as f64 * (range as f64).log2()).ceil() as u64;
         // Whole 32-bit words, two final states (6.5 bytes each on average),
-        // max and two lengths.
+        // max and (up to) two lengths.
         Some(payload.div_ceil(32) * 32 + 8 * (13 + super::uvarint_len(max) + 4))
     }
 
@@ -457,8 +457,10 @@ pub(super) mod uniform {
     /// 34): each coder starts from `low` plus its last values as digits
     /// base `M` (bits back: the state the decoder ends in carries them
     /// instead of a constant), and its final state takes 5 to 8 bytes, as
-    /// few as hold it, told by its stream's length mod 4.
-    pub(in crate::chunk) fn put(out: &mut Vec<u8>, values: &[u64], max: u64) {
+    /// few as hold it, told by its stream's length mod 4. `last`: the
+    /// column ends the chunk's body, so stream 1's length is left out (it
+    /// runs to the end).
+    pub(in crate::chunk) fn put(out: &mut Vec<u8>, values: &[u64], max: u64, last: bool) {
         let range = max + 1;
         debug_assert!(range <= MAX_RANGE && values.iter().all(|&u| u <= max));
         let low = lower(range);
@@ -492,7 +494,7 @@ pub(super) mod uniform {
         }
         let state_len = |x: u64| ((64 - x.leading_zeros() as usize).div_ceil(8)).max(5);
         put_uvarint(out, max);
-        for (x, words) in states.iter().zip(&words) {
+        for (x, words) in states.iter().zip(&words).take(if last { 1 } else { 2 }) {
             put_uvarint(out, (state_len(*x) + 4 * words.len()) as u64);
         }
         for (x, words) in states.iter().zip(&words) {
@@ -509,6 +511,7 @@ pub(super) mod uniform {
         r: &mut Reader<'_>,
         count: usize,
         out: &mut Vec<i64>,
+        last: bool,
     ) -> Result<(), DecodeError> {
         let max = r.uvarint()?;
         let range = max
@@ -517,11 +520,18 @@ pub(super) mod uniform {
             .ok_or(DecodeError("bad uniform range"))?;
         let low = lower(range);
         let mut lens = [0usize; 2];
-        for len in &mut lens {
+        let written = if last { 1 } else { 2 };
+        for len in &mut lens[..written] {
             *len = usize::try_from(r.uvarint()?).map_err(|_| DecodeError("truncated"))?;
-            if *len < 5 {
-                return Err(DecodeError("bad uniform stream"));
-            }
+        }
+        if last {
+            // Stream 1 runs to the end of the body.
+            lens[1] = (r.len() - r.pos)
+                .checked_sub(lens[0])
+                .ok_or(DecodeError("truncated"))?;
+        }
+        if lens.iter().any(|&len| len < 5) {
+            return Err(DecodeError("bad uniform stream"));
         }
         let padded = r.padded();
         let mut x = [0u64; 2];
