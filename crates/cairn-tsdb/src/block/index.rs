@@ -29,6 +29,9 @@ const VERSION: u8 = 4;
 /// Version 4: a chunk reference is `(segment - 1) << SEGMENT_SHIFT | offset`
 /// (chunk segments are at most 512 MiB, so every offset is below it).
 const SEGMENT_SHIFT: u32 = 29;
+/// Version 4: the series offsets table lists every this many series (a
+/// lookup skips up to this many minus one before its series).
+const SERIES_GROUP: usize = 4;
 /// Bytes of the version-2 table of contents before the CRC.
 const TOC_LEN: usize = 6 * 8;
 /// Width of one version-1/2 postings offset entry: name, value (u32 each), offset (u64).
@@ -108,7 +111,8 @@ fn encode_version(series: &[IndexSeries], version: u8) -> Vec<u8> {
     }
     toc[2] = tables.series.len() as u64;
     toc[3] = out.len() as u64;
-    for offset in &tables.series {
+    let group = if version >= 4 { SERIES_GROUP } else { 1 };
+    for offset in tables.series.iter().step_by(group) {
         put_offset(&mut out, *offset);
     }
     toc[4] = tables.postings.len() as u64;
@@ -227,6 +231,13 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
     put_uvarint(out, postings.len() as u64);
     for ((name, value), ids) in &postings {
         let (name, value) = (symbol_ids[name], symbol_ids[value]);
+        if version >= 4 {
+            // The postings offsets entry has the pair; the list is gaps or
+            // runs, whichever is shorter.
+            tables.postings.push((name, value, out.len()));
+            put_postings_v4(out, ids);
+            continue;
+        }
         put_uvarint(out, u64::from(name));
         put_uvarint(out, u64::from(value));
         tables.postings.push((name, value, out.len()));
@@ -238,6 +249,48 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         }
     }
     tables
+}
+
+/// A version-4 postings list: `uvarint (n << 1) | runs`, then `n` gaps
+/// (`runs` 0: the first position, then the distance to the previous one)
+/// or `n` runs of consecutive positions (`runs` 1: `uvarint` start, the
+/// first absolute, later ones less the previous run's end plus 1, then
+/// `uvarint` length - 1), whichever is shorter (runs win on lists like
+/// `job="node"` that hold every series of a stretch).
+fn put_postings_v4(out: &mut Vec<u8>, ids: &[u32]) {
+    let mut gaps = Vec::new();
+    let mut previous = 0u32;
+    for (i, &id) in ids.iter().enumerate() {
+        put_uvarint(
+            &mut gaps,
+            u64::from(if i == 0 { id } else { id - previous }),
+        );
+        previous = id;
+    }
+    let mut runs = Vec::new();
+    let mut count = 0u64;
+    let mut next = 0u32;
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        let mut end = start;
+        while i + 1 < ids.len() && ids[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        put_uvarint(&mut runs, u64::from(start - next));
+        put_uvarint(&mut runs, u64::from(end - start));
+        next = end + 1;
+        count += 1;
+        i += 1;
+    }
+    if runs.len() < gaps.len() {
+        put_uvarint(out, count << 1 | 1);
+        out.extend_from_slice(&runs);
+    } else {
+        put_uvarint(out, (ids.len() as u64) << 1);
+        out.extend_from_slice(&gaps);
+    }
 }
 
 /// The most common whole step between a chunk's samples,
@@ -312,6 +365,8 @@ pub struct IndexReader {
     /// What version-4 chunk spans are relative to, per sample gap.
     step: i64,
     version: u8,
+    /// Series per entry of the series offsets table: 4 (version 4) or 1.
+    series_group: usize,
 }
 
 impl std::fmt::Debug for IndexReader {
@@ -392,18 +447,21 @@ impl IndexReader {
             u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"))
         };
         // Each table must lie inside the file, before the table of contents.
-        let table = |count_field: usize, width: usize| -> Result<(usize, usize), TsdbError> {
-            let count = usize::try_from(field(count_field)).map_err(|_| bad("table count"))?;
-            let start = usize::try_from(field(count_field + 1)).map_err(|_| bad("table offset"))?;
-            let end = count
-                .checked_mul(width)
-                .and_then(|n| n.checked_add(start))
-                .ok_or_else(|| bad("table size"))?;
-            if start < 5 || end > toc_start {
-                return Err(bad("table out of bounds"));
-            }
-            Ok((count, start))
-        };
+        let table =
+            |count_field: usize, width: usize, group: usize| -> Result<(usize, usize), TsdbError> {
+                let count = usize::try_from(field(count_field)).map_err(|_| bad("table count"))?;
+                let start =
+                    usize::try_from(field(count_field + 1)).map_err(|_| bad("table offset"))?;
+                let end = count
+                    .div_ceil(group)
+                    .checked_mul(width)
+                    .and_then(|n| n.checked_add(start))
+                    .ok_or_else(|| bad("table size"))?;
+                if start < 5 || end > toc_start {
+                    return Err(bad("table out of bounds"));
+                }
+                Ok((count, start))
+            };
         let version = data[4];
         let mut d = Decbuf::new(&data[..toc_start]);
         d.pos = 5;
@@ -429,9 +487,10 @@ impl IndexReader {
         } else {
             0
         };
-        let (symbol_count, symbols) = table(0, offset_width)?;
-        let (series_count, series) = table(2, offset_width)?;
-        let (postings_count, postings) = table(4, 2 * symbol_width + offset_width)?;
+        let series_group = if version >= 4 { SERIES_GROUP } else { 1 };
+        let (symbol_count, symbols) = table(0, offset_width, 1)?;
+        let (series_count, series) = table(2, offset_width, series_group)?;
+        let (postings_count, postings) = table(4, 2 * symbol_width + offset_width, 1)?;
         if series_count > u32::MAX as usize || symbol_count > u32::MAX as usize {
             return Err(bad("too many series or symbols"));
         }
@@ -449,6 +508,7 @@ impl IndexReader {
             base_t,
             step,
             version,
+            series_group,
         })
     }
 
@@ -518,6 +578,7 @@ impl IndexReader {
             base_t: 0,
             step: 0,
             version: 1,
+            series_group: 1,
         })
     }
 
@@ -609,7 +670,24 @@ impl IndexReader {
         if i >= self.series_count {
             return Err(self.bad("series position out of range"));
         }
-        Ok(self.decbuf_at(self.offset_at(&self.series, i)?))
+        let mut d = self.decbuf_at(self.offset_at(&self.series, i / self.series_group)?);
+        for _ in 0..i % self.series_group {
+            self.skip_series(&mut d)?;
+        }
+        Ok(d)
+    }
+
+    /// Moves `d` past one version-4 series entry.
+    fn skip_series(&self, d: &mut Decbuf<'_>) -> Result<(), TsdbError> {
+        let nlabels = d.uvarint().ok_or_else(|| self.bad("label count"))?;
+        for _ in 0..nlabels {
+            d.uvarint().ok_or_else(|| self.bad("label pair"))?;
+        }
+        let nchunks = d.uvarint().ok_or_else(|| self.bad("chunk count"))?;
+        for _ in 0..nchunks.saturating_mul(4) {
+            d.uvarint().ok_or_else(|| self.bad("chunk meta"))?;
+        }
+        Ok(())
     }
 
     fn decode_labels(&self, d: &mut Decbuf<'_>) -> Result<Labels, TsdbError> {
@@ -751,6 +829,10 @@ impl IndexReader {
             .ok_or_else(|| self.bad("postings offset out of bounds"))?;
         let mut d = self.decbuf_at(at);
         let n = d.uvarint().ok_or_else(|| self.bad("postings length"))?;
+        if self.version >= 4 && n & 1 == 1 {
+            return self.postings_runs(&mut d, n >> 1);
+        }
+        let n = if self.version >= 4 { n >> 1 } else { n };
         let mut ids = Vec::with_capacity(n.min(self.series_count as u64) as usize);
         let mut previous = 0u64;
         for i in 0..n {
@@ -767,6 +849,29 @@ impl IndexReader {
             }
             ids.push(id);
             previous = id;
+        }
+        Ok(ids)
+    }
+
+    /// A version-4 postings list of `runs` runs (see [`put_postings_v4`]).
+    fn postings_runs(&self, d: &mut Decbuf<'_>, runs: u64) -> Result<Vec<u64>, TsdbError> {
+        let mut ids = Vec::new();
+        let mut next = 0u64;
+        for _ in 0..runs {
+            let gap = d.uvarint().ok_or_else(|| self.bad("posting run"))?;
+            let len = d.uvarint().ok_or_else(|| self.bad("posting run"))?;
+            let start = next.checked_add(gap);
+            let end = start.and_then(|s| s.checked_add(len));
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(self.bad("posting out of range"));
+            };
+            // Runs ascend and stay below the series count, so the list
+            // holds at most that many positions.
+            if end >= self.series_count as u64 {
+                return Err(self.bad("posting out of range"));
+            }
+            ids.extend(start..=end);
+            next = end + 1;
         }
         Ok(ids)
     }
@@ -929,9 +1034,16 @@ pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
     let start = d.pos;
     let n = d.uvarint()?;
     for _ in 0..n {
-        d.uvarint()?;
-        d.uvarint()?;
+        if version < 4 {
+            d.uvarint()?;
+            d.uvarint()?;
+        }
         let k = d.uvarint()?;
+        let k = match version {
+            4.. if k & 1 == 1 => 2 * (k >> 1),
+            4.. => k >> 1,
+            _ => k,
+        };
         for _ in 0..k {
             d.uvarint()?;
         }
@@ -1178,7 +1290,9 @@ mod tests {
             .map(|i| IndexSeries {
                 labels: Labels::from_pairs(&[
                     ("__name__", &format!("m{}", i % 7)),
+                    ("env", if i % 5 == 0 { "test" } else { "prod" }),
                     ("instance", &format!("host-{i:05}")),
+                    ("job", "node"),
                     ("mod", &format!("{}", i % 13)),
                 ]),
                 chunks: vec![chunk(i, i as u64 * 3)],
@@ -1200,9 +1314,24 @@ mod tests {
             .collect();
         assert!(!expected.is_empty());
         assert_eq!(got, expected);
-        for i in [0u32, 1, 999, 1999] {
+        for i in [0u32, 1, 2, 3, 4, 999, 1998, 1999] {
             assert_eq!(index.find(&series[i as usize].labels).unwrap(), Some(i));
+            assert_eq!(index.series(i).unwrap(), series[i as usize]);
         }
+        // Runs (`job` holds every series, `env` long stretches) and gaps
+        // read back alike.
+        for (name, value) in [
+            ("job", "node"),
+            ("env", "prod"),
+            ("env", "test"),
+            ("mod", "3"),
+        ] {
+            let want: Vec<u64> = (0..series.len() as u64)
+                .filter(|&i| series[i as usize].labels.get(name) == Some(value))
+                .collect();
+            assert_eq!(index.postings(name, value).unwrap(), want, "{name}={value}");
+        }
+        assert!(index.series(2000).is_err());
         assert_eq!(index.label_values("mod").unwrap().len(), 13);
     }
 }
