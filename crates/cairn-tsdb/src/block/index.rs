@@ -77,6 +77,7 @@ fn encode_version(series: &[IndexSeries], version: u8) -> Vec<u8> {
             c.segment == 0
                 || (c.segment - 1) >> (64 - SEGMENT_SHIFT) != 0
                 || c.offset >> SEGMENT_SHIFT != 0
+                || c.samples >> 63 != 0
         })
     {
         return Vec::new();
@@ -195,7 +196,12 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         .map(|(i, pair)| (*pair, i as u64))
         .collect();
     put_uvarint(out, series.len() as u64);
-    for s in series {
+    // Version 4: chunk references are deltas within a group of series.
+    let mut previous_ref = 0u64;
+    for (position, s) in series.iter().enumerate() {
+        if position % SERIES_GROUP == 0 {
+            previous_ref = 0;
+        }
         tables.series.push(out.len());
         put_uvarint(out, s.labels.len() as u64);
         for label in &s.labels {
@@ -206,6 +212,10 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
             put_uvarint(out, u64::from(symbol_ids[label.name.as_str()]));
             put_uvarint(out, u64::from(symbol_ids[label.value.as_str()]));
         }
+        if version >= 4 {
+            put_chunk_metas_v4(out, &s.chunks, base, step, &mut previous_ref);
+            continue;
+        }
         put_uvarint(out, s.chunks.len() as u64);
         let mut previous_max: Option<i64> = None;
         for c in &s.chunks {
@@ -215,13 +225,6 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
                 Some(previous) => put_varint(out, c.min_t.wrapping_sub(previous)),
             }
             previous_max = Some(c.max_t);
-            if version >= 4 {
-                put_uvarint(out, c.samples);
-                let span = c.max_t.wrapping_sub(c.min_t);
-                put_varint(out, span.wrapping_sub(expected_span(c.samples, step)));
-                put_uvarint(out, (c.segment - 1) << SEGMENT_SHIFT | c.offset);
-                continue;
-            }
             put_uvarint(out, c.max_t.wrapping_sub(c.min_t) as u64);
             put_uvarint(out, c.samples);
             put_uvarint(out, c.segment);
@@ -249,6 +252,85 @@ fn encode_body(series: &[IndexSeries], out: &mut Vec<u8>, version: u8) -> BodyTa
         }
     }
     tables
+}
+
+/// A series' version-4 chunk metas (layout in `docs/format.md`):
+/// `uvarint (nchunks << 1) | from_base`, then per chunk its min_t (left
+/// out for the first when it is the base time), `uvarint (samples << 1) |
+/// regular`, the span's difference from `(samples - 1) * step` unless
+/// `regular` (it is 0), and its reference as a delta from `previous_ref`
+/// (the previous chunk's, in this series or the ones before it in its
+/// group of [`SERIES_GROUP`]; 0 at a group's start).
+fn put_chunk_metas_v4(
+    out: &mut Vec<u8>,
+    chunks: &[ChunkMeta],
+    base: i64,
+    step: i64,
+    previous_ref: &mut u64,
+) {
+    let from_base = chunks.first().is_some_and(|c| c.min_t == base);
+    put_uvarint(out, (chunks.len() as u64) << 1 | u64::from(from_base));
+    let mut previous_max: Option<i64> = None;
+    for c in chunks {
+        match previous_max {
+            None if from_base => {}
+            None => put_varint(out, c.min_t.wrapping_sub(base)),
+            Some(previous) => put_varint(out, c.min_t.wrapping_sub(previous)),
+        }
+        previous_max = Some(c.max_t);
+        let residual = c
+            .max_t
+            .wrapping_sub(c.min_t)
+            .wrapping_sub(expected_span(c.samples, step));
+        put_uvarint(out, c.samples << 1 | u64::from(residual == 0));
+        if residual != 0 {
+            put_varint(out, residual);
+        }
+        let reference = (c.segment - 1) << SEGMENT_SHIFT | c.offset;
+        put_varint(out, reference.wrapping_sub(*previous_ref) as i64);
+        *previous_ref = reference;
+    }
+}
+
+/// Reads a series' version-4 chunk metas ([`put_chunk_metas_v4`]) into
+/// `out` (if given); `previous_ref` as the writer's. `None` if the bytes
+/// end or a sample count does not fit.
+fn read_chunk_metas_v4(
+    d: &mut Decbuf<'_>,
+    base: i64,
+    step: i64,
+    previous_ref: &mut u64,
+    mut out: Option<&mut Vec<ChunkMeta>>,
+) -> Option<()> {
+    let head = d.uvarint()?;
+    let (nchunks, from_base) = (head >> 1, head & 1 == 1);
+    let mut previous_max: Option<i64> = None;
+    for _ in 0..nchunks {
+        let min_t = match previous_max {
+            None if from_base => base,
+            None => base.wrapping_add(d.varint()?),
+            Some(previous) => previous.wrapping_add(d.varint()?),
+        };
+        let samples = d.uvarint()?;
+        let (samples, regular) = (samples >> 1, samples & 1 == 1);
+        let residual = if regular { 0 } else { d.varint()? };
+        let max_t = min_t
+            .wrapping_add(expected_span(samples, step))
+            .wrapping_add(residual);
+        previous_max = Some(max_t);
+        let reference = previous_ref.wrapping_add(d.varint()? as u64);
+        *previous_ref = reference;
+        if let Some(out) = out.as_deref_mut() {
+            out.push(ChunkMeta {
+                min_t,
+                max_t,
+                samples,
+                segment: (reference >> SEGMENT_SHIFT) + 1,
+                offset: reference & ((1 << SEGMENT_SHIFT) - 1),
+            });
+        }
+    }
+    Some(())
 }
 
 /// A version-4 postings list: `uvarint (n << 1) | runs`, then `n` gaps
@@ -653,41 +735,38 @@ impl IndexReader {
 
     /// Labels and chunk references of the series at `position`.
     pub fn series(&self, position: u32) -> Result<IndexSeries, TsdbError> {
-        let mut d = self.series_decbuf(position)?;
+        let (mut d, previous_ref) = self.series_decbuf(position)?;
         let labels = self.decode_labels(&mut d)?;
-        let chunks = self.decode_chunks(&mut d)?;
+        let chunks = self.decode_chunks(&mut d, previous_ref)?;
         Ok(IndexSeries { labels, chunks })
     }
 
     /// Labels of the series at `position`.
     pub fn labels(&self, position: u32) -> Result<Labels, TsdbError> {
-        let mut d = self.series_decbuf(position)?;
+        let (mut d, _) = self.series_decbuf(position)?;
         self.decode_labels(&mut d)
     }
 
-    fn series_decbuf(&self, position: u32) -> Result<Decbuf<'_>, TsdbError> {
+    /// Where the series at `position` starts, and (version 4) the chunk
+    /// reference its first chunk's is a delta from.
+    fn series_decbuf(&self, position: u32) -> Result<(Decbuf<'_>, u64), TsdbError> {
         let i = position as usize;
         if i >= self.series_count {
             return Err(self.bad("series position out of range"));
         }
         let mut d = self.decbuf_at(self.offset_at(&self.series, i / self.series_group)?);
+        let mut previous_ref = 0;
         for _ in 0..i % self.series_group {
-            self.skip_series(&mut d)?;
+            // A version-4 series entry: its labels, then its chunk metas
+            // (whose last reference the next series' first is a delta from).
+            let nlabels = d.uvarint().ok_or_else(|| self.bad("label count"))?;
+            for _ in 0..nlabels {
+                d.uvarint().ok_or_else(|| self.bad("label pair"))?;
+            }
+            read_chunk_metas_v4(&mut d, self.base_t, self.step, &mut previous_ref, None)
+                .ok_or_else(|| self.bad("chunk meta"))?;
         }
-        Ok(d)
-    }
-
-    /// Moves `d` past one version-4 series entry.
-    fn skip_series(&self, d: &mut Decbuf<'_>) -> Result<(), TsdbError> {
-        let nlabels = d.uvarint().ok_or_else(|| self.bad("label count"))?;
-        for _ in 0..nlabels {
-            d.uvarint().ok_or_else(|| self.bad("label pair"))?;
-        }
-        let nchunks = d.uvarint().ok_or_else(|| self.bad("chunk count"))?;
-        for _ in 0..nchunks.saturating_mul(4) {
-            d.uvarint().ok_or_else(|| self.bad("chunk meta"))?;
-        }
-        Ok(())
+        Ok((d, previous_ref))
     }
 
     fn decode_labels(&self, d: &mut Decbuf<'_>) -> Result<Labels, TsdbError> {
@@ -724,30 +803,29 @@ impl IndexReader {
         Ok(Labels::from_sorted(labels))
     }
 
-    fn decode_chunks(&self, d: &mut Decbuf<'_>) -> Result<Vec<ChunkMeta>, TsdbError> {
+    fn decode_chunks(
+        &self,
+        d: &mut Decbuf<'_>,
+        mut previous_ref: u64,
+    ) -> Result<Vec<ChunkMeta>, TsdbError> {
+        if self.version >= 4 {
+            let mut chunks = Vec::new();
+            read_chunk_metas_v4(
+                d,
+                self.base_t,
+                self.step,
+                &mut previous_ref,
+                Some(&mut chunks),
+            )
+            .ok_or_else(|| self.bad("chunk meta"))?;
+            return Ok(chunks);
+        }
         let nchunks = d.uvarint().ok_or_else(|| self.bad("chunk count"))?;
         let mut chunks = Vec::with_capacity(nchunks.min(1024) as usize);
         let mut previous_max: Option<i64> = None;
         for _ in 0..nchunks {
             let delta = d.varint().ok_or_else(|| self.bad("chunk min_t"))?;
             let min_t = previous_max.unwrap_or(self.base_t).wrapping_add(delta);
-            if self.version >= 4 {
-                let samples = d.uvarint().ok_or_else(|| self.bad("chunk samples"))?;
-                let residual = d.varint().ok_or_else(|| self.bad("chunk span"))?;
-                let max_t = min_t
-                    .wrapping_add(expected_span(samples, self.step))
-                    .wrapping_add(residual);
-                let reference = d.uvarint().ok_or_else(|| self.bad("chunk reference"))?;
-                chunks.push(ChunkMeta {
-                    min_t,
-                    max_t,
-                    samples,
-                    segment: (reference >> SEGMENT_SHIFT) + 1,
-                    offset: reference & ((1 << SEGMENT_SHIFT) - 1),
-                });
-                previous_max = Some(max_t);
-                continue;
-            }
             let span = d.uvarint().ok_or_else(|| self.bad("chunk span"))?;
             let max_t = min_t.wrapping_add(span as i64);
             let samples = d.uvarint().ok_or_else(|| self.bad("chunk samples"))?;
@@ -1019,11 +1097,11 @@ pub(crate) fn sections(bytes: &[u8]) -> Option<Vec<(&'static str, usize)>> {
             d.uvarint()?;
         }
         let before = d.pos;
-        let nc = d.uvarint()?;
-        for _ in 0..nc {
-            // Every field is one varint long or short: 4 of them (version
-            // 4) or 5.
-            for _ in 0..if version >= 4 { 4 } else { 5 } {
+        if version >= 4 {
+            read_chunk_metas_v4(&mut d, 0, 0, &mut 0, None)?;
+        } else {
+            let nc = d.uvarint()?;
+            for _ in 0..nc * 5 {
                 d.uvarint()?;
             }
         }
@@ -1262,7 +1340,7 @@ mod tests {
             meta(30_000, 29_999 + 15_000 * 9, 10, 2, (1 << SEGMENT_SHIFT) - 1),
             meta(i64::MAX - 5, i64::MAX, 0, 1 << 30, 0),
         ];
-        series[1].chunks = vec![meta(i64::MIN, i64::MIN + 1, u64::MAX, 3, 7)];
+        series[1].chunks = vec![meta(i64::MIN, i64::MIN + 1, 1 << 40, 3, 7)];
         for s in &mut series[2..] {
             s.chunks = vec![meta(0, 15_000 * 99, 100, 1, 100)];
         }
@@ -1274,8 +1352,13 @@ mod tests {
             assert_eq!(&index.series(i as u32).unwrap(), s);
         }
         assert!(v4.len() < encode_version(&series, 3).len());
-        for (segment, offset) in [(0, 1), (1, 1 << SEGMENT_SHIFT), (1 << 40, 0)] {
-            series[3].chunks = vec![meta(0, 10, 2, segment, offset)];
+        for (segment, offset, samples) in [
+            (0, 1, 2),
+            (1, 1 << SEGMENT_SHIFT, 2),
+            (1 << 40, 0, 2),
+            (1, 0, u64::MAX),
+        ] {
+            series[3].chunks = vec![meta(0, 10, samples, segment, offset)];
             let bytes = encode(&series);
             assert_eq!(bytes[4], 3, "segment {segment}, offset {offset}");
             assert_eq!(open_bytes(&bytes).unwrap().series(3).unwrap(), series[3]);
