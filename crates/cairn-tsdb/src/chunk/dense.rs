@@ -1358,6 +1358,57 @@ mod tests {
     /// (best of 15 rounds of 100 decodes each, alternating). A figure, not
     /// a check: `cargo test --release -p cairn-tsdb --lib -- --ignored
     /// --nocapture decode_speed`.
+    /// Decoding cost of the compact uniform layout against the first one,
+    /// on the same values (A/B, interleaved, best of 15):
+    /// `cargo test --release -p cairn-tsdb --lib -- --ignored --nocapture
+    /// decode_speed_uniform`.
+    #[test]
+    #[ignore]
+    fn decode_speed_uniform_compact_vs_first() {
+        use crate::chunk::entropy::uniform;
+        let mut draw = draws(11);
+        for (name, range) in [
+            ("0..1500", 1501.0),
+            ("0..1e6", 1e6 + 1.0),
+            ("0..400", 401.0),
+        ] {
+            let values: Vec<u64> = (0..5759).map(|_| (draw() * range) as u64).collect();
+            let max = values.iter().copied().max().unwrap();
+            let (mut compact, mut first) = (Vec::new(), Vec::new());
+            uniform::put(&mut compact, &values, max, false);
+            uniform::put_v1(&mut first, &values, max);
+            let mut best = [f64::MAX; 2];
+            let mut out = Vec::with_capacity(values.len());
+            for _ in 0..15 {
+                for (k, body) in [&compact, &first].into_iter().enumerate() {
+                    let mut padded = body.clone();
+                    padded.resize(body.len() + PADDING, 0);
+                    let start = std::time::Instant::now();
+                    for _ in 0..100 {
+                        let mut r = Reader::new(&padded[..body.len()]);
+                        r.padded = &padded;
+                        out.clear();
+                        if k == 0 {
+                            uniform::read_compact(&mut r, values.len(), &mut out, false).unwrap();
+                        } else {
+                            uniform::read(&mut r, values.len(), &mut out).unwrap();
+                        }
+                        std::hint::black_box(&out);
+                    }
+                    let ns = start.elapsed().as_nanos() as f64 / (100.0 * values.len() as f64);
+                    best[k] = best[k].min(ns);
+                }
+            }
+            println!(
+                "uniform {name}: compact {} bytes {:.2} ns/value, first {} bytes {:.2} ns/value",
+                compact.len(),
+                best[0],
+                first.len(),
+                best[1]
+            );
+        }
+    }
+
     #[test]
     #[ignore]
     fn decode_speed_entropy_vs_packed() {

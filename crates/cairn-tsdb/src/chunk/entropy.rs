@@ -556,17 +556,22 @@ pub(super) mod uniform {
         let streamed = [n[0] - tails[0], n[1] - tails[1]];
         let pairs = streamed[0].min(streamed[1]);
         let first = out.len();
-        out.resize(first + count, 0);
-        let dst = &mut out[first..];
+        out.reserve(count);
         let [mut x0, mut x1] = x;
         let [mut p0, mut p1] = p;
-        for pair in dst[..2 * pairs].chunks_exact_mut(2) {
-            pair[0] = step(&mut x0, &mut p0, bytes0, range, low) as i64;
-            pair[1] = step(&mut x1, &mut p1, bytes1, range, low) as i64;
+        // Values 0 .. 2 pairs alternate coders: pushed in order (the hot
+        // loop); the few after them are put in place below.
+        for _ in 0..pairs {
+            let u0 = step(&mut x0, &mut p0, bytes0, range, low);
+            let u1 = step(&mut x1, &mut p1, bytes1, range, low);
             if p0 > lens[0] || p1 > lens[1] {
                 return Err(DecodeError("truncated uniform column"));
             }
+            out.push(u0 as i64);
+            out.push(u1 as i64);
         }
+        out.resize(first + count, 0);
+        let dst = &mut out[first..];
         for i in pairs..streamed[0] {
             dst[2 * i] = step(&mut x0, &mut p0, bytes0, range, low) as i64;
         }
