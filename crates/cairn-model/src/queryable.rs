@@ -132,6 +132,22 @@ pub trait Queryable: Send + Sync {
         Ok(Box::new(DecodedSet(self.select(matchers, range)?)))
     }
 
+    /// Labels of the series [`Queryable::select`] would return, sorted, without
+    /// their samples (the `/api/v1/series` endpoint). Stores that can answer
+    /// from their index, decoding only chunks that straddle the range's ends,
+    /// override it; the default selects and drops the samples.
+    fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, StorageError> {
+        Ok(self
+            .select(matchers, range)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
+
     /// Sorted, unique label names of the series that match (all series when
     /// `matchers` is empty) with data in `range`.
     fn label_names(

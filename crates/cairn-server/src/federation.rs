@@ -264,6 +264,22 @@ impl Queryable for FederatedQueryable<'_> {
         Ok(out)
     }
 
+    fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let (chosen, forwarded) = self.choose(matchers);
+        let mut out = Vec::new();
+        for (tenant, queryable) in chosen {
+            for labels in queryable.series_labels(&forwarded, range)? {
+                out.push(with_tenant(&labels, tenant.as_str()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn label_names(
         &self,
         matchers: &[Matcher],
@@ -423,12 +439,22 @@ mod tests {
         Matcher::new(op, name, value).unwrap()
     }
 
+    /// The selected series' labels; the series API's answer must be the same.
     fn selected(f: &FederatedQueryable, matchers: &[Matcher]) -> Vec<String> {
-        f.select(matchers, TimeRange::all())
+        let selected: Vec<String> = f
+            .select(matchers, TimeRange::all())
             .unwrap()
             .into_iter()
             .map(|s| s.labels.to_string())
-            .collect()
+            .collect();
+        let listed: Vec<String> = f
+            .series_labels(matchers, TimeRange::all())
+            .unwrap()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(listed, selected);
+        selected
     }
 
     #[test]

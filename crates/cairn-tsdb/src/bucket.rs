@@ -13,6 +13,12 @@
 //! `spawn_blocking` thread of the server's runtime, where `block_on` would
 //! panic, and never ties up the server's workers.
 //!
+//! A local-folder bucket on the same filesystem as the blocks (the default,
+//! `<storage.path>/bucket`) receives hard links instead of copies: blocks
+//! are immutable once written, so the bucket costs no second copy of the
+//! data on that disk. Linking falls back to copying (another filesystem,
+//! or any link error).
+//!
 //! Every object request is counted in [`BucketMetrics`]; a failed request
 //! is retried with exponential backoff ([`RETRY_ATTEMPTS`]) on top of the
 //! HTTP backends' own retries, and a block that still fails is retried at
@@ -229,6 +235,9 @@ pub struct Bucket {
     handle: tokio::runtime::Handle,
     metrics: Arc<BucketMetrics>,
     description: String,
+    /// The local-folder backend, whose objects are files that uploads and
+    /// downloads hard-link (see the module doc).
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -264,19 +273,38 @@ fn http_client_options(allow_http: bool) -> ClientOptions {
         .with_timeout(Duration::from_secs(120))
 }
 
-fn build_store(backend: &BucketBackend) -> Result<(Arc<dyn ObjectStore>, String), BucketError> {
+/// The store, its description, and the local-folder store when it is one.
+type BuiltStore = (
+    Arc<dyn ObjectStore>,
+    String,
+    Option<Arc<object_store::local::LocalFileSystem>>,
+);
+
+fn build_store(backend: &BucketBackend) -> Result<BuiltStore, BucketError> {
+    let config = |e: object_store::Error| BucketError::Config(e.to_string());
+    if let BucketBackend::Filesystem { dir } = backend {
+        std::fs::create_dir_all(dir).map_err(|source| BucketError::Local {
+            path: dir.clone(),
+            source,
+        })?;
+        let store = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(config)?
+                .with_automatic_cleanup(true),
+        );
+        let description = format!("filesystem {}", dir.display());
+        return Ok((store.clone(), description, Some(store)));
+    }
+    let (store, description) = build_remote_store(backend)?;
+    Ok((store, description, None))
+}
+
+fn build_remote_store(
+    backend: &BucketBackend,
+) -> Result<(Arc<dyn ObjectStore>, String), BucketError> {
     let config = |e: object_store::Error| BucketError::Config(e.to_string());
     Ok(match backend {
-        BucketBackend::Filesystem { dir } => {
-            std::fs::create_dir_all(dir).map_err(|source| BucketError::Local {
-                path: dir.clone(),
-                source,
-            })?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
-                .map_err(config)?
-                .with_automatic_cleanup(true);
-            (Arc::new(store), format!("filesystem {}", dir.display()))
-        }
+        BucketBackend::Filesystem { .. } => unreachable!("built by build_store"),
         BucketBackend::S3(s3) => {
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_retry(http_retry())
@@ -425,7 +453,7 @@ impl Bucket {
         // Builders of the HTTP backends spawn nothing, but the reqwest
         // client they make must be created inside a runtime.
         let _entered = runtime.enter();
-        let (store, description) = build_store(backend)?;
+        let (store, description, local) = build_store(backend)?;
         drop(_entered);
         Ok(Bucket {
             store,
@@ -433,6 +461,7 @@ impl Bucket {
             runtime: Some(runtime),
             metrics: Arc::new(BucketMetrics::default()),
             description,
+            local,
         })
     }
 
@@ -557,6 +586,15 @@ impl Bucket {
             dir.join("meta.json"),
             key(&[tenant, &meta.ulid, "meta.json"]),
         ));
+        if let Some(local) = &self.local {
+            match link_files(local, &self.metrics, &files) {
+                Ok(()) => return Ok(()),
+                // Copied below instead; the copy overwrites what was linked.
+                Err(error) => {
+                    tracing::debug!(block = %meta.ulid, %error, "cannot hard-link a block into the bucket folder; copying it")
+                }
+            }
+        }
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         self.run(async move {
@@ -593,6 +631,7 @@ impl Bucket {
         std::fs::create_dir_all(tmp.join("chunks")).map_err(local(&tmp))?;
         let store = self.store.clone();
         let metrics = self.metrics.clone();
+        let local_store = self.local.clone();
         let prefix = key(&[tenant, ulid]);
         let target = tmp.clone();
         let ulid_owned = ulid.to_string();
@@ -628,6 +667,14 @@ impl Bucket {
                     continue;
                 }
                 let path = rest.iter().fold(target.clone(), |p, part| p.join(part));
+                if let Some(local) = &local_store {
+                    if link_file(local, &metrics, "get", &location, &path).is_ok() {
+                        continue;
+                    }
+                    // Never write through a link the failed attempt left:
+                    // that would change the bucket's object.
+                    let _ = std::fs::remove_file(&path);
+                }
                 with_retries("download", || {
                     download_file(store.clone(), &metrics, location.clone(), path.clone())
                 })
@@ -701,6 +748,81 @@ impl Bucket {
             Ok(())
         })
     }
+}
+
+/// Uploads `files` to a local-folder bucket as hard links, the last file
+/// (`meta.json`) last, then makes the new directory entries durable. Each
+/// link counts as an `upload` request.
+///
+/// The local copy is never written through the bucket's link: block files
+/// are immutable, and a retried copy replaces the object by rename.
+fn link_files(
+    local: &object_store::local::LocalFileSystem,
+    metrics: &BucketMetrics,
+    files: &[(PathBuf, ObjectPath)],
+) -> std::io::Result<()> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (path, location) in files {
+        let dest = link_file(local, metrics, "upload", location, path)?;
+        if let Some(parent) = dest.parent() {
+            if !dirs.iter().any(|d| d == parent) {
+                dirs.push(parent.to_path_buf());
+            }
+        }
+    }
+    // The block folder and its `chunks/`, then the tenant folder that
+    // holds the block's entry.
+    if let Some(tenant_dir) = dirs.last().and_then(|d| d.parent()) {
+        dirs.push(tenant_dir.to_path_buf());
+    }
+    for dir in dirs {
+        block::sync_dir(&dir).map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// Hard-links the object `location` of a local-folder bucket and the local
+/// file `path`, in the direction of `operation` (`upload`: the bucket's
+/// object becomes a link to `path`; `get`: `path` becomes a link to the
+/// object, made durable). Returns the object's file path. Counted as one
+/// successful `operation` request when it succeeds.
+fn link_file(
+    local: &object_store::local::LocalFileSystem,
+    metrics: &BucketMetrics,
+    operation: &'static str,
+    location: &ObjectPath,
+    path: &Path,
+) -> std::io::Result<PathBuf> {
+    let started = Instant::now();
+    let result = (|| {
+        let object = local
+            .path_to_filesystem(location)
+            .map_err(std::io::Error::other)?;
+        let (from, to) = match operation {
+            "upload" => (path, object.as_path()),
+            _ => (object.as_path(), path),
+        };
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // A retried upload finds what the interrupted one linked or copied.
+        match std::fs::remove_file(to) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        std::fs::hard_link(from, to)?;
+        if operation == "get" {
+            // A copied-in object was never fsynced by the store.
+            std::fs::File::open(to)?.sync_all()?;
+        }
+        Ok(object)
+    })();
+    // A failed link is not a failed request: the caller copies instead,
+    // and that copy is what gets counted.
+    if result.is_ok() {
+        metrics.observe(operation, started.elapsed(), true);
+    }
+    result
 }
 
 async fn upload_file(

@@ -711,6 +711,17 @@ impl Queryable for Tsdb {
         )))
     }
 
+    /// From the indexes: no chunk is decoded unless it straddles an end of
+    /// `range` (or a tombstone), where the samples decide.
+    fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, StorageError> {
+        self.matching_label_sets(matchers, range)
+            .map_err(storage_error)
+    }
+
     fn label_names(
         &self,
         matchers: &[Matcher],

@@ -96,6 +96,11 @@ fn a_node_on_an_empty_disk_serves_every_block_from_the_bucket() {
         // Per block: one chunk segment, the index and meta.json.
         assert_eq!((uploads.total, uploads.failures), (6, 0));
         assert_eq!(uploads.duration_buckets.iter().map(|b| b.1).sum::<u64>(), 6);
+        assert_linked(
+            &first_disk.join("tenants/t/blocks"),
+            &bucket_dir.join("t"),
+            &local,
+        );
     }
     let second_disk = tmp.path().join("disk2");
     let store = TenantStore::open(&second_disk, options(&bucket_dir)).unwrap();
@@ -106,6 +111,11 @@ fn a_node_on_an_empty_disk_serves_every_block_from_the_bucket() {
     assert_exactly(&db, TimeRange::all(), 8 * 60);
     let gets = store.bucket_stats().unwrap();
     assert_eq!(gets.iter().find(|s| s.operation == "get").unwrap().total, 6);
+    assert_linked(
+        &second_disk.join("tenants/t/blocks"),
+        &bucket_dir.join("t"),
+        &local_blocks(&db),
+    );
     // Nothing more to ship or delete: the bucket already matches.
     assert_eq!(db.sync_bucket().unwrap(), cairn_tsdb::SyncReport::default());
     // The new node carries on writing, cutting and shipping.
@@ -118,6 +128,29 @@ fn a_node_on_an_empty_disk_serves_every_block_from_the_bucket() {
     assert!(db.blocks().iter().any(|b| b.max_time > 10 * HOUR));
     // The first node's head (8h..10h, in its WAL) went with its disk.
     assert_exactly(&db, TimeRange::new(0, 10 * HOUR - 1), 8 * 60);
+}
+
+/// Every file of every block in `blocks` is the bucket's object itself (a
+/// hard link, same inode): a local-folder bucket on the blocks' filesystem
+/// holds no second copy of the data.
+fn assert_linked(blocks: &Path, bucket_tenant: &Path, ulids: &BTreeSet<String>) {
+    use std::os::unix::fs::MetadataExt;
+    for ulid in ulids {
+        let mut files = vec![PathBuf::from("index"), PathBuf::from("meta.json")];
+        for segment in std::fs::read_dir(blocks.join(ulid).join("chunks")).unwrap() {
+            files.push(Path::new("chunks").join(segment.unwrap().file_name()));
+        }
+        for file in files {
+            let local = std::fs::metadata(blocks.join(ulid).join(&file)).unwrap();
+            let object = std::fs::metadata(bucket_tenant.join(ulid).join(&file)).unwrap();
+            assert_eq!(
+                (local.dev(), local.ino()),
+                (object.dev(), object.ino()),
+                "{ulid}/{}",
+                file.display()
+            );
+        }
+    }
 }
 
 /// Replaces the bucket folder with a file, so every write fails.

@@ -22,7 +22,9 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use cairn_model::{DecodedSet, Matcher, Queryable, Series, SeriesSet, StorageError, TimeRange};
+use cairn_model::{
+    DecodedSet, Labels, Matcher, Queryable, Series, SeriesSet, StorageError, TimeRange,
+};
 use parking_lot::Mutex;
 
 use super::Limits;
@@ -127,14 +129,7 @@ impl<'a> LimitedQueryable<'a> {
                 .saturating_add(s.samples.len() as u64 * CHUNK_BYTES_PER_SAMPLE);
         }
         if self.max_series > 0 && fetched.series.len() as u64 > self.max_series {
-            return Err(StorageError::LimitExceeded(query_limit_message(
-                &format!(
-                    "the query exceeded the maximum number of series (limit: {} series)",
-                    self.max_series
-                ),
-                "max-series-per-query",
-                "limits.max_fetched_series_per_query",
-            )));
+            return Err(too_many_series(self.max_series));
         }
         if self.max_chunk_bytes > 0 && fetched.chunk_bytes > self.max_chunk_bytes {
             return Err(StorageError::LimitExceeded(query_limit_message(
@@ -179,6 +174,27 @@ impl Queryable for LimitedQueryable<'_> {
         Ok(Box::new(DecodedSet(series)))
     }
 
+    /// Counted against the series limit like a select; no chunk is fetched,
+    /// so the chunk-bytes limit does not apply.
+    fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let Some(range) = self.clamp(range) else {
+            return Ok(Vec::new());
+        };
+        let labels = self.inner.series_labels(matchers, range)?;
+        if self.max_series > 0 {
+            let mut fetched = self.state.lock();
+            fetched.series.extend(labels.iter().map(stable_hash));
+            if fetched.series.len() as u64 > self.max_series {
+                return Err(too_many_series(self.max_series));
+            }
+        }
+        Ok(labels)
+    }
+
     fn label_names(
         &self,
         matchers: &[Matcher],
@@ -203,9 +219,17 @@ impl Queryable for LimitedQueryable<'_> {
     }
 }
 
+fn too_many_series(limit: u64) -> StorageError {
+    StorageError::LimitExceeded(query_limit_message(
+        &format!("the query exceeded the maximum number of series (limit: {limit} series)"),
+        "max-series-per-query",
+        "limits.max_fetched_series_per_query",
+    ))
+}
+
 /// A hash of a series' labels that is the same for every select of one
 /// query (a fixed-key hasher; collisions would only under-count).
-fn stable_hash(labels: &cairn_model::Labels) -> u64 {
+fn stable_hash(labels: &Labels) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     labels.hash(&mut hasher);
     hasher.finish()
@@ -230,7 +254,7 @@ fn with_limit(message: &str, id: &str, key: &str) -> String {
 mod tests {
     use super::*;
     use crate::limits::PromDuration;
-    use cairn_model::{Labels, Sample};
+    use cairn_model::Sample;
 
     /// Ten series `m{i="0".."9"}`, one sample a second over [0, 100s].
     struct Fixed;
@@ -286,6 +310,34 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("limits.max_fetched_series_per_query"));
+    }
+
+    #[test]
+    fn series_labels_count_against_the_series_limit_but_fetch_no_chunk_bytes() {
+        let limits = Limits {
+            max_fetched_series_per_query: 10,
+            // Ten series of 101 samples would be 2,020 bytes if fetched.
+            max_fetched_chunk_bytes_per_query: 1,
+            ..Limits::default()
+        };
+        let q = LimitedQueryable::new(&Fixed, &limits, 0);
+        assert_eq!(q.series_labels(&[], TimeRange::all()).unwrap().len(), 10);
+        let tight = Limits {
+            max_fetched_series_per_query: 9,
+            ..Limits::default()
+        };
+        let err = LimitedQueryable::new(&Fixed, &tight, 0)
+            .series_labels(&[], TimeRange::all())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(limit: 9 series)"), "{err}");
+        // The lookback limit clamps the range as for a select.
+        let lookback = Limits {
+            max_query_lookback: PromDuration(50_000),
+            ..Limits::default()
+        };
+        let q = LimitedQueryable::new(&Fixed, &lookback, 200_000);
+        assert!(q.series_labels(&[], TimeRange::all()).unwrap().is_empty());
     }
 
     #[test]

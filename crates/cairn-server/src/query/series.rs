@@ -43,9 +43,7 @@ pub(crate) async fn series(
     let found = run_on_tenant(&state, &headers, move |db| {
         let mut all: BTreeSet<Labels> = BTreeSet::new();
         for matchers in &matcher_sets {
-            for series in db.select(matchers, range)? {
-                all.insert(series.labels);
-            }
+            all.extend(db.series_labels(matchers, range)?);
         }
         Ok(all.into_iter().collect::<Vec<Labels>>())
     })
