@@ -1296,9 +1296,28 @@ mod tests {
         );
         assert!(v3.len() < v2.len(), "{} vs {}", v3.len(), v2.len());
         assert!(v4.len() < v3.len(), "{} vs {}", v4.len(), v3.len());
+        // More series: several groups of 4, postings as runs (`job`) and
+        // gaps, chunk references as deltas.
+        let mut many: Vec<IndexSeries> = (0..23u64)
+            .map(|i| IndexSeries {
+                labels: Labels::from_pairs(&[
+                    ("__name__", &format!("m{}", i % 3)),
+                    ("job", "x"),
+                    ("i", &format!("{i}")),
+                ]),
+                chunks: vec![chunk(i as i64, 100 * i), chunk(50, 100 * i + 40)],
+            })
+            .collect();
+        many.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let many_v4 = encode(&many);
+        assert_eq!(many_v4[4], 4);
         let mut draw = 0x9e37_79b9_7f4a_7c15u64;
-        for round in 0..1200 {
-            let v = if round % 2 == 0 { &v4 } else { &v3 };
+        for round in 0..1800 {
+            let v = match round % 3 {
+                0 => &v4,
+                1 => &v3,
+                _ => &many_v4,
+            };
             let mut broken = v[..v.len() - 4].to_vec();
             for _ in 0..1 + round % 3 {
                 draw ^= draw << 13;
