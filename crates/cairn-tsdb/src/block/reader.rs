@@ -332,10 +332,7 @@ impl Block {
                 if start <= meta.min_t && meta.max_t <= end {
                     found = true;
                 } else if meta.min_t <= end && start <= meta.max_t {
-                    found = chunk_reads
-                        .read(meta)?
-                        .iter()
-                        .any(|(t, _)| start <= t && t <= end);
+                    found = chunk_reads.read(meta)?.has_sample_in(start, end);
                 }
                 if found {
                     break;

@@ -186,6 +186,32 @@ fn timestamps_between(
     Ok(())
 }
 
+/// Whether a dense chunk with time range `[min_t, max_t]` has a sample in
+/// `[start, end]`, answered from its header when its timestamps are implied
+/// by that range (regular spacing; no value is decoded); `None` when the
+/// timestamps are coded or the body is compressed (decode it to know).
+pub fn implied_sample_in(
+    chunk: &[u8],
+    min_t: i64,
+    max_t: i64,
+    start: i64,
+    end: i64,
+) -> Option<bool> {
+    let (&flags, body) = chunk.split_first()?;
+    if flags & FLAG_IMPLIED_TIMESTAMPS == 0 || flags & FLAG_ZSTD != 0 {
+        return None;
+    }
+    let n = Reader::new(body).uvarint().ok()?;
+    if n == 0 || n > MAX_DECODE_SAMPLES {
+        return None;
+    }
+    let mut ts = Vec::new();
+    timestamps_between(n as usize, min_t, max_t, &mut ts).ok()?;
+    // Sorted: the first timestamp at or after `start` decides.
+    let first = ts.partition_point(|&t| t < start);
+    Some(ts.get(first).is_some_and(|&t| t <= end))
+}
+
 /// [`encode`] for short chunks kept in memory: bit-packed columns only. On
 /// a chunk of ~120 samples zstd is rarely smaller, and building the
 /// entropy coders' models cost about a sixth of the ingest CPU at 100k
@@ -1182,6 +1208,39 @@ mod tests {
         let small = encode_small(&ts[..120], &vs[..120]).unwrap();
         assert_eq!(small[0] & FLAG_IMPLIED_TIMESTAMPS, 0);
         assert_eq!(decode(&small, 0, 0).unwrap().0, &ts[..120]);
+    }
+
+    #[test]
+    fn sample_presence_in_a_range_comes_from_the_header_when_timestamps_are_implied() {
+        let ts: Vec<i64> = (0..100).map(|i| 1_000 + i * 15_000).collect();
+        let vs: Vec<f64> = (0..100).map(|i| (i % 5) as f64).collect();
+        let chunk = encode(&ts, &vs).unwrap();
+        let (min_t, max_t) = (ts[0], ts[99]);
+        // Every window edge on, next to and between samples, against the
+        // decoded timestamps.
+        let edges: Vec<i64> = ts
+            .iter()
+            .flat_map(|&t| [t - 1, t, t + 1, t + 7_500])
+            .chain([i64::MIN, 0, i64::MAX])
+            .collect();
+        for &start in &edges {
+            for &end in edges.iter().step_by(7) {
+                let expected = ts.iter().any(|&t| start <= t && t <= end);
+                assert_eq!(
+                    implied_sample_in(&chunk, min_t, max_t, start, end),
+                    Some(expected),
+                    "[{start}, {end}]"
+                );
+            }
+        }
+        // Coded timestamps: decode to know.
+        let irregular = encode(&[0, 15, 31], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(implied_sample_in(&irregular, 0, 31, 0, 40), None);
+        // A range the samples do not fit is not an answer either.
+        assert_eq!(
+            implied_sample_in(&chunk, min_t, max_t + 1, 0, i64::MAX),
+            None
+        );
     }
 
     /// A chunk as writers before the implied-timestamp and no-exception

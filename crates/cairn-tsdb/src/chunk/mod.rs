@@ -95,6 +95,21 @@ impl ClosedChunk {
         self.min_t <= end && start <= self.max_t
     }
 
+    /// Whether a sample lies in `[start, end]`: from the header alone for a
+    /// dense chunk with implied timestamps, else by iterating the samples.
+    pub fn has_sample_in(&self, start: i64, end: i64) -> bool {
+        if !self.overlaps(start, end) {
+            return false;
+        }
+        if let (ENCODING_DENSE, bytes) = self.encoded() {
+            if let Some(found) = dense::implied_sample_in(bytes, self.min_t, self.max_t, start, end)
+            {
+                return found;
+            }
+        }
+        self.iter().any(|(t, _)| start <= t && t <= end)
+    }
+
     /// The samples, oldest first. A dense chunk is decoded whole here, once.
     pub fn iter(&self) -> ChunkIter<'_> {
         match self.encoded() {
