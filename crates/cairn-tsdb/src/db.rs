@@ -924,7 +924,7 @@ fn plan_append(
     let packed_len: usize = batch
         .iter()
         .flat_map(|s| s.labels.iter())
-        .map(|l| l.name.len() + l.value.len() + 2)
+        .map(|l| crate::head::labels::packed_len(l.name.len(), l.value.len()))
         .sum();
     let mut packed: Vec<u8> = Vec::with_capacity(packed_len);
     let mut packed_ends: Vec<usize> = Vec::with_capacity(batch.len());

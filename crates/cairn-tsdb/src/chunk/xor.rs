@@ -35,9 +35,18 @@ impl Default for XorAppender {
 
 impl XorAppender {
     pub fn new() -> XorAppender {
+        // A series' first chunk starts small and grows by a quarter at a
+        // time ([`BitWriter::write_bits`]): ~120 samples of regular data
+        // take well under 256 bytes, decimal values 5-6 bytes per sample.
+        XorAppender::with_capacity(64)
+    }
+
+    /// An empty appender whose buffer holds `capacity` bytes (header
+    /// included) before it first grows: the head sizes a series' next
+    /// chunk from the one it just closed (`head::series`).
+    pub fn with_capacity(capacity: usize) -> XorAppender {
         XorAppender {
-            // ~120 samples of regular data take well under 256 bytes.
-            stream: BitWriter::with_prefix(&[0; HEADER_LEN], 64),
+            stream: BitWriter::with_prefix(&[0; HEADER_LEN], capacity),
             sample_count: 0,
             last_t: 0,
             last_t_delta: 0,
@@ -78,10 +87,24 @@ impl XorAppender {
 
     /// The finished chunk.
     pub fn into_bytes(self) -> Vec<u8> {
+        let mut bytes = self.into_untrimmed_bytes();
+        bytes.shrink_to_fit();
+        bytes
+    }
+
+    /// Bytes the buffer holds before it next grows, header included.
+    pub fn capacity(&self) -> usize {
+        self.stream.capacity()
+    }
+
+    /// The finished chunk, its buffer not trimmed: for a caller that
+    /// copies the bytes out and drops the vector ([`XorAppender::into_bytes`]
+    /// would give the spare bytes back to the allocator first, a wasted
+    /// `realloc`).
+    pub fn into_untrimmed_bytes(self) -> Vec<u8> {
         let count = self.sample_count.to_be_bytes();
         let mut bytes = self.stream.into_bytes();
         bytes[..HEADER_LEN].copy_from_slice(&count);
-        bytes.shrink_to_fit();
         bytes
     }
 
