@@ -36,9 +36,9 @@ pub use decode::{
     DEFAULT_MAX_WRITE_MESSAGE_BYTES,
 };
 pub use validate::{
-    storage_rejection_message, validate_write_request, ExemplarDiscardReason,
-    MetadataDiscardReason, NameValidationScheme, ValidatedWrite, ValidationLimits, WriteError,
-    EXEMPLAR_MAX_LABEL_SET_CHARS,
+    storage_rejection_message, validate_write_request, validate_write_request_known,
+    ExemplarDiscardReason, MetadataDiscardReason, NameValidationScheme, ValidatedWrite,
+    ValidationLimits, WriteError, EXEMPLAR_MAX_LABEL_SET_CHARS,
 };
 pub use wire::{DecodeScratch, WireError, WriteRequestRef};
 

@@ -29,8 +29,8 @@ use std::fmt;
 use std::ops::Range;
 
 use cairn_model::{
-    DiscardReason, Exemplar, Label, LabelRef, Labels, LabelsRef, MetricMetadata, Sample, SeriesRef,
-    METRIC_NAME,
+    is_legacy_label_name, is_legacy_metric_name, DiscardReason, Exemplar, Label, LabelRef,
+    LabelSetBounds, Labels, LabelsRef, MetricMetadata, Sample, SeriesRef, StorageHint, METRIC_NAME,
 };
 
 use crate::config_keys;
@@ -66,7 +66,7 @@ impl NameValidationScheme {
     /// Whether `name` is a valid metric name under this scheme.
     pub fn is_valid_metric_name(self, name: &str) -> bool {
         match self {
-            NameValidationScheme::Legacy => legacy_name_is_valid(name, METRIC_FIRST, METRIC_REST),
+            NameValidationScheme::Legacy => is_legacy_metric_name(name),
             NameValidationScheme::Utf8 => !name.is_empty(),
         }
     }
@@ -74,60 +74,9 @@ impl NameValidationScheme {
     /// Whether `name` is a valid label name under this scheme.
     pub fn is_valid_label_name(self, name: &str) -> bool {
         match self {
-            NameValidationScheme::Legacy => legacy_name_is_valid(name, LABEL_FIRST, LABEL_REST),
+            NameValidationScheme::Legacy => is_legacy_label_name(name),
             NameValidationScheme::Utf8 => !name.is_empty(),
         }
-    }
-}
-
-/// Legacy-scheme character classes, one bit each in [`LEGACY_NAME_CHARS`].
-const LABEL_FIRST: u8 = 1; // [a-zA-Z_]
-const LABEL_REST: u8 = 2; // [a-zA-Z0-9_]
-const METRIC_FIRST: u8 = 4; // [a-zA-Z_:]
-const METRIC_REST: u8 = 8; // [a-zA-Z0-9_:]
-
-/// The legacy character classes of every byte: one table load per byte
-/// instead of a chain of range tests (names are checked for every label of
-/// every series of every request).
-static LEGACY_NAME_CHARS: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        let letter = b.is_ascii_alphabetic() || b == b'_';
-        let digit = b.is_ascii_digit();
-        let colon = b == b':';
-        let mut classes = 0;
-        if letter {
-            classes |= LABEL_FIRST | LABEL_REST | METRIC_FIRST | METRIC_REST;
-        }
-        if digit {
-            classes |= LABEL_REST | METRIC_REST;
-        }
-        if colon {
-            classes |= METRIC_FIRST | METRIC_REST;
-        }
-        table[byte] = classes;
-        byte += 1;
-    }
-    table
-};
-
-/// Whether `name` is non-empty, starts with a byte of class `first` and
-/// continues with bytes of class `rest`.
-#[inline]
-fn legacy_name_is_valid(name: &str, first: u8, rest: u8) -> bool {
-    match name.as_bytes().split_first() {
-        Some((head, tail)) => {
-            // The classes all of the tail's bytes share, without a branch
-            // per byte (names are short; the early exit costs more than it
-            // saves on valid input, which is nearly all input).
-            let tail_classes = tail
-                .iter()
-                .fold(u8::MAX, |acc, b| acc & LEGACY_NAME_CHARS[usize::from(*b)]);
-            LEGACY_NAME_CHARS[usize::from(*head)] & first != 0 && tail_classes & rest != 0
-        }
-        None => false,
     }
 }
 
@@ -163,6 +112,18 @@ impl Default for ValidationLimits {
             max_metadata_length: 1024,
             name_validation_scheme: NameValidationScheme::Legacy,
         }
+    }
+}
+
+impl ValidationLimits {
+    /// Whether every label set within `bounds` passes the label checks
+    /// under these limits (so a series known to be one of them needs none).
+    pub fn admits_all(&self, bounds: &LabelSetBounds) -> bool {
+        bounds.well_formed
+            && (self.name_validation_scheme == NameValidationScheme::Utf8 || bounds.legacy_names)
+            && bounds.max_labels <= self.max_label_names_per_series
+            && bounds.max_name_len <= self.max_label_name_length
+            && bounds.max_value_len <= self.max_label_value_length
     }
 }
 
@@ -328,6 +289,23 @@ pub fn validate_write_request<'b>(
     limits: &ValidationLimits,
     now_ms: i64,
 ) -> ValidatedWrite<'b> {
+    validate_write_request_known(request, limits, now_ms, |_| None)
+}
+
+/// [`validate_write_request`] for a request whose series storage has
+/// looked up first. `found(i)` is where storage holds the request's `i`th
+/// series, and may be `Some` only when that series' labels, exactly as
+/// sent, are a stored series' labels and every label set the store holds
+/// passes these limits ([`ValidationLimits::admits_all`]). Such a series'
+/// labels are neither cleaned nor checked (they would pass unchanged), and
+/// its [`SeriesRef::found`] carries the hint on to storage. The outcome is
+/// the same as [`validate_write_request`]'s; only the work differs.
+pub fn validate_write_request_known<'b>(
+    request: &'b mut WriteRequestRef<'_>,
+    limits: &ValidationLimits,
+    now_ms: i64,
+    found: impl Fn(usize) -> Option<StorageHint>,
+) -> ValidatedWrite<'b> {
     let max_timestamp = now_ms.saturating_add(limits.creation_grace_period_ms);
     let WriteRequestRef {
         series: spans,
@@ -341,10 +319,7 @@ pub fn validate_write_request<'b>(
         metadata_received: metadata.len() as u64,
         ..ValidatedWrite::default()
     };
-    // Accepted series as (labels, samples) ranges and exemplars; they
-    // become borrowed slices once the in-place edits are done.
-    let mut accepted: Vec<(Range<usize>, Range<usize>, Vec<Exemplar>)> =
-        Vec::with_capacity(spans.len());
+    let mut accepted: Vec<Accepted> = Vec::with_capacity(spans.len());
 
     for (index, span) in spans.iter().enumerate() {
         let sample_count = span.samples.len() as u64;
@@ -353,18 +328,25 @@ pub fn validate_write_request<'b>(
         out.exemplars_received += exemplar_count;
         out.histograms_received += span.histograms as u64;
 
-        let label_range = clean_labels(&mut all_labels[span.labels.clone()]);
-        let label_range = span.labels.start..span.labels.start + label_range;
-        let labels = &all_labels[label_range.clone()];
-        if let Err(rejection) = validate_labels(labels, limits) {
-            let reason = rejection.reason();
-            out.discard_series_samples(index, reason, sample_count);
-            out.discard_exemplars(ExemplarDiscardReason::SeriesInvalid, exemplar_count);
-            if sample_count > 0 {
-                out.record_error(|| rejection.to_write_error(labels, limits));
+        let hint = found(index);
+        let label_range = if hint.is_some() {
+            span.labels.clone()
+        } else {
+            let kept = clean_labels(&mut all_labels[span.labels.clone()]);
+            let label_range = span.labels.start..span.labels.start + kept;
+            let labels = &all_labels[label_range.clone()];
+            if let Err(rejection) = validate_labels(labels, limits) {
+                let reason = rejection.reason();
+                out.discard_series_samples(index, reason, sample_count);
+                out.discard_exemplars(ExemplarDiscardReason::SeriesInvalid, exemplar_count);
+                if sample_count > 0 {
+                    out.record_error(|| rejection.to_write_error(labels, limits));
+                }
+                continue;
             }
-            continue;
-        }
+            label_range
+        };
+        let labels = &all_labels[label_range.clone()];
 
         let mut too_far_in_future: u64 = 0;
         let mut first_too_far: Option<i64> = None;
@@ -397,21 +379,23 @@ pub fn validate_write_request<'b>(
         if kept == 0 && exemplars.is_empty() {
             continue;
         }
-        accepted.push((
-            label_range,
-            span.samples.start..span.samples.start + kept,
+        accepted.push(Accepted {
+            labels: label_range,
+            samples: span.samples.start..span.samples.start + kept,
             exemplars,
-        ));
+            hint,
+        });
     }
 
     let all_labels: &'b [LabelRef<'_>] = all_labels;
     let all_samples: &'b [Sample] = all_samples;
     out.series = accepted
         .into_iter()
-        .map(|(labels, samples, exemplars)| SeriesRef {
-            labels: LabelsRef::from_sorted(&all_labels[labels]),
-            samples: Cow::Borrowed(&all_samples[samples]),
-            exemplars,
+        .map(|accepted| SeriesRef {
+            labels: LabelsRef::from_sorted(&all_labels[accepted.labels]),
+            samples: Cow::Borrowed(&all_samples[accepted.samples]),
+            exemplars: accepted.exemplars,
+            found: accepted.hint,
         })
         .collect();
 
@@ -432,6 +416,15 @@ pub fn validate_write_request<'b>(
     );
     debug_assert_eq!(out.first_error.is_some(), out.samples_discarded() > 0);
     out
+}
+
+/// An accepted series as ranges of the request's arrays; they become
+/// borrowed slices once the in-place edits are done.
+struct Accepted {
+    labels: Range<usize>,
+    samples: Range<usize>,
+    exemplars: Vec<Exemplar>,
+    hint: Option<StorageHint>,
 }
 
 /// Why a series' labels were rejected, with what the message needs; the

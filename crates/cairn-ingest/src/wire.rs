@@ -342,7 +342,7 @@ impl<'a> WriteRequestRef<'a> {
     }
 
     /// The series in request order.
-    pub fn series(&self) -> impl ExactSizeIterator<Item = TimeSeriesRef<'_, 'a>> + '_ {
+    pub fn series(&self) -> impl ExactSizeIterator<Item = TimeSeriesRef<'_, 'a>> + Clone + '_ {
         self.series.iter().map(move |spans| TimeSeriesRef {
             request: self,
             spans,

@@ -164,6 +164,23 @@ pub struct SeriesRef<'a> {
     pub labels: LabelsRef<'a>,
     pub samples: Cow<'a, [Sample]>,
     pub exemplars: Vec<Exemplar>,
+    /// Where storage found the series when the write path looked its labels
+    /// up before validating them; `None` when not looked up or not found.
+    pub found: Option<StorageHint>,
+}
+
+/// Where a store held a series when it was looked up: meaningful only to
+/// the store that issued it, and only a hint. The store checks that it
+/// issued the hint and that the series is still there before using it, and
+/// looks the series up by its labels otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageHint {
+    /// Which store issued the hint (unique within the process).
+    pub store: u64,
+    /// The series' ID in that store.
+    pub id: u64,
+    /// Where the store keeps it.
+    pub slot: u32,
 }
 
 #[cfg(test)]

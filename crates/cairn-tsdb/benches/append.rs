@@ -76,6 +76,7 @@ fn append(c: &mut Criterion) {
                         labels: LabelsRef::from_sorted(l),
                         samples: Cow::Borrowed(s.as_slice()),
                         exemplars: Vec::new(),
+                        found: None,
                     })
                     .collect();
                 db.append_refs(batch, SeriesLimits::default()).unwrap()

@@ -16,15 +16,15 @@ use parking_lot::{Mutex, RwLock};
 use std::borrow::Cow;
 
 use cairn_model::{
-    DiscardReason, Exemplar, LabelRef, Labels, LabelsRef, MatchOp, Matcher, MetricMetadata,
-    Queryable, Series, SeriesRef, SeriesSamples, SeriesSet, StorageError, TimeRange,
+    DiscardReason, Exemplar, LabelRef, LabelSetBounds, Labels, LabelsRef, MatchOp, Matcher,
+    MetricMetadata, Queryable, Series, SeriesRef, SeriesSamples, SeriesSet, StorageError,
+    StorageHint, TimeRange,
 };
 
 use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
-use crate::head::labels::pack_pairs;
 use crate::head::ooo::{self, Verdict};
-use crate::head::{Applied, Head, SeriesSnapshot, SlotId, NO_SLOT};
+use crate::head::{Applied, Found, Head, SeriesSnapshot, SlotId, NO_SLOT};
 use crate::idhash::IdMap;
 use crate::querier;
 use crate::stats::{
@@ -220,13 +220,39 @@ impl Tsdb {
                 labels: LabelsRef::from_sorted(labels),
                 samples: Cow::Borrowed(samples.as_slice()),
                 exemplars: std::mem::take(exemplars),
+                found: None,
             })
             .collect();
         self.append_refs(by_ref, limits)
     }
 
+    /// Where the head holds each of a request's series, found by their
+    /// labels exactly as sent: the write path calls this before validating
+    /// them (see [`FoundSeries`]). `None`, without looking, unless
+    /// `admits` passes the bounds of every label set the head holds
+    /// ([`Head::label_bounds`], read under the same lock as the lookup, so
+    /// a series created meanwhile is covered by what `admits` saw).
+    pub fn find_series<'l>(
+        &self,
+        sets: impl Iterator<Item = &'l [LabelRef<'l>]> + Clone,
+        admits: impl FnOnce(&LabelSetBounds) -> bool,
+    ) -> Option<FoundSeries> {
+        let head = self.head.read();
+        if !admits(&head.label_bounds()) {
+            return None;
+        }
+        let hints = head
+            .lookup_label_sets(sets)
+            .into_iter()
+            .map(|found| found.map(|(id, slot, _)| head.hint(id, slot)))
+            .collect();
+        Some(FoundSeries { hints })
+    }
+
     /// [`Tsdb::append_limited`] for series whose labels are borrowed (the
     /// remote write path): a series' labels are copied only when it is new.
+    /// A series' [`SeriesRef::found`] hint, from [`Tsdb::find_series`] on
+    /// the same labels, saves looking it up again while it holds.
     pub fn append_refs(
         &self,
         batch: Vec<SeriesRef<'_>>,
@@ -898,6 +924,46 @@ fn drop_samples_in_blocks(head: &mut Head, blocks: &[Block], end: i64) -> Result
     Ok(head.remove_ooo(&found) as u64)
 }
 
+/// The answer of [`Tsdb::find_series`]: a hint per series of the request
+/// that the head holds.
+///
+/// A series found here has labels byte for byte equal to a stored series',
+/// and every stored label set passed the caller's `admits` check of their
+/// bounds: the write path validates only the other series, and hands the
+/// hints on to [`Tsdb::append_refs`] in [`SeriesRef::found`].
+#[derive(Clone, Debug, Default)]
+pub struct FoundSeries {
+    hints: Vec<Option<StorageHint>>,
+}
+
+impl FoundSeries {
+    /// Where the head held the request's `index`th series, if it did.
+    pub fn get(&self, index: usize) -> Option<StorageHint> {
+        self.hints.get(index).copied().flatten()
+    }
+}
+
+/// Each series of the batch in the head: through its hint where the hint
+/// still holds, else by its labels (those looked up together, see
+/// `Head::lookup_packed_many`).
+fn lookup_batch<'h>(head: &'h Head, batch: &[SeriesRef<'_>]) -> Vec<Found<'h>> {
+    let mut found: Vec<Found<'h>> = batch
+        .iter()
+        .map(|series| series.found.and_then(|hint| head.at_hint(hint)))
+        .collect();
+    debug_assert!(batch.iter().zip(&found).all(|(series, found)| {
+        found.is_none_or(|(_, _, stored)| stored.labels().equals_ref(series.labels))
+    }));
+    let missing: Vec<usize> = (0..batch.len()).filter(|&i| found[i].is_none()).collect();
+    if !missing.is_empty() {
+        let sets = missing.iter().map(|&i| batch[i].labels.as_slice());
+        for (i, looked_up) in missing.iter().zip(head.lookup_label_sets(sets)) {
+            found[*i] = looked_up;
+        }
+    }
+    found
+}
+
 /// Decides, per sample and per exemplar, what this batch accepts.
 fn plan_append(
     head: &Head,
@@ -919,21 +985,7 @@ fn plan_append(
     batch_last.reserve(batch.len());
     let mut batch_newest_exemplar: IdMap<i64> = IdMap::default();
     let window = limits.out_of_order_window_ms;
-    // Every series' labels packed back to back, then looked up in one go
-    // (see `Head::lookup_packed_many`).
-    let packed_len: usize = batch
-        .iter()
-        .flat_map(|s| s.labels.iter())
-        .map(|l| crate::head::labels::packed_len(l.name.len(), l.value.len()))
-        .sum();
-    let mut packed: Vec<u8> = Vec::with_capacity(packed_len);
-    let mut packed_ends: Vec<usize> = Vec::with_capacity(batch.len());
-    for series in &batch {
-        pack_pairs(series.labels.iter().map(|l| (l.name, l.value)), &mut packed);
-        packed_ends.push(packed.len());
-    }
-    let mut in_head_all = Vec::with_capacity(batch.len());
-    head.lookup_packed_many(&packed, &packed_ends, &mut in_head_all);
+    let in_head_all = lookup_batch(head, &batch);
     // The head's newest sample when the append began (Prometheus's
     // appender `headMaxt`); an empty head starts at the batch's first sample.
     let head_max = head
@@ -946,6 +998,7 @@ fn plan_append(
             labels,
             samples,
             exemplars,
+            ..
         },
     ) in batch.into_iter().enumerate()
     {
@@ -1470,6 +1523,127 @@ mod tests {
         assert_eq!(db.stats().active_series, 100);
     }
 
+    fn refs<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<LabelRef<'a>> {
+        pairs
+            .iter()
+            .map(|&(name, value)| LabelRef { name, value })
+            .collect()
+    }
+
+    /// A batch of one series with one sample at `t`, carrying `found`.
+    fn hinted<'a>(labels: &'a [LabelRef<'a>], t: i64, found: Option<StorageHint>) -> SeriesRef<'a> {
+        SeriesRef {
+            labels: LabelsRef::from_sorted(labels),
+            samples: Cow::Owned(vec![Sample::new(t, t as f64)]),
+            exemplars: Vec::new(),
+            found,
+        }
+    }
+
+    /// Only label sets exactly as stored are found (an unsorted copy, an
+    /// empty value or an unknown set are not), `admits` sees bounds over
+    /// every stored set, and a refusal looks nothing up.
+    #[test]
+    fn find_series_finds_label_sets_exactly_as_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let a: &[(&str, &str)] = &[("__name__", "up"), ("job", "a")];
+        let b: &[(&str, &str)] = &[("__name__", "up"), ("instance", "host:9100"), ("job", "b")];
+        db.append(vec![series(a, &[(1, 1.0)]), series(b, &[(1, 1.0)])])
+            .unwrap();
+        let sets = [
+            refs(a),
+            refs(&[("job", "a"), ("__name__", "up")]),
+            refs(&[("__name__", "up"), ("job", "c")]),
+            refs(&[("__name__", "up"), ("job", "a"), ("zone", "")]),
+            refs(b),
+        ];
+        let mut seen = None;
+        let found = db
+            .find_series(sets.iter().map(|s| s.as_slice()), |bounds| {
+                seen = Some(*bounds);
+                true
+            })
+            .unwrap();
+        let hits: Vec<bool> = (0..sets.len()).map(|i| found.get(i).is_some()).collect();
+        assert_eq!(hits, [true, false, false, false, true]);
+        assert_eq!(found.get(99), None);
+        assert_ne!(found.get(0), found.get(4));
+        assert_eq!(
+            seen,
+            Some(LabelSetBounds {
+                max_labels: 3,
+                max_name_len: 8,
+                max_value_len: 9,
+                well_formed: true,
+                legacy_names: true,
+            })
+        );
+        assert!(db
+            .find_series(sets.iter().map(|s| s.as_slice()), |_| false)
+            .is_none());
+    }
+
+    /// A hint that holds takes the sample to its series; a hint from
+    /// another store, or naming a series the slot no longer holds, is
+    /// ignored and the series found by its labels (never the hint's).
+    #[test]
+    fn appends_follow_hints_that_hold_and_ignore_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = open(tmp.path());
+        let other = open(&tmp.path().join("other"));
+        let a = refs(&[("__name__", "a")]);
+        let b = refs(&[("__name__", "b")]);
+        db.append_refs(
+            vec![hinted(&a, 1, None), hinted(&b, 1, None)],
+            SeriesLimits::default(),
+        )
+        .unwrap();
+        other
+            .append_refs(vec![hinted(&b, 1, None)], SeriesLimits::default())
+            .unwrap();
+        let find = |db: &Tsdb, labels: &[LabelRef]| {
+            db.find_series(std::iter::once(labels), |_| true)
+                .unwrap()
+                .get(0)
+                .unwrap()
+        };
+        let hint_a = find(&db, &a);
+        let hint_b = find(&db, &b);
+        // `other` holds b in the slot and under the ID where `db` holds a.
+        let foreign = find(&other, &b);
+        assert_eq!((foreign.id, foreign.slot), (hint_a.id, hint_a.slot));
+        let stale = StorageHint {
+            id: hint_b.id + 100,
+            ..hint_b
+        };
+        let outcome = db
+            .append_refs(
+                vec![
+                    hinted(&a, 2, Some(hint_a)),
+                    hinted(&b, 2, Some(foreign)),
+                    hinted(&b, 3, Some(stale)),
+                ],
+                SeriesLimits::default(),
+            )
+            .unwrap();
+        assert_eq!((outcome.samples_accepted, outcome.series_created), (3, 0));
+        let bits = |v: f64| v.to_bits();
+        assert_eq!(
+            all_samples(&db, &[]),
+            vec![
+                (
+                    Labels::from_pairs(&[("__name__", "a")]),
+                    vec![(1, bits(1.0)), (2, bits(2.0))]
+                ),
+                (
+                    Labels::from_pairs(&[("__name__", "b")]),
+                    vec![(1, bits(1.0)), (2, bits(2.0)), (3, bits(3.0))]
+                ),
+            ]
+        );
+    }
+
     #[test]
     fn samples_older_than_a_truncated_head_are_too_old() {
         let mut head = Head::new();
@@ -1486,6 +1660,7 @@ mod tests {
                 labels: LabelsRef::from_sorted(&pairs),
                 samples: Cow::Owned(vec![Sample::new(999, 1.0), Sample::new(1000, 1.0)]),
                 exemplars: Vec::new(),
+                found: None,
             }],
             SeriesLimits::default(),
         );

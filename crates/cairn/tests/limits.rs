@@ -490,3 +490,77 @@ fn out_of_order_samples_inside_the_tenants_window_are_stored_and_survive_kill_9(
     plain.sort_by_key(|s| s.0);
     assert_eq!(raw_samples(&cairn, "plain", newest), plain);
 }
+
+/// A series already stored skips the label checks only while every stored
+/// label set passes the tenant's limits: tightened by a reload, the limits
+/// apply to stored series again (Mimir validates every push), and loosened
+/// again, the same series is accepted.
+#[test]
+fn tightened_label_limits_apply_to_series_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    write_file(&runtime, "overrides: {}\n");
+    let cairn = Cairn::start(
+        &dir.path().join("data"),
+        &config_with_runtime_file(&runtime, ""),
+    );
+    wait_for_metric(&cairn, "cairn_runtime_config_last_reload_successful 1");
+    let t = now_minute_ms() - 60_000;
+    let long = ("pod", "worker-0123456789");
+    let request =
+        |labels: &[(&str, &str)], t: i64| write_request(vec![series(labels, &[(t, 1.0)])]);
+    let wide = [("__name__", "w"), ("a", "1"), ("b", "2"), ("c", "3")];
+    for (i, labels) in [&[("__name__", "v"), long][..], &wide].iter().enumerate() {
+        let (status, body) = cairn.push(Some("a"), &request(labels, t + i as i64));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    write_file(
+        &runtime,
+        "overrides:\n  a:\n    max_label_value_length: 10\n    max_label_names_per_series: 3\n",
+    );
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = cairn.push(Some("a"), &request(&[("__name__", "v"), long], t + 1000));
+        if status == 400 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the lowered limit never applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        body.contains("label value length of 17 exceeds the limit of 10")
+            && body.contains("(err-cairn-label-value-too-long)"),
+        "{body}"
+    );
+    let (status, body) = cairn.push(Some("a"), &request(&wide, t + 2000));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("(err-cairn-max-label-names-per-series)"),
+        "{body}"
+    );
+    let at = (t + 60_000) as f64 / 1000.0;
+    // The refused samples were not stored; the ones before the reload were.
+    let count = |q: &str| scalar_value(&cairn.query("a", q, at));
+    let stored_v = count("count_over_time(v[5m])");
+    let stored_w = count("count_over_time(w[5m])");
+    // A push between the write and the reload being seen may have landed
+    // (the loop above tolerates 200s until the reload applies).
+    assert!((1.0..=2.0).contains(&stored_v), "{stored_v}");
+    assert_eq!(stored_w, 1.0);
+
+    write_file(&runtime, "overrides: {}\n");
+    let started = Instant::now();
+    while cairn.push(Some("a"), &request(&wide, t + 3000)).0 != 200 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the raised limit never applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count("count_over_time(w[5m])"), 2.0);
+}

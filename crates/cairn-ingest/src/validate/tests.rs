@@ -877,3 +877,146 @@ fn legacy_name_table_matches_the_character_ranges() {
     assert!(!legacy.is_valid_metric_name("é"));
     assert!(!legacy.is_valid_label_name(""));
 }
+
+fn hint(id: u64) -> StorageHint {
+    StorageHint {
+        store: 7,
+        id,
+        slot: id as u32,
+    }
+}
+
+/// A series storage found is taken as sent, carries its hint, and still
+/// has its samples and exemplars checked; the others are validated as
+/// always, and the outcome equals plain validation's.
+#[test]
+fn found_series_skip_the_label_checks_and_keep_the_sample_checks() {
+    let far = NOW + 11 * 60 * 1000;
+    let mut found = series(&[("__name__", "up"), ("job", "a")], &[NOW, far]);
+    found.exemplars = vec![prompb::Exemplar {
+        labels: labels(&[("trace_id", "abc")]),
+        value: 1.0,
+        timestamp: far,
+    }];
+    let timeseries = vec![
+        found,
+        series(&[("job", "b"), ("__name__", "up")], &[NOW]),
+        series(&[("job", "c")], &[NOW]),
+    ];
+    let request: &'static prompb::WriteRequest = Box::leak(Box::new(request(timeseries)));
+    let plain = validate_write_request(
+        Box::leak(Box::new(WriteRequestRef::from_owned(request))),
+        &ValidationLimits::default(),
+        NOW,
+    );
+    let known = validate_write_request_known(
+        Box::leak(Box::new(WriteRequestRef::from_owned(request))),
+        &ValidationLimits::default(),
+        NOW,
+        |i| (i == 0).then(|| hint(1)),
+    );
+    assert_eq!(known.series.len(), 2);
+    assert_eq!(known.series[0].found, Some(hint(1)));
+    assert_eq!(known.series[1].found, None);
+    assert_eq!(known.series[1].labels.to_string(), r#"up{job="b"}"#);
+    // The found series' future sample and exemplar are dropped all the same.
+    assert_eq!(known.series[0].samples.len(), 1);
+    assert!(known.series[0].exemplars.is_empty());
+    assert_eq!(known.discarded, plain.discarded);
+    assert_eq!(known.discarded_exemplars, plain.discarded_exemplars);
+    assert_eq!(known.first_error, plain.first_error);
+    let strip = |w: &ValidatedWrite| -> Vec<_> {
+        w.series
+            .iter()
+            .map(|s| {
+                (
+                    s.labels.to_string(),
+                    s.samples.to_vec(),
+                    s.exemplars.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&known), strip(&plain));
+    assert_counts_balance(&known);
+}
+
+/// The hint skips the label checks whatever the labels are: it is the
+/// caller's promise (storage found them, and the limits admit every stored
+/// set) that makes skipping them safe, and the checks do run without it.
+#[test]
+fn without_a_hint_the_same_labels_are_checked() {
+    let pairs = &[("__name__", "up"), ("bad-name", "x")];
+    let request: &'static prompb::WriteRequest =
+        Box::leak(Box::new(request(vec![series(pairs, &[NOW])])));
+    let checked = validate_write_request_known(
+        Box::leak(Box::new(WriteRequestRef::from_owned(request))),
+        &ValidationLimits::default(),
+        NOW,
+        |_| None,
+    );
+    assert_eq!(
+        checked.discarded.get(&DiscardReason::LabelNameInvalid),
+        Some(&1)
+    );
+    let trusted = validate_write_request_known(
+        Box::leak(Box::new(WriteRequestRef::from_owned(request))),
+        &ValidationLimits::default(),
+        NOW,
+        |_| Some(hint(3)),
+    );
+    assert_eq!(trusted.series.len(), 1);
+    assert!(trusted.first_error.is_none());
+}
+
+/// `admits_all` holds exactly when every dimension of the bounds is within
+/// the limits, with the legacy scheme also needing legacy names.
+#[test]
+fn limits_admit_bounds_within_every_limit() {
+    let limits = ValidationLimits::default();
+    let within = LabelSetBounds {
+        max_labels: 30,
+        max_name_len: 1024,
+        max_value_len: 2048,
+        well_formed: true,
+        legacy_names: true,
+    };
+    assert!(limits.admits_all(&within));
+    assert!(limits.admits_all(&LabelSetBounds::default()));
+    for outside in [
+        LabelSetBounds {
+            max_labels: 31,
+            ..within
+        },
+        LabelSetBounds {
+            max_name_len: 1025,
+            ..within
+        },
+        LabelSetBounds {
+            max_value_len: 2049,
+            ..within
+        },
+        LabelSetBounds {
+            well_formed: false,
+            ..within
+        },
+        LabelSetBounds {
+            legacy_names: false,
+            ..within
+        },
+    ] {
+        assert!(!limits.admits_all(&outside), "{outside:?}");
+    }
+    let utf8 = ValidationLimits {
+        name_validation_scheme: NameValidationScheme::Utf8,
+        ..ValidationLimits::default()
+    };
+    assert!(utf8.admits_all(&LabelSetBounds {
+        legacy_names: false,
+        ..within
+    }));
+    assert!(!utf8.admits_all(&LabelSetBounds {
+        well_formed: false,
+        ..within
+    }));
+}

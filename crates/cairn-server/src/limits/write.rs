@@ -177,6 +177,7 @@ mod tests {
                     }]))),
                     samples: ts.into_iter().map(|t| Sample::new(t, 1.0)).collect(),
                     exemplars: Vec::new(),
+                    found: None,
                 })
                 .collect(),
             metadata: Vec::new(),

@@ -16,9 +16,10 @@ pub mod slab;
 
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cairn_model::{Labels, LabelsRef, Matcher};
+use cairn_model::{LabelRef, LabelSetBounds, Labels, LabelsRef, Matcher, StorageHint};
 
 use crate::chunk::ClosedChunk;
 use crate::idhash::IdMap;
@@ -83,16 +84,31 @@ pub struct Head {
     /// `MaxTime`; out-of-order samples are older): the out-of-order window
     /// is measured back from it. Not lowered by truncation.
     max_t: Option<i64>,
+    /// Covers the labels of every series this head ever created (never
+    /// narrowed when series go): the write path skips label checks for a
+    /// series it finds here when these bounds pass its limits.
+    label_bounds: LabelSetBounds,
+    /// Unique per head in this process: [`StorageHint`]s carry it, so a
+    /// hint from another tenant's head is never taken for one of ours.
+    token: u64,
     /// Tests force every label hash to collide.
     #[cfg(test)]
     forced_hash: Option<u64>,
 }
+
+/// Hands out [`Head::token`]s; 0 is never handed out.
+static NEXT_HEAD_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// One answer of [`Head::lookup_packed_many`]: the series' ID, slot and
+/// the series.
+pub type Found<'h> = Option<(u64, SlotId, &'h MemSeries)>;
 
 impl Head {
     pub fn new() -> Head {
         Head {
             next_id: 1,
             min_valid_t: i64::MIN,
+            token: NEXT_HEAD_TOKEN.fetch_add(1, Ordering::Relaxed),
             ..Head::default()
         }
     }
@@ -255,6 +271,55 @@ impl Head {
         })
     }
 
+    /// Bounds covering the labels of every series this head ever created.
+    pub fn label_bounds(&self) -> LabelSetBounds {
+        self.label_bounds
+    }
+
+    /// Finds each label set, as given (unsorted sets, repeats or empty
+    /// values simply match nothing), with [`Head::lookup_packed_many`].
+    pub fn lookup_label_sets<'h, 'l>(
+        &'h self,
+        sets: impl Iterator<Item = &'l [LabelRef<'l>]> + Clone,
+    ) -> Vec<Found<'h>> {
+        let packed_len: usize = sets
+            .clone()
+            .flatten()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum();
+        let mut packed: Vec<u8> = Vec::with_capacity(packed_len);
+        let mut ends: Vec<usize> = Vec::new();
+        for set in sets {
+            labels::pack_pairs(set.iter().map(|l| (l.name, l.value)), &mut packed);
+            ends.push(packed.len());
+        }
+        let mut found = Vec::with_capacity(ends.len());
+        self.lookup_packed_many(&packed, &ends, &mut found);
+        found
+    }
+
+    /// A hint for the series this head holds in `slot` under `id`.
+    pub fn hint(&self, id: u64, slot: SlotId) -> StorageHint {
+        StorageHint {
+            store: self.token,
+            id,
+            slot,
+        }
+    }
+
+    /// The series a hint points at, if this head issued the hint and the
+    /// slot still holds that series.
+    #[inline]
+    pub fn at_hint(&self, hint: StorageHint) -> Found<'_> {
+        if hint.store != self.token {
+            return None;
+        }
+        match self.series.at(hint.slot) {
+            Some((id, series)) if id == hint.id => Some((id, hint.slot, series)),
+            _ => None,
+        }
+    }
+
     /// [`Head::lookup_packed`] for many label sets at once: `packed` holds
     /// them back to back, `ends[i]` is where set `i` ends. Pushes one answer
     /// per set to `out`, in order.
@@ -271,7 +336,7 @@ impl Head {
         &'h self,
         packed: &[u8],
         ends: &[usize],
-        out: &mut Vec<Option<(u64, SlotId, &'h MemSeries)>>,
+        out: &mut Vec<Found<'h>>,
     ) {
         let sets = || {
             ends.iter().scan(0, |start, &end| {
@@ -375,6 +440,8 @@ impl Head {
             id,
             labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
         );
+        self.label_bounds
+            .include(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
         let slot = self.series.insert(id, MemSeries::new(packed));
         match self.by_hash.entry(hash) {
             Entry::Vacant(entry) => {
