@@ -23,11 +23,6 @@ impl BitWriter {
         &self.bytes
     }
 
-    /// Bytes the buffer holds before it next grows.
-    pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
-    }
-
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

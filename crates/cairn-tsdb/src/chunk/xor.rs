@@ -35,18 +35,9 @@ impl Default for XorAppender {
 
 impl XorAppender {
     pub fn new() -> XorAppender {
-        // A series' first chunk starts small and grows by a quarter at a
-        // time ([`BitWriter::write_bits`]): ~120 samples of regular data
-        // take well under 256 bytes, decimal values 5-6 bytes per sample.
-        XorAppender::with_capacity(64)
-    }
-
-    /// An empty appender whose buffer holds `capacity` bytes (header
-    /// included) before it first grows: the head sizes a series' next
-    /// chunk from the one it just closed (`head::series`).
-    pub fn with_capacity(capacity: usize) -> XorAppender {
         XorAppender {
-            stream: BitWriter::with_prefix(&[0; HEADER_LEN], capacity),
+            // ~120 samples of regular data take well under 256 bytes.
+            stream: BitWriter::with_prefix(&[0; HEADER_LEN], 64),
             sample_count: 0,
             last_t: 0,
             last_t_delta: 0,
@@ -90,11 +81,6 @@ impl XorAppender {
         let mut bytes = self.into_untrimmed_bytes();
         bytes.shrink_to_fit();
         bytes
-    }
-
-    /// Bytes the buffer holds before it next grows, header included.
-    pub fn capacity(&self) -> usize {
-        self.stream.capacity()
     }
 
     /// The finished chunk, its buffer not trimmed: for a caller that

@@ -14,31 +14,6 @@ use crate::chunk::{dense, ClosedChunk, XorAppender, ENCODING_DENSE, SAMPLES_PER_
 /// boundaries.
 pub const CHUNK_RANGE_MS: i64 = 2 * 60 * 60 * 1000;
 
-/// The most bytes a series' next open chunk is given up front (header
-/// included); see [`next_open_capacity`].
-pub const MAX_PRESIZED_OPEN_CHUNK: usize = 1024;
-
-/// What a series' first open chunk starts with ([`XorAppender::new`]); a
-/// presized chunk never starts smaller.
-const FIRST_OPEN_CHUNK: usize = 64;
-
-/// The capacity of the chunk opened after a cut, from the XOR length of
-/// the chunk just closed: that length plus 1/16 and 8 bytes, at least the
-/// first chunk's start, at most [`MAX_PRESIZED_OPEN_CHUNK`].
-///
-/// The open chunk otherwise grows by a quarter at a time
-/// ([`crate::chunk::bstream::BitWriter::write_bits`]): from 64 bytes to the
-/// ~700 of 120 decimal-valued samples that is ~10 `realloc`s per chunk, a
-/// few per cent of ingest CPU. A steady series' next chunk takes about as
-/// many bytes as its last, so it now grows rarely or never, and its slack
-/// when full (the margin, ~6 %) is below the ~10-12 % the quarter steps
-/// leave on average. Over a chunk's life the reserved-but-unwritten bytes
-/// are larger than with growth (the buffer is full size from the first
-/// sample; see BENCHMARKS.md, issue 8 fifth round).
-pub fn next_open_capacity(closed_xor_len: usize) -> usize {
-    (closed_xor_len + closed_xor_len / 16 + 8).clamp(FIRST_OPEN_CHUNK, MAX_PRESIZED_OPEN_CHUNK)
-}
-
 /// A series' labels as the head stores them.
 pub type SeriesLabels = PackedLabels;
 
@@ -199,40 +174,36 @@ impl MemSeries {
             open.appender.sample_count() >= SAMPLES_PER_CHUNK
                 || open.min_t.div_euclid(CHUNK_RANGE_MS) != t.div_euclid(CHUNK_RANGE_MS)
         });
-        let closed_xor_len = if must_cut {
-            self.cut_open_chunk()
-        } else {
-            None
-        };
+        if must_cut {
+            self.cut_open_chunk();
+        }
         let open = self.open.get_or_insert_with(|| OpenChunk {
             min_t: t,
-            appender: match closed_xor_len {
-                Some(len) => XorAppender::with_capacity(next_open_capacity(len)),
-                None => XorAppender::new(),
-            },
+            appender: XorAppender::new(),
         });
         open.appender.append(t, v);
         decision
     }
 
-    /// Closes the open chunk; returns its XOR length, header included
-    /// (`None` without an open chunk holding a sample).
-    fn cut_open_chunk(&mut self) -> Option<usize> {
-        let open = self.open.take()?;
-        let (max_t, _) = open.appender.last()?;
+    /// Closes the open chunk (re-encoded by [`compact_chunk`]).
+    ///
+    /// A presized next chunk (capacity from this one's length, no quarter
+    /// steps) was measured and not kept: ~2-4 % less ingest CPU, but a
+    /// half-full chunk then reserves its full size, +20 % live head heap
+    /// mid-chunk (BENCHMARKS.md, issue 8 fifth round).
+    fn cut_open_chunk(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let Some((max_t, _)) = open.appender.last() else {
+            return;
+        };
         // Chunks are cut every ~120 samples: grow one slot at a time.
         self.closed.reserve_exact(1);
         // Untrimmed: `compact_chunk` copies the bytes into an exact-size
         // chunk and the vector is dropped right after.
         let xor = open.appender.into_untrimmed_bytes();
         self.closed.push(compact_chunk(open.min_t, max_t, &xor));
-        Some(xor.len())
-    }
-
-    /// Bytes the open chunk's buffer holds before it next grows (0 without one).
-    #[cfg(test)]
-    fn open_chunk_capacity(&self) -> usize {
-        self.open.as_ref().map_or(0, |o| o.appender.capacity())
     }
 
     /// Chunks overlapping `[start, end]`, sorted and not overlapping, the
@@ -394,13 +365,6 @@ mod tests {
         assert_eq!(series.apply(30_000, 1.0, i64::MIN), Applied::Duplicate);
     }
 
-    /// XOR length of these samples as one chunk, header included.
-    fn xor_len(samples: &[(i64, f64)]) -> usize {
-        let mut xor = XorAppender::new();
-        samples.iter().for_each(|&(t, v)| xor.append(t, v));
-        xor.encoded_len()
-    }
-
     /// `n` samples of noise-like values (xorshift bits, ~8 XOR bytes
     /// each), at jittered timestamps (2 more bytes each) if `jitter`.
     fn noise(n: i64, jitter: bool) -> Vec<(i64, f64)> {
@@ -414,66 +378,6 @@ mod tests {
                 (t, f64::from_bits(state))
             })
             .collect()
-    }
-
-    #[test]
-    fn the_chunk_opened_after_a_cut_is_sized_from_the_closed_one() {
-        // A 2-decimal counter (~5-6 XOR bytes per sample): 4 chunks.
-        let samples: Vec<(i64, f64)> = (0..480)
-            .map(|i| (i * 15_000, (i * 1_234 + (i * i) % 97) as f64 / 100.0))
-            .collect();
-        let mut series = MemSeries::new(PackedLabels::new(&Labels::empty()));
-        series.append(samples[0].0, samples[0].1);
-        // The first chunk keeps the fixed start.
-        assert_eq!(series.open_chunk_capacity(), FIRST_OPEN_CHUNK);
-        let mut chunk_start = 0;
-        for (i, &(t, v)) in samples.iter().enumerate().skip(1) {
-            series.append(t, v);
-            if i % usize::from(SAMPLES_PER_CHUNK) == 0 {
-                let closed_len = xor_len(&samples[chunk_start..i]);
-                assert!(closed_len > FIRST_OPEN_CHUNK * 4, "{closed_len}");
-                let capacity = series.open_chunk_capacity();
-                assert!(capacity >= closed_len, "{capacity} < {closed_len}");
-                assert!(capacity <= closed_len + closed_len / 16 + 8, "{capacity}");
-                assert_eq!(capacity, next_open_capacity(closed_len));
-                chunk_start = i;
-            }
-        }
-        // A steady series fills its presized chunk without growing it.
-        let last_len = xor_len(&samples[chunk_start..]);
-        let presized = next_open_capacity(xor_len(&samples[chunk_start - 120..chunk_start]));
-        assert_eq!(series.open_chunk_capacity(), presized);
-        assert!(last_len <= presized && presized - last_len <= last_len / 8);
-        // Reading back is unchanged.
-        let read: Vec<(i64, f64)> = series
-            .chunks_overlapping(i64::MIN, i64::MAX)
-            .iter()
-            .flat_map(|c| c.iter().collect::<Vec<_>>())
-            .collect();
-        assert_eq!(read, samples);
-    }
-
-    #[test]
-    fn presized_open_chunks_are_capped_and_never_start_below_the_first() {
-        assert_eq!(next_open_capacity(0), FIRST_OPEN_CHUNK);
-        assert_eq!(next_open_capacity(20), FIRST_OPEN_CHUNK);
-        assert_eq!(next_open_capacity(1_600), MAX_PRESIZED_OPEN_CHUNK);
-        // Noise-like values at jittered times: ~10 XOR bytes per sample, over the cap.
-        let samples = noise(121, true);
-        assert!(xor_len(&samples[..120]) > MAX_PRESIZED_OPEN_CHUNK);
-        let mut series = MemSeries::new(PackedLabels::new(&Labels::empty()));
-        samples.iter().for_each(|&(t, v)| {
-            series.append(t, v);
-        });
-        assert_eq!(series.closed_chunks().len(), 1);
-        assert_eq!(series.open_chunk_capacity(), MAX_PRESIZED_OPEN_CHUNK);
-        // A constant series' chunk is tiny: the next one starts as the first did.
-        let mut constant = MemSeries::new(PackedLabels::new(&Labels::empty()));
-        (0..121).for_each(|i| {
-            constant.append(i * 1_000, 1.0);
-        });
-        assert_eq!(constant.closed_chunks().len(), 1);
-        assert_eq!(constant.open_chunk_capacity(), FIRST_OPEN_CHUNK);
     }
 
     #[test]
