@@ -285,10 +285,10 @@ impl Head {
         let packed_len: usize = sets
             .clone()
             .flatten()
-            .map(|l| l.name.len() + l.value.len() + 2)
+            .map(|l| labels::packed_len(l.name.len(), l.value.len()))
             .sum();
         let mut packed: Vec<u8> = Vec::with_capacity(packed_len);
-        let mut ends: Vec<usize> = Vec::new();
+        let mut ends: Vec<usize> = Vec::with_capacity(sets.size_hint().0);
         for set in sets {
             labels::pack_pairs(set.iter().map(|l| (l.name, l.value)), &mut packed);
             ends.push(packed.len());
