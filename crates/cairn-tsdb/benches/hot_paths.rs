@@ -180,6 +180,18 @@ fn dense_chunk(c: &mut Criterion) {
             })
         });
     }
+    // A head chunk cut (120 samples) re-encoded as the head keeps it, per
+    // value kind: the column plans for every order are most of it.
+    let head_ts = &ts[..120];
+    group.throughput(Throughput::Elements(120));
+    group.bench_function("encode_small 120 samples", |b| {
+        b.iter(|| dense::encode_small(head_ts, &vs[..120]))
+    });
+    for (name, values) in random_kinds(120) {
+        group.bench_function(format!("encode_small 120 samples, {name}"), |b| {
+            b.iter(|| dense::encode_small(head_ts, &values))
+        });
+    }
     group.finish();
 }
 

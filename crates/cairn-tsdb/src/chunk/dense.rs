@@ -610,9 +610,12 @@ struct Plan {
 /// How many values have each bit length (0 for 0, 1..=64), counted in
 /// four interleaved tables then summed: neighbouring values often have the
 /// same length, and one table would make each count wait for the previous
-/// increment of the same counter.
+/// increment of the same counter. The tables count in u32 (a column has at
+/// most [`MAX_DECODE_SAMPLES`] values): half the memory to zero and sum,
+/// on every plan of every chunk cut.
 fn length_histogram(values: &[u64]) -> [u64; 65] {
-    let mut tables = [[0u64; 65]; 4];
+    debug_assert!(values.len() as u64 <= MAX_DECODE_SAMPLES);
+    let mut tables = [[0u32; 65]; 4];
     let mut quads = values.chunks_exact(4);
     for quad in &mut quads {
         for (table, u) in tables.iter_mut().zip(quad) {
@@ -624,7 +627,7 @@ fn length_histogram(values: &[u64]) -> [u64; 65] {
     }
     let mut histogram = [0u64; 65];
     for (len, count) in histogram.iter_mut().enumerate() {
-        *count = tables.iter().map(|t| t[len]).sum();
+        *count = tables.iter().map(|t| u64::from(t[len])).sum();
     }
     histogram
 }
@@ -1835,8 +1838,8 @@ mod tests {
             let longest = (draw() * 65.0) as usize;
             match i % 3 {
                 0 => {
-                    for len in 0..=longest {
-                        h[len] = (draw() * 1000.0) as u64 * u64::from(draw() < 0.5);
+                    for c in &mut h[..=longest] {
+                        *c = (draw() * 1000.0) as u64 * u64::from(draw() < 0.5);
                     }
                 }
                 1 => {
@@ -1849,8 +1852,8 @@ mod tests {
                     h[longest] += (draw() * 3.0) as u64;
                 }
                 _ => {
-                    for len in 0..=longest {
-                        h[len] = (draw() * (1u64 << 40) as f64) as u64;
+                    for c in &mut h[..=longest] {
+                        *c = (draw() * (1u64 << 40) as f64) as u64;
                     }
                 }
             }
