@@ -407,10 +407,27 @@ impl<'a> WriteRequestRef<'a> {
         let samples_start = self.samples.len();
         let exemplars_start = self.exemplars.len();
         let mut histograms = 0;
+        // Fast path for the label entries Prometheus writes first: `0a
+        // <len> <label>` with a one-byte length and a label that
+        // `decode_ascii_label` reads, one after the other, in a loop that
+        // predicts well. The first bytes that are anything else go to the
+        // general loop below, which would read these the same way.
+        let mut fast = 0;
+        while let [0x0a, len, ..] = bytes[fast..] {
+            let body = bytes.get(fast + 2..fast + 2 + usize::from(len));
+            let Some(label) = body
+                .filter(|_| len < 0x80 && depth > 0)
+                .and_then(decode_ascii_label)
+            else {
+                break;
+            };
+            self.labels.push(label);
+            fast += 2 + usize::from(len);
+        }
         // The label entries' span in `bytes` while they are back to back;
         // `None` once another field came between two of them.
-        let mut wire_labels: Option<Range<usize>> = Some(0..0);
-        let mut reader = Reader::new(bytes);
+        let mut wire_labels: Option<Range<usize>> = Some(0..fast);
+        let mut reader = Reader::new(&bytes[fast..]);
         loop {
             let key_at = bytes.len() - reader.rest.len();
             let Some((tag, wire_type)) = reader.key()? else {
