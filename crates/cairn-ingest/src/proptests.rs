@@ -200,6 +200,22 @@ fn check_decoders_agree(protobuf: &[u8]) -> Result<(), TestCaseError> {
                 by_ref.to_owned_request().encode_to_vec(),
                 owned.encode_to_vec()
             );
+            // A series' label entries as received decode, on their own, to
+            // exactly its labels: storage may look a series up by them.
+            for series in by_ref.series() {
+                if let Some(wire) = series.wire_labels() {
+                    let alone = TimeSeries::decode(wire).expect("entries that decoded before");
+                    let labels: Vec<(&str, &str)> =
+                        series.labels().iter().map(|l| (l.name, l.value)).collect();
+                    let again: Vec<(&str, &str)> = alone
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str()))
+                        .collect();
+                    prop_assert_eq!(labels, again);
+                    prop_assert!(alone.samples.is_empty() && alone.exemplars.is_empty());
+                }
+            }
         }
         (Err(_), Err(err)) => {
             prop_assert!(err

@@ -308,6 +308,7 @@ pub fn validate_write_request_known<'b>(
 ) -> ValidatedWrite<'b> {
     let max_timestamp = now_ms.saturating_add(limits.creation_grace_period_ms);
     let WriteRequestRef {
+        bytes: _,
         series: spans,
         labels: all_labels,
         samples: all_samples,

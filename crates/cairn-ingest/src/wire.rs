@@ -61,6 +61,10 @@ impl std::error::Error for WireError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SeriesSpans {
     pub(crate) labels: Range<usize>,
+    /// Where the series' label entries sit in the request's bytes, when
+    /// they sit back to back (see [`TimeSeriesRef::wire_labels`]). A range
+    /// of the whole decoded buffer, so the spans need no lifetime.
+    pub(crate) wire_labels: Option<Range<usize>>,
     pub(crate) samples: Range<usize>,
     pub(crate) exemplars: Range<usize>,
     pub(crate) histograms: usize,
@@ -105,14 +109,42 @@ impl MetricMetadataRef<'_> {
 /// A decoded `prometheus.WriteRequest` borrowing from the buffer it was
 /// decoded from. Series are read through [`WriteRequestRef::series`];
 /// validation reorders and drops labels and samples in place.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct WriteRequestRef<'a> {
+    /// The decoded bytes (empty for [`WriteRequestRef::from_owned`]).
+    pub(crate) bytes: &'a [u8],
     pub(crate) series: Vec<SeriesSpans>,
     pub(crate) labels: Vec<LabelRef<'a>>,
     pub(crate) samples: Vec<Sample>,
     pub(crate) exemplars: Vec<ExemplarSpan>,
     pub(crate) exemplar_labels: Vec<LabelRef<'a>>,
     pub metadata: Vec<MetricMetadataRef<'a>>,
+}
+
+/// Equal when what was decoded is equal, wherever it was decoded from
+/// (the bytes and the label entries' places in them are not compared).
+impl PartialEq for WriteRequestRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let spans = |r: &Self| {
+            r.series
+                .iter()
+                .map(|s| {
+                    (
+                        s.labels.clone(),
+                        s.samples.clone(),
+                        s.exemplars.clone(),
+                        s.histograms,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        spans(self) == spans(other)
+            && self.labels == other.labels
+            && self.samples == other.samples
+            && self.exemplars == other.exemplars
+            && self.exemplar_labels == other.exemplar_labels
+            && self.metadata == other.metadata
+    }
 }
 
 /// One series of a [`WriteRequestRef`].
@@ -126,6 +158,17 @@ impl<'r, 'a> TimeSeriesRef<'r, 'a> {
     /// The labels as sent (any order, possibly empty values or repeats).
     pub fn labels(&self) -> &'r [LabelRef<'a>] {
         &self.request.labels[self.spans.labels.clone()]
+    }
+
+    /// The series' `labels` entries (field 1 of `prometheus.TimeSeries`,
+    /// tags and lengths included) exactly as received, when no other field
+    /// sat between them: the labels in protobuf's encoding, which storage
+    /// can look up without re-encoding them. `None` when they were split,
+    /// for a series without labels, or for a request not decoded from
+    /// bytes.
+    pub fn wire_labels(&self) -> Option<&'a [u8]> {
+        let range = self.spans.wire_labels.clone()?;
+        Some(&self.request.bytes[range])
     }
 
     pub fn samples(&self) -> &'r [Sample] {
@@ -202,6 +245,7 @@ impl<'a> WriteRequestRef<'a> {
         scratch: DecodeScratch,
     ) -> Result<WriteRequestRef<'a>, WireError> {
         let mut out = WriteRequestRef {
+            bytes,
             series: scratch.series,
             labels: recycle(scratch.labels),
             samples: scratch.samples,
@@ -222,7 +266,8 @@ impl<'a> WriteRequestRef<'a> {
             match tag {
                 1 => {
                     let body = reader.message(wire_type, RECURSION_LIMIT)?;
-                    out.decode_series(body, RECURSION_LIMIT - 1)?;
+                    let offset = bytes.len() - reader.rest.len() - body.len();
+                    out.decode_series(body, offset, RECURSION_LIMIT - 1)?;
                 }
                 3 => {
                     let body = reader.message(wire_type, RECURSION_LIMIT)?;
@@ -278,6 +323,7 @@ impl<'a> WriteRequestRef<'a> {
             }
             out.series.push(SeriesSpans {
                 labels: labels_start..out.labels.len(),
+                wire_labels: None,
                 samples: samples_start..out.samples.len(),
                 exemplars: exemplars_start..out.exemplars.len(),
                 histograms: series.histograms.len(),
@@ -349,16 +395,53 @@ impl<'a> WriteRequestRef<'a> {
         })
     }
 
-    fn decode_series(&mut self, bytes: &'a [u8], depth: u32) -> Result<(), WireError> {
+    /// Decodes one `prometheus.TimeSeries`, `bytes`, found at `offset` in
+    /// the request's bytes.
+    fn decode_series(
+        &mut self,
+        bytes: &'a [u8],
+        offset: usize,
+        depth: u32,
+    ) -> Result<(), WireError> {
         let labels_start = self.labels.len();
         let samples_start = self.samples.len();
         let exemplars_start = self.exemplars.len();
         let mut histograms = 0;
-        let mut reader = Reader::new(bytes);
-        while let Some((tag, wire_type)) = reader.key()? {
+        // Fast path for the label entries Prometheus writes first: `0a
+        // <len> <label>` with a one-byte length and a label that
+        // `decode_ascii_label` reads, one after the other, in a loop that
+        // predicts well. The first bytes that are anything else go to the
+        // general loop below, which would read these the same way.
+        let mut fast = 0;
+        while let [0x0a, len, ..] = bytes[fast..] {
+            let body = bytes.get(fast + 2..fast + 2 + usize::from(len));
+            let Some(label) = body
+                .filter(|_| len < 0x80 && depth > 0)
+                .and_then(decode_ascii_label)
+            else {
+                break;
+            };
+            self.labels.push(label);
+            fast += 2 + usize::from(len);
+        }
+        // The label entries' span in `bytes` while they are back to back;
+        // `None` once another field came between two of them.
+        let mut wire_labels: Option<Range<usize>> = Some(0..fast);
+        let mut reader = Reader::new(&bytes[fast..]);
+        loop {
+            let key_at = bytes.len() - reader.rest.len();
+            let Some((tag, wire_type)) = reader.key()? else {
+                break;
+            };
             match tag {
                 1 => {
                     let body = reader.message(wire_type, depth)?;
+                    let end = bytes.len() - reader.rest.len();
+                    wire_labels = match wire_labels {
+                        Some(span) if span.is_empty() => Some(key_at..end),
+                        Some(span) if span.end == key_at => Some(span.start..end),
+                        _ => None,
+                    };
                     let label = match decode_ascii_label(body) {
                         Some(label) => label,
                         None => decode_label(body, depth - 1)?,
@@ -386,6 +469,9 @@ impl<'a> WriteRequestRef<'a> {
         }
         self.series.push(SeriesSpans {
             labels: labels_start..self.labels.len(),
+            wire_labels: wire_labels
+                .filter(|span| !span.is_empty())
+                .map(|span| offset + span.start..offset + span.end),
             samples: samples_start..self.samples.len(),
             exemplars: exemplars_start..self.exemplars.len(),
             histograms,
@@ -830,5 +916,66 @@ mod tests {
         deep.extend(vec![0x5c; 120]);
         assert!(WriteRequestRef::decode(&deep).is_err());
         assert!(prompb::WriteRequest::decode(deep.as_slice()).is_err());
+    }
+    /// A series' label entries are given as received when they are back
+    /// to back (whatever comes before or after them), and not when another
+    /// field splits them or there are none.
+    #[test]
+    fn wire_labels_are_the_label_entries_as_received() {
+        let labels = vec![
+            prompb::Label::new("__name__", "up"),
+            prompb::Label::new("job", "é"),
+        ];
+        let labels_only = prompb::TimeSeries {
+            labels: labels.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let request = sample_request();
+        let bytes = request.encode_to_vec();
+        let decoded = WriteRequestRef::decode(&bytes).unwrap();
+        let series: Vec<_> = decoded.series().collect();
+        assert_eq!(series[0].wire_labels(), Some(labels_only.as_slice()));
+        assert_eq!(series[1].wire_labels(), None, "no labels");
+        assert_eq!(
+            WriteRequestRef::from_owned(&request)
+                .series()
+                .next()
+                .unwrap()
+                .wire_labels(),
+            None
+        );
+
+        // Samples first, then the labels: still back to back.
+        let sample = prompb::TimeSeries {
+            samples: vec![prompb::Sample {
+                value: 1.0,
+                timestamp: 2,
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let wrap = |series: &[u8]| {
+            let mut out = vec![0x0a, series.len() as u8];
+            out.extend_from_slice(series);
+            out
+        };
+        let after = wrap(&[sample.clone(), labels_only.clone()].concat());
+        let decoded = WriteRequestRef::decode(&after).unwrap();
+        let series = decoded.series().next().unwrap();
+        assert_eq!(series.wire_labels(), Some(labels_only.as_slice()));
+        assert_eq!(series.samples().len(), 1);
+
+        // A sample between the two labels: not back to back.
+        let first = prompb::TimeSeries {
+            labels: labels[..1].to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let split = wrap(&[first.clone(), sample, labels_only[first.len()..].to_vec()].concat());
+        let decoded = WriteRequestRef::decode(&split).unwrap();
+        let series = decoded.series().next().unwrap();
+        assert_eq!(series.labels().len(), 2);
+        assert_eq!(series.wire_labels(), None);
     }
 }

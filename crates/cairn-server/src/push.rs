@@ -23,7 +23,7 @@ use cairn_ingest::{
     WriteRequestRef,
 };
 use cairn_model::{DiscardReason, TenantId};
-use cairn_tsdb::TenantStore;
+use cairn_tsdb::{LabelsAsSent, TenantStore};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::app::AppState;
@@ -152,11 +152,15 @@ fn store_request(
     // Series the tenant's head already holds, with labels exactly as sent,
     // need no label checks when every stored label set passes this
     // tenant's limits: found first, they skip them (same outcome, less
-    // work), and their hints spare storage a second lookup.
+    // work), and their hints spare storage a second lookup. Label entries
+    // sent back to back are looked up by their bytes as received: the
+    // head keeps labels in that encoding.
     let found = store.get(tenant).and_then(|db| {
-        db.find_series(request.series().map(|s| s.labels()), |bounds| {
-            validation_limits.admits_all(bounds)
-        })
+        let sets = request.series().map(|s| LabelsAsSent {
+            labels: s.labels(),
+            wire: s.wire_labels(),
+        });
+        db.find_series(sets, |bounds| validation_limits.admits_all(bounds))
     });
     let mut validated = validate_write_request_known(request, &validation_limits, now, |i| {
         found.as_ref().and_then(|found| found.get(i))

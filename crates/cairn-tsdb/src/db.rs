@@ -24,7 +24,7 @@ use cairn_model::{
 use crate::block::{self, Block};
 use crate::exemplars::ExemplarStore;
 use crate::head::ooo::{self, Verdict};
-use crate::head::{Applied, Found, Head, SeriesSnapshot, SlotId, NO_SLOT};
+use crate::head::{Applied, Found, Head, LabelsAsSent, SeriesSnapshot, SlotId, NO_SLOT};
 use crate::idhash::IdMap;
 use crate::querier;
 use crate::stats::{
@@ -234,7 +234,7 @@ impl Tsdb {
     /// a series created meanwhile is covered by what `admits` saw).
     pub fn find_series<'l>(
         &self,
-        sets: impl Iterator<Item = &'l [LabelRef<'l>]> + Clone,
+        sets: impl Iterator<Item = LabelsAsSent<'l>> + Clone,
         admits: impl FnOnce(&LabelSetBounds) -> bool,
     ) -> Option<FoundSeries> {
         let head = self.head.read();
@@ -956,7 +956,9 @@ fn lookup_batch<'h>(head: &'h Head, batch: &[SeriesRef<'_>]) -> Vec<Found<'h>> {
     }));
     let missing: Vec<usize> = (0..batch.len()).filter(|&i| found[i].is_none()).collect();
     if !missing.is_empty() {
-        let sets = missing.iter().map(|&i| batch[i].labels.as_slice());
+        let sets = missing
+            .iter()
+            .map(|&i| LabelsAsSent::new(batch[i].labels.as_slice()));
         for (i, looked_up) in missing.iter().zip(head.lookup_label_sets(sets)) {
             found[*i] = looked_up;
         }
@@ -1558,17 +1560,34 @@ mod tests {
             refs(&[("__name__", "up"), ("job", "a"), ("zone", "")]),
             refs(b),
         ];
+        // `a`'s labels as protobuf `TimeSeries.labels` entries, as
+        // Prometheus sends them, then with each `Label`'s fields swapped
+        // (valid protobuf for the same labels, but not that encoding).
+        let a_wire: &[u8] = b"\x0a\x0e\x0a\x08__name__\x12\x02up\x0a\x08\x0a\x03job\x12\x01a";
+        let a_swapped: &[u8] = b"\x0a\x0e\x12\x02up\x0a\x08__name__\x0a\x08\x12\x01a\x0a\x03job";
+        let empty: &[LabelRef] = &[];
+        let mut queries: Vec<LabelsAsSent> = sets.iter().map(|s| LabelsAsSent::new(s)).collect();
+        queries.push(LabelsAsSent {
+            labels: empty,
+            wire: Some(a_wire),
+        });
+        queries.push(LabelsAsSent {
+            labels: &sets[0],
+            wire: Some(a_swapped),
+        });
         let mut seen = None;
         let found = db
-            .find_series(sets.iter().map(|s| s.as_slice()), |bounds| {
+            .find_series(queries.iter().copied(), |bounds| {
                 seen = Some(*bounds);
                 true
             })
             .unwrap();
-        let hits: Vec<bool> = (0..sets.len()).map(|i| found.get(i).is_some()).collect();
-        assert_eq!(hits, [true, false, false, false, true]);
+        let hits: Vec<bool> = (0..queries.len()).map(|i| found.get(i).is_some()).collect();
+        assert_eq!(hits, [true, false, false, false, true, true, false]);
         assert_eq!(found.get(99), None);
         assert_ne!(found.get(0), found.get(4));
+        // The wire bytes found the series the labels found.
+        assert_eq!(found.get(5), found.get(0));
         assert_eq!(
             seen,
             Some(LabelSetBounds {
@@ -1579,9 +1598,7 @@ mod tests {
                 legacy_names: true,
             })
         );
-        assert!(db
-            .find_series(sets.iter().map(|s| s.as_slice()), |_| false)
-            .is_none());
+        assert!(db.find_series(queries.iter().copied(), |_| false).is_none());
     }
 
     /// A hint that holds takes the sample to its series; a hint from
@@ -1603,7 +1620,7 @@ mod tests {
             .append_refs(vec![hinted(&b, 1, None)], SeriesLimits::default())
             .unwrap();
         let find = |db: &Tsdb, labels: &[LabelRef]| {
-            db.find_series(std::iter::once(labels), |_| true)
+            db.find_series(std::iter::once(LabelsAsSent::new(labels)), |_| true)
                 .unwrap()
                 .get(0)
                 .unwrap()

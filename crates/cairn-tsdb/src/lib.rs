@@ -73,6 +73,7 @@ pub mod wal;
 use cairn_model::{DiscardReason, Labels};
 
 pub use db::{FoundSeries, Tsdb};
+pub use head::LabelsAsSent;
 pub use series_deletion::DeleteStats;
 pub use shipper::{SyncReport, SHIPPER_FILE};
 pub use tenant_deletion::TenantDeletionStatus;

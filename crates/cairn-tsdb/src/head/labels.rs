@@ -3,12 +3,12 @@
 
 use std::mem::MaybeUninit;
 
-use cairn_model::{Label, Labels, LabelsRef};
+use cairn_model::{Label, LabelRef, Labels, LabelsRef};
 
-/// Label pairs in name order, encoded as `uvarint(len) name uvarint(len)
-/// value` per label in one boxed byte slice (Prometheus's `stringlabels`
-/// idea). Only built from valid [`Labels`], so the bytes are always UTF-8
-/// strings with well-formed lengths.
+/// Label pairs in name order, encoded as Prometheus's remote write sends
+/// them ([`pack_pairs`]) in one boxed byte slice (Prometheus's
+/// `stringlabels` idea). Only built from valid [`Labels`], so the bytes are
+/// always UTF-8 strings in well-formed entries.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PackedLabels(Box<[u8]>);
 
@@ -48,9 +48,7 @@ impl PackedLabels {
             if rest.is_empty() {
                 return None;
             }
-            let name = take_bytes(&mut rest);
-            let value = take_bytes(&mut rest);
-            Some((name, value))
+            Some(take_pair(&mut rest))
         })
     }
 
@@ -81,14 +79,44 @@ impl PackedLabels {
     }
 }
 
+/// A series' labels as a write request sent them, to look up
+/// (`Head::lookup_label_sets`): in the order sent, possibly unsorted,
+/// repeated or with empty values (such sets match nothing).
+#[derive(Clone, Copy, Debug)]
+pub struct LabelsAsSent<'l> {
+    pub labels: &'l [LabelRef<'l>],
+    /// The bytes of the same labels' entries in the request's
+    /// `prometheus.TimeSeries` (field 1, tags and lengths included),
+    /// exactly as received, when they sat back to back. Compared with
+    /// stored sets as they are ([`pack_pairs`] writes that encoding), so
+    /// they need no packing; bytes written another way (longer varints,
+    /// other field order) simply match nothing and the set is not found.
+    pub wire: Option<&'l [u8]>,
+}
+
+impl<'l> LabelsAsSent<'l> {
+    /// Labels without their wire bytes: packed to be looked up.
+    pub fn new(labels: &'l [LabelRef<'l>]) -> LabelsAsSent<'l> {
+        LabelsAsSent { labels, wire: None }
+    }
+}
+
 pub struct PackedIter<'a> {
     rest: &'a [u8],
 }
 
-impl<'a> PackedIter<'a> {
-    fn string(&mut self) -> &'a str {
-        std::str::from_utf8(take_bytes(&mut self.rest)).expect("packed labels hold valid utf-8")
-    }
+/// Takes one packed label, `(name, value)`, off the front of `bytes`
+/// (written by [`pack_pairs`], so the tags are where it put them).
+fn take_pair<'a>(bytes: &mut &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    // The entry's tag and length, then the name's tag.
+    *bytes = &bytes[1..];
+    take_uvarint(bytes);
+    *bytes = &bytes[1..];
+    let name = take_bytes(bytes);
+    // The value's tag.
+    *bytes = &bytes[1..];
+    let value = take_bytes(bytes);
+    (name, value)
 }
 
 /// Takes one length-prefixed byte string off the front of `bytes`.
@@ -106,56 +134,87 @@ impl<'a> Iterator for PackedIter<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let name = self.string();
-        let value = self.string();
-        Some((name, value))
+        let (name, value) = take_pair(&mut self.rest);
+        let utf8 = |s| std::str::from_utf8(s).expect("packed labels hold valid utf-8");
+        Some((utf8(name), utf8(value)))
     }
 }
 
+/// Tag of `prometheus.TimeSeries.labels` (field 1) and of
+/// `prometheus.Label.name` (field 1): length-delimited.
+const TAG_LABEL_OR_NAME: u8 = 0x0a;
+/// Tag of `prometheus.Label.value` (field 2): length-delimited.
+const TAG_VALUE: u8 = 0x12;
+
 /// Appends `(name, value)` pairs (in name order) to `out` in the packed
-/// format: `uvarint(len) name uvarint(len) value` per label. The format is
-/// prefix-free, so equal bytes mean equal label sets; the head hashes and
-/// compares these bytes to find a series.
+/// format: per label, the `labels` entry of a `prometheus.TimeSeries` as
+/// protobuf writes it, `0a uvarint(len) 0a uvarint(len) name 12
+/// uvarint(len) value` (`prompb/types.proto`; shortest varints, fields in
+/// number order, as Prometheus's remote write and `prost` encode it). The
+/// format is prefix-free, so equal bytes mean equal label sets; the head
+/// hashes and compares these bytes to find a series. Being the wire
+/// encoding, a request's label entries, when they sit back to back, are
+/// looked up as received, without packing them (`Head::lookup_label_sets`).
+/// Unlike protobuf, an empty string is written too; stored label sets
+/// have none, and a set sent with one (which validation drops) simply
+/// matches nothing.
 ///
-/// The append path packs every incoming series' labels, so this is hot
-/// (issue 8: ~6 % of ingest CPU as two `extend_from_slice`s, each a
-/// `memmove` call, and two pushes per label). A label whose name and value
-/// are both shorter than 128 bytes (one-byte lengths: nearly all) takes one
-/// capacity check (a no-op when the caller reserved [`packed_len`] for the
-/// set) and is written in place, strings up to 64 bytes with a few
-/// fixed-size moves instead of a library call.
+/// The append path packs every series it cannot look up by its wire
+/// bytes, so this is hot (issue 8: ~6 % of ingest CPU as two
+/// `extend_from_slice`s, each a `memmove` call, and pushes per label). A
+/// label whose entry is shorter than 128 bytes (one-byte lengths: nearly
+/// all) takes one capacity check (a no-op when the caller reserved
+/// [`packed_len`] for the set) and is written in place, strings up to 64
+/// bytes with a few fixed-size moves instead of a library call.
 pub fn pack_pairs<'x>(pairs: impl Iterator<Item = (&'x str, &'x str)>, out: &mut Vec<u8>) {
     for (name, value) in pairs {
         let (name, value) = (name.as_bytes(), value.as_bytes());
         let (n, v) = (name.len(), value.len());
-        if n >= 0x80 || v >= 0x80 {
+        // The `Label` message: two tags, two one-byte lengths, the strings.
+        let message = n + v + 4;
+        if message >= 0x80 {
+            out.push(TAG_LABEL_OR_NAME);
+            put_uvarint(out, message_len(n, v));
+            out.push(TAG_LABEL_OR_NAME);
             put_uvarint(out, n);
             out.extend_from_slice(name);
+            out.push(TAG_VALUE);
             put_uvarint(out, v);
             out.extend_from_slice(value);
             continue;
         }
-        let len = n + v + 2;
+        let len = message + 2;
         out.reserve(len);
         let start = out.len();
         let dst = &mut out.spare_capacity_mut()[..len];
-        let (name_dst, value_dst) = dst.split_at_mut(n + 1);
-        name_dst[0].write(n as u8);
-        copy_bytes(&mut name_dst[1..], name);
-        value_dst[0].write(v as u8);
-        copy_bytes(&mut value_dst[1..], value);
+        let (name_dst, value_dst) = dst.split_at_mut(n + 4);
+        name_dst[0].write(TAG_LABEL_OR_NAME);
+        name_dst[1].write(message as u8);
+        name_dst[2].write(TAG_LABEL_OR_NAME);
+        name_dst[3].write(n as u8);
+        copy_bytes(&mut name_dst[4..], name);
+        value_dst[0].write(TAG_VALUE);
+        value_dst[1].write(v as u8);
+        copy_bytes(&mut value_dst[2..], value);
         // SAFETY: `dst` is the first `len` elements of the spare capacity
         // (the slicing above checked `len <= spare.len()`), i.e. `out[start
-        // .. start + len]`, and the four writes above initialised all of it:
-        // `name_dst` is `dst[..n + 1]` (length byte, then `n` name bytes),
-        // `value_dst` is `dst[n + 1..]` (length byte, then `v` value bytes).
+        // .. start + len]`, and the writes above initialised all of it:
+        // `name_dst` is `dst[..n + 4]` (four tag and length bytes, then `n`
+        // name bytes), `value_dst` is `dst[n + 4..]` (tag, length, then `v`
+        // value bytes), and `len = n + v + 6`.
         unsafe { out.set_len(start + len) };
     }
 }
 
 /// Bytes one label takes packed ([`pack_pairs`]).
 pub fn packed_len(name_len: usize, value_len: usize) -> usize {
-    uvarint_len(name_len) + name_len + uvarint_len(value_len) + value_len
+    let message = message_len(name_len, value_len);
+    1 + uvarint_len(message) + message
+}
+
+/// Bytes of one `prometheus.Label` message with both fields.
+fn message_len(name_len: usize, value_len: usize) -> usize {
+    2 + uvarint_len(name_len) + name_len + uvarint_len(value_len) + value_len
 }
 
 fn uvarint_len(value: usize) -> usize {
@@ -230,7 +289,8 @@ fn take_uvarint(bytes: &mut &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    /// The packed format written the plain way (the format's definition).
+    /// The packed format written the plain way (the format's definition:
+    /// the `labels` entries of a `prometheus.TimeSeries`).
     fn reference_pack(pairs: &[(&str, &str)]) -> Vec<u8> {
         fn put(out: &mut Vec<u8>, mut value: usize) {
             while value >= 0x80 {
@@ -239,12 +299,19 @@ mod tests {
             }
             out.push(value as u8);
         }
+        fn string(out: &mut Vec<u8>, tag: u8, s: &str) {
+            out.push(tag);
+            put(out, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
         let mut out = Vec::new();
         for (name, value) in pairs {
-            put(&mut out, name.len());
-            out.extend_from_slice(name.as_bytes());
-            put(&mut out, value.len());
-            out.extend_from_slice(value.as_bytes());
+            let mut message = Vec::new();
+            string(&mut message, 0x0a, name);
+            string(&mut message, 0x12, value);
+            out.push(0x0a);
+            put(&mut out, message.len());
+            out.extend(message);
         }
         out
     }
@@ -253,13 +320,57 @@ mod tests {
     fn packed_bytes_are_the_pinned_format() {
         let mut out = Vec::new();
         pack_pairs([("job", "node"), ("a", "")].into_iter(), &mut out);
-        assert_eq!(out, b"\x03job\x04node\x01a\x00");
+        assert_eq!(
+            out,
+            b"\x0a\x0b\x0a\x03job\x12\x04node\x0a\x05\x0a\x01a\x12\x00"
+        );
         let long = "v".repeat(300);
         let mut out = vec![0xaa];
         pack_pairs([("n", long.as_str())].into_iter(), &mut out);
-        let mut expected = vec![0xaa, 1, b'n', 0xac, 0x02];
+        // Label message: 0a 01 n 12 ac02 (300 bytes) = 306 bytes (b2 02).
+        let mut expected = vec![0xaa, 0x0a, 0xb2, 0x02, 0x0a, 1, b'n', 0x12, 0xac, 0x02];
         expected.extend_from_slice(long.as_bytes());
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn packed_bytes_are_what_prost_encodes_for_the_labels() {
+        use prost::Message;
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Label {
+            #[prost(string, tag = "1")]
+            name: String,
+            #[prost(string, tag = "2")]
+            value: String,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Series {
+            #[prost(message, repeated, tag = "1")]
+            labels: Vec<Label>,
+        }
+        let long = "x".repeat(130);
+        for pairs in [
+            vec![("__name__", "up"), ("job", "node")],
+            vec![("__name__", long.as_str()), (long.as_str(), "é")],
+            vec![
+                ("a", &long[..120]),
+                ("b", &long[..121]),
+                ("c", &long[..122]),
+            ],
+        ] {
+            let series = Series {
+                labels: pairs
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+            };
+            let mut packed = Vec::new();
+            pack_pairs(pairs.iter().copied(), &mut packed);
+            assert_eq!(packed, series.encode_to_vec(), "{pairs:?}");
+        }
     }
 
     #[test]
@@ -269,7 +380,9 @@ mod tests {
         // earlier bytes into buffers of any capacity.
         let text: String = "aé€😀bcdefghijklmnopqrstuvwxyz0123456789".repeat(600);
         let mut strings: Vec<String> = (0..=70).map(|n| "x".repeat(n)).collect();
-        strings.extend([127, 128, 129, 300, 16_383, 16_384].map(|n| "y".repeat(n)));
+        strings.extend(
+            [120, 121, 122, 123, 124, 127, 128, 129, 300, 16_383, 16_384].map(|n| "y".repeat(n)),
+        );
         strings.extend(
             text.char_indices()
                 .map(|(i, _)| i)

@@ -19,11 +19,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cairn_model::{LabelRef, LabelSetBounds, Labels, LabelsRef, Matcher, StorageHint};
+use cairn_model::{LabelSetBounds, Labels, LabelsRef, Matcher, StorageHint};
 
 use crate::chunk::ClosedChunk;
 use crate::idhash::IdMap;
-pub use labels::PackedLabels;
+pub use labels::{LabelsAsSent, PackedLabels};
 pub use postings::Postings;
 pub use series::{decide, AppendDecision, Applied, LastSample, MemSeries, SeriesLabels};
 pub use slab::{SeriesSlab, SlotId, NO_SLOT};
@@ -277,24 +277,38 @@ impl Head {
     }
 
     /// Finds each label set, as given (unsorted sets, repeats or empty
-    /// values simply match nothing), with [`Head::lookup_packed_many`].
+    /// values simply match nothing), with [`Head::lookup_packed_many`]. A
+    /// set's wire bytes, when given, are looked up as they are; the other
+    /// sets are packed first.
     pub fn lookup_label_sets<'h, 'l>(
         &'h self,
-        sets: impl Iterator<Item = &'l [LabelRef<'l>]> + Clone,
+        sets: impl Iterator<Item = LabelsAsSent<'l>> + Clone,
     ) -> Vec<Found<'h>> {
-        let packed_len: usize = sets
-            .clone()
-            .flatten()
+        let to_pack = || sets.clone().filter(|set| set.wire.is_none());
+        let packed_len: usize = to_pack()
+            .flat_map(|set| set.labels)
             .map(|l| labels::packed_len(l.name.len(), l.value.len()))
             .sum();
         let mut packed: Vec<u8> = Vec::with_capacity(packed_len);
-        let mut ends: Vec<usize> = Vec::with_capacity(sets.size_hint().0);
-        for set in sets {
-            labels::pack_pairs(set.iter().map(|l| (l.name, l.value)), &mut packed);
+        let mut ends: Vec<usize> = Vec::new();
+        for set in to_pack() {
+            labels::pack_pairs(set.labels.iter().map(|l| (l.name, l.value)), &mut packed);
             ends.push(packed.len());
         }
-        let mut found = Vec::with_capacity(ends.len());
-        self.lookup_packed_many(&packed, &ends, &mut found);
+        let (mut ends, mut start) = (ends.into_iter(), 0);
+        let keys: Vec<&[u8]> = sets
+            .map(|set| match set.wire {
+                Some(wire) => wire,
+                None => {
+                    let end = ends.next().expect("one end per packed set");
+                    let key = &packed[start..end];
+                    start = end;
+                    key
+                }
+            })
+            .collect();
+        let mut found = Vec::with_capacity(keys.len());
+        self.lookup_packed_many(&keys, &mut found);
         found
     }
 
@@ -320,9 +334,8 @@ impl Head {
         }
     }
 
-    /// [`Head::lookup_packed`] for many label sets at once: `packed` holds
-    /// them back to back, `ends[i]` is where set `i` ends. Pushes one answer
-    /// per set to `out`, in order.
+    /// [`Head::lookup_packed`] for many packed label sets at once. Pushes
+    /// one answer per set to `out`, in order.
     ///
     /// The lookups run as short passes over all sets (hash; probe the hash
     /// map; probe the series map; compare labels) instead of one set after
@@ -332,20 +345,8 @@ impl Head {
     ///
     /// Each answer carries the series' slot, which
     /// [`Head::append_in_slot`] takes to reach the series without a probe.
-    pub fn lookup_packed_many<'h>(
-        &'h self,
-        packed: &[u8],
-        ends: &[usize],
-        out: &mut Vec<Found<'h>>,
-    ) {
-        let sets = || {
-            ends.iter().scan(0, |start, &end| {
-                let set = &packed[*start..end];
-                *start = end;
-                Some(set)
-            })
-        };
-        let hashes: Vec<u64> = sets().map(|set| self.hash_packed(set)).collect();
+    pub fn lookup_packed_many<'h>(&'h self, sets: &[&[u8]], out: &mut Vec<Found<'h>>) {
+        let hashes: Vec<u64> = sets.iter().map(|set| self.hash_packed(set)).collect();
         let firsts: Vec<Option<SlotId>> = hashes
             .iter()
             .map(|hash| self.by_hash.get(hash).copied())
@@ -363,8 +364,8 @@ impl Head {
             sink = sink.wrapping_add(u64::from(first_label_byte.unwrap_or(0)) ^ last_t);
         }
         std::hint::black_box(sink);
-        out.reserve(ends.len());
-        for (i, set) in sets().enumerate() {
+        out.reserve(sets.len());
+        for (i, &set) in sets.iter().enumerate() {
             let found = match (firsts[i], candidates[i]) {
                 (None, _) => None,
                 (Some(slot), Some((id, series))) if series.labels().as_bytes() == set => {
