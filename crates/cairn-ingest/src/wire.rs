@@ -407,7 +407,7 @@ impl<'a> WriteRequestRef<'a> {
         let samples_start = self.samples.len();
         let exemplars_start = self.exemplars.len();
         let mut histograms = 0;
-        // Fast path for the label entries Prometheus writes first: `0a
+        // Fast paths for the label entries Prometheus writes first: `0a
         // <len> <label>` with a one-byte length and a label that
         // `decode_ascii_label` reads, one after the other, in a loop that
         // predicts well. The first bytes that are anything else go to the
@@ -424,9 +424,19 @@ impl<'a> WriteRequestRef<'a> {
             self.labels.push(label);
             fast += 2 + usize::from(len);
         }
+        let labels_end = fast;
+        // The samples that follow, the same way.
+        while let [0x12, len, ..] = bytes[fast..] {
+            let body = bytes.get(fast + 2..fast + 2 + usize::from(len));
+            let Some(body) = body.filter(|_| len < 0x80 && depth > 0) else {
+                break;
+            };
+            self.samples.push(decode_sample(body, depth - 1)?);
+            fast += 2 + usize::from(len);
+        }
         // The label entries' span in `bytes` while they are back to back;
         // `None` once another field came between two of them.
-        let mut wire_labels: Option<Range<usize>> = Some(0..fast);
+        let mut wire_labels: Option<Range<usize>> = Some(0..labels_end);
         let mut reader = Reader::new(&bytes[fast..]);
         loop {
             let key_at = bytes.len() - reader.rest.len();
