@@ -156,6 +156,7 @@ pub struct TimeSeriesRef<'r, 'a> {
 
 impl<'r, 'a> TimeSeriesRef<'r, 'a> {
     /// The labels as sent (any order, possibly empty values or repeats).
+    #[inline]
     pub fn labels(&self) -> &'r [LabelRef<'a>] {
         &self.request.labels[self.spans.labels.clone()]
     }
@@ -166,11 +167,13 @@ impl<'r, 'a> TimeSeriesRef<'r, 'a> {
     /// can look up without re-encoding them. `None` when they were split,
     /// for a series without labels, or for a request not decoded from
     /// bytes.
+    #[inline]
     pub fn wire_labels(&self) -> Option<&'a [u8]> {
         let range = self.spans.wire_labels.clone()?;
         Some(&self.request.bytes[range])
     }
 
+    #[inline]
     pub fn samples(&self) -> &'r [Sample] {
         &self.request.samples[self.spans.samples.clone()]
     }
