@@ -930,6 +930,7 @@ mod tests {
         assert!(WriteRequestRef::decode(&deep).is_err());
         assert!(prompb::WriteRequest::decode(deep.as_slice()).is_err());
     }
+
     /// A series' label entries are given as received when they are back
     /// to back (whatever comes before or after them), and not when another
     /// field splits them or there are none.
