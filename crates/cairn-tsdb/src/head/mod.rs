@@ -261,9 +261,9 @@ impl Head {
     }
 
     /// The series whose labels pack to exactly `packed`
-    /// ([`labels::pack_pairs`]), with its ID. The write path packs each
-    /// series' labels into a reused buffer and calls this: one hash of the
-    /// bytes and one `memcmp`, nothing allocated.
+    /// ([`labels::pack_pairs`]), with its ID: one hash of the bytes and one
+    /// `memcmp`, nothing allocated. (The write path looks up a request's
+    /// series together, with [`Head::lookup_label_sets`].)
     #[inline]
     pub fn lookup_packed(&self, packed: &[u8]) -> Option<(u64, &MemSeries)> {
         self.find_series(self.hash_packed(packed), |labels| {
@@ -433,10 +433,10 @@ impl Head {
     /// Returns false, changing nothing, if the ID or the labels already exist.
     pub fn create_series(&mut self, id: u64, labels: &Labels) -> bool {
         let packed = PackedLabels::new(labels);
-        if self.series.contains(id) || self.lookup_packed(packed.as_bytes()).is_some() {
+        let hash = self.hash_packed(packed.as_bytes());
+        if self.series.contains(id) || self.find_series(hash, |l| *l == packed).is_some() {
             return false;
         }
-        let hash = self.hash_packed(packed.as_bytes());
         self.postings.add(
             id,
             labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
